@@ -1,0 +1,30 @@
+# Helpers shared by every sdtrain target.
+
+# One precompiled <torch/torch.h> shared by every target: torch's headers cost ~40 s of CPU per
+# translation unit on their own, which would dominate the build on a 2-core CI machine.
+add_library(sdtrain_pch OBJECT "${CMAKE_CURRENT_LIST_DIR}/pch_anchor.cpp")
+target_link_libraries(sdtrain_pch PRIVATE ${TORCH_LIBRARIES} protobuf::libprotobuf)
+target_include_directories(sdtrain_pch BEFORE PRIVATE "${SDTRAIN_PROTOBUF_SHIM_DIR}")
+target_compile_options(sdtrain_pch PRIVATE -Wall -Wextra -Wno-unused-parameter)
+target_precompile_headers(sdtrain_pch PRIVATE <torch/torch.h> <google/protobuf/message.h>)
+set_target_properties(sdtrain_pch PROPERTIES POSITION_INDEPENDENT_CODE ON)
+
+# Warnings for our own code only (third-party headers come in as SYSTEM and stay quiet).
+function(sdtrain_target_defaults target)
+  target_precompile_headers(${target} REUSE_FROM sdtrain_pch)
+  # No <target>_EXPORTS macro: it would make the shared precompiled header unusable.
+  set_target_properties(${target} PROPERTIES DEFINE_SYMBOL "")
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  # Debian's protobuf headers ahead of the copy inside the torch wheel (see SdtrainDependencies).
+  target_include_directories(${target} BEFORE PRIVATE "${SDTRAIN_PROTOBUF_SHIM_DIR}")
+  target_include_directories(${target} PRIVATE "${PROJECT_SOURCE_DIR}" "${PROJECT_BINARY_DIR}")
+endfunction()
+
+# sdtrain_add_plugin_library(<name> SOURCES ...): a shared library of plugins that registers
+# itself when loaded (static registrars), linked to the core library.
+function(sdtrain_add_plugin_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
+  add_library(${name} SHARED ${ARG_SOURCES})
+  sdtrain_target_defaults(${name})
+  target_link_libraries(${name} PUBLIC sdtrain ${ARG_LIBS})
+endfunction()

@@ -1,0 +1,68 @@
+#pragma once
+/// The callback plugin interface, with Lightning's hook names.
+#include <cstdint>
+#include <string>
+
+#include "proto/sdtrain.pb.h"
+
+namespace sdtrain {
+
+class Model;
+
+/// Where training stands. Steps count optimizer steps; epochs and batches count micro-batches
+/// of this rank.
+struct TrainProgress {
+  int64_t step = 0;               ///< optimizer steps completed
+  int64_t epoch = 0;              ///< current epoch (0-based)
+  int64_t batch_in_epoch = 0;     ///< micro-batches done in this epoch
+  int64_t batches_per_epoch = 0;  ///< micro-batches per epoch on each rank
+  int64_t max_steps = 0;          ///< step limit of the run (0 = none)
+  int64_t images_seen = 0;        ///< images trained on, over all ranks
+};
+
+/// What one optimizer step measured (all ranks averaged where it applies).
+struct StepMetrics {
+  double loss = 0;              ///< mean loss over the step's micro-batches and ranks
+  double learning_rate = 0;
+  double grad_norm = 0;         ///< global gradient norm before clipping
+  double step_time_s = 0;       ///< wall time of this optimizer step
+  double images_per_s = 0;      ///< over all ranks
+  bool skipped = false;         ///< fp16 overflow or NaN guard skipped the update
+};
+
+/// The trainer as callbacks see it.
+class TrainerHandle {
+ public:
+  virtual ~TrainerHandle() = default;
+  virtual const TrainConfig& config() const = 0;
+  virtual const TrainProgress& progress() const = 0;
+  virtual Model& model() = 0;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  /// run.output_dir, created.
+  virtual const std::string& output_dir() const = 0;
+  /// Ends training after the current step (a checkpoint is written first).
+  virtual void request_stop() = 0;
+};
+
+/// A training callback. Every hook runs on every rank; a callback that writes files should do so
+/// on rank 0 only unless it writes per-rank files. Hooks must not call collectives unless all
+/// ranks do.
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  virtual void on_fit_start(TrainerHandle& trainer) {}
+  virtual void on_train_epoch_start(TrainerHandle& trainer) {}
+  /// After every optimizer step.
+  virtual void on_step_end(TrainerHandle& trainer, const StepMetrics& metrics) {}
+  virtual void on_train_epoch_end(TrainerHandle& trainer) {}
+  /// After a validation pass; `metrics` holds e.g. "val/loss".
+  virtual void on_validation_end(TrainerHandle& trainer) {}
+  /// Returns state to store in the checkpoint (any bytes; empty = nothing).
+  virtual std::string on_save_checkpoint(TrainerHandle& trainer) { return {}; }
+  /// Receives what on_save_checkpoint returned when resuming.
+  virtual void on_load_checkpoint(TrainerHandle& trainer, const std::string& state) {}
+  virtual void on_fit_end(TrainerHandle& trainer) {}
+};
+
+}  // namespace sdtrain

@@ -1,0 +1,39 @@
+#pragma once
+/// The dataset plugin interface: random access to captioned images, nothing else.
+///
+/// Decoding, transforms, shuffling, sharding by rank, batching, prefetching and the bad-data policy
+/// are the framework's (framework/data), so every dataset plugin gets them for free.
+#include <cstddef>
+#include <string>
+
+#include "framework/data/image.h"
+
+namespace sdtrain {
+
+/// One example as a dataset returns it: either encoded image bytes (JPEG/PNG/WebP, decoded by the
+/// framework's workers) or an already decoded image, plus its caption.
+struct Sample {
+  /// Stable identity of the example (e.g. its path relative to the dataset root). Used in logs,
+  /// as the cache key for latents, and to name the sample in bad-data messages.
+  std::string key;
+  /// The caption (may be empty; text-only datasets carry only this).
+  std::string caption;
+  /// Encoded image file contents; empty when `image` is set or the dataset is text only.
+  std::string encoded;
+  /// A decoded image; empty when `encoded` is set or the dataset is text only.
+  Image image;
+};
+
+/// A random-access dataset. Implementations must be safe to call `get` from several threads
+/// at once (the framework's workers do).
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  /// Number of examples; constant for the object's lifetime.
+  virtual std::size_t size() const = 0;
+  /// Example `index` (0 <= index < size()). Throws sdtrain::DataError naming the file when the
+  /// example cannot be read; the framework then applies the bad-data policy.
+  virtual Sample get(std::size_t index) const = 0;
+};
+
+}  // namespace sdtrain

@@ -1,0 +1,55 @@
+#pragma once
+/// The model plugin interface: what the trainer needs from a trainable diffusion model.
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "framework/data/image.h"
+
+namespace sdtrain {
+
+/// One micro-batch as the data pipeline delivers it.
+struct Batch {
+  /// float32 [B, 3, H, W] in [-1, 1], RGB; on the CPU (pinned when CUDA is used).
+  torch::Tensor pixels;
+  /// One caption per image (after caption dropout).
+  std::vector<std::string> captions;
+  /// The samples' keys (Sample::key), for caching and logs.
+  std::vector<std::string> keys;
+};
+
+/// Settings for drawing validation samples.
+struct SampleRequest {
+  std::vector<std::string> prompts;
+  std::string negative_prompt;      ///< the unconditional label ("" = empty prompt)
+  int height = 512;                 ///< pixels, multiple of 8
+  int width = 512;                  ///< pixels, multiple of 8
+  int steps = 50;                   ///< sampler steps
+  double guidance_scale = 7.5;      ///< classifier-free guidance; 1 disables the uncond. pass
+  std::string sampler = "ddim";     ///< a registered scheduler name
+  double eta = 0.0;                 ///< DDIM eta (ancestral noise)
+  std::uint64_t seed = 42;          ///< initial latents (and ancestral noise) come from this
+};
+
+/// A trainable model. The trainer owns the optimisation; the model owns the loss.
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  /// The module whose parameters are optimised (frozen parts are not inside it). Its
+  /// named_parameters() name the weights in checkpoints.
+  virtual torch::nn::Module& trainable_module() = 0;
+
+  /// Moves every part of the model to `device` (frozen parts may keep another dtype).
+  virtual void to(const torch::Device& device) = 0;
+
+  /// The loss of one micro-batch: a scalar that requires grad. All randomness (noise, timesteps,
+  /// posterior samples) is drawn from `generator` so a run is reproducible and resumable.
+  virtual torch::Tensor training_loss(const Batch& batch, at::Generator& generator) = 0;
+
+  /// Draws one image per prompt with the current trainable weights. Returns RGB images.
+  virtual std::vector<Image> sample(const SampleRequest& request) = 0;
+};
+
+}  // namespace sdtrain

@@ -1,0 +1,50 @@
+#pragma once
+/// The scheduler plugin family: noise schedulers/samplers (diffusers' scheduler contract) and
+/// learning-rate schedules. Both are registered by name; see registry.h.
+#include <cstdint>
+
+#include <torch/torch.h>
+
+namespace sdtrain {
+
+/// A diffusion noise scheduler: the forward process for training and one sampler for inference.
+/// Mirrors diffusers' SchedulerMixin so results can be compared step for step.
+class NoiseScheduler {
+ public:
+  virtual ~NoiseScheduler() = default;
+
+  /// Number of training timesteps (1000 for SD v1).
+  virtual int64_t num_train_timesteps() const = 0;
+
+  /// Forward process q(x_t | x_0): sqrt(abar_t) * original + sqrt(1 - abar_t) * noise.
+  /// `timesteps` is int64 [B]; broadcast over the remaining dimensions.
+  virtual torch::Tensor add_noise(const torch::Tensor& original, const torch::Tensor& noise,
+                                  const torch::Tensor& timesteps) const = 0;
+
+  /// Prepares a sampling schedule of `num_inference_steps` steps; resets multistep history.
+  virtual void set_timesteps(int64_t num_inference_steps) = 0;
+
+  /// The timesteps of the current schedule in sampling order (as diffusers' `timesteps`).
+  virtual torch::Tensor timesteps() const = 0;
+
+  /// Standard deviation of the initial latent noise.
+  virtual double init_noise_sigma() const = 0;
+
+  /// Scales the denoiser input at `timestep` (identity for DDPM-family samplers).
+  virtual torch::Tensor scale_model_input(const torch::Tensor& sample, const torch::Tensor& timestep) = 0;
+
+  /// One sampling step from `sample` at `timestep` given the model's prediction; returns the
+  /// previous sample. Stochastic samplers draw noise from `generator` (nullptr: default CPU one).
+  virtual torch::Tensor step(const torch::Tensor& model_output, const torch::Tensor& timestep,
+                             const torch::Tensor& sample, at::Generator* generator) = 0;
+};
+
+/// A learning-rate schedule: LR(step) = base LR * factor(step).
+class LrSchedule {
+ public:
+  virtual ~LrSchedule() = default;
+  /// The multiplier for the optimizer step with 0-based index `step` (steps taken so far).
+  virtual double factor(int64_t step) const = 0;
+};
+
+}  // namespace sdtrain

@@ -1,0 +1,26 @@
+#pragma once
+/// Small string helpers used in error messages and parsing.
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sdtrain {
+
+/// Levenshtein distance between a and b.
+std::size_t edit_distance(std::string_view a, std::string_view b);
+
+/// The candidate closest to `word` by edit distance if it is plausibly a typo (distance at most
+/// max(2, |word| / 3)); otherwise "".
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
+
+/// "a, b, c".
+std::string join(const std::vector<std::string>& parts, const std::string& separator = ", ");
+
+/// Splits on `separator`, keeping empty parts.
+std::vector<std::string> split(const std::string& text, char separator);
+
+/// True if `text` starts with `prefix` / ends with `suffix`.
+bool starts_with(std::string_view text, std::string_view prefix);
+bool ends_with(std::string_view text, std::string_view suffix);
+
+}  // namespace sdtrain

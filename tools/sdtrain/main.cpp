@@ -1,0 +1,124 @@
+// sdtrain: fine-tunes a diffusion model as a protobuf text config describes.
+//
+//   mpirun -np 2 sdtrain --config configs/three_kingdoms.pbtxt [--set run.max_steps=100 ...]
+//
+// Exit codes: 0 success, 1 runtime failure, 2 bad config / command line / plugin library.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+#include "framework/config/config_loader.h"
+#include "framework/plugin/callback.h"
+#include "framework/plugin/dataset.h"
+#include "framework/plugin/model.h"
+#include "framework/plugin/scheduler.h"
+#include "framework/registry/plugin_loader.h"
+#include "framework/registry/registry.h"
+#include "framework/train/run_training.h"
+#include "framework/util/errors.h"
+#include "framework/util/version.h"
+#include "plugins/builtin_plugins.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+template <class Interface>
+void list_family(const char* heading) {
+  std::cout << heading << ":\n";
+  for (const auto& entry : sdtrain::Registry<Interface>::instance().entries()) {
+    std::cout << "  " << entry.name;
+    for (std::size_t pad = entry.name.size(); pad < 18; ++pad) std::cout << ' ';
+    std::cout << ' ' << entry.description << "  [" << entry.options_type->full_name() << "]";
+    if (!entry.library.empty()) std::cout << "  (" << entry.library << ")";
+    std::cout << "\n";
+  }
+}
+
+void list_plugins() {
+  list_family<sdtrain::Model>("model");
+  list_family<sdtrain::Dataset>("dataset");
+  list_family<sdtrain::NoiseScheduler>("scheduler (noise schedulers and samplers)");
+  list_family<sdtrain::LrSchedule>("lr_schedule (scheduler family: learning-rate schedules)");
+  list_family<sdtrain::Callback>("callback");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  sdtrain::builtin_plugin_count();  // keeps the built-in plugins linked in
+
+  po::options_description options(
+      "sdtrain " SDTRAIN_VERSION_STRING
+      ": data-parallel fine-tuning of Stable Diffusion v1\n\n"
+      "Usage:\n"
+      "  sdtrain --config FILE [--set path.to.field=value ...] [--plugin LIB ...]\n"
+      "  mpirun -np N sdtrain --config FILE      (one rank per GPU, or CPU ranks)\n\n"
+      "The config is a protobuf text file (sdtrain.TrainConfig, see proto/sdtrain.proto and\n"
+      "docs/config-reference.md). Exit codes: 0 ok, 1 training failed, 2 bad config or usage.\n\n"
+      "Options");
+  std::string config_path;
+  std::vector<std::string> overrides;
+  std::vector<std::string> plugins;
+  std::string resume;
+  options.add_options()
+      ("help,h", "print this help and exit")
+      ("version", "print the version and exit")
+      ("config,c", po::value(&config_path)->value_name("FILE"), "the run's config (.pbtxt)")
+      ("set,s", po::value(&overrides)->composing()->value_name("PATH=VALUE"),
+       "override one scalar config field, e.g. run.max_steps=100, data.batch_size=2,\n"
+       "data.train.options.root=/data/faces, callbacks[0].type=progress (repeatable;\n"
+       "applied in order after the file; values are type-checked)")
+      ("plugin,p", po::value(&plugins)->composing()->value_name("LIB"),
+       "load an external plugin library (repeatable), in addition to the config's plugin_libraries")
+      ("resume", po::value(&resume)->value_name("auto|DIR"),
+       "resume from the newest checkpoint in run.output_dir (auto) or from DIR; same as --set run.resume=...")
+      ("print-config", "print the effective config (file + overrides + defaults) and exit")
+      ("list-plugins", "print every registered plugin type per family and exit");
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& error) {
+    std::cerr << "sdtrain: " << error.what() << "\n(see sdtrain --help)\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << options << "\n";
+    return 0;
+  }
+  if (vm.count("version")) {
+    std::cout << "sdtrain " SDTRAIN_VERSION_STRING "\n";
+    return 0;
+  }
+  try {
+    if (vm.count("list-plugins")) {
+      sdtrain::load_plugin_libraries(plugins);
+      list_plugins();
+      return 0;
+    }
+    if (config_path.empty()) {
+      std::cerr << "sdtrain: --config FILE is required (see sdtrain --help)\n";
+      return 2;
+    }
+    if (!resume.empty()) overrides.push_back("run.resume=" + resume);
+    sdtrain::LoadedConfig loaded = sdtrain::load_train_config(config_path, overrides, plugins);
+    if (vm.count("print-config")) {
+      std::cout << sdtrain::config_to_text(loaded.config);
+      return 0;
+    }
+    return sdtrain::run_training(loaded);
+  } catch (const sdtrain::ConfigError& error) {
+    std::cerr << "sdtrain: config error: " << error.what() << "\n";
+    return 2;
+  } catch (const sdtrain::PluginError& error) {
+    std::cerr << "sdtrain: plugin error: " << error.what() << "\n";
+    return 2;
+  } catch (const std::exception& error) {
+    std::cerr << "sdtrain: error: " << error.what() << "\n";
+    return 1;
+  }
+}
