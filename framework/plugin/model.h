@@ -17,6 +17,10 @@ struct Batch {
   std::vector<std::string> captions;
   /// The samples' keys (Sample::key), for caching and logs.
   std::vector<std::string> keys;
+  /// One seed per sample for all of that sample's randomness in the loss (noise, timestep,
+  /// posterior sample). Derived from (run seed, epoch, dataset index), so a sample's loss does not
+  /// depend on how samples are spread over ranks, micro-batches or a resume.
+  std::vector<std::uint64_t> seeds;
 };
 
 /// Settings for drawing validation samples.
@@ -44,9 +48,10 @@ class Model {
   /// Moves every part of the model to `device` (frozen parts may keep another dtype).
   virtual void to(const torch::Device& device) = 0;
 
-  /// The loss of one micro-batch: a scalar that requires grad. All randomness (noise, timesteps,
-  /// posterior samples) is drawn from `generator` so a run is reproducible and resumable.
-  virtual torch::Tensor training_loss(const Batch& batch, at::Generator& generator) = 0;
+  /// The loss of one micro-batch: a scalar that requires grad, the mean over the batch of each
+  /// sample's loss. Each sample's randomness (noise, timestep, posterior sample) is drawn from a
+  /// generator seeded with batch.seeds[i], so results do not depend on batch composition.
+  virtual torch::Tensor training_loss(const Batch& batch) = 0;
 
   /// Draws one image per prompt with the current trainable weights. Returns RGB images.
   virtual std::vector<Image> sample(const SampleRequest& request) = 0;

@@ -1,0 +1,227 @@
+#include "framework/checkpoint/checkpoint_manager.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+#include "framework/config/config_loader.h"
+#include "framework/io/atomic_file.h"
+#include "framework/io/safetensors_reader.h"
+#include "framework/io/safetensors_writer.h"
+#include "framework/util/errors.h"
+#include "framework/util/file_util.h"
+
+namespace sdtrain {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kManifest = "manifest.json";
+constexpr const char* kModel = "model.safetensors";
+constexpr const char* kEma = "ema.safetensors";
+constexpr const char* kOptimizer = "optimizer.safetensors";
+constexpr const char* kState = "trainer_state.json";
+
+std::string step_folder_name(int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%08lld", static_cast<long long>(step));
+  return name;
+}
+
+/// Named views of a flat buffer (copied to the CPU for writing).
+std::vector<std::pair<std::string, torch::Tensor>> named_views(FlatParameters& parameters, const torch::Tensor& flat,
+                                                               const std::string& suffix = "") {
+  const torch::Tensor host = flat.device().is_cpu() ? flat : flat.to(torch::kCPU);
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (std::size_t i = 0; i < parameters.names().size(); ++i) {
+    out.emplace_back(parameters.names()[i] + suffix, parameters.view(host, i));
+  }
+  return out;
+}
+
+/// Copies the tensors named like `parameters` (+ suffix) from `reader` into `flat`.
+void load_named_views(const SafetensorsReader& reader, FlatParameters& parameters, torch::Tensor& flat,
+                      const std::string& suffix = "") {
+  torch::NoGradGuard no_grad;
+  for (std::size_t i = 0; i < parameters.names().size(); ++i) {
+    const std::string name = parameters.names()[i] + suffix;
+    if (!reader.contains(name)) {
+      throw FormatError(reader.path() + ": tensor '" + name + "' is missing (was the checkpoint written for another model?)");
+    }
+    torch::Tensor source = reader.tensor(name);
+    torch::Tensor target = parameters.view(flat, i);
+    if (source.sizes() != target.sizes()) {
+      throw FormatError(reader.path() + ": tensor '" + name + "' has shape " + c10::str(source.sizes()) +
+                        ", the model expects " + c10::str(target.sizes()));
+    }
+    target.copy_(source);
+  }
+}
+
+void write_json(const std::string& path, const json& value) {
+  const std::string text = value.dump(2) + "\n";
+  AtomicFile file(path);
+  file.write(text.data(), text.size());
+  file.commit();
+}
+
+json read_json(const std::string& path) {
+  try {
+    return json::parse(read_file(path));
+  } catch (const json::exception& error) {
+    throw FormatError(path + ": malformed JSON: " + error.what());
+  } catch (const std::runtime_error& error) {
+    throw FormatError(error.what());
+  }
+}
+
+}  // namespace
+
+CheckpointManager::CheckpointManager(std::string output_dir, int keep_last, const RankInfo& rank_info,
+                                     Communicator& communicator)
+    : checkpoints_dir_((fs::path(output_dir) / "checkpoints").string()),
+      keep_last_(keep_last),
+      rank_info_(rank_info),
+      communicator_(communicator) {}
+
+std::vector<std::string> CheckpointManager::list() const {
+  std::vector<std::pair<int64_t, std::string>> found;
+  if (!fs::is_directory(checkpoints_dir_)) return {};
+  static const std::regex pattern(R"(step-(\d{8,}))");
+  for (const auto& entry : fs::directory_iterator(checkpoints_dir_)) {
+    std::smatch match;
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !std::regex_match(name, match, pattern)) continue;
+    if (!fs::exists(entry.path() / kManifest)) continue;  // incomplete: never renamed into place
+    found.emplace_back(std::stoll(match[1]), entry.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& item : found) out.push_back(item.second);
+  return out;
+}
+
+std::string CheckpointManager::resolve(const std::string& spec) const {
+  if (spec == "auto") {
+    const auto all = list();
+    return all.empty() ? std::string() : all.back();
+  }
+  if (!fs::exists(fs::path(spec) / kManifest)) {
+    throw FormatError(spec + ": not a complete checkpoint (no " + kManifest + ")");
+  }
+  return spec;
+}
+
+std::string CheckpointManager::save(const TrainingState& state, FlatParameters& parameters, FlatAdamW& optimizer,
+                                    ExponentialMovingAverage* ema, const TrainConfig& config) {
+  const fs::path final_dir = fs::path(checkpoints_dir_) / step_folder_name(state.step);
+  const fs::path temp_dir = fs::path(checkpoints_dir_) / ("." + step_folder_name(state.step) + ".partial");
+  if (rank_info_.rank == 0) {
+    fs::create_directories(checkpoints_dir_);
+    fs::remove_all(temp_dir);  // left by a crash during an earlier attempt
+    fs::create_directories(temp_dir);
+
+    save_safetensors((temp_dir / kModel).string(), named_views(parameters, parameters.values()));
+    if (ema != nullptr) save_safetensors((temp_dir / kEma).string(), named_views(parameters, ema->shadow()));
+    auto optimizer_tensors = named_views(parameters, optimizer.exp_avg(), ".exp_avg");
+    for (auto& item : named_views(parameters, optimizer.exp_avg_sq(), ".exp_avg_sq")) optimizer_tensors.push_back(item);
+    save_safetensors((temp_dir / kOptimizer).string(), optimizer_tensors,
+                     {{"adam_step", std::to_string(optimizer.step_count())}});
+
+    json trainer_state = {{"step", state.step},
+                          {"epoch", state.epoch},
+                          {"batch_in_epoch", state.batch_in_epoch},
+                          {"images_seen", state.images_seen},
+                          {"world_size", state.world_size},
+                          {"ema_updates", state.ema_updates},
+                          {"loss_history", state.loss_history},
+                          {"callback_states", state.callback_states},
+                          {"config", config_to_text(config)}};
+    write_json((temp_dir / kState).string(), trainer_state);
+
+    // The manifest goes last: a folder with a manifest is complete by construction.
+    json files = json::array();
+    for (const char* name : {kModel, kEma, kOptimizer, kState}) {
+      const fs::path file = temp_dir / name;
+      if (!fs::exists(file)) continue;
+      files.push_back({{"name", name}, {"size", fs::file_size(file)}, {"sha256", sha256_file(file.string())}});
+    }
+    write_json((temp_dir / kManifest).string(),
+               {{"format", "sdtrain-checkpoint-1"}, {"step", state.step}, {"world_size", state.world_size}, {"files", files}});
+    fsync_path(temp_dir.string());
+
+    // Swap into place. A checkpoint of the same step (a resumed run saving again) is replaced only
+    // once the new one is complete.
+    const fs::path replaced = fs::path(checkpoints_dir_) / ("." + step_folder_name(state.step) + ".replaced");
+    if (fs::exists(final_dir)) fs::rename(final_dir, replaced);
+    fs::rename(temp_dir, final_dir);
+    fsync_path(checkpoints_dir_);
+    fs::remove_all(replaced);
+
+    if (keep_last_ > 0) {
+      auto all = list();
+      for (std::size_t i = 0; i + static_cast<std::size_t>(keep_last_) < all.size(); ++i) fs::remove_all(all[i]);
+    }
+  }
+  communicator_.barrier();
+  return final_dir.string();
+}
+
+TrainingState CheckpointManager::load(const std::string& folder, FlatParameters& parameters, FlatAdamW& optimizer,
+                                      ExponentialMovingAverage* ema) const {
+  const fs::path dir(folder);
+  const json manifest = read_json((dir / kManifest).string());
+  try {
+    for (const auto& file : manifest.at("files")) {
+      const fs::path path = dir / file.at("name").get<std::string>();
+      if (!fs::exists(path)) throw FormatError(path.string() + ": listed in the manifest but missing");
+      const auto size = fs::file_size(path);
+      if (size != file.at("size").get<uint64_t>()) {
+        throw FormatError(path.string() + ": size " + std::to_string(size) + " differs from the manifest's " +
+                          std::to_string(file.at("size").get<uint64_t>()) + " (truncated or modified)");
+      }
+      const std::string digest = sha256_file(path.string());
+      if (digest != file.at("sha256").get<std::string>()) {
+        throw FormatError(path.string() + ": SHA-256 " + digest + " differs from the manifest's " +
+                          file.at("sha256").get<std::string>() + " (corrupted or modified)");
+      }
+    }
+  } catch (const json::exception& error) {
+    throw FormatError((dir / kManifest).string() + ": malformed manifest: " + error.what());
+  }
+
+  load_named_views(SafetensorsReader((dir / kModel).string()), parameters, parameters.values());
+  SafetensorsReader optimizer_file((dir / kOptimizer).string());
+  load_named_views(optimizer_file, parameters, optimizer.exp_avg(), ".exp_avg");
+  load_named_views(optimizer_file, parameters, optimizer.exp_avg_sq(), ".exp_avg_sq");
+  const auto& metadata = optimizer_file.metadata();
+  const auto adam_step = metadata.find("adam_step");
+  if (adam_step == metadata.end()) throw FormatError(optimizer_file.path() + ": metadata 'adam_step' missing");
+  optimizer.set_step_count(std::stoll(adam_step->second));
+  if (ema != nullptr) {
+    if (!fs::exists(dir / kEma)) throw FormatError((dir / kEma).string() + ": missing, but ema.enabled is true");
+    load_named_views(SafetensorsReader((dir / kEma).string()), parameters, ema->shadow());
+  }
+
+  const json trainer_state = read_json((dir / kState).string());
+  TrainingState state;
+  try {
+    state.step = trainer_state.at("step").get<int64_t>();
+    state.epoch = trainer_state.at("epoch").get<int64_t>();
+    state.batch_in_epoch = trainer_state.at("batch_in_epoch").get<int64_t>();
+    state.images_seen = trainer_state.at("images_seen").get<int64_t>();
+    state.world_size = trainer_state.at("world_size").get<int>();
+    state.ema_updates = trainer_state.at("ema_updates").get<int64_t>();
+    state.loss_history = trainer_state.at("loss_history").get<std::vector<double>>();
+    state.callback_states = trainer_state.at("callback_states").get<std::map<std::string, std::string>>();
+  } catch (const json::exception& error) {
+    throw FormatError((dir / kState).string() + ": " + error.what());
+  }
+  return state;
+}
+
+}  // namespace sdtrain

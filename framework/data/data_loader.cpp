@@ -1,0 +1,158 @@
+#include "framework/data/data_loader.h"
+
+#include <random>
+
+#include "framework/data/image_codec.h"
+#include "framework/data/transforms.h"
+#include "framework/log/logger.h"
+#include "framework/util/errors.h"
+
+namespace sdtrain {
+
+DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderOptions& options)
+    : dataset_(std::move(dataset)),
+      options_(options),
+      sampler_(static_cast<int64_t>(dataset_->size()), options.batch_size, options.rank, options.world_size,
+               options.shuffle, options.seed) {
+  for (int i = 0; i < options_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+DataLoader::~DataLoader() { stop_workers(); }
+
+void DataLoader::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  work_ready_.notify_all();
+  for (auto& worker : workers_) worker.join();
+  workers_.clear();
+}
+
+void DataLoader::worker_loop() {
+  for (;;) {
+    std::packaged_task<Batch()> task;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      work_ready_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      if (stopping_) return;
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();  // exceptions land in the future
+  }
+}
+
+void DataLoader::seek(int64_t epoch, int64_t batch) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tasks_.clear();  // queued work is dropped; running work finishes and is discarded below
+  }
+  for (auto& entry : pending_) {
+    if (entry.second.valid()) entry.second.wait();
+  }
+  pending_.clear();
+  epoch_ = epoch;
+  next_batch_ = batch;
+  scheduled_until_ = batch;
+}
+
+void DataLoader::schedule_until(int64_t batch) {
+  const int64_t end = std::min(batch, batches_per_epoch());
+  while (scheduled_until_ < end) {
+    const int64_t index = scheduled_until_++;
+    std::vector<int64_t> indices = sampler_.batch_indices(epoch_, index);
+    const int64_t epoch = epoch_;
+    std::packaged_task<Batch()> task([this, epoch, indices = std::move(indices)] { return build_batch(epoch, indices); });
+    pending_.emplace(index, task.get_future());
+    if (workers_.empty()) {
+      task();
+    } else {
+      std::lock_guard<std::mutex> lock(mutex_);
+      tasks_.push_back(std::move(task));
+    }
+  }
+  work_ready_.notify_all();
+}
+
+std::optional<Batch> DataLoader::next() {
+  if (next_batch_ >= batches_per_epoch()) return std::nullopt;
+  const int64_t ahead = std::max<int64_t>(options_.prefetch_batches, options_.num_workers);
+  schedule_until(next_batch_ + 1 + ahead);
+  auto found = pending_.find(next_batch_);
+  Batch batch = found->second.get();
+  pending_.erase(found);
+  ++next_batch_;
+  return batch;
+}
+
+int64_t DataLoader::bad_samples() const {
+  std::lock_guard<std::mutex> lock(bad_mutex_);
+  return static_cast<int64_t>(bad_keys_.size());
+}
+
+torch::Tensor DataLoader::load_pixels(int64_t epoch, int64_t index, uint64_t sample_seed, std::string* caption,
+                                      std::string* key) {
+  Sample sample = dataset_->get(static_cast<std::size_t>(index));
+  *caption = sample.caption;
+  *key = sample.key;
+  if (sample.image.empty()) {
+    if (sample.encoded.empty()) throw DataError(sample.key + ": the sample has no image");
+    sample.image = decode_image(sample.encoded, sample.key, options_.bad_data.max_image_pixels());
+  } else if (static_cast<int64_t>(sample.image.width) * sample.image.height > options_.bad_data.max_image_pixels()) {
+    throw DataError(sample.key + ": image of " + std::to_string(sample.image.width) + "x" +
+                    std::to_string(sample.image.height) + " pixels exceeds data.bad_data.max_image_pixels");
+  }
+  return apply_transforms(sample.image, options_.transforms, sample_seed);
+}
+
+Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices) {
+  Batch batch;
+  std::vector<torch::Tensor> images;
+  const int64_t size = sampler_.dataset_size();
+  for (int64_t index : indices) {
+    // A bad sample is replaced by the samples after it (cyclically) in dataset order: a fixed
+    // sequence, so every run and every rank makes the same choice.
+    for (int64_t attempt = 0;; ++attempt) {
+      if (attempt >= size) throw DataError("every sample of the training set is unreadable");
+      const int64_t candidate = (index + attempt) % size;
+      const uint64_t sample_seed = mix_seed(options_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(candidate));
+      std::string caption;
+      std::string key;
+      try {
+        images.push_back(load_pixels(epoch, candidate, sample_seed, &caption, &key));
+      } catch (const DataError& error) {
+        int64_t bad_count = 0;
+        bool first_time = false;
+        {
+          std::lock_guard<std::mutex> lock(bad_mutex_);
+          first_time = bad_keys_.insert(key.empty() ? "#" + std::to_string(candidate) : key).second;
+          bad_count = static_cast<int64_t>(bad_keys_.size());
+        }
+        if (first_time) {
+          SDTRAIN_LOG_ALL_RANKS(WARNING) << "skipping bad sample " << candidate << ": " << error.what();
+        }
+        const int max_bad = options_.bad_data.max_bad_samples();
+        if (max_bad >= 0 && bad_count > max_bad) {
+          throw DataError(std::to_string(bad_count) + " bad samples exceed data.bad_data.max_bad_samples=" +
+                          std::to_string(max_bad) + "; last: " + error.what());
+        }
+        continue;
+      }
+      std::mt19937_64 dropout_rng(mix_seed(sample_seed, 0xCAD0));
+      if (options_.caption_dropout > 0 &&
+          std::uniform_real_distribution<double>(0.0, 1.0)(dropout_rng) < options_.caption_dropout) {
+        caption.clear();
+      }
+      batch.captions.push_back(std::move(caption));
+      batch.keys.push_back(std::move(key));
+      batch.seeds.push_back(mix_seed(sample_seed, 0x1055));
+      break;
+    }
+  }
+  batch.pixels = torch::stack(images);
+  if (options_.pin_memory) batch.pixels = batch.pixels.pin_memory();
+  return batch;
+}
+
+}  // namespace sdtrain

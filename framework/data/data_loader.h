@@ -1,0 +1,89 @@
+#pragma once
+/// Turns a Dataset into training micro-batches: sharded, seeded sampling (DistributedSampler),
+/// decoding and transforms on worker threads, prefetching, caption dropout and the bad-data
+/// policy. Every plugin dataset gets all of this for free.
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "framework/data/sampler.h"
+#include "framework/plugin/dataset.h"
+#include "framework/plugin/model.h"
+#include "proto/sdtrain.pb.h"
+
+namespace sdtrain {
+
+struct DataLoaderOptions {
+  int batch_size = 4;
+  int num_workers = 4;         ///< 0 = decode on the calling thread
+  int prefetch_batches = 2;    ///< micro-batches prepared ahead (at least num_workers run at once)
+  bool shuffle = true;
+  uint64_t seed = 0;
+  int rank = 0;
+  int world_size = 1;
+  float caption_dropout = 0;
+  bool pin_memory = false;     ///< page-locked batches for fast host-to-GPU copies
+  TransformConfig transforms;
+  BadDataPolicy bad_data;
+};
+
+class DataLoader {
+ public:
+  DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderOptions& options);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  int64_t batches_per_epoch() const { return sampler_.batches_per_epoch(); }
+
+  /// Positions the loader at micro-batch `batch` of `epoch` (resume), dropping prefetched work.
+  void seek(int64_t epoch, int64_t batch);
+
+  /// The next micro-batch of the current epoch, or nullopt when the epoch is done (then seek to
+  /// the next one). A bad sample (unreadable, corrupt, too large) is logged with its key and
+  /// replaced by the next sample of a deterministic spare order, so the batch keeps its size and
+  /// every rank its step count. Throws DataError once more than bad_data.max_bad_samples distinct
+  /// samples were bad.
+  std::optional<Batch> next();
+
+  /// Distinct bad samples seen so far on this rank.
+  int64_t bad_samples() const;
+
+  /// Builds the micro-batch from dataset indices (what the workers run). Exposed for tests.
+  Batch build_batch(int64_t epoch, const std::vector<int64_t>& indices);
+
+ private:
+  torch::Tensor load_pixels(int64_t epoch, int64_t index, uint64_t sample_seed, std::string* caption,
+                            std::string* key);
+  void schedule_until(int64_t batch);
+  void worker_loop();
+  void stop_workers();
+
+  std::shared_ptr<const Dataset> dataset_;
+  DataLoaderOptions options_;
+  DistributedSampler sampler_;
+
+  int64_t epoch_ = 0;
+  int64_t next_batch_ = 0;       ///< the batch next() returns next
+  int64_t scheduled_until_ = 0;  ///< batches [next_batch_, scheduled_until_) are queued or done
+
+  std::mutex mutex_;
+  std::condition_variable work_ready_;
+  std::deque<std::packaged_task<Batch()>> tasks_;
+  std::map<int64_t, std::future<Batch>> pending_;
+  std::vector<std::thread> workers_;
+  bool stopping_ = false;
+
+  mutable std::mutex bad_mutex_;
+  std::set<std::string> bad_keys_;
+};
+
+}  // namespace sdtrain

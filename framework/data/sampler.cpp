@@ -1,0 +1,66 @@
+#include "framework/data/sampler.h"
+
+#include <numeric>
+#include <string>
+
+#include "framework/util/errors.h"
+
+namespace sdtrain {
+namespace {
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b) {
+  uint64_t state = seed;
+  uint64_t out = splitmix64(state);
+  state ^= a * 0xD6E8FEB86659FD93ULL;
+  out ^= splitmix64(state);
+  state ^= b * 0xA0761D6478BD642FULL;
+  return out ^ splitmix64(state);
+}
+
+DistributedSampler::DistributedSampler(int64_t dataset_size, int64_t batch_size, int rank, int world_size,
+                                       bool shuffle, uint64_t seed)
+    : dataset_size_(dataset_size),
+      batch_size_(batch_size),
+      rank_(rank),
+      world_size_(world_size),
+      shuffle_(shuffle),
+      seed_(seed),
+      batches_per_epoch_(dataset_size / (batch_size * world_size)) {
+  if (batches_per_epoch_ == 0) {
+    throw ConfigError("data.batch_size: the training set has " + std::to_string(dataset_size) +
+                      " samples, fewer than one global batch of " + std::to_string(world_size) + " ranks x " +
+                      std::to_string(batch_size) + " images");
+  }
+}
+
+std::vector<int64_t> DistributedSampler::permutation(int64_t epoch) const {
+  std::vector<int64_t> order(dataset_size_);
+  std::iota(order.begin(), order.end(), 0);
+  if (!shuffle_) return order;
+  uint64_t state = mix_seed(seed_, static_cast<uint64_t>(epoch), 0x5A4D504C45ULL);
+  for (int64_t i = dataset_size_ - 1; i > 0; --i) {
+    // Unbiased enough for any dataset size (the 128-bit product maps 64 random bits to [0, i]).
+    const auto j = static_cast<int64_t>(
+        (static_cast<unsigned __int128>(splitmix64(state)) * static_cast<unsigned __int128>(i + 1)) >> 64);
+    std::swap(order[i], order[j]);
+  }
+  return order;
+}
+
+std::vector<int64_t> DistributedSampler::batch_indices(int64_t epoch, int64_t batch) const {
+  if (epoch != cached_epoch_) {
+    cached_permutation_ = permutation(epoch);
+    cached_epoch_ = epoch;
+  }
+  const int64_t start = (batch * world_size_ + rank_) * batch_size_;
+  return std::vector<int64_t>(cached_permutation_.begin() + start, cached_permutation_.begin() + start + batch_size_);
+}
+
+}  // namespace sdtrain

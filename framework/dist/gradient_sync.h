@@ -1,0 +1,18 @@
+#pragma once
+/// Data-parallel synchronisation over a Communicator.
+#include <cstdint>
+
+#include <torch/types.h>
+
+#include "framework/dist/communicator.h"
+
+namespace sdtrain {
+
+/// Makes every rank's `values` equal to rank 0's (in place).
+void broadcast_parameters(torch::Tensor& values, Communicator& communicator);
+
+/// Averages the flat gradient buffer over ranks in place: allreduce-sum in buckets of about
+/// `bucket_bytes`, then divides by the world size.
+void allreduce_gradients(torch::Tensor& grads, Communicator& communicator, int64_t bucket_bytes);
+
+}  // namespace sdtrain

@@ -1,0 +1,39 @@
+#pragma once
+/// Exponential moving average of the flat trained weights, as LDM's LitEma: with warm-up the
+/// decay of update n (1-based) is min(decay, (1 + n) / (10 + n)); shadow -= (1 - d) (shadow - w).
+#include <cstdint>
+
+#include <torch/torch.h>
+
+#include "proto/sdtrain.pb.h"
+
+namespace sdtrain {
+
+class ExponentialMovingAverage {
+ public:
+  /// Starts the shadow as a copy of `values`, kept on the CPU when config.on_cpu().
+  ExponentialMovingAverage(const torch::Tensor& values, const EmaConfig& config);
+
+  /// One update towards `values`.
+  void update(const torch::Tensor& values);
+
+  /// The decay the next update will use.
+  double next_decay() const;
+
+  /// Swaps the shadow into `values` (keeping a copy of the trained weights) / back. Used to
+  /// sample and export with the EMA weights.
+  void swap_in(torch::Tensor& values);
+  void swap_out(torch::Tensor& values);
+
+  torch::Tensor& shadow() { return shadow_; }
+  int64_t num_updates() const { return num_updates_; }
+  void set_num_updates(int64_t updates) { num_updates_ = updates; }
+
+ private:
+  EmaConfig config_;
+  torch::Tensor shadow_;
+  torch::Tensor backup_;
+  int64_t num_updates_ = 0;
+};
+
+}  // namespace sdtrain

@@ -1,0 +1,45 @@
+#pragma once
+/// The trainable parameters of a module re-homed into one contiguous buffer, and their gradients
+/// into another. The optimizer, the EMA, gradient allreduce buckets and checkpoints then work on a
+/// few large tensors instead of ~700 small ones (one fused update instead of a per-tensor loop).
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace sdtrain {
+
+class FlatParameters {
+ public:
+  /// Takes every parameter of `module` that requires grad (in named_parameters() order). They
+  /// must share one dtype and device. Afterwards each parameter's data is a view into values()
+  /// and its grad a view into grads(); autograd accumulates into those views in place. Do not
+  /// move the module (`.to()`) afterwards.
+  explicit FlatParameters(torch::nn::Module& module);
+
+  /// Parameter names, element offsets into the flat buffers, and shapes, in order.
+  const std::vector<std::string>& names() const { return names_; }
+  const std::vector<int64_t>& offsets() const { return offsets_; }
+  const std::vector<std::vector<int64_t>>& shapes() const { return shapes_; }
+  int64_t numel() const { return values_.numel(); }
+
+  /// The flat parameter values (1-D); writing into it changes the module's parameters.
+  torch::Tensor& values() { return values_; }
+  /// The flat gradients (1-D), zeroed by zero_grad().
+  torch::Tensor& grads() { return grads_; }
+
+  /// Zeroes the gradients in place (keeping the views).
+  void zero_grad() { grads_.zero_(); }
+
+  /// The view of parameter `index` in `flat` (any tensor laid out like values()).
+  torch::Tensor view(const torch::Tensor& flat, std::size_t index) const;
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<int64_t> offsets_;
+  std::vector<std::vector<int64_t>> shapes_;
+  torch::Tensor values_;
+  torch::Tensor grads_;
+};
+
+}  // namespace sdtrain

@@ -1,0 +1,46 @@
+#include "framework/train/run_training.h"
+
+#include <filesystem>
+
+#include "framework/dist/communicator.h"
+#include "framework/dist/process_group.h"
+#include "framework/log/logger.h"
+#include "framework/train/trainer.h"
+#include "framework/util/errors.h"
+
+namespace sdtrain {
+namespace fs = std::filesystem;
+
+int run_training(const LoadedConfig& loaded) {
+  ProcessGroup group;
+  const RankInfo& info = group.info();
+  LogOptions log;
+  log.rank = info.rank;
+  log.world_size = info.world_size;
+  const fs::path logs = fs::path(loaded.config.run().output_dir()) / "logs";
+  fs::create_directories(logs);
+  char name[64];
+  std::snprintf(name, sizeof(name), "rank-%05d.log", info.rank);
+  log.file = (logs / name).string();
+  configure_logging(log);
+  SDTRAIN_LOG(INFO) << "sdtrain: " << info.world_size << " rank(s); effective config:\n"
+                    << config_to_text(loaded.config);
+
+  auto communicator = make_mpi_communicator(info, loaded.config.distributed().collective_timeout_s());
+  try {
+    Trainer trainer(loaded, info, *communicator);
+    trainer.fit();
+  } catch (const std::exception& error) {
+    // One rank failing must not leave the others waiting in a collective: end the whole job,
+    // printing the reason once (from the failing rank).
+    const bool config_error = dynamic_cast<const ConfigError*>(&error) != nullptr;
+    log_line(LogLevel::ERROR, std::string(config_error ? "config error: " : "error: ") + error.what(), true);
+    if (info.world_size == 1) throw;
+    ProcessGroup::abort_job("sdtrain: rank " + std::to_string(info.rank) + " failed; aborting the job",
+                            config_error ? 2 : 1);
+  }
+  SDTRAIN_LOG(INFO) << "training finished";
+  return 0;
+}
+
+}  // namespace sdtrain

@@ -1,0 +1,263 @@
+#include "framework/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "framework/checkpoint/checkpoint_manager.h"
+#include "framework/dist/gradient_sync.h"
+#include "framework/log/logger.h"
+#include "framework/registry/registry.h"
+#include "framework/util/errors.h"
+
+namespace sdtrain {
+namespace fs = std::filesystem;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+torch::Device pick_device(const std::string& wanted, int local_rank) {
+  if (wanted == "cpu") return torch::Device(torch::kCPU);
+  if (wanted == "auto" && !torch::cuda::is_available()) return torch::Device(torch::kCPU);
+  if (!torch::cuda::is_available()) {
+    throw ConfigError("run.device: '" + wanted + "' asked for CUDA, but no CUDA device is available");
+  }
+  if (wanted == "auto" || wanted == "cuda") {
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
+  }
+  return torch::Device(wanted);
+}
+
+PluginSpec default_lr_schedule() {
+  PluginSpec spec;
+  spec.set_type("lambda_linear");
+  return spec;
+}
+
+}  // namespace
+
+Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communicator& communicator)
+    : config_(loaded.config),
+      base_dir_(loaded.base_dir),
+      rank_info_(rank_info),
+      communicator_(communicator),
+      device_(pick_device(loaded.config.run().device(), rank_info.local_rank)) {
+  fs::path output(config_.run().output_dir());
+  if (output.is_relative()) output = fs::current_path() / output;
+  output_dir_ = output.string();
+  if (rank_info_.rank == 0) fs::create_directories(output_dir_);
+  communicator_.barrier();
+
+  PluginContext context;
+  context.config = &config_;
+  context.base_dir = base_dir_;
+  context.rank = rank_info_.rank;
+  context.world_size = rank_info_.world_size;
+
+  torch::manual_seed(config_.run().seed());  // initial weights of anything randomly initialised
+  model_ = Registry<Model>::instance().create(config_.model(), context, "model");
+  train_set_ = Registry<Dataset>::instance().create(config_.data().train(), context, "data.train");
+  if (config_.data().has_validation()) {
+    validation_set_ = Registry<Dataset>::instance().create(config_.data().validation(), context, "data.validation");
+  }
+  lr_schedule_ = Registry<LrSchedule>::instance().create(
+      config_.has_lr_schedule() ? config_.lr_schedule() : default_lr_schedule(), context, "lr_schedule");
+  for (int i = 0; i < config_.callbacks_size(); ++i) {
+    callbacks_.push_back(
+        Registry<Callback>::instance().create(config_.callbacks(i), context, "callbacks[" + std::to_string(i) + "]"));
+  }
+
+  DataLoaderOptions data;
+  data.batch_size = config_.data().batch_size();
+  data.num_workers = config_.data().num_workers();
+  data.prefetch_batches = config_.data().prefetch_batches();
+  data.shuffle = config_.data().shuffle();
+  data.seed = config_.run().seed();
+  data.rank = rank_info_.rank;
+  data.world_size = rank_info_.world_size;
+  data.caption_dropout = config_.data().caption_dropout();
+  data.pin_memory = device_.is_cuda();
+  data.transforms = config_.data().transforms();
+  data.bad_data = config_.data().bad_data();
+  loader_ = std::make_unique<DataLoader>(train_set_, data);
+
+  model_->to(device_);
+  flat_ = std::make_unique<FlatParameters>(model_->trainable_module());
+  // Every rank starts from rank 0's weights, whatever each initialised.
+  broadcast_parameters(flat_->values(), communicator_);
+  optimizer_ = std::make_unique<FlatAdamW>(flat_->values(), config_.optimizer());
+  if (config_.ema().enabled()) {
+    ema_ = std::make_unique<ExponentialMovingAverage>(flat_->values(), config_.ema());
+  }
+  progress_.batches_per_epoch = loader_->batches_per_epoch();
+  progress_.max_steps = config_.run().max_steps();
+
+  SDTRAIN_LOG(INFO) << "model: " << config_.model().type() << ", " << flat_->names().size()
+                    << " trained tensors, " << flat_->numel() << " parameters on " << device_.str();
+  SDTRAIN_LOG(INFO) << "data: " << train_set_->size() << " samples, " << progress_.batches_per_epoch
+                    << " micro-batches of " << data.batch_size << " per epoch on each of "
+                    << rank_info_.world_size << " ranks, accumulation " << config_.gradient_accumulation_steps();
+}
+
+Trainer::~Trainer() = default;
+
+template <class Hook>
+void Trainer::for_each_callback(Hook hook) {
+  for (auto& callback : callbacks_) hook(*callback);
+}
+
+double Trainer::learning_rate(int64_t step) const {
+  double base = config_.optimizer().base_learning_rate();
+  if (config_.optimizer().scale_lr()) {
+    base *= static_cast<double>(config_.gradient_accumulation_steps()) * rank_info_.world_size *
+            config_.data().batch_size();
+  }
+  return base * lr_schedule_->factor(step);
+}
+
+void Trainer::optimizer_step(double loss_sum, int micro_batches, double step_start_s) {
+  // Mean of the micro-batch losses, averaged over ranks (for logging only).
+  torch::Tensor loss_stats = torch::tensor({loss_sum, static_cast<double>(micro_batches)}, torch::kFloat64);
+  communicator_.allreduce_sum(loss_stats);
+  const double mean_loss = loss_stats[0].item<double>() / loss_stats[1].item<double>();
+
+  // Gradients hold the sum over micro-batches of loss/accumulation; average over ranks.
+  allreduce_gradients(flat_->grads(), communicator_,
+                      static_cast<int64_t>(config_.distributed().bucket_size_mb()) * 1024 * 1024);
+
+  StepMetrics metrics;
+  metrics.grad_norm = flat_->grads().norm().item<double>();
+  if (!std::isfinite(metrics.grad_norm)) {
+    metrics.skipped = true;
+    SDTRAIN_LOG(WARNING) << "step " << progress_.step << ": non-finite gradient norm; update skipped";
+  } else {
+    if (config_.gradient_clip_norm() > 0 && metrics.grad_norm > config_.gradient_clip_norm()) {
+      flat_->grads().mul_(config_.gradient_clip_norm() / (metrics.grad_norm + 1e-6));
+    }
+    metrics.learning_rate = learning_rate(progress_.step);
+    optimizer_->step(flat_->values(), flat_->grads(), metrics.learning_rate);
+    ++progress_.step;
+    if (ema_ && progress_.step % config_.ema().update_every() == 0) ema_->update(flat_->values());
+  }
+  flat_->zero_grad();
+
+  metrics.loss = mean_loss;
+  metrics.step_time_s = now_s() - step_start_s;
+  const int64_t images = static_cast<int64_t>(micro_batches) * config_.data().batch_size() * rank_info_.world_size;
+  progress_.images_seen += images;
+  metrics.images_per_s = metrics.step_time_s > 0 ? images / metrics.step_time_s : 0;
+  loss_history_.push_back(mean_loss);
+  for_each_callback([&](Callback& callback) { callback.on_step_end(*this, metrics); });
+}
+
+void Trainer::run_validation() {
+  if (ema_ && config_.ema().use_for_validation()) ema_->swap_in(flat_->values());
+  try {
+    for_each_callback([&](Callback& callback) { callback.on_validation_end(*this); });
+  } catch (...) {
+    if (ema_ && config_.ema().use_for_validation()) ema_->swap_out(flat_->values());
+    throw;
+  }
+  if (ema_ && config_.ema().use_for_validation()) ema_->swap_out(flat_->values());
+}
+
+void Trainer::fit() {
+  CheckpointManager checkpoints(output_dir_, config_.run().keep_last_checkpoints(), rank_info_, communicator_);
+  auto save = [&] {
+    TrainingState state;
+    state.step = progress_.step;
+    state.epoch = progress_.epoch;
+    state.batch_in_epoch = progress_.batch_in_epoch;
+    state.images_seen = progress_.images_seen;
+    state.world_size = rank_info_.world_size;
+    state.ema_updates = ema_ ? ema_->num_updates() : 0;
+    state.loss_history = loss_history_;
+    for (std::size_t i = 0; i < callbacks_.size(); ++i) {
+      state.callback_states[std::to_string(i) + ":" + config_.callbacks(static_cast<int>(i)).type()] =
+          callbacks_[i]->on_save_checkpoint(*this);
+    }
+    const std::string folder = checkpoints.save(state, *flat_, *optimizer_, ema_.get(), config_);
+    SDTRAIN_LOG(INFO) << "checkpoint written: " << folder;
+  };
+
+  if (!config_.run().resume().empty()) {
+    const std::string folder = checkpoints.resolve(config_.run().resume());
+    if (folder.empty()) {
+      SDTRAIN_LOG(INFO) << "run.resume=auto: no checkpoint in " << output_dir_ << ", starting fresh";
+    } else {
+      TrainingState state = checkpoints.load(folder, *flat_, *optimizer_, ema_.get());
+      progress_.step = state.step;
+      progress_.epoch = state.epoch;
+      progress_.batch_in_epoch = state.batch_in_epoch * state.world_size / rank_info_.world_size;
+      progress_.images_seen = state.images_seen;
+      loss_history_ = state.loss_history;
+      if (ema_) ema_->set_num_updates(state.ema_updates);
+      for (std::size_t i = 0; i < callbacks_.size(); ++i) {
+        auto found = state.callback_states.find(std::to_string(i) + ":" + config_.callbacks(static_cast<int>(i)).type());
+        if (found != state.callback_states.end()) callbacks_[i]->on_load_checkpoint(*this, found->second);
+      }
+      SDTRAIN_LOG(INFO) << "resumed from " << folder << " at step " << progress_.step << ", epoch "
+                        << progress_.epoch << ", micro-batch " << progress_.batch_in_epoch;
+    }
+  }
+
+  const int accumulation = config_.gradient_accumulation_steps();
+  const int64_t max_steps = config_.run().max_steps();
+  const int64_t max_epochs = config_.run().max_epochs();
+  const int64_t checkpoint_every = config_.run().checkpoint_every_n_steps();
+  auto done = [&] {
+    return stop_requested_ || (max_steps > 0 && progress_.step >= max_steps) ||
+           (max_epochs > 0 && progress_.epoch >= max_epochs);
+  };
+
+  for_each_callback([&](Callback& callback) { callback.on_fit_start(*this); });
+  int64_t last_checkpoint_step = progress_.step;
+  while (!done()) {
+    for_each_callback([&](Callback& callback) { callback.on_train_epoch_start(*this); });
+    loader_->seek(progress_.epoch, progress_.batch_in_epoch);
+    double loss_sum = 0;
+    int micro_batches = 0;
+    double step_start = now_s();
+    while (!done()) {
+      std::optional<Batch> batch = loader_->next();
+      if (!batch) break;
+      if (device_.is_cuda()) batch->pixels = batch->pixels.to(device_, /*non_blocking=*/true);
+      torch::Tensor loss = model_->training_loss(*batch);
+      TORCH_CHECK(loss.dim() == 0, "the model's training_loss must return a scalar");
+      (loss / accumulation).backward();
+      loss_sum += loss.item<double>();
+      ++micro_batches;
+      ++progress_.batch_in_epoch;
+      const bool epoch_end = progress_.batch_in_epoch == progress_.batches_per_epoch;
+      if (micro_batches == accumulation || epoch_end) {
+        // Like Lightning, an epoch's last incomplete accumulation still makes a step.
+        optimizer_step(loss_sum, micro_batches, step_start);
+        loss_sum = 0;
+        micro_batches = 0;
+        step_start = now_s();
+        if (epoch_end) break;  // epoch bookkeeping happens below, before any checkpoint
+        if (checkpoint_every > 0 && progress_.step % checkpoint_every == 0 && progress_.step != last_checkpoint_step) {
+          save();
+          last_checkpoint_step = progress_.step;
+        }
+      }
+    }
+    if (progress_.batch_in_epoch < progress_.batches_per_epoch) break;  // stopped mid-epoch
+    for_each_callback([&](Callback& callback) { callback.on_train_epoch_end(*this); });
+    ++progress_.epoch;
+    progress_.batch_in_epoch = 0;
+    const int64_t val_every = config_.run().val_every_n_epochs();
+    if (val_every > 0 && progress_.epoch % val_every == 0) run_validation();
+    if (checkpoint_every > 0 && progress_.step % checkpoint_every == 0 && progress_.step != last_checkpoint_step) {
+      save();
+      last_checkpoint_step = progress_.step;
+    }
+  }
+  if (progress_.step != last_checkpoint_step || progress_.step == 0) save();
+  for_each_callback([&](Callback& callback) { callback.on_fit_end(*this); });
+}
+
+}  // namespace sdtrain

@@ -1,0 +1,78 @@
+#pragma once
+/// The training loop: micro-batches → loss → backward → gradient accumulation and allreduce →
+/// clipping → AdamW → LR schedule → EMA, with callbacks, validation and checkpoints.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/config/config_loader.h"
+#include "framework/data/data_loader.h"
+#include "framework/dist/communicator.h"
+#include "framework/plugin/callback.h"
+#include "framework/plugin/dataset.h"
+#include "framework/plugin/model.h"
+#include "framework/plugin/scheduler.h"
+#include "framework/train/adamw.h"
+#include "framework/train/ema.h"
+#include "framework/train/flat_parameters.h"
+
+namespace sdtrain {
+
+class Trainer : public TrainerHandle {
+ public:
+  /// Builds the model, datasets, LR schedule and callbacks from `loaded` (throws ConfigError for
+  /// plugin option errors), moves the model to this rank's device and makes all ranks start from
+  /// rank 0's weights.
+  Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communicator& communicator);
+  ~Trainer() override;
+
+  /// Trains until run.max_steps / run.max_epochs (or a stop request), then writes the final
+  /// checkpoint. Resumes first when run.resume asks for it.
+  void fit();
+
+  // TrainerHandle
+  const TrainConfig& config() const override { return config_; }
+  const TrainProgress& progress() const override { return progress_; }
+  Model& model() override { return *model_; }
+  int rank() const override { return rank_info_.rank; }
+  int world_size() const override { return rank_info_.world_size; }
+  const std::string& output_dir() const override { return output_dir_; }
+  void request_stop() override { stop_requested_ = true; }
+
+  /// The learning rate of optimizer step `step` (base LR, scale_lr, schedule).
+  double learning_rate(int64_t step) const;
+  FlatParameters& parameters() { return *flat_; }
+  FlatAdamW& optimizer() { return *optimizer_; }
+  ExponentialMovingAverage* ema() { return ema_.get(); }
+  /// The losses of every optimizer step so far on this run (for tests and the CSV log).
+  const std::vector<double>& loss_history() const { return loss_history_; }
+
+ private:
+  void optimizer_step(double loss_sum, int micro_batches, double step_start_s);
+  void run_validation();
+  template <class Hook>
+  void for_each_callback(Hook hook);
+
+  TrainConfig config_;
+  std::string base_dir_;
+  RankInfo rank_info_;
+  Communicator& communicator_;
+  std::string output_dir_;
+  torch::Device device_;
+
+  std::unique_ptr<Model> model_;
+  std::shared_ptr<const Dataset> train_set_;
+  std::shared_ptr<const Dataset> validation_set_;
+  std::unique_ptr<DataLoader> loader_;
+  std::unique_ptr<LrSchedule> lr_schedule_;
+  std::vector<std::unique_ptr<Callback>> callbacks_;
+  std::unique_ptr<FlatParameters> flat_;
+  std::unique_ptr<FlatAdamW> optimizer_;
+  std::unique_ptr<ExponentialMovingAverage> ema_;
+
+  TrainProgress progress_;
+  std::vector<double> loss_history_;
+  bool stop_requested_ = false;
+};
+
+}  // namespace sdtrain

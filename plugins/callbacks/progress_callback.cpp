@@ -1,0 +1,59 @@
+// "progress": steps/s, images/s, ETA, loss and LR as a bar on a terminal or periodic lines.
+#include <cstdio>
+#include <memory>
+
+#include "framework/log/logger.h"
+#include "framework/log/progress_bar.h"
+#include "framework/plugin/callback.h"
+#include "framework/registry/registry.h"
+#include "proto/callbacks.pb.h"
+
+namespace sdtrain {
+namespace {
+
+class ProgressCallback : public Callback {
+ public:
+  explicit ProgressCallback(const ProgressOptions& options) : options_(options) {}
+
+  void on_fit_start(TrainerHandle& trainer) override {
+    const TrainProgress& progress = trainer.progress();
+    int64_t total = progress.max_steps;
+    const int64_t max_epochs = trainer.config().run().max_epochs();
+    const int64_t accumulation = trainer.config().gradient_accumulation_steps();
+    const int64_t steps_per_epoch = (progress.batches_per_epoch + accumulation - 1) / accumulation;
+    if (max_epochs > 0 && (total == 0 || max_epochs * steps_per_epoch < total)) total = max_epochs * steps_per_epoch;
+    bar_ = std::make_unique<ProgressBar>(total, "train", trainer.rank() == 0, options_.plain_interval_s());
+  }
+
+  void on_step_end(TrainerHandle& trainer, const StepMetrics& metrics) override {
+    const int64_t step = trainer.progress().step;
+    char status[160];
+    std::snprintf(status, sizeof(status), "ep %lld loss %.4f lr %.3g %.1f img/s",
+                  static_cast<long long>(trainer.progress().epoch), metrics.loss, metrics.learning_rate,
+                  metrics.images_per_s);
+    if (bar_) bar_->update(step, status);
+    if (options_.log_metrics() && step % trainer.config().run().log_every_n_steps() == 0 && !stderr_is_terminal()) {
+      char line[200];
+      std::snprintf(line, sizeof(line), "step %lld epoch %lld loss %.6f lr %.6g grad_norm %.4g %.2f img/s%s",
+                    static_cast<long long>(step), static_cast<long long>(trainer.progress().epoch), metrics.loss,
+                    metrics.learning_rate, metrics.grad_norm, metrics.images_per_s, metrics.skipped ? " (skipped)" : "");
+      SDTRAIN_LOG(INFO) << line;
+    }
+  }
+
+  void on_fit_end(TrainerHandle&) override {
+    if (bar_) bar_->finish();
+  }
+
+ private:
+  ProgressOptions options_;
+  std::unique_ptr<ProgressBar> bar_;
+};
+
+SDTRAIN_REGISTER_CALLBACK("progress", ProgressOptions, "progress bar / periodic lines: loss, LR, img/s, ETA",
+                          [](const ProgressOptions& options, const PluginContext&) {
+                            return std::make_unique<ProgressCallback>(options);
+                          });
+
+}  // namespace
+}  // namespace sdtrain

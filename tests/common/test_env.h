@@ -1,0 +1,42 @@
+#pragma once
+/// Paths the test runner passes in the environment (see tests/CMakeLists.txt).
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace sdtrain::test {
+
+inline std::string env_or_fail(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) {
+    ADD_FAILURE() << name << " is not set (run the tests through ctest)";
+    return {};
+  }
+  return value;
+}
+
+inline std::filesystem::path source_dir() { return env_or_fail("SDTRAIN_SOURCE_DIR"); }
+inline std::filesystem::path binary_dir() { return env_or_fail("SDTRAIN_BINARY_DIR"); }
+inline std::filesystem::path fixture_dir(const std::string& fixture) {
+  return std::filesystem::path(env_or_fail("SDTRAIN_FIXTURE_DIR")) / fixture;
+}
+inline std::filesystem::path library(const std::string& name) { return binary_dir() / "lib" / ("lib" + name + ".so"); }
+
+/// A fresh empty directory under the build tree, named after the running test.
+inline std::filesystem::path scratch_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  auto dir = binary_dir() / "test_scratch" / (std::string(info->test_suite_name()) + "." + info->name());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+/// Writes `text` to `path` and returns the path as a string.
+std::string write_text(const std::filesystem::path& path, const std::string& text);
+
+/// Runs a shell command, returning its exit code and capturing stdout+stderr into *output.
+int run_command(const std::string& command, std::string* output);
+
+}  // namespace sdtrain::test
