@@ -12,6 +12,13 @@ set_target_properties(sdtrain_pch PROPERTIES POSITION_INDEPENDENT_CODE ON)
 # Warnings for our own code only (third-party headers come in as SYSTEM and stay quiet).
 function(sdtrain_target_defaults target)
   target_precompile_headers(${target} REUSE_FROM sdtrain_pch)
+  # The shared header is compiled as position-independent code (-fPIC) for the libraries; an
+  # executable must match it exactly (GCC rejects a header built with -fPIC in a -fPIE unit).
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "EXECUTABLE")
+    set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE OFF)
+    target_compile_options(${target} PRIVATE -fPIC)
+  endif()
   # No <target>_EXPORTS macro: it would make the shared precompiled header unusable.
   set_target_properties(${target} PROPERTIES DEFINE_SYMBOL "")
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)

@@ -291,6 +291,11 @@ void fill_defaults(Message* message) {
 
 }  // namespace
 
+std::string resolve_config_path(const std::string& base_dir, const std::string& path) {
+  const fs::path given(path);
+  return given.is_absolute() ? given.string() : (fs::path(base_dir) / given).lexically_normal().string();
+}
+
 void parse_text_config(const std::string& text, const std::string& filename, Message* message) {
   CollectingErrors errors(filename);
   google::protobuf::TextFormat::Parser parser;
@@ -359,9 +364,8 @@ void validate_train_config(const TrainConfig& config, const std::string& base_di
   require(run.device() == "auto" || run.device() == "cpu" || starts_with(run.device(), "cuda"), "run.device",
           "must be auto, cpu, cuda or cuda:N, got '" + run.device() + "'");
   if (!run.resume().empty() && run.resume() != "auto") {
-    const fs::path resume = fs::path(run.resume()).is_absolute() ? fs::path(run.resume())
-                                                                   : fs::path(base_dir) / run.resume();
-    require(fs::is_directory(resume), "run.resume", "checkpoint directory not found: " + resume.string());
+    const std::string resume = resolve_config_path(base_dir, run.resume());
+    require(fs::is_directory(resume), "run.resume", "checkpoint directory not found: " + resume);
   }
 
   const DataConfig& data = config.data();

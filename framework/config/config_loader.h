@@ -16,6 +16,10 @@ struct LoadedConfig {
   std::string base_dir;  ///< its directory; relative paths in the config are resolved against it
 };
 
+/// `path` unchanged if absolute, else `base_dir / path` (relative paths in a config are relative
+/// to the config file's folder).
+std::string resolve_config_path(const std::string& base_dir, const std::string& path);
+
 /// Parses text-format `text` into `message`. `filename` is used in messages.
 /// Throws ConfigError "FILE:LINE:COL: message" (1-based) for syntax errors, unknown fields (with
 /// the closest field name suggested), wrong value types and unknown Any types.

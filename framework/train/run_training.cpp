@@ -17,7 +17,7 @@ int run_training(const LoadedConfig& loaded) {
   LogOptions log;
   log.rank = info.rank;
   log.world_size = info.world_size;
-  const fs::path logs = fs::path(loaded.config.run().output_dir()) / "logs";
+  const fs::path logs = fs::path(resolve_config_path(loaded.base_dir, loaded.config.run().output_dir())) / "logs";
   fs::create_directories(logs);
   char name[64];
   std::snprintf(name, sizeof(name), "rank-%05d.log", info.rank);

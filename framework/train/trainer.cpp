@@ -45,9 +45,7 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
       rank_info_(rank_info),
       communicator_(communicator),
       device_(pick_device(loaded.config.run().device(), rank_info.local_rank)) {
-  fs::path output(config_.run().output_dir());
-  if (output.is_relative()) output = fs::current_path() / output;
-  output_dir_ = output.string();
+  output_dir_ = fs::absolute(resolve_config_path(base_dir_, config_.run().output_dir())).string();
   if (rank_info_.rank == 0) fs::create_directories(output_dir_);
   communicator_.barrier();
 
@@ -184,7 +182,8 @@ void Trainer::fit() {
   };
 
   if (!config_.run().resume().empty()) {
-    const std::string folder = checkpoints.resolve(config_.run().resume());
+    const std::string resume = config_.run().resume();
+    const std::string folder = checkpoints.resolve(resume == "auto" ? resume : resolve_config_path(base_dir_, resume));
     if (folder.empty()) {
       SDTRAIN_LOG(INFO) << "run.resume=auto: no checkpoint in " << output_dir_ << ", starting fresh";
     } else {

@@ -6,7 +6,13 @@
 #include <cstdio>
 #include <fstream>
 
+#include "plugins/builtin_plugins.h"
+
 namespace sdtrain::test {
+
+// Referencing the built-in plugin library keeps it linked into every test program (the linker
+// would otherwise drop a library whose symbols no test names, and its plugins with it).
+static const int kBuiltinPlugins = builtin_plugin_count();
 
 std::string write_text(const std::filesystem::path& path, const std::string& text) {
   std::filesystem::create_directories(path.parent_path());

@@ -24,7 +24,8 @@ inline std::filesystem::path fixture_dir(const std::string& fixture) {
 }
 inline std::filesystem::path library(const std::string& name) { return binary_dir() / "lib" / ("lib" + name + ".so"); }
 
-/// A fresh empty directory under the build tree, named after the running test.
+/// A fresh empty directory under the build tree, named after the running test (each call empties
+/// it again: call once per test).
 inline std::filesystem::path scratch_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   auto dir = binary_dir() / "test_scratch" / (std::string(info->test_suite_name()) + "." + info->name());
