@@ -141,6 +141,24 @@ TEST(ClipTokenizer, MojibakeTextsEqualReferenceWithoutEncodingRepair) {
             << " mojibake texts differ from the full reference (ftfy fix_encoding not ported)\n";
 }
 
+// Sanity check of the reference itself: on plain ASCII sentences, prompts and numbers (no ftfy
+// repair, no Unicode case subtleties) transformers' tokenizers-backed CLIPTokenizer gives the same
+// rows. (Elsewhere it differs by design: no ftfy, no case-insensitive pre-tokenizer regex.)
+TEST(ClipTokenizer, ReferenceAgreesWithTransformersFastOnPlainText) {
+  const auto& c = corpus();
+  const auto category = c["category"].get<std::vector<std::string>>();
+  const auto slow = c["slow"].get<Rows>();
+  const auto fast = c["fast"].get<Rows>();
+  size_t n = 0;
+  for (size_t i = 0; i < slow.size(); ++i) {
+    if (category[i] == "ascii" || category[i] == "prompt" || category[i] == "numbers") {
+      ++n;
+      EXPECT_EQ(slow[i], fast[i]) << "text #" << i;
+    }
+  }
+  EXPECT_GT(n, 500u);
+}
+
 TEST(ClipTokenizer, EncodeEqualsReferenceWithoutTruncation) {
   const auto& c = corpus();
   const auto texts = c["texts"].get<std::vector<std::string>>();
