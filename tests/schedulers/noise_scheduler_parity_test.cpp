@@ -1,7 +1,9 @@
 // Every noise scheduler plugin against diffusers: timesteps, init_noise_sigma, every
 // scale_model_input / step output of a full sampling loop (fake deterministic model; stochastic
 // samplers with a seeded CPU generator, same seed as Python) and add_noise.
+#include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <memory>
 #include <string>
 
@@ -47,6 +49,9 @@ torch::Tensor fake_model(const torch::Tensor& sample, const torch::Tensor& t, co
   return 0.1 * sample + (0.05 * std::sin(t.item<double>())) * fixed;
 }
 
+/// Largest |C++ - diffusers| seen over step outputs (reported, so drift is visible).
+double g_worst_step_error = 0;
+
 /// Runs one fixture case; returns the number of compared step outputs.
 int64_t check_case(const std::string& name) {
   SCOPED_TRACE("case " + name);
@@ -80,6 +85,7 @@ int64_t check_case(const std::string& name) {
     latents = scheduler->step(out, t, latents, seed >= 0 ? &generator : nullptr);
     const double scaled_error = max_abs_diff(model_in, ref_scaled[i]);
     const double prev_error = max_abs_diff(latents, ref_prev[i]);
+    g_worst_step_error = std::max(g_worst_step_error, std::max(prev_error, scaled_error));
     EXPECT_LE(scaled_error, tolerance_for(ref_scaled[i])) << "scale_model_input at step " << i;
     EXPECT_LE(prev_error, tolerance_for(ref_prev[i])) << "step output at step " << i << " (t = " << t.item<double>() << ")";
     if (prev_error > tolerance_for(ref_prev[i])) break;  // later steps only repeat the failure
@@ -94,6 +100,7 @@ int64_t check_case(const std::string& name) {
 void check_plugin(const std::string& plugin) {
   const c10::IValue index = test::load_pickle(test::scheduler_fixture_dir() + "/index.pt");
   int cases = 0;
+  g_worst_step_error = 0;
   for (const c10::IValue& name : index.toListRef()) {
     const std::string case_name = name.toStringRef();
     const FixtureDict ref(test::scheduler_fixture_dir() + "/" + case_name + ".pt");
@@ -102,6 +109,8 @@ void check_plugin(const std::string& plugin) {
     ++cases;
   }
   EXPECT_GE(cases, 9) << "expected a case per spacing and step count for " << plugin;
+  std::cout << plugin << ": " << cases << " cases, largest step difference vs diffusers " << g_worst_step_error
+            << "\n";
 }
 
 TEST(NoiseSchedulerParity, Ddpm) { check_plugin("ddpm"); }
