@@ -2,6 +2,7 @@
 /// The scheduler plugin family: noise schedulers/samplers (diffusers' scheduler contract) and
 /// learning-rate schedules. Both are registered by name; see registry.h.
 #include <cstdint>
+#include <string>
 
 #include <torch/torch.h>
 
@@ -16,8 +17,19 @@ class NoiseScheduler {
   /// Number of training timesteps (1000 for SD v1).
   virtual int64_t num_train_timesteps() const = 0;
 
-  /// Forward process q(x_t | x_0): sqrt(abar_t) * original + sqrt(1 - abar_t) * noise.
-  /// `timesteps` is int64 [B]; broadcast over the remaining dimensions.
+  /// Cumulative product of (1 - beta_t) over the training timesteps: float32
+  /// [num_train_timesteps] on the CPU. Training losses derive SNR and v-targets from it.
+  virtual torch::Tensor alphas_cumprod() const = 0;
+
+  /// What the denoiser predicts: "epsilon", "v_prediction" or "sample".
+  virtual std::string prediction_type() const = 0;
+
+  /// Forward process as this class's diffusers add_noise: for the DDPM family
+  /// sqrt(abar_t) * original + sqrt(1 - abar_t) * noise (any training timestep); for the sigma
+  /// samplers (euler, euler_ancestral) original + sigma_t * noise and for dpmpp_2m
+  /// alpha_t * original + sigma_t * noise, where t must be one of timesteps() (or any training
+  /// timestep before set_timesteps). `timesteps` is integer or float [B]; broadcast over the
+  /// remaining dimensions.
   virtual torch::Tensor add_noise(const torch::Tensor& original, const torch::Tensor& noise,
                                   const torch::Tensor& timesteps) const = 0;
 

@@ -1,0 +1,45 @@
+#pragma once
+/// The training noise schedule shared by the DDPM-family schedulers: betas, alphas and their
+/// cumulative product, with the forward process and the v-prediction target.
+#include <string>
+
+#include <torch/torch.h>
+
+#include "proto/schedulers.pb.h"
+
+namespace sdtrain {
+namespace noise {
+
+/// betas / alphas / alphas_cumprod as diffusers builds them (float32, CPU).
+class TrainingSchedule {
+ public:
+  /// Builds the schedule from `options`. Throws ConfigError naming `where` on invalid values.
+  TrainingSchedule(const NoiseScheduleOptions& options, const std::string& where);
+
+  const NoiseScheduleOptions& options() const { return options_; }
+  int64_t num_train_timesteps() const { return options_.num_train_timesteps(); }
+  const torch::Tensor& betas() const { return betas_; }
+  const torch::Tensor& alphas() const { return alphas_; }
+  const torch::Tensor& alphas_cumprod() const { return alphas_cumprod_; }
+
+  /// sqrt(abar_t) * original + sqrt(1 - abar_t) * noise, abar cast to original's dtype and
+  /// device (diffusers' DDPMScheduler.add_noise). `timesteps` integer [B] in [0, T).
+  torch::Tensor add_noise(const torch::Tensor& original, const torch::Tensor& noise,
+                          const torch::Tensor& timesteps) const;
+
+  /// v = sqrt(abar_t) * noise - sqrt(1 - abar_t) * sample (diffusers' get_velocity).
+  torch::Tensor get_velocity(const torch::Tensor& sample, const torch::Tensor& noise,
+                             const torch::Tensor& timesteps) const;
+
+ private:
+  /// sqrt(abar_t) and sqrt(1 - abar_t) for `timesteps`, shaped to broadcast against `like`.
+  std::pair<torch::Tensor, torch::Tensor> coefficients(const torch::Tensor& like, const torch::Tensor& timesteps) const;
+
+  NoiseScheduleOptions options_;
+  torch::Tensor betas_;
+  torch::Tensor alphas_;
+  torch::Tensor alphas_cumprod_;
+};
+
+}  // namespace noise
+}  // namespace sdtrain
