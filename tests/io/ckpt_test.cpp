@@ -45,7 +45,7 @@ TEST(Ckpt, LightningStateDictLoadsExactly) {
 TEST(Ckpt, SharedStoragesStayShared) {
   const auto sd = load_ckpt_state_dict(fixture("lightning.ckpt"));
   std::map<std::string, torch::Tensor> m(sd.begin(), sd.end());
-  const torch::Tensor& w = m.at("model.diffusion_model.w");
+  torch::Tensor w = m.at("model.diffusion_model.w");
   const torch::Tensor& wt = m.at("model.diffusion_model.w_t");
   const torch::Tensor& ema = m.at("model_ema.diffusion_modelw");
   EXPECT_TRUE(w.is_alias_of(wt));

@@ -2,7 +2,12 @@
 // Helpers shared by the io tests: fixture paths, scratch directories, the python checker.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <string>
