@@ -180,7 +180,7 @@ TEST(Ckpt, WrittenCheckpointIsReadIdenticallyByTorchLoadWeightsOnly) {
   EXPECT_EQ(c.root.as_dict().find("global_step")->as_int(), 7);
   // 64-byte aligned data, so tensors view the file in place.
   for (const auto& [name, t] : back) {
-    if (t.storage_offset() == 0 && t.numel() > 0) EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data_ptr()) % 64, 0u) << name;
+    if (t.storage_offset() == 0 && t.numel() > 0) { EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data_ptr()) % 64, 0u) << name; }
   }
 }
 
