@@ -304,8 +304,10 @@ void PickleReader::build(PickleValue& target, const PickleValue& state) {
 }
 
 PickleValue PickleReader::load() {
+  // Declared outside the try: a rejected deep result must be dismantled, not destroyed recursively.
+  PickleValue result;
   try {
-    PickleValue result = run();
+    result = run();
     // Reject cycles and excessive depth before anything recursive touches the value.
     struct Frame {
       PickleValue::Node* node;
@@ -355,6 +357,7 @@ PickleValue PickleReader::load() {
     return result;
   } catch (...) {
     std::vector<PickleValue> all = std::move(stack_);
+    all.push_back(std::move(result));
     for (auto& kv : memo_) all.push_back(std::move(kv.second));
     memo_.clear();
     dismantle(all);
