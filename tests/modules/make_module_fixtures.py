@@ -125,7 +125,10 @@ def tiny_clip(out):
                 p.add_(0.1 * torch.randn_like(p))
     with open(os.path.join(out, "clip_config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
-    save(model.state_dict(), os.path.join(out, "clip_weights.pt"))
+    # The SD v1 text_encoder files (and transformers 4.x) name keys text_model.*; transformers 5
+    # drops that prefix from state_dict() and restores it on load, so write the on-disk form.
+    state = {(k if k.startswith("text_model.") else "text_model." + k): v for k, v in model.state_dict().items()}
+    save(state, os.path.join(out, "clip_weights.pt"))
 
     g = torch.Generator().manual_seed(5)
     ids = torch.randint(0, 998, (2, 77), generator=g)

@@ -36,7 +36,10 @@ class UNetParityTest : public ::testing::Test {
     loss.backward();
     if (loss_out) *loss_out = loss.detach();
     TensorMap grads;
-    for (const auto& p : unet->named_parameters()) grads[p.key()] = p.value().grad().clone();
+    for (const auto& p : unet->named_parameters()) {
+      EXPECT_TRUE(p.value().grad().defined()) << "no gradient for " << p.key();
+      if (p.value().grad().defined()) grads[p.key()] = p.value().grad().clone();
+    }
     return grads;
   }
   UNet2DConditionConfig config_;
@@ -97,7 +100,8 @@ TEST_F(UNetParityTest, GradientCheckpointingGivesIdenticalOutputsAndGradients) {
   ckpt->forward(x, io_["timestep"], io_["encoder_hidden_states"]).sum().backward();
   auto x2 = io_["sample"].clone().requires_grad_(true);
   plain->forward(x2, io_["timestep"], io_["encoder_hidden_states"]).sum().backward();
-  EXPECT_TRUE(torch::allclose(x.grad(), x2.grad(), 1e-6, 1e-7));
+  // Same math; only the accumulation order of the skip-connection gradients differs.
+  EXPECT_LE(testing::relative_max_diff(x.grad(), x2.grad()), 1e-5);
 }
 
 TEST_F(UNetParityTest, ChannelsLastMatches) {

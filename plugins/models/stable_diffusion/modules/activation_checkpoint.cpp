@@ -47,24 +47,21 @@ class AutocastScope {
 
 class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> {
  public:
-  // `tensors` = inputs followed by parameters.
+  // `tensors` = the DEFINED inputs (state->input_defined says where they go) then parameters.
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx,
                                c10::intrusive_ptr<CheckpointState> state,
-                               torch::autograd::variable_list tensors) {
-    std::vector<torch::Tensor> inputs(tensors.begin(), tensors.begin() + state->num_inputs);
+                               at::TensorList tensors) {
+    std::vector<torch::Tensor> inputs;
+    size_t k = 0;
+    for (bool defined : state->input_defined) {
+      inputs.push_back(defined ? tensors[k++] : torch::Tensor());
+    }
     torch::Tensor out;
     {
       torch::NoGradGuard no_grad;
       out = state->fn(inputs);
     }
-    // Undefined inputs cannot be saved; remember which were defined.
-    std::vector<torch::Tensor> to_save;
-    for (size_t i = 0; i < state->num_inputs; ++i) {
-      state->input_defined.push_back(tensors[i].defined());
-      if (tensors[i].defined()) to_save.push_back(tensors[i]);
-    }
-    for (size_t i = state->num_inputs; i < tensors.size(); ++i) to_save.push_back(tensors[i]);
-    ctx->save_for_backward(to_save);
+    ctx->save_for_backward(tensors.vec());
     ctx->saved_data["state"] = torch::IValue::make_capsule(state);
     return out;
   }
@@ -108,14 +105,19 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
       wrt.push_back(params[i]);
       wrt_index.push_back(state->num_inputs + i);
     }
-    torch::autograd::variable_list grads(state->num_inputs + params.size());
+    torch::autograd::variable_list grads(state->num_inputs + params.size());  // by full input index
     if (!wrt.empty() && out.requires_grad()) {
       auto g = torch::autograd::grad({out}, wrt, {grad_outputs[0]}, /*retain_graph=*/false,
                                      /*create_graph=*/false, /*allow_unused=*/true);
       for (size_t i = 0; i < g.size(); ++i) grads[wrt_index[i]] = g[i];
     }
-    grads.insert(grads.begin(), torch::Tensor());  // no gradient for the state argument
-    return grads;
+    // Back to the node's inputs: the state argument, the defined inputs, the parameters.
+    torch::autograd::variable_list result{torch::Tensor()};
+    for (size_t i = 0; i < state->num_inputs; ++i) {
+      if (state->input_defined[i]) result.push_back(grads[i]);
+    }
+    result.insert(result.end(), grads.begin() + static_cast<std::ptrdiff_t>(state->num_inputs), grads.end());
+    return result;
   }
 };
 
@@ -142,9 +144,15 @@ torch::Tensor checkpoint(const CheckpointFn& fn, const std::vector<torch::Tensor
   state->autocast_cuda_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
   state->autocast_cpu = at::autocast::is_autocast_enabled(at::kCPU);
   state->autocast_cpu_dtype = at::autocast::get_autocast_dtype(at::kCPU);
-  torch::autograd::variable_list tensors(inputs.begin(), inputs.end());
+  torch::autograd::variable_list tensors;
+  for (const auto& t : inputs) {
+    state->input_defined.push_back(t.defined());
+    if (t.defined()) tensors.push_back(t);
+  }
   tensors.insert(tensors.end(), params.begin(), params.end());
-  return CheckpointFunction::apply(state, tensors);
+  // Passed as a TensorList so autograd sees every tensor as an input (a std::vector argument
+  // would be taken as an opaque non-tensor value and the output would not require grad).
+  return CheckpointFunction::apply(state, at::TensorList(tensors));
 }
 
 }  // namespace sdtrain
