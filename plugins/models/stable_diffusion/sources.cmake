@@ -1,0 +1,3 @@
+target_sources(sdtrain_plugins PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/stable_diffusion_model.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/txt2img.cpp)

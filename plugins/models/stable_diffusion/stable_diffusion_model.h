@@ -1,0 +1,50 @@
+#pragma once
+/// The "stable_diffusion" model plugin: SD v1 latent diffusion fine-tuning (the UNet trained,
+/// the autoencoder and CLIP text encoder frozen) and sampling.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/plugin/model.h"
+#include "framework/plugin/scheduler.h"
+#include "framework/registry/registry.h"
+#include "plugins/models/stable_diffusion/txt2img.h"
+#include "proto/stable_diffusion.pb.h"
+
+namespace sdtrain {
+
+class StableDiffusionModel : public Model {
+ public:
+  /// Builds the networks from `options` (sizes; SD v1 when unset), loads options.weights when
+  /// given (non-strict unless strict_weights; mismatches are logged by name), freezes the text
+  /// encoder and the autoencoder. Throws ConfigError naming the option at fault.
+  StableDiffusionModel(const StableDiffusionOptions& options, const PluginContext& context);
+
+  torch::nn::Module& trainable_module() override { return *networks_.unet; }
+  void to(const torch::Device& device) override;
+
+  /// The recipe's training step for each sample i, all randomness from a CPU generator seeded
+  /// with batch.seeds[i], drawn in this order: the posterior sample's noise (VAE only), the
+  /// diffusion noise (plus the offset-noise term when noise_offset > 0), the timestep
+  /// t ~ U{0, T-1}. Then x_t = add_noise(z, noise, t), prediction = UNet(x_t, t, CLIP(caption)),
+  /// loss = mean((prediction - target)^2) per sample (target per the scheduler's prediction
+  /// type; min-SNR-gamma weights when set), averaged over the batch.
+  torch::Tensor training_loss(const Batch& batch) override;
+
+  std::vector<Image> sample(const SampleRequest& request) override;
+
+  const SdNetworks& networks() const { return networks_; }
+  const StableDiffusionOptions& options() const { return options_; }
+
+ private:
+  torch::Tensor encode_first_stage(const torch::Tensor& pixels, const std::vector<torch::Tensor>& posterior_noise);
+
+  StableDiffusionOptions options_;
+  PluginContext context_;
+  ClipTokenizer tokenizer_;
+  SdNetworks networks_;
+  std::unique_ptr<NoiseScheduler> noise_scheduler_;
+  torch::Device device_{torch::kCPU};
+};
+
+}  // namespace sdtrain

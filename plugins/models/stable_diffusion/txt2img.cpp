@@ -1,0 +1,74 @@
+#include "plugins/models/stable_diffusion/txt2img.h"
+
+#include "plugins/schedulers/noise/guidance.h"
+
+namespace sdtrain {
+
+torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::string>& prompts,
+                             const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor ids = networks.tokenizer->tokenize(prompts).to(device);
+  return networks.text_encoder->forward(ids).last_hidden_state;
+}
+
+std::vector<Image> tensor_to_images(const torch::Tensor& images) {
+  torch::Tensor bytes = ((images.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1) * 255)
+                            .round()
+                            .to(torch::kUInt8)
+                            .permute({0, 2, 3, 1})
+                            .contiguous()
+                            .to(torch::kCPU);
+  std::vector<Image> out;
+  for (int64_t i = 0; i < bytes.size(0); ++i) {
+    Image image;
+    image.height = static_cast<int>(bytes.size(1));
+    image.width = static_cast<int>(bytes.size(2));
+    image.channels = 3;
+    const uint8_t* data = bytes[i].data_ptr<uint8_t>();
+    image.pixels.assign(data, data + bytes[i].numel());
+    out.push_back(std::move(image));
+  }
+  return out;
+}
+
+std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, const SampleRequest& request,
+                           const torch::Device& device, const std::function<void(int, int)>& on_step) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(request.height % 8 == 0 && request.width % 8 == 0, "txt2img: height and width must be multiples of 8, got ",
+              request.height, "x", request.width);
+  const auto batch = static_cast<int64_t>(request.prompts.size());
+  TORCH_CHECK(batch > 0, "txt2img: no prompts");
+  const bool guided = request.guidance_scale > 1.0;
+
+  torch::Tensor context = encode_prompts(networks, request.prompts, device);
+  if (guided) {
+    const torch::Tensor uncond =
+        encode_prompts(networks, std::vector<std::string>(static_cast<std::size_t>(batch), request.negative_prompt), device);
+    context = torch::cat({uncond, context});
+  }
+
+  const int64_t channels = networks.unet->config().in_channels();
+  const int64_t factor = networks.vae ? 8 : 1;
+  auto generator = at::detail::createCPUGenerator(request.seed);
+  sampler.set_timesteps(request.steps);
+  torch::Tensor latents =
+      torch::randn({batch, channels, request.height / factor, request.width / factor}, generator, torch::kFloat32)
+          .to(device);
+  latents = latents * sampler.init_noise_sigma();
+
+  const torch::Tensor timesteps = sampler.timesteps();
+  const auto total = static_cast<int>(timesteps.size(0));
+  for (int i = 0; i < total; ++i) {
+    const torch::Tensor t = timesteps[i];
+    torch::Tensor input = guided ? torch::cat({latents, latents}) : latents;
+    input = sampler.scale_model_input(input, t);
+    torch::Tensor prediction = networks.unet->forward(input, t.to(device), context);
+    if (guided) prediction = noise::apply_cfg(prediction, request.guidance_scale);
+    latents = sampler.step(prediction, t, latents, &generator);
+    if (on_step) on_step(i + 1, total);
+  }
+  torch::Tensor images = networks.vae ? networks.vae->decode(latents / networks.scaling_factor) : latents;
+  return tensor_to_images(images);
+}
+
+}  // namespace sdtrain
