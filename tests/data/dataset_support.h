@@ -4,6 +4,8 @@
 #include <string>
 
 #include "framework/plugin/dataset.h"
+#include "framework/util/errors.h"
+#include "plugins/builtin_plugins.h"
 #include "framework/registry/registry.h"
 #include "proto/datasets.pb.h"
 
@@ -11,6 +13,7 @@ namespace sdtrain::testing {
 
 inline std::unique_ptr<Dataset> make_dataset(const std::string& type, const google::protobuf::Message& options,
                                              const PluginContext& context = {}) {
+  builtin_plugin_count();  // keeps libsdtrain_plugins (and its registrars) linked in
   PluginSpec spec;
   spec.set_type(type);
   spec.mutable_options()->PackFrom(options);

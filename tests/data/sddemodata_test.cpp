@@ -15,7 +15,7 @@ namespace sdtrain {
 namespace {
 
 int run_tool(const std::string& arguments) {
-  const std::string tool = testing::env_or_fail("SDTRAIN_BINARY_DIR") + "/bin/sddemodata";
+  const std::string tool = testing::binary_dir() + "/bin/sddemodata";
   const int status = std::system((tool + " " + arguments + " > /dev/null 2>&1").c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

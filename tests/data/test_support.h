@@ -13,15 +13,20 @@
 
 namespace sdtrain::testing {
 
-inline std::string env_or_fail(const char* name) {
+/// The environment variable `name`, else `fallback` (the build's value, compiled in: ctest's
+/// ENVIRONMENT may not reach gtest-discovered tests), else an exception.
+inline std::string env_or(const char* name, const char* fallback) {
   const char* value = std::getenv(name);
-  if (value == nullptr) throw std::runtime_error(std::string("environment variable not set: ") + name);
-  return value;
+  if (value != nullptr && *value != 0) return value;
+  if (fallback != nullptr && *fallback != 0) return fallback;
+  throw std::runtime_error(std::string("environment variable not set: ") + name);
 }
+
+inline std::string binary_dir() { return env_or("SDTRAIN_BINARY_DIR", SDTRAIN_TEST_BINARY_DIR); }
 
 /// $SDTRAIN_FIXTURE_DIR/data_images
 inline std::filesystem::path fixture_dir() {
-  return std::filesystem::path(env_or_fail("SDTRAIN_FIXTURE_DIR")) / "data_images";
+  return std::filesystem::path(env_or("SDTRAIN_FIXTURE_DIR", SDTRAIN_TEST_FIXTURE_DIR)) / "data_images";
 }
 
 inline nlohmann::json fixture_manifest() {

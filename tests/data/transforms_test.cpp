@@ -16,7 +16,7 @@ using testing::fixture_dir;
 using testing::fixture_manifest;
 
 TransformConfig::Interpolation interpolation_named(const std::string& name) {
-  TransformConfig::Interpolation value;
+  TransformConfig::Interpolation value = TransformConfig::BICUBIC;
   EXPECT_TRUE(TransformConfig::Interpolation_Parse(name, &value)) << name;
   return value;
 }
