@@ -1,0 +1,140 @@
+#include "framework/data/transforms.h"
+
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+
+namespace sdtrain {
+namespace {
+
+/// SplitMix64: a tiny, portable generator (std distributions differ between standard libraries).
+class SplitMix64 {
+ public:
+  explicit SplitMix64(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t next() {
+    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+  /// Uniform in [0, bound) (bound >= 1), without modulo bias (Lemire's method).
+  std::uint64_t below(std::uint64_t bound) {
+    const std::uint64_t threshold = (0 - bound) % bound;
+    for (;;) {
+      const unsigned __int128 product = static_cast<unsigned __int128>(next()) * bound;
+      if (static_cast<std::uint64_t>(product) >= threshold) return static_cast<std::uint64_t>(product >> 64);
+    }
+  }
+
+ private:
+  std::uint64_t state_;
+};
+
+/// torchvision's CenterCrop offset: int(round((size - crop) / 2.0)), round half to even.
+int center_offset(int size, int crop) {
+  return static_cast<int>(std::nearbyint((size - crop) / 2.0));
+}
+
+}  // namespace
+
+ResampleFilter resample_filter(TransformConfig::Interpolation interpolation) {
+  switch (interpolation) {
+    case TransformConfig::NEAREST: return ResampleFilter::NEAREST;
+    case TransformConfig::BILINEAR: return ResampleFilter::BILINEAR;
+    case TransformConfig::BICUBIC: return ResampleFilter::BICUBIC;
+    case TransformConfig::LANCZOS: return ResampleFilter::LANCZOS;
+  }
+  throw std::invalid_argument("transforms: unknown interpolation " + std::to_string(interpolation));
+}
+
+std::pair<int, int> resized_size_for_short_side(int width, int height, int short_side) {
+  if (width <= 0 || height <= 0 || short_side <= 0) {
+    throw std::invalid_argument("transforms: cannot resize a " + std::to_string(width) + "x" +
+                                std::to_string(height) + " image to short side " + std::to_string(short_side));
+  }
+  const bool portrait = width <= height;
+  const int short_in = portrait ? width : height;
+  const int long_in = portrait ? height : width;
+  // Python: int(size * long / short), a true division of two integers, then truncation.
+  const int long_out = static_cast<int>(static_cast<double>(static_cast<std::int64_t>(short_side) * long_in) /
+                                        static_cast<double>(short_in));
+  return portrait ? std::make_pair(short_side, long_out) : std::make_pair(long_out, short_side);
+}
+
+TransformPlan plan_transforms(int width, int height, const TransformConfig& config, std::uint64_t seed) {
+  const int resolution = config.resolution();
+  TransformPlan plan;
+  std::tie(plan.resized_width, plan.resized_height) = resized_size_for_short_side(width, height, resolution);
+  plan.crop_size = resolution;
+  SplitMix64 rng(seed);
+  if (config.crop() == TransformConfig::CENTER) {
+    plan.crop_x = center_offset(plan.resized_width, resolution);
+    plan.crop_y = center_offset(plan.resized_height, resolution);
+  } else {
+    // torchvision's RandomCrop draws the row (i) first, then the column (j).
+    plan.crop_y = static_cast<int>(rng.below(static_cast<std::uint64_t>(plan.resized_height - resolution) + 1));
+    plan.crop_x = static_cast<int>(rng.below(static_cast<std::uint64_t>(plan.resized_width - resolution) + 1));
+  }
+  plan.flip = config.random_flip() && (rng.next() >> 63) != 0;
+  return plan;
+}
+
+Image apply_plan(const Image& image, const TransformPlan& plan, const TransformConfig& config) {
+  Image out = resize_window(image, plan.resized_width, plan.resized_height, resample_filter(config.interpolation()),
+                            config.antialias(), {plan.crop_x, plan.crop_y, plan.crop_size, plan.crop_size});
+  if (plan.flip) {
+    const int C = out.channels;
+    for (int y = 0; y < out.height; ++y) {
+      std::uint8_t* row = out.pixels.data() + static_cast<std::size_t>(y) * out.width * C;
+      for (int a = 0, b = out.width - 1; a < b; ++a, --b) {
+        for (int c = 0; c < C; ++c) std::swap(row[a * C + c], row[b * C + c]);
+      }
+    }
+  }
+  return out;
+}
+
+torch::Tensor image_to_tensor(const Image& image) {
+  TORCH_CHECK(image.channels >= 1 && image.pixels.size() ==
+                  static_cast<std::size_t>(image.width) * image.height * image.channels,
+              "image_to_tensor: inconsistent image");
+  static const auto lut = [] {
+    std::array<float, 256> table{};
+    // torchvision ToTensor (x / 255 in float32) followed by the recipe's x * 2 - 1.
+    for (int v = 0; v < 256; ++v) table[v] = static_cast<float>(v) / 255.0f * 2.0f - 1.0f;
+    return table;
+  }();
+  const int C = image.channels;
+  const std::int64_t plane = static_cast<std::int64_t>(image.width) * image.height;
+  torch::Tensor out = torch::empty({C, image.height, image.width}, torch::kFloat32);
+  float* dst = out.data_ptr<float>();
+  const std::uint8_t* src = image.pixels.data();
+  for (std::int64_t i = 0; i < plane; ++i) {
+    for (int c = 0; c < C; ++c) dst[c * plane + i] = lut[src[i * C + c]];
+  }
+  return out;
+}
+
+torch::Tensor apply_transforms(const Image& image, const TransformConfig& config, std::uint64_t seed) {
+  if (image.channels != 3) {
+    throw std::invalid_argument("apply_transforms: expected an RGB image, got " + std::to_string(image.channels) +
+                                " channels");
+  }
+  if (config.resolution() <= 0) {
+    throw std::invalid_argument("apply_transforms: resolution must be positive, got " +
+                                std::to_string(config.resolution()));
+  }
+  const TransformPlan plan = plan_transforms(image.width, image.height, config, seed);
+  return image_to_tensor(apply_plan(image, plan, config));
+}
+
+Image resize_image(const Image& image, int width, int height, TransformConfig::Interpolation interpolation,
+                   bool antialias) {
+  return resize_window(image, width, height, resample_filter(interpolation), antialias);
+}
+
+}  // namespace sdtrain

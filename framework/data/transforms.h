@@ -1,0 +1,59 @@
+#pragma once
+/// The training image transforms of TransformConfig (proto/sdtrain.proto), equal to the recipe's
+/// torchvision pipeline on PIL images:
+///   Resize(resolution, interpolation)  -> short side = resolution, long side =
+///                                         int(resolution * long / short) (torchvision's rule)
+///   RandomCrop / CenterCrop(resolution) -> center offsets int(round((size - resolution) / 2.0))
+///                                         with Python's round-half-to-even
+///   RandomHorizontalFlip(p = 0.5)
+///   ToTensor() then x * 2 - 1          -> float32 in [-1, 1], channels first
+/// Resampling is PIL-exact (image_resize.h). Randomness comes only from `seed`, so a sample's
+/// augmentation is reproducible from (run seed, epoch, index) whatever thread or rank runs it.
+#include <cstdint>
+
+#include <torch/torch.h>
+
+#include "framework/data/image.h"
+#include "framework/data/image_resize.h"
+#include "proto/sdtrain.pb.h"
+
+namespace sdtrain {
+
+/// The geometry apply_transforms() uses for one image: resize target, crop window and flip.
+struct TransformPlan {
+  int resized_width = 0;
+  int resized_height = 0;
+  /// Top-left corner of the resolution x resolution crop in the resized image.
+  int crop_x = 0;
+  int crop_y = 0;
+  int crop_size = 0;
+  bool flip = false;
+};
+
+/// torchvision's Resize(int) output size for a width x height image: (width, height) of the
+/// result. Throws std::invalid_argument for non-positive sizes.
+std::pair<int, int> resized_size_for_short_side(int width, int height, int short_side);
+
+/// Plans the transforms of `config` for a width x height image with randomness from `seed`
+/// (crop offsets uniform over all valid positions, flip with probability 1/2).
+TransformPlan plan_transforms(int width, int height, const TransformConfig& config, std::uint64_t seed);
+
+/// Resize + crop + flip of `plan` applied to `image` (8-bit, 1-4 channels), as 8-bit pixels.
+Image apply_plan(const Image& image, const TransformPlan& plan, const TransformConfig& config);
+
+/// The training transforms of `config` applied to an RGB image. Returns a contiguous float32
+/// CPU tensor [3, R, R] in [-1, 1], R = config.resolution(). Throws std::invalid_argument for an
+/// image that is not 3-channel or a resolution <= 0.
+torch::Tensor apply_transforms(const Image& image, const TransformConfig& config, std::uint64_t seed);
+
+/// 8-bit interleaved image -> float32 [channels, height, width] with v / 255 * 2 - 1.
+torch::Tensor image_to_tensor(const Image& image);
+
+/// PIL's Image.resize(size, resample) (antialias = true; see image_resize.h for false).
+Image resize_image(const Image& image, int width, int height, TransformConfig::Interpolation interpolation,
+                   bool antialias);
+
+/// The resample filter for a TransformConfig interpolation.
+ResampleFilter resample_filter(TransformConfig::Interpolation interpolation);
+
+}  // namespace sdtrain

@@ -1,0 +1,132 @@
+// "image_folder": the Hugging Face imagefolder layout (a folder of images plus metadata.csv or
+// metadata.jsonl). Options: ImageFolderOptions in proto/datasets.proto.
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/data/image_codec.h"
+#include "framework/plugin/dataset.h"
+#include "framework/registry/registry.h"
+#include "framework/util/errors.h"
+#include "framework/util/strings.h"
+#include "plugins/datasets/csv_table.h"
+#include "proto/datasets.pb.h"
+
+namespace sdtrain {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path resolve(const std::string& path, const PluginContext& context) {
+  fs::path p(path);
+  if (p.is_relative()) p = fs::path(context.base_dir) / p;
+  return p.lexically_normal();
+}
+
+/// A dataset of (image file, caption) rows read from the metadata file once at construction.
+/// Files are opened lazily in get(), so construction stays fast on large or remote folders.
+class ImageFolderDataset : public Dataset {
+ public:
+  ImageFolderDataset(const ImageFolderOptions& options, const PluginContext& context)
+      : allow_empty_captions_(options.allow_empty_captions()) {
+    if (options.root().empty()) throw ConfigError("root: required (the dataset folder)");
+    root_ = resolve(options.root(), context);
+    std::error_code error;
+    if (!fs::is_directory(root_, error)) throw ConfigError("root: directory not found: " + root_.string());
+    fs::path metadata;
+    if (!options.metadata_file().empty()) {
+      metadata = (root_ / options.metadata_file()).lexically_normal();
+      if (!fs::is_regular_file(metadata, error)) {
+        throw ConfigError("metadata_file: file not found: " + metadata.string());
+      }
+    } else {
+      const fs::path csv = root_ / "metadata.csv";
+      const fs::path jsonl = root_ / "metadata.jsonl";
+      const bool has_csv = fs::is_regular_file(csv, error);
+      const bool has_jsonl = fs::is_regular_file(jsonl, error);
+      if (has_csv && has_jsonl) {
+        throw ConfigError("metadata_file: both metadata.csv and metadata.jsonl are in " + root_.string() +
+                          "; set metadata_file to choose one");
+      }
+      if (!has_csv && !has_jsonl) {
+        throw ConfigError("root: no metadata.csv or metadata.jsonl in " + root_.string() +
+                          " (the imagefolder layout needs one, with columns " + options.file_name_column() +
+                          " and " + options.caption_column() + ")");
+      }
+      metadata = has_csv ? csv : jsonl;
+    }
+    metadata_path_ = metadata.string();
+    metadata_name_ = metadata.filename().string();
+    std::string text;
+    try {
+      text = read_file_bytes(metadata_path_);
+    } catch (const DataError& e) {
+      throw ConfigError(std::string("metadata_file: ") + e.what());
+    }
+    const MetadataTable table = ends_with(metadata_path_, ".jsonl") ? parse_jsonl_table(text, metadata_path_)
+                                                                     : parse_csv_table(text, metadata_path_);
+    const int file_column = table.column(options.file_name_column());
+    if (file_column < 0) {
+      throw ConfigError("file_name_column: column '" + options.file_name_column() + "' not in " + metadata_path_ +
+                        " (columns: " + join(table.columns) + ")");
+    }
+    const int caption_column = table.column(options.caption_column());
+    if (caption_column < 0) {
+      throw ConfigError("caption_column: column '" + options.caption_column() + "' not in " + metadata_path_ +
+                        " (columns: " + join(table.columns) + ")");
+    }
+    caption_column_ = options.caption_column();
+    if (table.rows.empty()) throw ConfigError("metadata_file: " + metadata_path_ + " has no rows");
+    rows_.reserve(table.rows.size());
+    for (const MetadataTable::Row& row : table.rows) {
+      rows_.push_back({row.cells[file_column], row.cells[caption_column], row.line});
+    }
+  }
+
+  std::size_t size() const override { return rows_.size(); }
+
+  Sample get(std::size_t index) const override {
+    const Row& row = rows_.at(index);
+    const std::string where = metadata_path_ + " line " + std::to_string(row.line);
+    if (row.file_name.empty()) throw DataError(where + ": empty " + metadata_name_ + " file name");
+    const fs::path relative = fs::path(row.file_name).lexically_normal();
+    if (relative.is_absolute() || relative.has_root_name() || relative.has_root_directory() ||
+        (!relative.empty() && *relative.begin() == "..")) {
+      throw DataError(where + ": file name '" + row.file_name + "' is outside the dataset root " + root_.string());
+    }
+    const std::string path = (root_ / relative).string();
+    if (row.caption.empty() && !allow_empty_captions_) {
+      throw DataError(path + ": empty caption (column '" + caption_column_ + "', " + where +
+                      "); set allow_empty_captions to train on it unconditionally");
+    }
+    Sample sample;
+    sample.key = row.file_name;
+    sample.caption = row.caption;
+    sample.encoded = read_file_bytes(path);
+    return sample;
+  }
+
+ private:
+  struct Row {
+    std::string file_name;
+    std::string caption;
+    int line = 0;
+  };
+  fs::path root_;
+  std::string metadata_path_;
+  std::string metadata_name_;
+  std::string caption_column_;
+  bool allow_empty_captions_ = false;
+  std::vector<Row> rows_;
+};
+
+SDTRAIN_REGISTER_DATASET("image_folder", ImageFolderOptions,
+                         "a folder of JPEG/PNG/WebP images with metadata.csv or metadata.jsonl captions "
+                         "(Hugging Face imagefolder layout)",
+                         [](const ImageFolderOptions& options, const PluginContext& context) {
+                           return std::unique_ptr<Dataset>(new ImageFolderDataset(options, context));
+                         });
+
+}  // namespace
+}  // namespace sdtrain

@@ -1,0 +1,34 @@
+#pragma once
+// Builds dataset plugins through the registry, as a run does.
+#include <memory>
+#include <string>
+
+#include "framework/plugin/dataset.h"
+#include "framework/util/errors.h"
+#include "plugins/builtin_plugins.h"
+#include "framework/registry/registry.h"
+#include "proto/datasets.pb.h"
+
+namespace sdtrain::testing {
+
+inline std::unique_ptr<Dataset> make_dataset(const std::string& type, const google::protobuf::Message& options,
+                                             const PluginContext& context = {}) {
+  builtin_plugin_count();  // keeps libsdtrain_plugins (and its registrars) linked in
+  PluginSpec spec;
+  spec.set_type(type);
+  spec.mutable_options()->PackFrom(options);
+  return Registry<Dataset>::instance().create(spec, context, "data.train");
+}
+
+/// The ConfigError message of building `type`, or "" if it built.
+inline std::string config_error(const std::string& type, const google::protobuf::Message& options,
+                                const PluginContext& context = {}) {
+  try {
+    make_dataset(type, options, context);
+  } catch (const ConfigError& error) {
+    return error.what();
+  }
+  return "";
+}
+
+}  // namespace sdtrain::testing
