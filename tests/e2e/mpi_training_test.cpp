@@ -1,0 +1,79 @@
+// `mpirun -np 2 sdtrain` for real: two ranks of batch B give the weights of one rank of batch 2B
+// and of one rank of batch B with accumulation 2.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include "framework/io/safetensors_reader.h"
+#include "tests/common/test_env.h"
+
+namespace sdtrain {
+namespace {
+namespace fs = std::filesystem;
+
+std::string mpirun(int ranks) {
+  std::string command = "mpirun -np " + std::to_string(ranks) + " --oversubscribe --bind-to none -x OMP_NUM_THREADS=1";
+  if (geteuid() == 0) command += " --allow-run-as-root";
+  return command;
+}
+
+/// Trains 6 steps on the test plugins and returns the final weights file.
+fs::path train(const fs::path& dir, int ranks, int batch, int accumulation) {
+  const std::string config =
+      test::write_text(dir / "cfg.pbtxt",
+                       "plugin_libraries: \"" + test::library("sdtrain_test_plugins").string() + "\"\n" +
+                           "run { output_dir: \"out\" seed: 11 max_steps: 6 checkpoint_every_n_steps: 0 "
+                           "val_every_n_epochs: 0 }\n"
+                           "model { type: \"test_tiny_denoiser\" }\n"
+                           "data { train { type: \"test_colors\" } batch_size: " + std::to_string(batch) +
+                           " num_workers: 1 transforms { resolution: 16 } }\n"
+                           "optimizer { base_learning_rate: 0.01 }\n"
+                           "gradient_accumulation_steps: " + std::to_string(accumulation) + "\n");
+  std::string output;
+  const int code = test::run_command(mpirun(ranks) + " " + (test::binary_dir() / "bin" / "sdtrain").string() +
+                                         " --config " + config, &output);
+  EXPECT_EQ(code, 0) << output;
+  return dir / "out" / "checkpoints" / "step-00000006" / "model.safetensors";
+}
+
+void expect_same_weights(const fs::path& a, const fs::path& b) {
+  SafetensorsReader left(a.string());
+  SafetensorsReader right(b.string());
+  ASSERT_EQ(left.names(), right.names());
+  for (const auto& name : left.names()) {
+    const torch::Tensor x = left.tensor(name);
+    const torch::Tensor y = right.tensor(name);
+    EXPECT_TRUE(torch::allclose(x, y, 1e-5, 1e-6)) << name << " max diff " << (x - y).abs().max().item<double>();
+  }
+}
+
+TEST(MpiTraining, TwoRanksEqualOneRankWithTheGlobalBatch) {
+  const fs::path dir = test::scratch_dir();
+  const fs::path two_ranks = train(dir / "two_ranks", 2, 2, 1);
+  const fs::path one_rank = train(dir / "one_rank", 1, 4, 1);
+  const fs::path accumulated = train(dir / "accumulated", 1, 2, 2);
+  expect_same_weights(two_ranks, one_rank);
+  expect_same_weights(two_ranks, accumulated);
+  // Only rank 0 writes the console log's progress; every rank writes its own log file.
+  EXPECT_TRUE(fs::exists(dir / "two_ranks" / "out" / "logs" / "rank-00000.log"));
+  EXPECT_TRUE(fs::exists(dir / "two_ranks" / "out" / "logs" / "rank-00001.log"));
+}
+
+TEST(MpiTraining, AFailingRankEndsTheJobWithTheReason) {
+  const fs::path dir = test::scratch_dir();
+  const std::string config =
+      test::write_text(dir / "cfg.pbtxt",
+                       "plugin_libraries: \"" + test::library("sdtrain_test_plugins").string() + "\"\n" +
+                           "run { output_dir: \"out\" max_steps: 4 }\n"
+                           "model { type: \"test_tiny_denoiser\" options { "
+                           "[type.googleapis.com/sdtrain_test.TinyDenoiserOptions] { channels: 0 } } }\n"
+                           "data { train { type: \"test_colors\" } batch_size: 2 }\n");
+  std::string output;
+  const int code = test::run_command(mpirun(2) + " " + (test::binary_dir() / "bin" / "sdtrain").string() +
+                                         " --config " + config, &output);
+  EXPECT_NE(code, 0) << output;
+  EXPECT_NE(output.find("model.options.channels: must be > 0"), std::string::npos) << output;
+}
+
+}  // namespace
+}  // namespace sdtrain

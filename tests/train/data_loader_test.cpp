@@ -1,0 +1,132 @@
+// The sampler's sharding and the loader's determinism and bad-data policy.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "framework/data/data_loader.h"
+#include "framework/registry/plugin_loader.h"
+#include "framework/registry/registry.h"
+#include "framework/util/errors.h"
+#include "tests/common/test_env.h"
+#include "test_plugins.pb.h"
+
+namespace sdtrain {
+namespace {
+
+TEST(DistributedSampler, RanksSplitTheGlobalBatchOfOneRank) {
+  DistributedSampler single(20, 4, 0, 1, true, 7);
+  DistributedSampler rank0(20, 2, 0, 2, true, 7);
+  DistributedSampler rank1(20, 2, 1, 2, true, 7);
+  EXPECT_EQ(single.batches_per_epoch(), 5);
+  EXPECT_EQ(rank0.batches_per_epoch(), 5);
+  for (int64_t batch = 0; batch < 5; ++batch) {
+    auto expected = single.batch_indices(3, batch);
+    auto got = rank0.batch_indices(3, batch);
+    auto second = rank1.batch_indices(3, batch);
+    got.insert(got.end(), second.begin(), second.end());
+    EXPECT_EQ(got, expected) << "batch " << batch;
+  }
+}
+
+TEST(DistributedSampler, ShufflesPerEpochDeterministically) {
+  DistributedSampler sampler(50, 5, 0, 1, true, 1);
+  const auto epoch0 = sampler.permutation(0);
+  EXPECT_NE(epoch0, sampler.permutation(1));
+  EXPECT_EQ(epoch0, DistributedSampler(50, 5, 0, 1, true, 1).permutation(0));
+  EXPECT_EQ(std::set<int64_t>(epoch0.begin(), epoch0.end()).size(), 50u);
+  DistributedSampler ordered(50, 5, 0, 1, false, 1);
+  EXPECT_EQ(ordered.batch_indices(0, 1), (std::vector<int64_t>{5, 6, 7, 8, 9}));
+}
+
+TEST(DistributedSampler, DropsTheIncompleteGlobalBatchAndRefusesTinySets) {
+  EXPECT_EQ(DistributedSampler(23, 4, 0, 2, true, 0).batches_per_epoch(), 2);
+  try {
+    DistributedSampler(5, 4, 0, 2, true, 0);
+    FAIL();
+  } catch (const ConfigError& error) {
+    EXPECT_STREQ(error.what(),
+                 "data.batch_size: the training set has 5 samples, fewer than one global batch of 2 ranks x 4 images");
+  }
+}
+
+std::shared_ptr<const Dataset> colors(int count, int bad_index) {
+  load_plugin_library(test::library("sdtrain_test_plugins").string());
+  sdtrain_test::ColorsOptions options;
+  options.set_count(count);
+  options.set_size(24);
+  options.set_bad_index(bad_index);
+  PluginSpec spec;
+  spec.set_type("test_colors");
+  spec.mutable_options()->PackFrom(options);
+  return Registry<Dataset>::instance().create(spec, PluginContext{}, "data.train");
+}
+
+DataLoaderOptions loader_options(int workers) {
+  DataLoaderOptions options;
+  options.batch_size = 4;
+  options.num_workers = workers;
+  options.seed = 3;
+  options.transforms.set_resolution(16);
+  return options;
+}
+
+TEST(DataLoader, SameBatchesWithAndWithoutWorkers) {
+  DataLoader serial(colors(16, -1), loader_options(0));
+  DataLoader threaded(colors(16, -1), loader_options(2));
+  serial.seek(1, 0);
+  threaded.seek(1, 0);
+  int batches = 0;
+  while (auto a = serial.next()) {
+    auto b = threaded.next();
+    ASSERT_TRUE(b.has_value());
+    EXPECT_TRUE(torch::equal(a->pixels, b->pixels));
+    EXPECT_EQ(a->captions, b->captions);
+    EXPECT_EQ(a->seeds, b->seeds);
+    EXPECT_EQ(a->pixels.sizes(), (std::vector<int64_t>{4, 3, 16, 16}));
+    ++batches;
+  }
+  EXPECT_EQ(batches, 4);
+  EXPECT_FALSE(threaded.next().has_value());
+}
+
+TEST(DataLoader, SeekResumesAtTheSameBatch) {
+  DataLoader loader(colors(16, -1), loader_options(1));
+  loader.seek(2, 0);
+  loader.next();
+  auto second = loader.next();
+  loader.seek(2, 1);
+  auto resumed = loader.next();
+  EXPECT_TRUE(torch::equal(second->pixels, resumed->pixels));
+  EXPECT_EQ(second->keys, resumed->keys);
+}
+
+TEST(DataLoader, BadSampleIsReplacedAndCounted) {
+  DataLoaderOptions options = loader_options(2);
+  options.shuffle = false;
+  DataLoader loader(colors(16, 5), options);
+  loader.seek(0, 0);
+  loader.next();
+  auto batch = loader.next();  // indices 4..7, 5 is bad → replaced by 6
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(batch->keys, (std::vector<std::string>{"colors/4.png", "colors/6.png", "colors/6.png", "colors/7.png"}));
+  EXPECT_EQ(batch->pixels.size(0), 4);
+  EXPECT_EQ(loader.bad_samples(), 1);
+}
+
+TEST(DataLoader, TooManyBadSamplesAbortWithTheReason) {
+  DataLoaderOptions options = loader_options(0);
+  options.shuffle = false;
+  options.bad_data.set_max_bad_samples(0);
+  DataLoader loader(colors(16, 1), options);
+  loader.seek(0, 0);
+  try {
+    loader.next();
+    FAIL();
+  } catch (const DataError& error) {
+    EXPECT_STREQ(error.what(),
+                 "1 bad samples exceed data.bad_data.max_bad_samples=0; last: colors/1.png: corrupt (test)");
+  }
+}
+
+}  // namespace
+}  // namespace sdtrain

@@ -1,0 +1,98 @@
+// FlatAdamW against torch.optim.AdamW; the EMA against LitEma's formula; LR schedules.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "framework/train/adamw.h"
+#include "framework/train/ema.h"
+#include "plugins/schedulers/lr/lr_schedules.h"
+#include "tests/common/test_env.h"
+
+namespace sdtrain {
+namespace {
+
+c10::Dict<c10::IValue, c10::IValue> load_reference(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << path;
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return torch::pickle_load(bytes).toGenericDict();
+}
+
+TEST(FlatAdamW, MatchesTorchOptimAdamW) {
+  auto reference = load_reference((test::fixture_dir("adamw_reference") / "adamw.pt").string());
+  torch::Tensor values = reference.at("initial").toTensor().clone();
+  const torch::Tensor grads = reference.at("grads").toTensor();
+  const torch::Tensor after = reference.at("after").toTensor();
+  const torch::Tensor lrs = reference.at("lrs").toTensor();
+  FlatAdamW optimizer(values, OptimizerConfig());
+  for (int64_t step = 0; step < lrs.size(0); ++step) {
+    optimizer.step(values, grads[step], lrs[step].item<double>());
+    EXPECT_TRUE(torch::allclose(values, after[step], /*rtol=*/1e-6, /*atol=*/1e-7))
+        << "step " << step << " max diff " << (values - after[step]).abs().max().item<double>();
+  }
+  EXPECT_EQ(optimizer.step_count(), lrs.size(0));
+}
+
+TEST(Ema, FollowsLitEmaWarmup) {
+  EmaConfig config;
+  torch::Tensor weights = torch::zeros({3});
+  ExponentialMovingAverage ema(weights, config);
+  weights.fill_(1.0);
+  double expected = 0;
+  for (int n = 1; n <= 5; ++n) {
+    const double decay = std::min(0.9999, (1.0 + n) / (10.0 + n));
+    EXPECT_DOUBLE_EQ(ema.next_decay(), decay);
+    ema.update(weights);
+    expected -= (1 - decay) * (expected - 1.0);
+    EXPECT_NEAR(ema.shadow()[0].item<float>(), expected, 1e-6);
+  }
+  EXPECT_EQ(ema.num_updates(), 5);
+}
+
+TEST(Ema, SwapInAndOutRestoresTrainedWeights) {
+  EmaConfig config;
+  config.set_on_cpu(true);
+  torch::Tensor weights = torch::full({4}, 2.0);
+  ExponentialMovingAverage ema(weights, config);
+  weights.fill_(5.0);
+  ema.swap_in(weights);
+  EXPECT_TRUE(torch::equal(weights, torch::full({4}, 2.0)));
+  ema.swap_out(weights);
+  EXPECT_TRUE(torch::equal(weights, torch::full({4}, 5.0)));
+}
+
+TEST(LrSchedules, LambdaLinearIsTheRecipeWarmup) {
+  LambdaLinearSchedule schedule{LambdaLinearScheduleOptions()};
+  EXPECT_DOUBLE_EQ(schedule.factor(0), 1e-6);
+  EXPECT_DOUBLE_EQ(schedule.factor(1), 1.0);
+  EXPECT_DOUBLE_EQ(schedule.factor(12000), 1.0);
+  LambdaLinearScheduleOptions decaying;
+  decaying.set_warm_up_steps(10);
+  decaying.set_f_start(0.0);
+  decaying.set_f_min(0.5);
+  decaying.set_cycle_length(110);
+  LambdaLinearSchedule linear(decaying);
+  EXPECT_DOUBLE_EQ(linear.factor(5), 0.5);
+  EXPECT_DOUBLE_EQ(linear.factor(10), 0.5 + 0.5 * 100.0 / 110.0);
+}
+
+TEST(LrSchedules, WarmupThenCosineOrLinear) {
+  DecayScheduleOptions options;
+  options.set_warm_up_steps(10);
+  DecaySchedule cosine(options, DecaySchedule::Shape::COSINE, 110);
+  EXPECT_DOUBLE_EQ(cosine.factor(5), 0.5);
+  EXPECT_DOUBLE_EQ(cosine.factor(10), 1.0);
+  EXPECT_NEAR(cosine.factor(60), 0.5, 1e-12);
+  EXPECT_NEAR(cosine.factor(110), 0.0, 1e-12);
+  DecaySchedule linear(options, DecaySchedule::Shape::LINEAR, 110);
+  EXPECT_NEAR(linear.factor(60), 0.5, 1e-12);
+  ConstantScheduleOptions constant_options;
+  constant_options.set_warm_up_steps(4);
+  ConstantSchedule constant(constant_options);
+  EXPECT_DOUBLE_EQ(constant.factor(2), 0.5);
+  EXPECT_DOUBLE_EQ(constant.factor(100), 1.0);
+}
+
+}  // namespace
+}  // namespace sdtrain
