@@ -1,0 +1,129 @@
+#include "framework/io/atomic_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "framework/util/errors.h"
+
+namespace sdtrain {
+namespace {
+
+constexpr std::size_t kBufferSize = 4 << 20;
+
+std::string directory_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+AtomicFile::AtomicFile(std::string path, bool overwrite) : path_(std::move(path)), overwrite_(overwrite) {
+  struct stat st {};
+  if (!overwrite_ && ::lstat(path_.c_str(), &st) == 0) {
+    throw FormatError(path_ + ": already exists (refusing to overwrite)");
+  }
+  std::random_device rd;
+  for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
+    temp_path_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd() % 1000000);
+    fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd_ < 0 && errno != EEXIST) break;
+  }
+  if (fd_ < 0) {
+    throw FormatError(path_ + ": cannot create temporary file " + temp_path_ + ": " + std::strerror(errno));
+  }
+  buffer_.reserve(kBufferSize);
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(temp_path_.c_str());
+  }
+}
+
+void AtomicFile::fail(const std::string& what) {
+  const std::string message = path_ + ": " + what + ": " + std::strerror(errno);
+  ::close(fd_);
+  ::unlink(temp_path_.c_str());
+  fd_ = -1;
+  throw FormatError(message);
+}
+
+void AtomicFile::flush_buffer() {
+  std::size_t done = 0;
+  while (done < buffer_.size()) {
+    ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("write failed");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  buffer_.clear();
+}
+
+void AtomicFile::write(const void* data, std::size_t size) {
+  if (fd_ < 0) throw FormatError(path_ + ": write after commit");
+  const char* bytes = static_cast<const char*>(data);
+  offset_ += size;
+  while (size > 0) {
+    const std::size_t room = kBufferSize - buffer_.size();
+    const std::size_t n = size < room ? size : room;
+    buffer_.append(bytes, n);
+    bytes += n;
+    size -= n;
+    if (buffer_.size() == kBufferSize) flush_buffer();
+  }
+}
+
+void AtomicFile::write_zeros(std::size_t count) {
+  static const char zeros[256] = {};
+  while (count > 0) {
+    const std::size_t n = count < sizeof(zeros) ? count : sizeof(zeros);
+    write(zeros, n);
+    count -= n;
+  }
+}
+
+void AtomicFile::commit() {
+  if (fd_ < 0) throw FormatError(path_ + ": commit twice");
+  flush_buffer();
+  if (::fsync(fd_) != 0) fail("fsync failed");
+  if (::close(fd_) != 0) {
+    fd_ = -1;
+    const std::string message = path_ + ": close failed: " + std::strerror(errno);
+    ::unlink(temp_path_.c_str());
+    throw FormatError(message);
+  }
+  fd_ = -1;
+  if (overwrite_) {
+    if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+      const std::string message = path_ + ": rename from " + temp_path_ + " failed: " + std::strerror(errno);
+      ::unlink(temp_path_.c_str());
+      throw FormatError(message);
+    }
+  } else {
+    // link(2) fails with EEXIST instead of replacing: no window where another file is clobbered.
+    if (::link(temp_path_.c_str(), path_.c_str()) != 0) {
+      const int err = errno;
+      ::unlink(temp_path_.c_str());
+      throw FormatError(path_ + (err == EEXIST ? ": already exists (refusing to overwrite)"
+                                               : ": link failed: " + std::string(std::strerror(err))));
+    }
+    ::unlink(temp_path_.c_str());
+  }
+  int dir = ::open(directory_of(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);  // best effort: makes the rename durable
+    ::close(dir);
+  }
+}
+
+}  // namespace sdtrain

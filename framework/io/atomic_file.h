@@ -1,0 +1,43 @@
+#pragma once
+/// Writes a file so that readers see either the old file or the complete new one, never a part.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace sdtrain {
+
+/// Streams bytes into a temporary file next to `path` (same directory, so the final rename stays
+/// on one file system); commit() flushes, fsyncs, renames it onto `path` and fsyncs the directory.
+/// Destroying an uncommitted AtomicFile (an exception while writing) deletes the temporary, so
+/// `path` is never left half-written. Errors throw FormatError naming `path`.
+class AtomicFile {
+ public:
+  /// Creates the temporary file. With overwrite == false, an existing `path` is refused here and
+  /// again at commit (atomically, with link(2)), so a concurrent writer is never clobbered.
+  explicit AtomicFile(std::string path, bool overwrite = true);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  /// Appends `size` bytes (buffered).
+  void write(const void* data, std::size_t size);
+  /// Appends `count` zero bytes.
+  void write_zeros(std::size_t count);
+  /// Bytes written so far (the offset of the next byte).
+  std::uint64_t offset() const { return offset_; }
+  /// Makes the file visible at `path`. Afterwards the object holds nothing.
+  void commit();
+  const std::string& path() const { return path_; }
+
+ private:
+  void flush_buffer();
+  void fail(const std::string& what);
+  std::string path_;
+  std::string temp_path_;
+  bool overwrite_;
+  int fd_ = -1;
+  std::uint64_t offset_ = 0;
+  std::string buffer_;
+};
+
+}  // namespace sdtrain

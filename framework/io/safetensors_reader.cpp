@@ -1,0 +1,50 @@
+#include "framework/io/safetensors_reader.h"
+
+#include <cstring>
+
+#include "framework/util/errors.h"
+#include "framework/util/strings.h"
+
+namespace sdtrain {
+
+SafetensorsReader::SafetensorsReader(const std::string& path) : file_(MappedFile::open(path)) {
+  header_ = parse_safetensors_header(file_->data(), file_->size(), path);
+  names_.reserve(header_.entries.size());
+  for (std::size_t i = 0; i < header_.entries.size(); ++i) {
+    names_.push_back(header_.entries[i].name);
+    index_.emplace(header_.entries[i].name, i);
+  }
+}
+
+const SafetensorsEntry& SafetensorsReader::entry(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) {
+    const std::string near = closest_match(name, names_);
+    throw FormatError(path() + ": no tensor '" + name + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)"));
+  }
+  return header_.entries[it->second];
+}
+
+torch::Tensor SafetensorsReader::tensor(const std::string& name) const {
+  const SafetensorsEntry& e = entry(name);
+  const auto options = torch::TensorOptions().dtype(e.scalar_type);
+  const std::size_t element = c10::elementSize(e.scalar_type);
+  std::uint8_t* data = file_->mutable_data() + header_.data_start + e.begin;
+  if (e.end == e.begin) return torch::empty(e.shape, options);
+  if (reinterpret_cast<std::uintptr_t>(data) % element != 0) {
+    torch::Tensor copy = torch::empty(e.shape, options);
+    std::memcpy(copy.data_ptr(), data, e.end - e.begin);
+    return copy;
+  }
+  std::shared_ptr<MappedFile> keep = file_;
+  return torch::from_blob(data, e.shape, [keep](void*) mutable { keep.reset(); }, options);
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> SafetensorsReader::tensors() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  out.reserve(names_.size());
+  for (const auto& name : names_) out.emplace_back(name, tensor(name));
+  return out;
+}
+
+}  // namespace sdtrain
