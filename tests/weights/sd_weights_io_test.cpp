@@ -7,6 +7,8 @@
 #include "framework/io/safetensors_reader.h"
 #include "framework/io/safetensors_writer.h"
 #include "framework/util/errors.h"
+#include "framework/util/file_util.h"
+#include "plugins/models/stable_diffusion/weights/sd_tokenizer_files.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
 #include "tests/common/test_env.h"
 
@@ -17,12 +19,13 @@ namespace fs = std::filesystem;
 fs::path reference() { return test::fixture_dir("weights_tiny") / "diffusers"; }
 std::string sdconvert() { return (test::binary_dir() / "bin" / "sdconvert").string(); }
 
-/// Runs check_original.py with `args`; expects "OK".
-void expect_diffusers_agrees(const std::string& args) {
+/// Runs check_original.py over `checks` (see its docstring); expects "OK".
+void expect_diffusers_agrees(const std::vector<std::string>& checks) {
   std::string out;
-  const std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
-                              (test::source_dir() / "tests" / "weights" / "check_original.py").string() + " --ref " +
-                              reference().string() + " " + args;
+  std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
+                        (test::source_dir() / "tests" / "weights" / "check_original.py").string() + " --ref " +
+                        reference().string();
+  for (const auto& check : checks) command += " --check " + check;
   EXPECT_EQ(test::run_command(command, &out), 0) << command << "\n" << out;
   EXPECT_NE(out.find("OK"), std::string::npos) << out;
 }
@@ -64,7 +67,7 @@ TEST(SdWeightsIo, OriginalSafetensorsMatchesDiffusersConversion) {
   EXPECT_TRUE(file.contains("first_stage_model.encoder.mid.attn_1.q.weight"));
   EXPECT_EQ(file.entry("first_stage_model.encoder.mid.attn_1.q.weight").shape.size(), 4u);
   EXPECT_TRUE(file.contains("cond_stage_model.transformer.text_model.embeddings.position_ids"));
-  expect_diffusers_agrees("--file " + (dir / "model.safetensors").string());
+  expect_diffusers_agrees({"file=" + (dir / "model.safetensors").string()});
   // Never overwrites.
   EXPECT_THROW(save_sd_weights(w, (dir / "model.safetensors").string(), SdFormat::kSafetensors), FormatError);
 }
@@ -86,9 +89,8 @@ TEST(SdWeightsIo, SdconvertRoundTripIsBitIdentical) {
   expect_equal_maps(got.text_encoder, want.text_encoder, "text_encoder");
   // The configs went through the single file's metadata; the .ckpt lost them (inferred).
   EXPECT_TRUE(fs::exists(fs::path(folder) / "unet" / "config.json"));
-  expect_diffusers_agrees("--file " + ckpt + " --no-pipeline");
   // Inferred configs (attention_head_dim 8, as the fixture) load in diffusers with the tokenizer.
-  expect_diffusers_agrees("--folder " + folder);
+  expect_diffusers_agrees({"file=" + ckpt + ",nopipe", "folder=" + folder});
 }
 
 TEST(SdWeightsIo, LightningCkptWithEma) {
@@ -118,13 +120,14 @@ TEST(SdWeightsIo, LightningCkptWithEma) {
 
   // Without --use-ema the EMA copy is kept; diffusers' extract_ema finds it.
   ASSERT_EQ(run_sdconvert("--input " + ckpt + " --output " + (dir / "full.ckpt").string(), &out), 0) << out;
-  expect_diffusers_agrees("--file " + (dir / "full.ckpt").string() + " --use-ema --unet-offset 1 --no-pipeline");
-  expect_diffusers_agrees("--file " + (dir / "full.ckpt").string() + " --no-pipeline");
+
   // With --use-ema only the EMA weights remain, as the UNet.
   ASSERT_EQ(run_sdconvert("--use-ema --input " + ckpt + " --output " + (dir / "ema.safetensors").string(), &out), 0) << out;
   SafetensorsReader ema_file((dir / "ema.safetensors").string());
   for (const auto& name : ema_file.names()) EXPECT_NE(name.rfind("model_ema.", 0), 0u) << name;
-  expect_diffusers_agrees("--file " + (dir / "ema.safetensors").string() + " --unet-offset 1");
+  expect_diffusers_agrees({"file=" + (dir / "full.ckpt").string() + ",ema,offset=1,nopipe",
+                           "file=" + (dir / "full.ckpt").string() + ",nopipe",
+                           "file=" + (dir / "ema.safetensors").string() + ",offset=1"});
 }
 
 TEST(SdWeightsIo, HalfGivesFloat16) {
@@ -137,10 +140,10 @@ TEST(SdWeightsIo, HalfGivesFloat16) {
     const auto dtype = file.tensor(name).scalar_type();
     EXPECT_TRUE(dtype == torch::kFloat16 || dtype == torch::kInt64) << name;
   }
-  expect_diffusers_agrees("--file " + single + " --half --no-pipeline");
   ASSERT_EQ(run_sdconvert("--half --input " + reference().string() + " --output " + (dir / "half").string(), &out), 0);
   SdWeights folder = load_sd_weights((dir / "half").string());
   EXPECT_EQ(folder.unet.at("conv_in.weight").scalar_type(), torch::kFloat16);
+  expect_diffusers_agrees({"file=" + single + ",half,nopipe", "folder=" + (dir / "half").string() + ",half"});
 }
 
 TEST(SdWeightsIo, BadInputsExitTwoWithAMessage) {
@@ -188,6 +191,36 @@ TEST(SdWeightsIo, StrictRefusesUnknownKeysNonStrictWarns) {
   EXPECT_EQ(loaded.vae.count("decoder.up_blocks.1.resnets.1.conv2.weight"), 0u);
   EXPECT_EQ(run_sdconvert("--input " + path + " --output " + (dir / "b.ckpt").string(), &out), 0) << out;
   EXPECT_NE(out.find("something_else"), std::string::npos) << out;
+}
+
+TEST(SdWeightsIo, ClipTokenizerFilesLoadInTransformers) {
+  const auto dir = test::scratch_dir();
+  write_clip_tokenizer_files(dir.string());
+  std::string out;
+  // Well-known CLIP ids: <|startoftext|> a photo of a cat <|endoftext|>.
+  const std::string command = test::env_or_fail("SDTRAIN_PYTHON") +
+                              " -c \"import sys; from transformers import CLIPTokenizer; "
+                              "t = CLIPTokenizer.from_pretrained(sys.argv[1]); ids = t('a photo of a cat').input_ids; "
+                              "print(len(t), ids); sys.exit(0 if ids == [49406, 320, 1125, 539, 320, 2368, 49407] "
+                              "and len(t) == 49408 else 1)\" " + dir.string();
+  EXPECT_EQ(test::run_command(command, &out), 0) << out;
+}
+
+TEST(SdWeightsIo, FolderWithoutTokenizerSourceOmitsIt) {
+  const auto dir = test::scratch_dir();
+  std::string out;
+  SdWeights w = load_sd_weights(reference().string());
+  w.tokenizer_dir.clear();
+  save_sd_weights(w, (dir / "m.ckpt").string(), SdFormat::kCkpt);
+  ASSERT_EQ(run_sdconvert("--input " + (dir / "m.ckpt").string() + " --output " + (dir / "f").string(), &out), 0) << out;
+  EXPECT_FALSE(fs::exists(dir / "f" / "tokenizer"));
+  EXPECT_NE(out.find("no tokenizer written"), std::string::npos) << out;
+  const std::string index = read_file((dir / "f" / "model_index.json").string());
+  EXPECT_NE(index.find("\"requires_safety_checker\": false"), std::string::npos) << index;
+  // No temporary folder is left behind.
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
+  }
 }
 
 }  // namespace

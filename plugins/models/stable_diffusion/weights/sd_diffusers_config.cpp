@@ -19,11 +19,6 @@ const torch::Tensor& need(const NamedTensors& map, const std::string& name, cons
   return it->second;
 }
 
-bool has_prefix(const NamedTensors& map, const std::string& prefix) {
-  auto it = map.lower_bound(prefix);
-  return it != map.end() && it->first.compare(0, prefix.size(), prefix) == 0;
-}
-
 std::vector<std::string> keys_of(const NamedTensors& map) {
   std::vector<std::string> keys;
   for (const auto& [name, tensor] : map) keys.push_back(name);

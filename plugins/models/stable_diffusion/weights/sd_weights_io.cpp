@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include "framework/util/errors.h"
 #include "framework/util/file_util.h"
 #include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
+#include "plugins/models/stable_diffusion/weights/sd_tokenizer_files.h"
 
 namespace sdtrain {
 namespace fs = std::filesystem;
@@ -161,8 +163,20 @@ void save_diffusers_folder(const SdWeights& w, const std::string& path) {
     auto scheduler = w.configs.find("scheduler");
     write_text(temp / "scheduler" / "scheduler_config.json",
                scheduler != w.configs.end() ? scheduler->second : sd_v1_scheduler_config_json());
-    const bool tokenizer = !w.tokenizer_dir.empty();
-    if (tokenizer) fs::copy(w.tokenizer_dir, temp / "tokenizer", fs::copy_options::recursive);
+    bool tokenizer = !w.tokenizer_dir.empty();
+    if (tokenizer) {
+      fs::copy(w.tokenizer_dir, temp / "tokenizer", fs::copy_options::recursive);
+    } else {
+      auto token = w.text_encoder.find("text_model.embeddings.token_embedding.weight");
+      tokenizer = token != w.text_encoder.end() && token->second.size(0) == clip_tokenizer_vocab_size();
+      if (tokenizer) {
+        fs::create_directories(temp / "tokenizer");
+        write_clip_tokenizer_files((temp / "tokenizer").string());
+      } else {
+        log_line(LogLevel::WARNING, path + ": no tokenizer written (the text encoder's vocabulary is not CLIP's 49408 "
+                                           "tokens and no tokenizer folder was given)");
+      }
+    }
     write_text(temp / "model_index.json", sd_model_index_json(tokenizer));
     for (const char* file : {"unet/config.json", "vae/config.json", "text_encoder/config.json",
                              "scheduler/scheduler_config.json", "model_index.json"}) {

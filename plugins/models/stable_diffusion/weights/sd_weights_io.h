@@ -44,8 +44,9 @@ struct SdSaveOptions {
 /// Writes `weights` in `format` at `path`, atomically (files: temporary + rename; folders: a
 /// temporary folder renamed into place). An existing `path` is never overwritten (FormatError).
 /// Diffusers folders get config.json texts from weights.configs or inferred from shapes
-/// (sd_diffusers_config.h), the SD v1 PNDM scheduler config, and tokenizer files only when
-/// weights.tokenizer_dir names a source (model_index.json says so either way).
+/// (sd_diffusers_config.h), the SD v1 PNDM scheduler config, and the tokenizer: a copy of
+/// weights.tokenizer_dir when set, else CLIP's files (sd_tokenizer_files.h) when the text encoder
+/// has CLIP's 49408-token vocabulary, else none (model_index.json says so).
 void save_sd_weights(const SdWeights& weights, const std::string& path, SdFormat format,
                      const SdSaveOptions& options = {});
 
