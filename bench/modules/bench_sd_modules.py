@@ -1,0 +1,77 @@
+"""diffusers side of bench_sd_modules: times UNet forward+backward and VAE encode with the same
+shapes, config and thread count as the C++ program, and prints `name ms` lines."""
+import argparse
+import time
+
+import torch
+
+
+def unet_config(kind):
+    if kind == "sd":
+        return dict(cross_attention_dim=768)  # every other diffusers default is SD v1
+    # "small": the SD v1 layout at a quarter of the width (block types, heads, depth unchanged).
+    return dict(block_out_channels=(128, 256, 320, 320), cross_attention_dim=768, norm_num_groups=32)
+
+
+def vae_config(kind):
+    if kind == "sd":
+        return dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                    up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=32,
+                    sample_size=512)
+    return dict(block_out_channels=(64, 128, 128, 128), down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=32)
+
+
+def timed(fn, warmup, iters, sync):
+    for _ in range(warmup):
+        fn()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) * 1000.0 / iters
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="small")
+    ap.add_argument("--latent", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    dev = torch.device(args.device)
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**unet_config(args.config)).to(dev).train()
+    x = torch.randn(args.batch, 4, args.latent, args.latent, device=dev)
+    t = torch.randint(0, 1000, (args.batch,), device=dev)
+    ctx = torch.randn(args.batch, 77, 768, device=dev)
+    target = torch.randn_like(x)
+
+    def unet_step():
+        unet.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(unet(x, t, ctx).sample, target)
+        loss.backward()
+
+    print(f"unet_fwd_bwd_ms {timed(unet_step, args.warmup, args.iters, sync):.3f}", flush=True)
+    del unet
+    vae = AutoencoderKL(**vae_config(args.config)).to(dev).eval()
+    images = torch.rand(args.batch, 3, args.latent * 8, args.latent * 8, device=dev) * 2 - 1
+
+    def vae_encode():
+        with torch.no_grad():
+            vae.encode(images).latent_dist.sample()
+
+    print(f"vae_encode_ms {timed(vae_encode, args.warmup, args.iters, sync):.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+#include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
+
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <vector>
+
+#include "framework/util/errors.h"
+
+namespace sdtrain {
+namespace {
+
+std::string shape_string(const torch::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+}  // namespace
+
+TensorMap module_state_dict(const torch::nn::Module& module) {
+  TensorMap out;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    out[item.key()] = item.value();
+  }
+  for (const auto& item : module.named_buffers(/*recurse=*/true)) {
+    out[item.key()] = item.value();
+  }
+  return out;
+}
+
+void load_state_dict_strict(torch::nn::Module& module, const TensorMap& state,
+                            const std::string& source) {
+  TensorMap own = module_state_dict(module);
+  std::vector<std::string> missing, unexpected, mismatched;
+  for (const auto& [name, tensor] : own) {
+    auto it = state.find(name);
+    if (it == state.end()) {
+      missing.push_back(name);
+    } else if (it->second.sizes() != tensor.sizes()) {
+      mismatched.push_back(name + " (expected " + shape_string(tensor) + ", got " +
+                           shape_string(it->second) + ")");
+    }
+  }
+  for (const auto& [name, tensor] : state) {
+    if (own.find(name) == own.end()) unexpected.push_back(name);
+  }
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
+    std::ostringstream os;
+    os << source << ": state dict does not match the module (" << missing.size()
+       << " missing, " << unexpected.size() << " unexpected, " << mismatched.size()
+       << " shape mismatches)";
+    auto list = [&os](const char* what, const std::vector<std::string>& names) {
+      const size_t shown = std::min<size_t>(names.size(), 20);
+      for (size_t i = 0; i < shown; ++i) os << "\n  " << what << ": " << names[i];
+      if (names.size() > shown) os << "\n  ... and " << names.size() - shown << " more " << what;
+    };
+    list("missing", missing);
+    list("unexpected", unexpected);
+    list("mismatched", mismatched);
+    throw FormatError(os.str());
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [name, tensor] : own) tensor.copy_(state.at(name));
+}
+
+TensorMap read_torch_tensor_dict(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw FormatError(path + ": cannot open file");
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  torch::IValue value;
+  try {
+    value = torch::pickle_load(bytes);
+  } catch (const c10::Error& e) {
+    throw FormatError(path + ": not a torch.save file: " + e.what_without_backtrace());
+  }
+  if (!value.isGenericDict()) throw FormatError(path + ": expected a dict of tensors");
+  TensorMap out;
+  for (const auto& entry : value.toGenericDict()) {
+    if (!entry.key().isString()) throw FormatError(path + ": dict key is not a string");
+    if (entry.value().isTensor()) out[entry.key().toStringRef()] = entry.value().toTensor();
+  }
+  return out;
+}
+
+}  // namespace sdtrain

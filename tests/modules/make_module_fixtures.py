@@ -1,0 +1,180 @@
+"""Reference fixtures for the SD v1 module parity tests (tests/modules/).
+
+Builds random-initialised TINY diffusers UNet2DConditionModel / AutoencoderKL and transformers
+CLIPTextModel with fixed seeds, runs them, and writes (all with torch.save of plain dicts of
+tensors, readable by torch::pickle_load):
+  <name>_config.json   the config with sdtrain proto field names (proto/sd_modules.proto)
+  <name>_weights.pt    the state dict (diffusers / transformers keys)
+  <name>_io.pt         inputs and reference outputs
+  unet_grads.pt        d(MSE(unet(x), target))/d(param) for every UNet parameter
+With --full: the FULL SD v1 UNet instead (weights are not written: both sides fill every
+parameter deterministically from seeded randn, see fill_deterministic) -> full_unet_io.pt.
+"""
+import argparse
+import json
+import os
+
+import torch
+
+
+def fill_deterministic(model):
+    """Parameter i (in sorted key order) <- randn(shape, seed=1000+i) * scale, where scale is
+    1/sqrt(fan_in) for >=2-D weights, 0.1 for biases and 1 + 0.1*randn for norm weights.
+    The C++ test does the same with torch::randn and a CPU generator of the same seed."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for i, name in enumerate(sorted(params)):
+            p = params[name]
+            g = torch.Generator().manual_seed(1000 + i)
+            r = torch.randn(p.shape, generator=g, dtype=torch.float32)
+            if p.dim() >= 2:
+                fan_in = p[0].numel()
+                p.copy_(r / fan_in ** 0.5)
+            elif name.endswith(".weight"):  # every 1-D weight is a norm's scale
+                p.copy_(1 + 0.1 * r)
+            else:
+                p.copy_(0.1 * r)
+
+
+def save(obj, path):
+    torch.save({k: (v.detach().contiguous().clone() if torch.is_tensor(v) else v) for k, v in obj.items()}, path)
+
+
+def tiny_unet(out):
+    from diffusers import UNet2DConditionModel
+
+    cfg = dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=[32, 64], layers_per_block=2,
+               cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
+               down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+               up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"])
+    torch.manual_seed(0)
+    model = UNet2DConditionModel(**cfg).eval()
+    # Non-trivial norm affine parameters and biases (diffusers initialises them to 1 / 0).
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    with open(os.path.join(out, "unet_config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    save(model.state_dict(), os.path.join(out, "unet_weights.pt"))
+
+    g = torch.Generator().manual_seed(1)
+    sample = torch.randn(2, 4, 8, 8, generator=g)
+    timestep = torch.tensor([10, 980], dtype=torch.long)
+    context = torch.randn(2, 77, 32, generator=g)
+    target = torch.randn(2, 4, 8, 8, generator=g)
+    odd_sample = torch.randn(1, 4, 7, 9, generator=g)
+    with torch.no_grad():
+        output = model(sample, timestep, context).sample
+        output_scalar = model(sample, 500, context).sample
+        output_float_t = model(sample, torch.tensor([10.5, 980.25]), context).sample
+        output_odd = model(odd_sample, torch.tensor([3]), context[:1]).sample
+    model.zero_grad()
+    loss = torch.nn.functional.mse_loss(model(sample, timestep, context).sample, target)
+    loss.backward()
+    save(dict(sample=sample, timestep=timestep, encoder_hidden_states=context, target=target,
+              output=output, output_scalar=output_scalar, output_float_t=output_float_t,
+              odd_sample=odd_sample, output_odd=output_odd, loss=loss),
+         os.path.join(out, "unet_io.pt"))
+    save({n: p.grad for n, p in model.named_parameters()}, os.path.join(out, "unet_grads.pt"))
+
+
+def tiny_vae(out):
+    from diffusers import AutoencoderKL
+
+    cfg = dict(in_channels=3, out_channels=3, block_out_channels=[32, 64], layers_per_block=2, latent_channels=4,
+               norm_num_groups=8, sample_size=16,
+               down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
+    torch.manual_seed(2)
+    model = AutoencoderKL(**cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    proto_cfg = {k: v for k, v in cfg.items() if not k.endswith("block_types")}
+    with open(os.path.join(out, "vae_config.json"), "w") as f:
+        json.dump(proto_cfg, f, indent=1)
+    save(model.state_dict(), os.path.join(out, "vae_weights.pt"))
+
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    latents = torch.randn(2, 4, 8, 8, generator=g)
+    with torch.no_grad():
+        posterior = model.encode(images).latent_dist
+        noise = torch.randn(posterior.mean.shape, generator=g)
+        sample = posterior.mean + posterior.std * noise
+        # diffusers' own sampling path with a seeded generator (C++ draws with the same seed).
+        sample_gen = posterior.sample(generator=torch.Generator().manual_seed(77))
+        decoded = model.decode(latents).sample
+        # Non-trivial grads through encode+decode.
+    save(dict(images=images, mean=posterior.mean, logvar=posterior.logvar, noise=noise, sample=sample,
+              sample_gen=sample_gen, latents=latents, decoded=decoded),
+         os.path.join(out, "vae_io.pt"))
+
+
+def tiny_clip(out):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cfg = dict(vocab_size=1000, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+               max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=2)
+    torch.manual_seed(4)
+    model = CLIPTextModel(CLIPTextConfig(**cfg, bos_token_id=0, pad_token_id=1, attn_implementation="sdpa")).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    with open(os.path.join(out, "clip_config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    # The SD v1 text_encoder files (and transformers 4.x) name keys text_model.*; transformers 5
+    # drops that prefix from state_dict() and restores it on load, so write the on-disk form.
+    state = {(k if k.startswith("text_model.") else "text_model." + k): v for k, v in model.state_dict().items()}
+    save(state, os.path.join(out, "clip_weights.pt"))
+
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, 998, (2, 77), generator=g)
+    ids[0, 0] = 997  # BOS stand-in
+    ids[0, 10:] = 999  # EOS padding, as SD v1's tokenizer pads with EOS
+    ids[1, 30:] = 999
+    mask = torch.ones(2, 77, dtype=torch.long)
+    mask[1, 40:] = 0
+    with torch.no_grad():
+        res = model(input_ids=ids, output_hidden_states=True)
+        masked = model(input_ids=ids, attention_mask=mask)
+    save(dict(input_ids=ids, last_hidden_state=res.last_hidden_state, pooled_output=res.pooler_output,
+              penultimate=res.hidden_states[-2], attention_mask=mask, masked_last_hidden_state=masked.last_hidden_state),
+         os.path.join(out, "clip_io.pt"))
+
+
+def full_unet(out):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    model = UNet2DConditionModel(cross_attention_dim=768).eval()  # every other default is SD v1
+    fill_deterministic(model)
+    g = torch.Generator().manual_seed(6)
+    sample = torch.randn(1, 4, 8, 8, generator=g)
+    context = torch.randn(1, 77, 768, generator=g)
+    with torch.no_grad():
+        output = model(sample, torch.tensor([321]), context).sample
+    save(dict(sample=sample, timestep=torch.tensor([321]), encoder_hidden_states=context, output=output,
+              num_parameters=torch.tensor(sum(p.numel() for p in model.parameters()))),
+         os.path.join(out, "full_unet_io.pt"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--full", action="store_true", help="the full SD v1 UNet fixture only")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(1)
+    if args.full:
+        full_unet(args.out)
+    else:
+        tiny_unet(args.out)
+        tiny_vae(args.out)
+        tiny_clip(args.out)
+
+
+if __name__ == "__main__":
+    main()

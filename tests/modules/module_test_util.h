@@ -1,0 +1,53 @@
+#pragma once
+/// Helpers shared by the SD module parity tests: fixture paths, JSON configs into the protos,
+/// and tensor comparison relative to the reference's scale.
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
+
+namespace sdtrain::testing {
+
+/// $SDTRAIN_FIXTURE_DIR/<fixture>/<file>.
+inline std::string fixture_path(const std::string& fixture, const std::string& file) {
+  const char* dir = std::getenv("SDTRAIN_FIXTURE_DIR");
+  return std::string(dir ? dir : "test_fixtures") + "/" + fixture + "/" + file;
+}
+
+/// Parses a JSON file (proto field names) into a config message; fails the test on error.
+template <typename Message>
+Message read_json_config(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << "cannot open " << path;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  Message message;
+  auto status = google::protobuf::util::JsonStringToMessage(ss.str(), &message);
+  EXPECT_TRUE(status.ok()) << path << ": " << status.ToString();
+  return message;
+}
+
+/// max |actual - expected| / max(max |expected|, 1e-6); the parity criterion.
+inline double relative_max_diff(const torch::Tensor& actual, const torch::Tensor& expected) {
+  auto a = actual.detach().to(torch::kFloat64);
+  auto e = expected.detach().to(torch::kFloat64);
+  const double scale = std::max(e.abs().max().item<double>(), 1e-6);
+  return (a - e).abs().max().item<double>() / scale;
+}
+
+/// Expects equal shapes and relative max diff <= tol.
+inline void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, double tol,
+                         const std::string& what) {
+  ASSERT_TRUE(actual.defined()) << what << ": undefined";
+  ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
+  const double diff = relative_max_diff(actual, expected);
+  EXPECT_LE(diff, tol) << what << ": relative max diff " << diff;
+}
+
+}  // namespace sdtrain::testing
