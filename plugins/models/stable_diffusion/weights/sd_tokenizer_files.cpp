@@ -1,0 +1,59 @@
+#include "plugins/models/stable_diffusion/weights/sd_tokenizer_files.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "framework/util/errors.h"
+#include "plugins/models/stable_diffusion/tokenizer/clip_bpe.h"
+#include "plugins/models/stable_diffusion/tokenizer/merges_source.h"
+
+namespace sdtrain {
+namespace {
+
+void write(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  if (!out) throw FormatError(path.string() + ": cannot write");
+}
+
+}  // namespace
+
+long clip_tokenizer_vocab_size() { return 49408; }
+
+void write_clip_tokenizer_files(const std::string& dir) {
+  const std::string merges_text = clip_text::gunzip(clip_text::embedded_merges_gz(), "embedded CLIP merges");
+  const clip_text::ClipBpe bpe(merges_text, "embedded CLIP merges");
+  std::string vocab = "{";
+  for (int64_t id = 0; id < bpe.vocab_size(); ++id) {
+    vocab += (id ? "," : "") + nlohmann::json(bpe.id_to_token(id)).dump() + ":" + std::to_string(id);
+  }
+  vocab += "}";
+  write(std::filesystem::path(dir) / "vocab.json", vocab);
+  // merges.txt as transformers ships it: the version header, then the merges CLIP uses.
+  std::string merges = "#version: 0.2\n";
+  std::size_t start = merges_text.find('\n') + 1;
+  for (int64_t i = 0; i < clip_text::kClipMergeCount && start < merges_text.size(); ++i) {
+    std::size_t end = merges_text.find('\n', start);
+    if (end == std::string::npos) end = merges_text.size();
+    merges += merges_text.substr(start, end - start) + "\n";
+    start = end + 1;
+  }
+  write(std::filesystem::path(dir) / "merges.txt", merges);
+  const nlohmann::ordered_json special = {{"bos_token", "<|startoftext|>"},
+                                          {"eos_token", "<|endoftext|>"},
+                                          {"pad_token", "<|endoftext|>"},
+                                          {"unk_token", "<|endoftext|>"}};
+  write(std::filesystem::path(dir) / "special_tokens_map.json", special.dump(2) + "\n");
+  nlohmann::ordered_json config = special;
+  config["add_prefix_space"] = false;
+  config["do_lower_case"] = true;
+  config["errors"] = "replace";
+  config["model_max_length"] = 77;
+  config["tokenizer_class"] = "CLIPTokenizer";
+  write(std::filesystem::path(dir) / "tokenizer_config.json", config.dump(2) + "\n");
+}
+
+}  // namespace sdtrain

@@ -1,0 +1,226 @@
+#include "plugins/models/stable_diffusion/weights/sd_weights.h"
+
+#include <set>
+#include <sstream>
+
+#include "framework/log/logger.h"
+#include "framework/util/errors.h"
+
+namespace sdtrain {
+namespace {
+
+const char* const kUNetPrefix = "model.diffusion_model.";
+const char* const kVaePrefix = "first_stage_model.";
+const char* const kClipPrefix = "cond_stage_model.";
+const char* const kEmaPrefix = "model_ema.";
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
+
+/// Original-layout tensors that belong to no model: LatentDiffusion's DDPM schedule buffers and
+/// the EMA callback's counters.
+bool is_known_extra(const std::string& name) {
+  static const std::set<std::string> names = {
+      "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+      "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+      "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+      "logvar", "model_ema.decay", "model_ema.num_updates"};
+  return names.count(name) != 0;
+}
+
+std::string shape_string(const torch::Tensor& t) {
+  std::ostringstream out;
+  out << t.sizes();
+  return out.str();
+}
+
+void list_into(std::ostringstream& out, const char* what, const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  out << what << " (" << names.size() << "): ";
+  for (std::size_t i = 0; i < names.size(); ++i) out << (i ? ", " : "") << names[i];
+  out << "\n";
+}
+
+/// Renames an original component; reports unmatched names and empty rows.
+NamedTensors to_diffusers(const NamedTensors& original, const std::vector<NameRow>& rows, const std::string& prefix,
+                          const std::string& component, WeightIssues* issues) {
+  RenameResult renamed = rename_component(original, rows, NameLayout::kOriginal);
+  for (const auto& name : renamed.unmatched) issues->unexpected.push_back(prefix + name);
+  for (const auto& row : renamed.empty_rows) issues->missing.push_back(component + "." + row + ".*");
+  return std::move(renamed.tensors);
+}
+
+NamedTensors to_original(const NamedTensors& diffusers, const std::vector<NameRow>& rows, const std::string& prefix,
+                         const std::string& component) {
+  RenameResult renamed = rename_component(diffusers, rows, NameLayout::kDiffusers);
+  if (!renamed.unmatched.empty()) {
+    std::ostringstream out;
+    list_into(out, (component + " tensors with no original name").c_str(), renamed.unmatched);
+    throw FormatError(out.str());
+  }
+  NamedTensors out;
+  for (auto& [name, tensor] : renamed.tensors) out[prefix + name] = tensor;
+  return out;
+}
+
+std::vector<std::string> keys_of(const NamedTensors& map) {
+  std::vector<std::string> keys;
+  for (const auto& [name, tensor] : map) keys.push_back(name);
+  return keys;
+}
+
+}  // namespace
+
+std::string WeightIssues::describe() const {
+  std::ostringstream out;
+  list_into(out, "missing keys", missing);
+  list_into(out, "unexpected keys", unexpected);
+  list_into(out, "shape mismatches", mismatched);
+  return out.str();
+}
+
+void WeightIssues::append(const WeightIssues& other) {
+  missing.insert(missing.end(), other.missing.begin(), other.missing.end());
+  unexpected.insert(unexpected.end(), other.unexpected.begin(), other.unexpected.end());
+  mismatched.insert(mismatched.end(), other.mismatched.begin(), other.mismatched.end());
+}
+
+SdWeights sd_weights_from_original(const NamedTensors& state, bool use_ema, const std::string& source,
+                                   WeightIssues* issues) {
+  WeightIssues local;
+  WeightIssues& out_issues = issues ? *issues : local;
+  NamedTensors unet, vae, clip, ema;
+  SdWeights weights;
+  for (const auto& [name, tensor] : state) {
+    if (is_known_extra(name)) {
+      weights.extras[name] = tensor;
+    } else if (starts_with(name, kUNetPrefix)) {
+      unet[name.substr(std::string(kUNetPrefix).size())] = tensor;
+    } else if (starts_with(name, kVaePrefix)) {
+      vae[name.substr(std::string(kVaePrefix).size())] = tensor;
+    } else if (starts_with(name, kClipPrefix)) {
+      clip[name.substr(std::string(kClipPrefix).size())] = tensor;
+    } else if (starts_with(name, kEmaPrefix)) {
+      ema[name] = tensor;
+    } else {
+      out_issues.unexpected.push_back(name);
+    }
+  }
+  if (unet.empty()) {
+    out_issues.missing.push_back(std::string(kUNetPrefix) + "* (no UNet in " + source + ")");
+  } else {
+    auto rows = unet_name_rows(infer_unet_layout(keys_of(unet), NameLayout::kOriginal, source));
+    NamedTensors ema_unet;
+    std::vector<std::string> ema_missing;
+    for (const auto& [name, tensor] : unet) {
+      auto it = ema.find(ldm_ema_key(kUNetPrefix + name));
+      if (it == ema.end()) {
+        ema_missing.push_back(ldm_ema_key(kUNetPrefix + name));
+      } else {
+        ema_unet[name] = it->second;
+        ema.erase(it);
+      }
+    }
+    const bool has_ema = !ema_unet.empty();
+    if (has_ema) out_issues.missing.insert(out_issues.missing.end(), ema_missing.begin(), ema_missing.end());
+    if (use_ema && !has_ema) {
+      log_line(LogLevel::WARNING, source + ": no model_ema.* weights; using the non-EMA UNet weights");
+    }
+    if (use_ema && has_ema) {
+      weights.unet = to_diffusers(ema_unet, rows, kEmaPrefix, "unet", &out_issues);
+    } else {
+      weights.unet = to_diffusers(unet, rows, kUNetPrefix, "unet", &out_issues);
+      if (has_ema) {
+        WeightIssues ignored;  // the same names as the UNet's, reported once
+        weights.unet_ema = to_diffusers(ema_unet, rows, kEmaPrefix, "unet_ema", &ignored);
+      }
+    }
+  }
+  for (const auto& [name, tensor] : ema) out_issues.unexpected.push_back(name);
+  if (vae.empty()) {
+    out_issues.missing.push_back(std::string(kVaePrefix) + "* (no VAE in " + source + ")");
+  } else {
+    auto rows = vae_name_rows(infer_vae_layout(keys_of(vae), NameLayout::kOriginal, source));
+    weights.vae = to_diffusers(vae, rows, kVaePrefix, "vae", &out_issues);
+  }
+  if (clip.empty()) {
+    out_issues.missing.push_back(std::string(kClipPrefix) + "transformer.* (no text encoder in " + source + ")");
+  } else {
+    RenameResult renamed = clip_original_to_diffusers(clip);
+    for (const auto& name : renamed.unmatched) out_issues.unexpected.push_back(kClipPrefix + name);
+    weights.text_encoder = std::move(renamed.tensors);
+  }
+  return weights;
+}
+
+NamedTensors sd_weights_to_original(const SdWeights& weights) {
+  NamedTensors out;
+  if (!weights.unet.empty()) {
+    auto rows = unet_name_rows(infer_unet_layout(keys_of(weights.unet), NameLayout::kDiffusers, "unet"));
+    NamedTensors unet = to_original(weights.unet, rows, kUNetPrefix, "unet");
+    out.insert(unet.begin(), unet.end());
+    if (!weights.unet_ema.empty()) {
+      for (auto& [name, tensor] : to_original(weights.unet_ema, rows, kUNetPrefix, "unet_ema")) {
+        out[ldm_ema_key(name)] = tensor;
+      }
+    }
+  }
+  if (!weights.vae.empty()) {
+    auto rows = vae_name_rows(infer_vae_layout(keys_of(weights.vae), NameLayout::kDiffusers, "vae"));
+    NamedTensors vae = to_original(weights.vae, rows, kVaePrefix, "vae");
+    out.insert(vae.begin(), vae.end());
+  }
+  if (!weights.text_encoder.empty()) {
+    RenameResult renamed = clip_diffusers_to_original(weights.text_encoder);
+    if (!renamed.unmatched.empty()) {
+      std::ostringstream msg;
+      list_into(msg, "text_encoder tensors with no original name", renamed.unmatched);
+      throw FormatError(msg.str());
+    }
+    for (auto& [name, tensor] : renamed.tensors) out[kClipPrefix + name] = tensor;
+  }
+  for (const auto& [name, tensor] : weights.extras) {
+    if (weights.unet_ema.empty() && starts_with(name, kEmaPrefix)) continue;  // counters of a dropped EMA
+    out.emplace(name, tensor);
+  }
+  return out;
+}
+
+WeightIssues match_state_dict(NamedTensors& actual, const std::map<std::string, torch::Tensor>& expected,
+                              const std::string& prefix) {
+  WeightIssues issues;
+  for (auto& [name, tensor] : actual) {
+    auto it = expected.find(name);
+    if (it == expected.end()) {
+      issues.unexpected.push_back(prefix + name);
+      continue;
+    }
+    if (tensor.sizes() == it->second.sizes()) continue;
+    if (tensor.numel() == it->second.numel() && tensor.dim() >= 2 && it->second.dim() >= 2 &&
+        tensor.size(0) == it->second.size(0) && tensor.size(1) == it->second.size(1)) {
+      bool trailing_ones = true;
+      for (const auto& t : {tensor, it->second}) {
+        for (int64_t d = 2; d < t.dim(); ++d) trailing_ones = trailing_ones && t.size(d) == 1;
+      }
+      if (trailing_ones) {
+        tensor = tensor.reshape(it->second.sizes());
+        continue;
+      }
+    }
+    issues.mismatched.push_back(prefix + name + ": got " + shape_string(tensor) + " expected " +
+                                shape_string(it->second));
+  }
+  for (const auto& [name, tensor] : expected) {
+    if (actual.count(name) == 0) issues.missing.push_back(prefix + name);
+  }
+  return issues;
+}
+
+void cast_sd_weights(SdWeights& weights, torch::ScalarType dtype) {
+  for (NamedTensors* map : {&weights.unet, &weights.vae, &weights.text_encoder, &weights.unet_ema}) {
+    for (auto& [name, tensor] : *map) {
+      if (tensor.is_floating_point()) tensor = tensor.to(dtype);
+    }
+  }
+}
+
+}  // namespace sdtrain

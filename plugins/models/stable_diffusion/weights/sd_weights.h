@@ -1,0 +1,66 @@
+#pragma once
+/// Stable Diffusion v1 weights in diffusers naming, and their conversion from/to the original
+/// single state dict (CompVis/LDM: model.diffusion_model.*, first_stage_model.*,
+/// cond_stage_model.transformer.*, model_ema.*).
+#include <map>
+#include <string>
+#include <vector>
+
+#include "plugins/models/stable_diffusion/weights/sd_name_table.h"
+
+namespace sdtrain {
+
+/// The weights of one SD v1 pipeline, each component keyed by its diffusers / transformers names
+/// (the keys the sdtrain modules use: unet "conv_in.weight", vae "encoder.conv_in.weight",
+/// text encoder "text_model.embeddings.token_embedding.weight").
+struct SdWeights {
+  NamedTensors unet;
+  NamedTensors vae;
+  NamedTensors text_encoder;
+  /// The EMA copy of the UNet (diffusers names) when the source had one and it was not taken as
+  /// `unet` (use_ema); empty otherwise.
+  NamedTensors unet_ema;
+  /// Original-layout tensors outside the three models, kept verbatim for original-layout outputs:
+  /// the DDPM schedule buffers (betas, alphas_cumprod, ...), model_ema.decay/num_updates.
+  NamedTensors extras;
+  /// config.json texts by component ("unet", "vae", "text_encoder", "scheduler") when the source
+  /// carried them (a diffusers folder, or a single file written by sdtrain).
+  std::map<std::string, std::string> configs;
+  /// A diffusers tokenizer folder (vocab.json, merges.txt, ...) to copy into diffusers outputs.
+  std::string tokenizer_dir;
+};
+
+/// Names at fault, by kind. Every entry names the key in the source's layout.
+struct WeightIssues {
+  std::vector<std::string> missing;     ///< expected but absent
+  std::vector<std::string> unexpected;  ///< present but belonging to nothing
+  std::vector<std::string> mismatched;  ///< "name: got [..] expected [..]"
+  bool empty() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+  /// A multi-line description ("missing keys (N): a, b, ..."), empty when there is nothing.
+  std::string describe() const;
+  void append(const WeightIssues& other);
+};
+
+/// Splits an original single state dict into diffusers-named components.
+/// With `use_ema` and model_ema.* weights present, `unet` holds the EMA weights (as diffusers'
+/// convert_original_stable_diffusion_to_diffusers.py --extract_ema) and unet_ema stays empty;
+/// without it the EMA copy goes to unet_ema. `use_ema` without EMA weights is reported as missing
+/// EMA keys. Known non-model buffers go to `extras`; anything else is reported as unexpected.
+SdWeights sd_weights_from_original(const NamedTensors& state, bool use_ema, const std::string& source,
+                                   WeightIssues* issues);
+
+/// The original single state dict: model.diffusion_model.*, first_stage_model.*,
+/// cond_stage_model.transformer.text_model.* (+ position_ids), model_ema.* when unet_ema is set,
+/// and `extras`. Throws FormatError when a name belongs to no row of the table.
+NamedTensors sd_weights_to_original(const SdWeights& weights);
+
+/// Compares a component map with the expected names and shapes (e.g. module_state_dict of a
+/// constructed module). Weights that differ from the expected shape only by trailing 1-sized
+/// dimensions (1x1 conv <-> linear, as proj_in/proj_out) are reshaped in place and not reported.
+WeightIssues match_state_dict(NamedTensors& actual, const std::map<std::string, torch::Tensor>& expected,
+                              const std::string& prefix = "");
+
+/// Converts every floating-point tensor of every component (not integer buffers) to `dtype`.
+void cast_sd_weights(SdWeights& weights, torch::ScalarType dtype);
+
+}  // namespace sdtrain
