@@ -1,5 +1,6 @@
 #include "framework/config/config_loader.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -54,12 +55,33 @@ std::string with_field_suggestion(const std::string& message) {
   return out;
 }
 
+/// Protobuf reports some errors at the token after the culprit (the ':' after an unknown field
+/// name, the start of the next line after a bad enum value). For messages that quote the culprit,
+/// move the position back to its last occurrence before the reported one.
+void point_at_quoted_token(const std::string& text, const std::string& message, int* line, int* column) {
+  static const std::regex quoted(R"re((has no field named|Unknown enumeration value of|Non-repeated field) "(\w+)")re");
+  std::smatch match;
+  if (text.empty() || !std::regex_search(message, match, quoted)) return;
+  std::size_t offset = 0;
+  for (int l = 0; l < *line && offset != std::string::npos; ++l) {
+    offset = text.find('\n', offset);
+    if (offset != std::string::npos) ++offset;
+  }
+  if (offset == std::string::npos) return;
+  const std::size_t found = text.rfind(match[2].str(), std::min(text.size(), offset + static_cast<std::size_t>(*column)));
+  if (found == std::string::npos) return;
+  const std::size_t line_start = text.rfind('\n', found);
+  *line = static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(found), '\n'));
+  *column = static_cast<int>(found - (line_start == std::string::npos ? 0 : line_start + 1));
+}
+
 /// Collects parser errors as "FILE:LINE:COL: message" (1-based).
 class CollectingErrors : public google::protobuf::io::ErrorCollector {
  public:
-  explicit CollectingErrors(std::string filename) : filename_(std::move(filename)) {}
+  CollectingErrors(std::string filename, const std::string& text) : filename_(std::move(filename)), text_(text) {}
   void AddError(int line, int column, const std::string& message) override {
     if (!first_.empty()) return;
+    point_at_quoted_token(text_, message, &line, &column);
     std::ostringstream out;
     out << filename_ << ":" << line + 1 << ":" << column + 1 << ": " << with_field_suggestion(message);
     if (message.find("Could not find type") != std::string::npos) {
@@ -72,6 +94,7 @@ class CollectingErrors : public google::protobuf::io::ErrorCollector {
 
  private:
   std::string filename_;
+  const std::string& text_;
   std::string first_;
 };
 
@@ -297,7 +320,7 @@ std::string resolve_config_path(const std::string& base_dir, const std::string& 
 }
 
 void parse_text_config(const std::string& text, const std::string& filename, Message* message) {
-  CollectingErrors errors(filename);
+  CollectingErrors errors(filename, text);
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(text, message)) {
@@ -308,7 +331,7 @@ void parse_text_config(const std::string& text, const std::string& filename, Mes
 std::vector<std::string> read_plugin_libraries(const std::string& text, const std::string& filename) {
   // Only plugin_libraries is read; every other field is skipped unparsed (the parser's skipping
   // copes with nested messages and expanded Any syntax), so unknown option types do not matter.
-  CollectingErrors errors(filename);
+  CollectingErrors errors(filename, text);
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
   parser.AllowUnknownField(true);

@@ -1,5 +1,6 @@
 #pragma once
 /// The model plugin interface: what the trainer needs from a trainable diffusion model.
+#include <map>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,11 @@ class Model {
   /// sample's loss. Each sample's randomness (noise, timestep, posterior sample) is drawn from a
   /// generator seeded with batch.seeds[i], so results do not depend on batch composition.
   virtual torch::Tensor training_loss(const Batch& batch) = 0;
+
+  /// Weights to start the EMA from instead of the trained weights, by trainable_module()
+  /// parameter name (e.g. the EMA copy inside a pretrained checkpoint). Empty: start from the
+  /// trained weights. Called once, after to().
+  virtual std::map<std::string, torch::Tensor> ema_start_weights() { return {}; }
 
   /// Draws one image per prompt with the current trainable weights. Returns RGB images.
   virtual std::vector<Image> sample(const SampleRequest& request) = 0;

@@ -89,6 +89,7 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
   optimizer_ = std::make_unique<FlatAdamW>(flat_->values(), config_.optimizer());
   if (config_.ema().enabled()) {
     ema_ = std::make_unique<ExponentialMovingAverage>(flat_->values(), config_.ema());
+    start_ema_from_model();
   }
   progress_.batches_per_epoch = loader_->batches_per_epoch();
   progress_.max_steps = config_.run().max_steps();
@@ -101,6 +102,23 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
 }
 
 Trainer::~Trainer() = default;
+
+void Trainer::start_ema_from_model() {
+  const std::map<std::string, torch::Tensor> start = model_->ema_start_weights();
+  if (start.empty()) return;
+  torch::NoGradGuard no_grad;
+  std::size_t copied = 0;
+  for (std::size_t i = 0; i < flat_->names().size(); ++i) {
+    const auto found = start.find(flat_->names()[i]);
+    if (found == start.end()) continue;
+    torch::Tensor slot = flat_->view(ema_->shadow(), i);
+    if (found->second.sizes() != slot.sizes()) continue;
+    slot.copy_(found->second);
+    ++copied;
+  }
+  SDTRAIN_LOG(INFO) << "EMA starts from the weights file's EMA copy (" << copied << " of " << flat_->names().size()
+                    << " tensors; the others from the trained weights)";
+}
 
 template <class Hook>
 void Trainer::for_each_callback(Hook hook) {

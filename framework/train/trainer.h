@@ -50,6 +50,7 @@ class Trainer : public TrainerHandle {
  private:
   void optimizer_step(double loss_sum, int micro_batches, double step_start_s);
   void run_validation();
+  void start_ema_from_model();
   template <class Hook>
   void for_each_callback(Hook hook);
 

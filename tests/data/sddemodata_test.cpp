@@ -45,7 +45,8 @@ TEST(SdDemoData, WritesAnImageFolderThatImageFolderReads) {
     for (int c = 0; c < 3; ++c) EXPECT_EQ(image.pixels[c], expected) << sample.key;
     int shape_pixels = 0;
     for (int p = 0; p < 32 * 32; ++p) shape_pixels += image.pixels[p * 3] != expected || image.pixels[p * 3 + 1] != expected;
-    EXPECT_GT(shape_pixels, 32 * 32 / 10) << sample.key;
+    // At least 5% of the image: the smallest triangle the generator draws covers about 9%.
+    EXPECT_GT(shape_pixels, 32 * 32 / 20) << sample.key;
   }
   EXPECT_GT(captions.size(), 5u);
 

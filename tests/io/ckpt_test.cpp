@@ -128,11 +128,12 @@ class HostileCkpt : public ::testing::TestWithParam<Hostile> {};
 TEST_P(HostileCkpt, RefusedByNameAndNothingRuns) {
   const Hostile h = GetParam();
   const std::string path = fixture(h.file);
-  EXPECT_FORMAT_ERROR(load_ckpt(path), path, std::string("refused global '") + h.global + "'", "nothing in the file is executed");
-  EXPECT_FORMAT_ERROR(load_ckpt_state_dict(path), path, std::string("refused global '") + h.global + "'");
+  // The message may add the Python 3 name after a Python 2 one: "refused global 'posix.system (os.system)'".
+  EXPECT_FORMAT_ERROR(load_ckpt(path), path, std::string("refused global '") + h.global, "nothing in the file is executed");
+  EXPECT_FORMAT_ERROR(load_ckpt_state_dict(path), path, std::string("refused global '") + h.global);
   CkptLoadOptions lenient;
   lenient.policy = GlobalPolicy::kTolerateKnownData;
-  EXPECT_FORMAT_ERROR(load_ckpt(path, lenient), std::string("refused global '") + h.global + "'");
+  EXPECT_FORMAT_ERROR(load_ckpt(path, lenient), std::string("refused global '") + h.global);
   EXPECT_FALSE(std::filesystem::exists(fixture(h.marker))) << "the payload ran";
 }
 

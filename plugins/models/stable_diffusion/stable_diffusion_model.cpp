@@ -1,6 +1,13 @@
 #include "plugins/models/stable_diffusion/stable_diffusion_model.h"
 
+#include <filesystem>
+
+#include "framework/config/config_loader.h"
+#include "framework/log/logger.h"
 #include "framework/util/errors.h"
+#include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
+#include "plugins/models/stable_diffusion/weights/sd_weights.h"
+#include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
 #include "plugins/schedulers/noise/training_losses.h"
 #include "proto/schedulers.pb.h"
 
@@ -20,7 +27,39 @@ std::vector<at::Generator> sample_generators(const Batch& batch) {
   return generators;
 }
 
+/// Copies `tensors` into `module` by name. Non-strict (main.py's --finetune_from): what matches
+/// is loaded and every missing, unexpected or mis-shaped key is logged by name.
+void load_component(torch::nn::Module& module, NamedTensors& tensors, const std::string& component,
+                    const std::string& source, bool strict) {
+  const TensorMap expected = module_state_dict(module);
+  const WeightIssues issues = match_state_dict(tensors, expected, component + ".");
+  if (!issues.empty()) {
+    if (strict) throw FormatError(source + ": " + component + " does not match the model:\n" + issues.describe());
+    SDTRAIN_LOG(WARNING) << source << ": " << component << " loaded non-strictly:\n" << issues.describe();
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, target] : expected) {
+    const auto found = tensors.find(name);
+    if (found != tensors.end() && found->second.sizes() == target.sizes()) {
+      torch::Tensor destination = target;
+      destination.copy_(found->second);
+    }
+  }
+}
+
 }  // namespace
+
+void StableDiffusionModel::load_weights(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw ConfigError("weights: not found: " + path);
+  SdLoadOptions load;
+  load.strict = options_.strict_weights();
+  SdWeights weights = load_sd_weights(path, load);
+  load_component(*networks_.unet, weights.unet, "unet", path, options_.strict_weights());
+  load_component(*networks_.text_encoder, weights.text_encoder, "text_encoder", path, options_.strict_weights());
+  if (networks_.vae) load_component(*networks_.vae, weights.vae, "vae", path, options_.strict_weights());
+  if (options_.ema_from_weights() && !weights.unet_ema.empty()) ema_start_ = std::move(weights.unet_ema);
+  SDTRAIN_LOG(INFO) << "weights loaded from " << path << (ema_start_.empty() ? "" : " (with its EMA UNet)");
+}
 
 StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options, const PluginContext& context)
     : options_(options), context_(context) {
@@ -40,10 +79,7 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
     throw ConfigError("unet.cross_attention_dim: " + std::to_string(options.unet().cross_attention_dim()) +
                       " must equal text_encoder.hidden_size " + std::to_string(options.text_encoder().hidden_size()));
   }
-  if (!options.weights().empty()) {
-    throw ConfigError("weights: loading pretrained weights lands with the weight-format loaders; "
-                      "leave it empty for a randomly initialised model");
-  }
+  if (!options.weights().empty()) load_weights(resolve_config_path(context.base_dir, options.weights()));
   noise_scheduler_ = Registry<NoiseScheduler>::instance().create(
       options.has_noise_scheduler() ? options.noise_scheduler() : default_noise_scheduler(), context,
       "noise_scheduler");

@@ -33,10 +33,14 @@ class StableDiffusionModel : public Model {
 
   std::vector<Image> sample(const SampleRequest& request) override;
 
+  /// The weights file's EMA UNet when options.ema_from_weights and the file has one.
+  std::map<std::string, torch::Tensor> ema_start_weights() override { return ema_start_; }
+
   const SdNetworks& networks() const { return networks_; }
   const StableDiffusionOptions& options() const { return options_; }
 
  private:
+  void load_weights(const std::string& path);
   torch::Tensor encode_first_stage(const torch::Tensor& pixels, const std::vector<torch::Tensor>& posterior_noise);
 
   StableDiffusionOptions options_;
@@ -44,6 +48,7 @@ class StableDiffusionModel : public Model {
   ClipTokenizer tokenizer_;
   SdNetworks networks_;
   std::unique_ptr<NoiseScheduler> noise_scheduler_;
+  std::map<std::string, torch::Tensor> ema_start_;
   torch::Device device_{torch::kCPU};
 };
 

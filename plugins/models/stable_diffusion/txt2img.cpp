@@ -8,7 +8,8 @@ torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::
                              const torch::Device& device) {
   torch::NoGradGuard no_grad;
   const torch::Tensor ids = networks.tokenizer->tokenize(prompts).to(device);
-  return networks.text_encoder->forward(ids).last_hidden_state;
+  ClipTextModel text_encoder = networks.text_encoder;  // a holder copy shares the module
+  return text_encoder->forward(ids).last_hidden_state;
 }
 
 std::vector<Image> tensor_to_images(const torch::Tensor& images) {
@@ -47,8 +48,10 @@ std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, 
     context = torch::cat({uncond, context});
   }
 
-  const int64_t channels = networks.unet->config().in_channels();
-  const int64_t factor = networks.vae ? 8 : 1;
+  UNet2DConditionModel unet = networks.unet;  // holder copies share the modules
+  AutoencoderKL vae = networks.vae;
+  const int64_t channels = unet->config().in_channels();
+  const int64_t factor = vae ? 8 : 1;
   auto generator = at::detail::createCPUGenerator(request.seed);
   sampler.set_timesteps(request.steps);
   torch::Tensor latents =
@@ -62,12 +65,12 @@ std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, 
     const torch::Tensor t = timesteps[i];
     torch::Tensor input = guided ? torch::cat({latents, latents}) : latents;
     input = sampler.scale_model_input(input, t);
-    torch::Tensor prediction = networks.unet->forward(input, t.to(device), context);
+    torch::Tensor prediction = unet->forward(input, t.to(device), context);
     if (guided) prediction = noise::apply_cfg(prediction, request.guidance_scale);
     latents = sampler.step(prediction, t, latents, &generator);
     if (on_step) on_step(i + 1, total);
   }
-  torch::Tensor images = networks.vae ? networks.vae->decode(latents / networks.scaling_factor) : latents;
+  torch::Tensor images = vae ? vae->decode(latents / networks.scaling_factor) : latents;
   return tensor_to_images(images);
 }
 
