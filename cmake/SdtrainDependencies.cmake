@@ -36,6 +36,9 @@ if(NOT Torch_DIR)
   list(APPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
 endif()
 find_package(Torch REQUIRED)
+# Installed programs find libtorch where the wheel keeps it (nothing is copied out of the wheel).
+get_filename_component(SDTRAIN_TORCH_LIBRARY_DIR "${TORCH_LIBRARY}" DIRECTORY)
+list(APPEND CMAKE_INSTALL_RPATH "${SDTRAIN_TORCH_LIBRARY_DIR}")
 
 # Debian's libraries (protobuf, boost, gtest) use the C++11 string ABI; a torch built with the old
 # ABI would link but crash on the first std::string crossing the boundary. Refuse it here.
