@@ -149,7 +149,15 @@ void Trainer::optimizer_step(double loss_sum, int micro_batches, double step_sta
   if (!std::isfinite(metrics.grad_norm)) {
     metrics.skipped = true;
     SDTRAIN_LOG(WARNING) << "step " << progress_.step << ": non-finite gradient norm; update skipped";
+    // A skipped step does not count towards max_steps, so a run whose gradients never recover
+    // would otherwise loop forever.
+    if (++consecutive_skips_ >= kMaxConsecutiveSkips) {
+      throw std::runtime_error(std::to_string(consecutive_skips_) +
+                               " optimizer steps in a row had non-finite gradients; stopping (lower "
+                               "optimizer.base_learning_rate or check the data)");
+    }
   } else {
+    consecutive_skips_ = 0;
     if (config_.gradient_clip_norm() > 0 && metrics.grad_norm > config_.gradient_clip_norm()) {
       flat_->grads().mul_(config_.gradient_clip_norm() / (metrics.grad_norm + 1e-6));
     }

@@ -71,6 +71,8 @@ class Trainer : public TrainerHandle {
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<ExponentialMovingAverage> ema_;
 
+  static constexpr int kMaxConsecutiveSkips = 100;
+  int consecutive_skips_ = 0;
   TrainProgress progress_;
   std::vector<double> loss_history_;
   bool stop_requested_ = false;
