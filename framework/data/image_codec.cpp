@@ -1,5 +1,7 @@
 #include "framework/data/image_codec.h"
 
+#include <algorithm>
+
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -467,10 +469,17 @@ std::string encode_png(const Image& image, const std::vector<std::pair<std::stri
       throw std::invalid_argument("encode_png: tEXt key must have 1-79 characters: '" + text[i].first + "'");
     }
     std::memset(&chunks[i], 0, sizeof(png_text));
-    chunks[i].compression = PNG_TEXT_COMPRESSION_NONE;
+    // tEXt holds Latin-1 only; a value with any non-ASCII byte (UTF-8 prompts) goes to iTXt.
+    const bool ascii = std::all_of(text[i].second.begin(), text[i].second.end(),
+                                   [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+    chunks[i].compression = ascii ? PNG_TEXT_COMPRESSION_NONE : PNG_ITXT_COMPRESSION_NONE;
     chunks[i].key = const_cast<char*>(text[i].first.c_str());
     chunks[i].text = const_cast<char*>(text[i].second.c_str());
-    chunks[i].text_length = text[i].second.size();
+    if (ascii) {
+      chunks[i].text_length = text[i].second.size();
+    } else {
+      chunks[i].itxt_length = text[i].second.size();
+    }
   }
   std::vector<png_bytep> rows(static_cast<std::size_t>(image.height));
   const std::size_t stride = static_cast<std::size_t>(image.width) * image.channels;

@@ -46,8 +46,9 @@ Image read_image_file(const std::string& path, std::int64_t max_pixels);
 std::string read_file_bytes(const std::string& path);
 
 /// Encodes an 8-bit image (1 = gray, 2 = gray+alpha, 3 = RGB or 4 = RGBA channels) as PNG, with
-/// optional tEXt chunks (key: 1-79 Latin-1 characters; value: Latin-1 text). Throws
-/// std::invalid_argument for an inconsistent image or key.
+/// optional text chunks (key: 1-79 Latin-1 characters; value: UTF-8 text, stored as tEXt when it
+/// is plain ASCII and as uncompressed iTXt otherwise, so PIL's Image.text reads both back).
+/// Throws std::invalid_argument for an inconsistent image or key.
 std::string encode_png(const Image& image,
                        const std::vector<std::pair<std::string, std::string>>& text = {});
 

@@ -62,4 +62,12 @@ bool ends_with(std::string_view text, std::string_view suffix) {
   return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
 }
 
+std::string trim(std::string_view text) {
+  const char* space = " \t\n\r\f\v";
+  const auto first = text.find_first_not_of(space);
+  if (first == std::string_view::npos) return {};
+  const auto last = text.find_last_not_of(space);
+  return std::string(text.substr(first, last - first + 1));
+}
+
 }  // namespace sdtrain

@@ -19,6 +19,9 @@ std::string join(const std::vector<std::string>& parts, const std::string& separ
 /// Splits on `separator`, keeping empty parts.
 std::vector<std::string> split(const std::string& text, char separator);
 
+/// `text` without leading and trailing ASCII whitespace (space, \t, \n, \r, \f, \v).
+std::string trim(std::string_view text);
+
 /// True if `text` starts with `prefix` / ends with `suffix`.
 bool starts_with(std::string_view text, std::string_view prefix);
 bool ends_with(std::string_view text, std::string_view suffix);

@@ -147,6 +147,19 @@ TEST(ImageCodec, PngRoundTripWithTextChunks) {
   }
 }
 
+TEST(ImageCodec, NonAsciiTextGoesToAnInternationalTextChunk) {
+  Image image;
+  image.width = image.height = 2;
+  image.channels = 3;
+  image.pixels.assign(12, 9);
+  const std::string prompt = "\xE8\xB5\xA4\xE3\x81\x84\xE5\x86\x86, caf\xC3\xA9";  // UTF-8
+  const std::string png = encode_png(image, {{"prompt", prompt}, {"seed", "42"}});
+  // iTXt: keyword NUL, compression flag 0, method 0, empty language NUL, empty translation NUL.
+  EXPECT_NE(png.find(std::string("iTXtprompt") + std::string(5, '\0') + prompt), std::string::npos);
+  EXPECT_NE(png.find(std::string("tEXtseed") + '\0' + "42"), std::string::npos);
+  EXPECT_EQ(decode_image(png, "itxt", 0).pixels, image.pixels);
+}
+
 TEST(ImageCodec, WritePngFileIsAtomicAndReadable) {
   testing::TempDir dir;
   Image image;

@@ -116,7 +116,7 @@ torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
   std::vector<at::Generator> generators = sample_generators(batch);
 
   const int64_t latent_channels = networks_.vae ? networks_.vae->config().latent_channels() : 3;
-  const int64_t factor = networks_.vae ? 8 : 1;
+  const int64_t factor = networks_.vae ? networks_.vae->downsample_factor() : 1;
   const std::vector<int64_t> latent_shape{latent_channels, pixels.size(2) / factor, pixels.size(3) / factor};
 
   std::vector<torch::Tensor> posterior_noise;

@@ -51,7 +51,10 @@ std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, 
   UNet2DConditionModel unet = networks.unet;  // holder copies share the modules
   AutoencoderKL vae = networks.vae;
   const int64_t channels = unet->config().in_channels();
-  const int64_t factor = vae ? 8 : 1;
+  // Networks may hold fp16/bf16 weights; the sampler's arithmetic stays in fp32 (as the latents).
+  const auto unet_dtype = unet->parameters().front().scalar_type();
+  context = context.to(unet_dtype);
+  const int64_t factor = vae ? vae->downsample_factor() : 1;
   auto generator = at::detail::createCPUGenerator(request.seed);
   sampler.set_timesteps(request.steps);
   torch::Tensor latents =
@@ -64,13 +67,14 @@ std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, 
   for (int i = 0; i < total; ++i) {
     const torch::Tensor t = timesteps[i];
     torch::Tensor input = guided ? torch::cat({latents, latents}) : latents;
-    input = sampler.scale_model_input(input, t);
-    torch::Tensor prediction = unet->forward(input, t.to(device), context);
+    input = sampler.scale_model_input(input, t).to(unet_dtype);
+    torch::Tensor prediction = unet->forward(input, t.to(device), context).to(torch::kFloat32);
     if (guided) prediction = noise::apply_cfg(prediction, request.guidance_scale);
     latents = sampler.step(prediction, t, latents, &generator);
     if (on_step) on_step(i + 1, total);
   }
-  torch::Tensor images = vae ? vae->decode(latents / networks.scaling_factor) : latents;
+  torch::Tensor images =
+      vae ? vae->decode((latents / networks.scaling_factor).to(vae->parameters().front().scalar_type())) : latents;
   return tensor_to_images(images);
 }
 

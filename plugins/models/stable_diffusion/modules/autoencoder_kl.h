@@ -21,6 +21,11 @@ class AutoencoderKLImpl : public torch::nn::Module {
   /// encode -> sample (or mode) -> decode, as diffusers' AutoencoderKL.forward.
   torch::Tensor forward(const torch::Tensor& images, bool sample_posterior = false,
                         std::optional<at::Generator> generator = std::nullopt);
+  /// Pixels per latent along each side: 2^(blocks - 1), diffusers' vae_scale_factor (SD v1: 8).
+  int64_t downsample_factor() const {
+    const int blocks = config_.block_out_channels_size() == 0 ? 4 : config_.block_out_channels_size();
+    return int64_t{1} << (blocks - 1);
+  }
   /// Latents are multiplied by this for the UNet (SD v1: 0.18215).
   double scaling_factor() const { return config_.scaling_factor(); }
   void set_gradient_checkpointing(bool enabled);

@@ -1,0 +1,113 @@
+#include "plugins/models/stable_diffusion/sd_pipeline.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "framework/util/errors.h"
+#include "framework/util/strings.h"
+#include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
+#include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
+#include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
+#include "plugins/models/stable_diffusion/weights/sd_weights.h"
+#include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
+
+namespace fs = std::filesystem;
+
+namespace sdtrain {
+namespace {
+
+/// The component's config.json text and a name for messages: the source's own, else inferred.
+std::pair<std::string, std::string> component_config(const SdWeights& weights, const std::string& path,
+                                                     const std::string& component,
+                                                     std::string (*infer)(const NamedTensors&),
+                                                     const NamedTensors& tensors) {
+  const auto found = weights.configs.find(component);
+  if (found != weights.configs.end()) return {found->second, path + " (" + component + "/config.json)"};
+  return {infer(tensors), path + " (" + component + " config inferred from the weights)"};
+}
+
+/// Copies `tensors` into `module`; every expected weight must be there with its shape. Extra
+/// position_ids buffers (written by older transformers) are not weights and are ignored.
+void load_exactly(torch::nn::Module& module, NamedTensors& tensors, const std::string& component,
+                  const std::string& source) {
+  const TensorMap expected = module_state_dict(module);
+  WeightIssues issues = match_state_dict(tensors, expected, component + ".");
+  auto& unexpected = issues.unexpected;
+  unexpected.erase(std::remove_if(unexpected.begin(), unexpected.end(),
+                                  [](const std::string& name) { return ends_with(name, "position_ids"); }),
+                   unexpected.end());
+  if (!issues.empty()) {
+    throw FormatError(source + ": the " + component + " weights do not match its config:\n" + issues.describe());
+  }
+  TensorMap state;
+  for (const auto& [name, tensor] : expected) state[name] = tensors.at(name);
+  load_state_dict_strict(module, state, source);
+}
+
+void freeze(torch::nn::Module& module) {
+  for (auto& parameter : module.parameters()) parameter.set_requires_grad(false);
+  module.eval();
+}
+
+}  // namespace
+
+std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_ema) {
+  if (!fs::exists(path)) throw FormatError(path + ": no such file or folder");
+  SdLoadOptions options;
+  options.use_ema = use_ema;
+  options.strict = false;  // the component checks below name every key at fault
+  SdWeights weights = load_sd_weights(path, options);
+
+  std::unique_ptr<SdPipeline> pipeline(new SdPipeline());
+  const fs::path merges = fs::path(weights.tokenizer_dir) / "merges.txt";
+  pipeline->tokenizer_ = !weights.tokenizer_dir.empty() && fs::exists(merges)
+                             ? std::make_unique<ClipTokenizer>(merges.string())
+                             : std::make_unique<ClipTokenizer>();
+
+  const auto [unet_json, unet_source] = component_config(weights, path, "unet", infer_unet_config_json, weights.unet);
+  const auto [vae_json, vae_source] = component_config(weights, path, "vae", infer_vae_config_json, weights.vae);
+  const auto [clip_json, clip_source] =
+      component_config(weights, path, "text_encoder", infer_clip_config_json, weights.text_encoder);
+  const ClipTextConfig clip = clip_config_from_json(clip_json, clip_source);
+  if (clip.vocab_size() != pipeline->tokenizer_->vocab_size()) {
+    throw FormatError(clip_source + ": vocab_size " + std::to_string(clip.vocab_size()) +
+                      " is not the CLIP tokenizer's " + std::to_string(pipeline->tokenizer_->vocab_size()));
+  }
+
+  SdNetworks& networks = pipeline->networks_;
+  networks.tokenizer = pipeline->tokenizer_.get();
+  networks.unet = UNet2DConditionModel(unet_config_from_json(unet_json, unet_source));
+  networks.vae = AutoencoderKL(vae_config_from_json(vae_json, vae_source));
+  networks.text_encoder = ClipTextModel(clip);
+  networks.scaling_factor = networks.vae->scaling_factor();
+  load_exactly(*networks.unet, weights.unet, "unet", path);
+  load_exactly(*networks.vae, weights.vae, "vae", path);
+  load_exactly(*networks.text_encoder, weights.text_encoder, "text_encoder", path);
+  freeze(*networks.unet);
+  freeze(*networks.vae);
+  freeze(*networks.text_encoder);
+
+  const auto scheduler = weights.configs.find("scheduler");
+  if (scheduler != weights.configs.end()) {
+    pipeline->scheduler_config_ = scheduler->second;
+    pipeline->scheduler_config_source_ = path + " (scheduler/scheduler_config.json)";
+  }
+  return pipeline;
+}
+
+void SdPipeline::to(const torch::Device& device, torch::ScalarType dtype) {
+  // Module::to(device, dtype) would cast integer buffers too; only floating-point ones change type.
+  torch::NoGradGuard no_grad;
+  for (torch::nn::Module* module :
+       {static_cast<torch::nn::Module*>(networks_.unet.get()), static_cast<torch::nn::Module*>(networks_.vae.get()),
+        static_cast<torch::nn::Module*>(networks_.text_encoder.get())}) {
+    for (auto& tensor : module->parameters()) {
+      tensor.set_data(tensor.is_floating_point() ? tensor.to(device, dtype) : tensor.to(device));
+    }
+    for (auto& tensor : module->buffers()) {
+      tensor.set_data(tensor.is_floating_point() ? tensor.to(device, dtype) : tensor.to(device));
+    }
+  }
+}
+
+}  // namespace sdtrain

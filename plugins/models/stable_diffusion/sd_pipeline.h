@@ -1,0 +1,47 @@
+#pragma once
+/// A Stable Diffusion v1 pipeline loaded from a model file for sampling (`sdsample`): the
+/// tokenizer, the three networks with the sizes the model was saved with, and its scheduler
+/// configuration — what diffusers' StableDiffusionPipeline.from_pretrained gives.
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "plugins/models/stable_diffusion/txt2img.h"
+
+namespace sdtrain {
+
+class SdPipeline {
+ public:
+  /// Loads `path`: a diffusers folder, an original (CompVis/Lightning) .ckpt or an original
+  /// single-file .safetensors. Sizes come from the folder's config.json files (or the configs a
+  /// file written by sdtrain embeds), else they are inferred from the tensor shapes. Every weight
+  /// must be present with the expected shape (FormatError naming the file and the keys at fault);
+  /// a text encoder whose vocabulary is not the tokenizer's is refused. The tokenizer is the
+  /// folder's (tokenizer/merges.txt, which must hold CLIP's merges) or CLIP's built-in one.
+  /// `use_ema`: take the file's EMA UNet (model_ema.*) when it has one.
+  static std::unique_ptr<SdPipeline> load(const std::string& path, bool use_ema);
+
+  /// Moves the networks to `device` and casts their floating-point weights to `dtype`.
+  void to(const torch::Device& device, torch::ScalarType dtype);
+
+  /// The networks (eval mode, no gradients); valid while this pipeline lives.
+  const SdNetworks& networks() const { return networks_; }
+  /// The scheduler_config.json text the model came with ("" when it had none: SD v1 defaults).
+  const std::string& scheduler_config() const { return scheduler_config_; }
+  /// Where that text came from, for messages.
+  const std::string& scheduler_config_source() const { return scheduler_config_source_; }
+
+  SdPipeline(const SdPipeline&) = delete;
+  SdPipeline& operator=(const SdPipeline&) = delete;
+
+ private:
+  SdPipeline() = default;
+
+  std::unique_ptr<ClipTokenizer> tokenizer_;
+  SdNetworks networks_;
+  std::string scheduler_config_;
+  std::string scheduler_config_source_;
+};
+
+}  // namespace sdtrain

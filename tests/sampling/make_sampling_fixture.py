@@ -1,0 +1,96 @@
+"""Reference images for the sdsample end-to-end test: a random-initialised tiny SD v1 pipeline
+(UNet2DConditionModel, AutoencoderKL, CLIPTextModel with CLIP's real 49,408-token vocabulary and
+tokenizer) saved by diffusers' save_pretrained into <out>/pipeline, and for each case in CASES the
+images StableDiffusionPipeline draws on the CPU in fp32 with generator=torch.Generator().manual_seed(seed),
+written as PNG (diffusers' numpy_to_pil rounding) to <out>/reference/<case>_<i>.png, with
+<out>/cases.json describing the cases."""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tokenizer"))
+from make_tokenizer_reference import write_vocab_files  # noqa: E402
+
+MERGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "plugins", "models",
+                      "stable_diffusion", "tokenizer", "data", "bpe_simple_vocab_16e6.txt.gz")
+
+# sampler: (sdtrain name, diffusers class). Steps differ per case so spacing bugs cannot hide.
+CASES = [
+    {"name": "ddim", "scheduler": "DDIMScheduler", "prompt": "a red circle on a white background",
+     "negative": "", "steps": 10, "scale": 7.5, "seed": 42, "n": 2},
+    {"name": "pndm", "scheduler": "PNDMScheduler", "prompt": "a man in armor",
+     "negative": "", "steps": 12, "scale": 7.5, "seed": 7, "n": 2},
+    {"name": "euler_ancestral", "scheduler": "EulerAncestralDiscreteScheduler",
+     "prompt": "a woman in a red dress", "negative": "blurry, low quality", "steps": 10, "scale": 5.0,
+     "seed": 3, "n": 2},
+]
+SIZE = 64
+
+
+def build_pipeline(out):
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=SIZE // 4, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=16)
+    # Three blocks: latents are a quarter of the image size (vae_scale_factor 4), not SD's 8.
+    vae = AutoencoderKL(
+        block_out_channels=(16, 32, 32), in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=16)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
+        max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
+    tok_dir = os.path.join(out, "tokenizer_src")
+    os.makedirs(tok_dir, exist_ok=True)
+    write_vocab_files(MERGES, tok_dir)
+    tokenizer = CLIPTokenizer(os.path.join(tok_dir, "vocab.json"), os.path.join(tok_dir, "merges.txt"),
+                              pad_token="<|endoftext|>", model_max_length=77)
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                              set_alpha_to_one=False, steps_offset=1, num_train_timesteps=1000)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(os.path.join(out, "pipeline"), safe_serialization=True)
+    return pipe
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    import diffusers
+    from PIL import Image
+
+    torch.set_num_threads(1)
+    os.makedirs(os.path.join(args.out, "reference"), exist_ok=True)
+    build_pipeline(args.out)
+    # Sample from the saved folder, as users do: a pipeline still in memory keeps diffusers'
+    # _use_default_values bookkeeping, which from_config honours but the saved file does not carry.
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(os.path.join(args.out, "pipeline"))
+    pipe.set_progress_bar_config(disable=True)
+    base_config = pipe.scheduler.config
+    for case in CASES:
+        pipe.scheduler = getattr(diffusers, case["scheduler"]).from_config(base_config)
+        result = pipe(case["prompt"], negative_prompt=case["negative"] or None, height=SIZE, width=SIZE,
+                      num_inference_steps=case["steps"], guidance_scale=case["scale"],
+                      num_images_per_prompt=case["n"], generator=torch.Generator().manual_seed(case["seed"]),
+                      output_type="np")
+        images = (result.images * 255).round().astype(np.uint8)
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(os.path.join(args.out, "reference", f"{case['name']}_{i}.png"))
+        # A reference that is flat or saturated would make the comparison meaningless.
+        print(f"{case['name']}: mean {images.mean():.1f} std {images.std():.1f} "
+              f"saturated {(images == 0).mean() + (images == 255).mean():.3f}", file=sys.stderr)
+    with open(os.path.join(args.out, "cases.json"), "w") as f:
+        json.dump({"size": SIZE, "cases": CASES}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
