@@ -1,6 +1,9 @@
 #include "plugins/models/stable_diffusion/tokenizer/mojibake_patterns.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
+#include <vector>
 
 #include "plugins/models/stable_diffusion/tokenizer/unicode_text.h"
 
@@ -30,34 +33,83 @@ struct ByteClass {
 // which Unicode puts in the N* categories).
 bool is_python_word(char32_t c) { return c == '_' || is_letter(c) || is_number(c); }
 
-bool in_class(uint16_t id, char32_t c) {
-  const CharClass& k = kClasses[id];
-  const CodeRange* lo = kRanges + k.first;
-  const CodeRange* hi = lo + k.count;
-  bool member = false;
-  while (lo < hi) {  // binary search over sorted, disjoint ranges
-    const CodeRange* mid = lo + (hi - lo) / 2;
-    if (c < mid->lo) {
-      hi = mid;
-    } else if (c > mid->hi) {
-      lo = mid + 1;
-    } else {
-      member = true;
-      break;
+constexpr size_t kClassCount = std::size(kClasses);
+static_assert(kClassCount <= 128, "Mask holds 128 classes");
+
+// Membership of one code point in every class, bit k for kClasses[k].
+struct Mask {
+  uint64_t w[2] = {0, 0};
+  void set(size_t k) { w[k >> 6] |= uint64_t{1} << (k & 63); }
+  bool test(size_t k) const { return (w[k >> 6] >> (k & 63)) & 1u; }
+};
+
+// The classes' ranges cut the code points into intervals of equal range membership; `starts`
+// holds each interval's first code point, `masks` its membership (before categories and
+// negation, which `classify` applies). ASCII is precomputed completely.
+struct ClassIndex {
+  std::vector<char32_t> starts;
+  std::vector<Mask> masks;
+  Mask space, word, negated;  // classes with \s, with \w, negated
+  Mask ascii[128];
+
+  ClassIndex() {
+    std::vector<char32_t> cuts = {0};
+    for (const CodeRange& r : kRanges) {
+      cuts.push_back(r.lo);
+      cuts.push_back(r.hi + 1);
     }
+    std::sort(cuts.begin(), cuts.end());
+    cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+    starts = cuts;
+    masks.resize(starts.size());
+    for (size_t k = 0; k < kClassCount; ++k) {
+      const CharClass& cls = kClasses[k];
+      for (uint32_t r = cls.first; r < cls.first + cls.count; ++r) {
+        auto it = std::lower_bound(starts.begin(), starts.end(), kRanges[r].lo);
+        for (; it != starts.end() && *it <= kRanges[r].hi; ++it) masks[static_cast<size_t>(it - starts.begin())].set(k);
+      }
+      if (cls.categories & 1) space.set(k);
+      if (cls.categories & 2) word.set(k);
+      if (cls.negate) negated.set(k);
+    }
+    for (char32_t c = 0; c < 128; ++c) ascii[c] = slow_classify(c);
   }
-  if (!member && (k.categories & 1) && is_python_space(c)) member = true;
-  if (!member && (k.categories & 2) && is_python_word(c)) member = true;
-  return member != k.negate;
+
+  Mask slow_classify(char32_t c) const {
+    const auto it = std::upper_bound(starts.begin(), starts.end(), c);
+    Mask m = masks[static_cast<size_t>(it - starts.begin()) - 1];
+    const bool is_space = is_python_space(c);
+    const bool is_word = is_python_word(c);
+    for (int i = 0; i < 2; ++i) {
+      if (is_space) m.w[i] |= space.w[i];
+      if (is_word) m.w[i] |= word.w[i];
+      m.w[i] ^= negated.w[i];
+    }
+    return m;
+  }
+
+  Mask classify(char32_t c) const { return c < 128 ? ascii[c] : slow_classify(c); }
+};
+
+const ClassIndex& class_index() {
+  static const ClassIndex index;
+  return index;
 }
 
-bool matches_at(const Sequence& s, std::u32string_view text, size_t pos) {
+bool matches_at(const Sequence& s, const std::vector<Mask>& masks, size_t pos) {
   if (s.at_start && pos != 0) return false;
-  if (text.size() - pos < s.length) return false;
+  if (masks.size() - pos < s.length) return false;
   for (size_t k = 0; k < s.length; ++k) {
-    if (!in_class(s.atoms[k], text[pos + k])) return false;
+    if (!masks[pos + k].test(s.atoms[k])) return false;
   }
   return true;
+}
+
+std::vector<Mask> classify_all(std::u32string_view text) {
+  const ClassIndex& index = class_index();
+  std::vector<Mask> masks(text.size());
+  for (size_t i = 0; i < text.size(); ++i) masks[i] = index.classify(text[i]);
+  return masks;
 }
 
 bool in_byte_class(uint16_t id, unsigned char b) { return (kByteClasses[id].words[b >> 6] >> (b & 63)) & 1u; }
@@ -87,24 +139,46 @@ bool a_grave_word_at(std::string_view bytes, size_t pos) {
 }  // namespace
 
 bool is_bad(std::u32string_view text) {
+  // The badness sequences grouped by their first class, so a position only tries the sequences
+  // whose first character it can be.
+  struct ByFirst {
+    Mask any;
+    std::vector<uint8_t> sequences[kClassCount];
+  };
+  static const ByFirst by_first = [] {
+    ByFirst b;
+    for (size_t i = 0; i < std::size(kBadnessSequences); ++i) {
+      b.any.set(kBadnessSequences[i].atoms[0]);
+      b.sequences[kBadnessSequences[i].atoms[0]].push_back(static_cast<uint8_t>(i));
+    }
+    return b;
+  }();
+  static_assert(std::size(kBadnessSequences) < 256, "sequence index is a uint8_t");
+  const std::vector<Mask> masks = classify_all(text);
   for (size_t pos = 0; pos < text.size(); ++pos) {
-    for (const Sequence& s : kBadnessSequences) {
-      if (matches_at(s, text, pos)) return true;
+    for (size_t word = 0; word < 2; ++word) {
+      for (uint64_t bits = masks[pos].w[word] & by_first.any.w[word]; bits != 0; bits &= bits - 1) {
+        const size_t k = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+        for (const uint8_t i : by_first.sequences[k]) {
+          if (matches_at(kBadnessSequences[i], masks, pos)) return true;
+        }
+      }
     }
   }
   return false;
 }
 
 bool find_utf8_mojibake(std::u32string_view text, size_t from, size_t& begin, size_t& end) {
+  const std::vector<Mask> masks = classify_all(text);
   for (size_t pos = from; pos < text.size(); ++pos) {
-    if (pos > 0 && in_class(kUtf8DetectorNotAfter, text[pos - 1])) continue;
+    if (pos > 0 && masks[pos - 1].test(kUtf8DetectorNotAfter)) continue;
     // (alt1|alt2|alt3)+ with nothing after it: greedy, each round the first alternative that
     // matches (what the backtracking engine settles on, as no later failure can undo a round).
     size_t cur = pos;
     for (bool more = true; more;) {
       more = false;
       for (const Sequence& s : kUtf8DetectorSequences) {
-        if (matches_at(s, text, cur)) {
+        if (matches_at(s, masks, cur)) {
           cur += s.length;
           more = true;
           break;
