@@ -210,7 +210,7 @@ MOJIBAKE_CASES = [
     "ÐŸÑ€Ð¸Ð²ÐµÑ‚ Ð¼Ð¸Ñ€", "Ð¡Ð\xa0Ð\x90", "Ø§Ù„Ø¹Ø±Ø¨ÙŠØ©", "à¤¨à¤®à¤¸à¥\x8dà¤¤à¥‡", "×\x90×‘×’",
     "Îµá½\x90Î»Î¿Î³Î·Ï„ÏŒÏ‚", "Å‚Ã³dÅº", "Ã¶\x1a",
     "cafĂ©", "вЂ”dashвЂ”", "вЂ™", "Р°Р±РІ", "Ξ•Ξ»Ξ»Ξ·Ξ½ΞΉΞΊΞ¬", "ğŸ˜€", "Ī•Ī»Ī»Ī·Ī½Ī¹ĪŗĪ¬", "Ĺ\x91 Ĺą",
-    "na√Øve caf√©", "‚Äúmacroman‚Äù", "caf├⌐ r├⌐sum├⌐",
+    "na√Øve caf√©", "‚Äúmacroman‚Äù", "caf├⌐ r├⌐sum├⌐", "na√Øve caf√© – ok",
     "voilÃ le travail", "Ã la mode", "fÃ cil", "Ã s vezes", "Ã¡ Ã  Ã¢", "Ã\xa0 la",
     "â€œ like this â€\ufffd", "Ã©\ufffd", "â€œ? quoted", "â€?", "ðŸ˜?",
     "poo í\xa0½í²© emoji", "java Ã©À\x80 null", "null: Ã\x80Â\x80",
