@@ -167,6 +167,14 @@ def write_sequences(w, name, seqs, table, width):
     w("};\n")
 
 
+def has_ascii(cls, c):
+    """Whether ASCII code point c is in the code point class, as Python's re decides."""
+    member = any(lo <= c <= hi for lo, hi in cls.ranges)
+    member = member or ("CATEGORY_SPACE" in cls.categories and chr(c).isspace())
+    member = member or ("CATEGORY_WORD" in cls.categories and (chr(c).isalnum() or c == 0x5F))
+    return member != cls.negate
+
+
 def byte_class_bits(cls):
     assert not cls.categories
     members = set()
@@ -207,9 +215,17 @@ def write_patterns(path):
     for _, seq in bad_seqs + det_seqs + behind:
         for c in seq:
             table.id(c)
+    if any(c.negate and c.categories for c in table.classes):
+        raise SystemExit("a negated class with \\s or \\w: mojibake_patterns.cpp cannot match it")
     write_code_point_classes(w, table)
-    w("\n// ftfy.badness.BADNESS_RE (is_bad: any sequence matches anywhere; `at_start` = '^').\n")
+    # is_bad skips stretches of ASCII: every alternative must need a non-ASCII character.
+    for _, seq in bad_seqs:
+        if not any(not any(has_ascii(c, a) for a in range(128)) for c in seq):
+            raise SystemExit("a BADNESS_RE alternative can match ASCII only; is_bad's skip is wrong")
+    w("\n// ftfy.badness.BADNESS_RE (is_bad: any sequence matches anywhere; `at_start` = '^').\n"
+      "// Every sequence has a class without ASCII characters (checked by the generator).\n")
     write_sequences(w, "kBadnessSequences", bad_seqs, table, 8)
+    w(f"static constexpr size_t kBadnessMaxLength = {max(len(s) for _, s in bad_seqs)};\n")
     w("\n// ftfy.chardata.UTF8_DETECTOR_RE: (?<![kUtf8DetectorNotAfter]) (one of these)+\n")
     write_sequences(w, "kUtf8DetectorSequences", det_seqs, table, 8)
     w(f"static constexpr uint16_t kUtf8DetectorNotAfter = {table.id(behind[0][1][0])};\n\n")

@@ -49,7 +49,8 @@ struct Mask {
 struct ClassIndex {
   std::vector<char32_t> starts;
   std::vector<Mask> masks;
-  Mask space, word, negated;  // classes with \s, with \w, negated
+  Mask space, word, negated;  // classes with \s, with \w, negated (never with \s or \w)
+  Mask categorized;           // space | word
   Mask ascii[128];
 
   ClassIndex() {
@@ -72,14 +73,17 @@ struct ClassIndex {
       if (cls.categories & 2) word.set(k);
       if (cls.negate) negated.set(k);
     }
+    for (int i = 0; i < 2; ++i) categorized.w[i] = space.w[i] | word.w[i];
     for (char32_t c = 0; c < 128; ++c) ascii[c] = slow_classify(c);
   }
 
-  Mask slow_classify(char32_t c) const {
+  // Membership by ranges and negation; the \s / \w categories only when `categories`, as
+  // they cost property look-ups (category_member adds them where a sequence needs them).
+  Mask slow_classify(char32_t c, bool categories = true) const {
     const auto it = std::upper_bound(starts.begin(), starts.end(), c);
     Mask m = masks[static_cast<size_t>(it - starts.begin()) - 1];
-    const bool is_space = is_python_space(c);
-    const bool is_word = is_python_word(c);
+    const bool is_space = categories && is_python_space(c);
+    const bool is_word = categories && is_python_word(c);
     for (int i = 0; i < 2; ++i) {
       if (is_space) m.w[i] |= space.w[i];
       if (is_word) m.w[i] |= word.w[i];
@@ -88,7 +92,13 @@ struct ClassIndex {
     return m;
   }
 
-  Mask classify(char32_t c) const { return c < 128 ? ascii[c] : slow_classify(c); }
+  Mask classify(char32_t c) const { return c < 128 ? ascii[c] : slow_classify(c, false); }
+
+  // Whether non-ASCII c is in class k through its \s / \w category (classify leaves that out).
+  bool category_member(size_t k, char32_t c) const {
+    if (c < 128) return false;
+    return (space.test(k) && is_python_space(c)) || (word.test(k) && is_python_word(c));
+  }
 };
 
 const ClassIndex& class_index() {
@@ -96,11 +106,14 @@ const ClassIndex& class_index() {
   return index;
 }
 
-bool matches_at(const Sequence& s, const std::vector<Mask>& masks, size_t pos) {
+bool matches_at(const Sequence& s, std::u32string_view text, const std::vector<Mask>& masks, size_t pos,
+                const ClassIndex& index) {
   if (s.at_start && pos != 0) return false;
   if (masks.size() - pos < s.length) return false;
   for (size_t k = 0; k < s.length; ++k) {
-    if (!masks[pos + k].test(s.atoms[k])) return false;
+    if (!masks[pos + k].test(s.atoms[k]) && !index.category_member(s.atoms[k], text[pos + k])) {
+      return false;
+    }
   }
   return true;
 }
@@ -154,13 +167,23 @@ bool is_bad(std::u32string_view text) {
     return b;
   }();
   static_assert(std::size(kBadnessSequences) < 256, "sequence index is a uint8_t");
+  const ClassIndex& index = class_index();
   const std::vector<Mask> masks = classify_all(text);
+  size_t next_non_ascii = 0;
   for (size_t pos = 0; pos < text.size(); ++pos) {
+    // Every sequence needs a non-ASCII character, so only positions at most
+    // kBadnessMaxLength - 1 before one can start a match.
+    if (next_non_ascii < pos) next_non_ascii = pos;
+    while (next_non_ascii < text.size() && text[next_non_ascii] < 0x80) ++next_non_ascii;
+    if (next_non_ascii == text.size()) break;
+    if (next_non_ascii - pos >= kBadnessMaxLength) pos = next_non_ascii - (kBadnessMaxLength - 1);
     for (size_t word = 0; word < 2; ++word) {
-      for (uint64_t bits = masks[pos].w[word] & by_first.any.w[word]; bits != 0; bits &= bits - 1) {
+      // A non-ASCII character may also be in a \s / \w class that its mask leaves out.
+      const uint64_t maybe = masks[pos].w[word] | (text[pos] >= 128 ? index.categorized.w[word] : 0);
+      for (uint64_t bits = maybe & by_first.any.w[word]; bits != 0; bits &= bits - 1) {
         const size_t k = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
         for (const uint8_t i : by_first.sequences[k]) {
-          if (matches_at(kBadnessSequences[i], masks, pos)) return true;
+          if (matches_at(kBadnessSequences[i], text, masks, pos, index)) return true;
         }
       }
     }
@@ -169,6 +192,7 @@ bool is_bad(std::u32string_view text) {
 }
 
 bool find_utf8_mojibake(std::u32string_view text, size_t from, size_t& begin, size_t& end) {
+  const ClassIndex& index = class_index();
   const std::vector<Mask> masks = classify_all(text);
   for (size_t pos = from; pos < text.size(); ++pos) {
     if (pos > 0 && masks[pos - 1].test(kUtf8DetectorNotAfter)) continue;
@@ -178,7 +202,7 @@ bool find_utf8_mojibake(std::u32string_view text, size_t from, size_t& begin, si
     for (bool more = true; more;) {
       more = false;
       for (const Sequence& s : kUtf8DetectorSequences) {
-        if (matches_at(s, masks, cur)) {
+        if (matches_at(s, text, masks, cur, index)) {
           cur += s.length;
           more = true;
           break;
