@@ -44,8 +44,9 @@ struct Mask {
 };
 
 // The classes' ranges cut the code points into intervals of equal range membership; `starts`
-// holds each interval's first code point, `masks` its membership (before categories and
-// negation, which `classify` applies). ASCII is precomputed completely.
+// holds each interval's first code point, `masks` its membership before negation (which
+// slow_classify applies). ASCII is precomputed completely, \s / \w included; for other code
+// points those two categories are looked up per atom (category_member), as few atoms need them.
 struct ClassIndex {
   std::vector<char32_t> starts;
   std::vector<Mask> masks;
