@@ -2,8 +2,10 @@
 // CLIPTokenizer with ftfy, reproduced on the real ftfy/regex packages) on a generated corpus.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -12,6 +14,8 @@
 
 #include "framework/util/errors.h"
 #include "plugins/models/stable_diffusion/tokenizer/clip_tokenizer.h"
+#include "plugins/models/stable_diffusion/tokenizer/text_fixer.h"
+#include "plugins/models/stable_diffusion/tokenizer/unicode_text.h"
 
 namespace sdtrain {
 namespace {
@@ -104,41 +108,64 @@ TEST(ClipTokenizer, RowsEqualReferenceOnCorpus) {
   const auto& c = corpus();
   const auto texts = c["texts"].get<std::vector<std::string>>();
   const auto ref = c["slow"].get<Rows>();
-  const auto needs_mojibake_fix = c["ftfy_encoding"].get<std::vector<bool>>();
   ASSERT_GE(texts.size(), 2000u);
   const torch::Tensor ours = tokenizer().tokenize(texts);
   ASSERT_EQ(ours.scalar_type(), torch::kInt64);
   ASSERT_EQ(ours.sizes(), (std::vector<int64_t>{static_cast<int64_t>(texts.size()), 77}));
 
-  std::vector<bool> plain(texts.size());
-  size_t n_plain = 0;
-  for (size_t i = 0; i < texts.size(); ++i) n_plain += (plain[i] = !needs_mojibake_fix[i]);
-  const int bad = compare_rows(texts, ours, ref, plain, "reference");
-  EXPECT_EQ(bad, 0) << bad << " of " << n_plain << " rows differ from the reference";
-  std::cout << "[ClipTokenizer] " << n_plain - static_cast<size_t>(bad) << "/" << n_plain
-            << " rows equal the reference (" << texts.size() - n_plain
-            << " texts needing ftfy's mojibake repair are checked separately)\n";
+  const std::vector<bool> all(texts.size(), true);
+  const int bad = compare_rows(texts, ours, ref, all, "reference");
+  EXPECT_EQ(bad, 0) << bad << " of " << texts.size() << " rows differ from the reference";
+  std::cout << "[ClipTokenizer] " << texts.size() - static_cast<size_t>(bad) << "/" << texts.size()
+            << " rows equal the reference (ftfy.fix_text with its defaults)\n";
 }
 
-// ftfy's mojibake repair (fix_encoding) is the one step not reproduced: on the texts where it
-// changes something we must equal the reference run with fix_encoding=False.
-TEST(ClipTokenizer, MojibakeTextsEqualReferenceWithoutEncodingRepair) {
+// ftfy's mojibake repair (fix_encoding) on its own: the texts it changes must equal the reference
+// too, and the corpus must take every branch of its plan, so a branch that is wrong cannot hide.
+TEST(ClipTokenizer, MojibakeTextsEqualReferenceInEveryBranch) {
   const auto& c = corpus();
   const auto texts = c["texts"].get<std::vector<std::string>>();
-  const auto ref_full = c["slow"].get<Rows>();
-  const auto ref = c["slow_no_encoding_fix"].get<Rows>();
+  const auto ref = c["slow"].get<Rows>();
   const auto flagged = c["ftfy_encoding"].get<std::vector<bool>>();
+  const auto steps = c["ftfy_steps"].get<std::vector<std::vector<std::string>>>();
   const torch::Tensor ours = tokenizer().tokenize(texts);
-  const int bad = compare_rows(texts, ours, ref, flagged, "reference(fix_encoding=False)");
+  const int bad = compare_rows(texts, ours, ref, flagged, "reference (texts ftfy.fix_encoding changes)");
   EXPECT_EQ(bad, 0);
-  size_t n = 0, same_as_full = 0;
-  for (size_t i = 0; i < texts.size(); ++i) {
-    if (!flagged[i]) continue;
-    ++n;
-    same_as_full += tensor_row(ours, static_cast<int64_t>(i)) == ref_full[i];
+
+  std::map<std::string, int> taken;
+  for (const auto& per_text : steps) {
+    for (const auto& step : per_text) ++taken[step];
   }
-  std::cout << "[ClipTokenizer] known gap: " << n - same_as_full << " of " << n
-            << " mojibake texts differ from the full reference (ftfy fix_encoding not ported)\n";
+  const char* const kBranches[] = {
+      "encode:latin-1", "encode:sloppy-windows-1252", "encode:sloppy-windows-1251",
+      "encode:sloppy-windows-1250", "encode:sloppy-windows-1253", "encode:sloppy-windows-1254",
+      "encode:sloppy-windows-1257", "encode:iso-8859-2", "encode:macroman", "encode:cp437",
+      "decode:utf-8", "decode:utf-8-variants", "decode:windows-1252",
+      "transcode:restore_byte_a0", "transcode:replace_lossy_sequences",
+      "transcode:fix_c1_controls", "apply:decode_inconsistent_utf8"};
+  for (const char* branch : kBranches) EXPECT_GT(taken[branch], 0) << "no corpus text takes " << branch;
+  const auto n = static_cast<size_t>(std::count(flagged.begin(), flagged.end(), true));
+  EXPECT_GT(n, 200u) << "too few texts that ftfy's mojibake repair changes";
+  std::cout << "[ClipTokenizer] " << n - static_cast<size_t>(bad) << "/" << n
+            << " texts repaired by ftfy.fix_encoding equal the reference\n";
+}
+
+// The text repair by itself, before lower-casing and BPE: clip_text::fix_text must return exactly
+// what ftfy.fix_text (defaults, mojibake repair included) returns, on every corpus text.
+TEST(ClipTokenizer, TextFixerEqualsFtfyFixText) {
+  const auto& c = corpus();
+  const auto texts = c["texts"].get<std::vector<std::string>>();
+  const auto expected = c["ftfy_fixed"].get<std::vector<std::string>>();
+  ASSERT_EQ(texts.size(), expected.size());
+  int bad = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const std::string ours = clip_text::u32_to_utf8(clip_text::fix_text(clip_text::utf8_to_u32(texts[i])));
+    if (ours != expected[i] && ++bad <= 10) {
+      ADD_FAILURE() << "fix_text mismatch on \"" << escaped(texts[i]) << "\"\n  ours: \"" << escaped(ours)
+                    << "\"\n  ftfy: \"" << escaped(expected[i]) << "\"";
+    }
+  }
+  EXPECT_EQ(bad, 0) << bad << " of " << texts.size() << " texts differ from ftfy.fix_text";
 }
 
 // Sanity check of the reference itself: on plain ASCII sentences, prompts and numbers (no ftfy
@@ -163,11 +190,9 @@ TEST(ClipTokenizer, EncodeEqualsReferenceWithoutTruncation) {
   const auto& c = corpus();
   const auto texts = c["texts"].get<std::vector<std::string>>();
   const auto ref = c["slow_full"].get<Rows>();
-  const auto flagged = c["ftfy_encoding"].get<std::vector<bool>>();
   int bad = 0;
   size_t longest = 0;
   for (size_t i = 0; i < texts.size(); ++i) {
-    if (flagged[i]) continue;
     longest = std::max(longest, ref[i].size());
     const auto ids = tokenizer().encode(texts[i]);
     if (ids != ref[i] && ++bad <= 5) {

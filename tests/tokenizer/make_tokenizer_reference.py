@@ -11,8 +11,11 @@ The tokenizers-backed transformers.CLIPTokenizer (the "fast" one, no ftfy) is ru
 rows are written for a cross-check.
 
 Writes <out>/corpus.json: {"texts": [...], "category": [...], "slow": [[77 ids]], "fast": [[77
-ids]], "ftfy_encoding": [bool: ftfy's mojibake repair changes the text], "slow_full": [[ids
-without specials or truncation]], "fast_decode": [decode of the slow row, skip specials]}.
+ids]], "ftfy_encoding": [bool: ftfy's mojibake repair changes the text], "ftfy_steps": [[the
+fix_encoding steps ftfy took on the text, e.g. "encode:macroman", "transcode:restore_byte_a0"]],
+"ftfy_fixed": [ftfy.fix_text(text)],
+"slow_full": [[ids without specials or truncation]], "fast_decode": [decode of the slow row, skip
+specials]}.
 """
 import argparse
 import gzip
@@ -92,7 +95,6 @@ class SlowClipTokenizer:
         self.eos = self.encoder["<|endoftext|>"]
         self.pad = self.eos
         self.unk = self.eos
-        self.ftfy_options = {}
 
     def bpe(self, token):
         if token in self.cache:
@@ -133,7 +135,7 @@ class SlowClipTokenizer:
 
     def _tokenize(self, text):
         bpe_tokens = []
-        text = whitespace_clean(ftfy.fix_text(text, **self.ftfy_options)).lower()
+        text = whitespace_clean(ftfy.fix_text(text)).lower()
         for token in re.findall(self.pat, text):
             token = "".join(self.byte_encoder[b] for b in token.encode("utf-8"))
             bpe_tokens.extend(self.bpe(token).split(" "))
@@ -197,6 +199,47 @@ ENTITIES = ["&amp;", "&amp;amp;", "&lt;b&gt;", "&quot;hi&quot;", "&#39;", "&#x20
             "&nTILDE;", "&SZLIG;", "&ntilde;", "&Jscr;", "&HilbertSpace;", "&#x;", "&#12;"]
 MOJIBAKE_SOURCES = ["café", "naïve", "résumé", "Straße", "señor", "über", "✔ done", "it’s", "“quote”",
                     "日本語", "Москва", "crème brûlée", "smörgåsbord", "€100", "—dash—"]
+
+
+# Real mojibake for ftfy's fix_encoding, one or more per branch of its plan (which codec decodes,
+# restore_byte_a0, replace_lossy_sequences, utf-8-variants, decode_inconsistent_utf8, latin-1 read
+# as windows-1252, fix_c1_controls), plus look-alikes that must stay unchanged.
+MOJIBAKE_CASES = [
+    "schÃ¶n", "â€œquotedâ€\x9d", "Ã©tÃ©", "ðŸ˜€", "Ãœber", "MÃœNCHEN", "Ã¼ber cool ÃŸ", "cÃ³digo", "Ã±andÃº",
+    "ÃƒÂ©", "Ã¢â‚¬â„¢", "ГўВЂВњ test", "Â½ cup", "10Â°C", "Ã· division", "ï»¿BOM", "ã\x83\x84",
+    "ÐŸÑ€Ð¸Ð²ÐµÑ‚ Ð¼Ð¸Ñ€", "Ð¡Ð\xa0Ð\x90", "Ø§Ù„Ø¹Ø±Ø¨ÙŠØ©", "à¤¨à¤®à¤¸à¥\x8dà¤¤à¥‡", "×\x90×‘×’",
+    "Îµá½\x90Î»Î¿Î³Î·Ï„ÏŒÏ‚", "Å‚Ã³dÅº", "Ã¶\x1a",
+    "cafĂ©", "вЂ”dashвЂ”", "вЂ™", "Р°Р±РІ", "Ξ•Ξ»Ξ»Ξ·Ξ½ΞΉΞΊΞ¬", "ğŸ˜€", "Ī•Ī»Ī»Ī·Ī½Ī¹ĪŗĪ¬", "Ĺ\x91 Ĺą",
+    "na√Øve caf√©", "‚Äúmacroman‚Äù", "caf├⌐ r├⌐sum├⌐", "na√Øve caf√© – ok",
+    "voilÃ le travail", "Ã la mode", "fÃ cil", "Ã s vezes", "Ã¡ Ã  Ã¢", "Ã\xa0 la",
+    "â€œ like this â€\ufffd", "Ã©\ufffd", "â€œ? quoted", "â€?", "ðŸ˜?",
+    "poo í\xa0½í²© emoji", "java Ã©À\x80 null", "null: Ã\x80Â\x80",
+    "Ã¶ and â€” mixed with ВЂ", "naÃ¯ve cafÃ© and a real ŵ letter ✓", "déjà vu Ã©", "l’Ã©tÃ©",
+    "It's Ã¢â‚¬Å“quotedÃ¢â‚¬Â", "Schrödinger Ã¶",
+    "\x93quoted\x94", "C1 \x85 ellipsis", "\x81\x93x\x94",
+    "Ã", "Ãx", "ÃŒ", "ÂÂ", "sÃ?", "Ã?ber", "cafÈ", "Ôªø", "РњРѕСЃРєРІР°", "ВЂ™", "Ä…Ä™", "ĂŠ", "Ã\x1a",
+    "ð\x1a\x1a\x1a", "£100", "déjà vu", "×©×œ×•×", "Ã°Å¸â€˜Â", "Ã¢â€žÂ¢",
+    "line one Ã©\nline two â€œokâ€\x9d\nÃ plain", "&lt;Ã©&gt; &amp; Ã¶", "Ã© <b>Ã¶</b>",
+]
+MOJIBAKE_CODECS = ["latin-1", "cp1252", "cp1251", "cp1250", "cp1253", "cp1254", "cp1257", "iso-8859-2",
+                   "macroman", "cp437"]
+
+
+def layered_mojibake(rng):
+    """Text through one to three wrong decodings, sometimes with the damage real pipelines add
+    (U+00A0 turned into a space, undecodable bytes turned into U+FFFD or '?')."""
+    parts = []
+    for _ in range(rng.randint(1, 3)):
+        s = rng.choice(MOJIBAKE_SOURCES + ["à la mode", "😀 emoji", "Ελληνικά", "Łódź", "ő ű", "½°±"])
+        if rng.random() < 0.8:
+            for _ in range(rng.choice([1, 1, 1, 2, 3])):
+                s = s.encode("utf-8").decode(rng.choice(MOJIBAKE_CODECS), errors="replace")
+            if rng.random() < 0.15:
+                s = s.replace("\u00a0", " ")
+            if rng.random() < 0.1:
+                s = s.replace("\ufffd", "?")
+        parts.append(s)
+    return rng.choice([" ", ", ", "\n", ""]).join(parts)
 
 
 def mojibake(rng, text):
@@ -303,7 +346,38 @@ def make_corpus(n_random, seed):
         kind, s = random_text(rng)
         texts.append(s)
         kinds.append(kind)
+    # Own stream, so the strings above stay what they were.
+    moji_rng = random.Random(seed + 1)
+    for s in MOJIBAKE_CASES:
+        texts.append(s)
+        kinds.append("mojibake_hand")
+    for _ in range(n_random // 12):
+        texts.append(layered_mojibake(moji_rng))
+        kinds.append("mojibake_layered")
     return texts, kinds
+
+
+def fix_encoding_steps(text):
+    """The fix_encoding steps ftfy.fix_text takes on `text` ("encode:latin-1", "decode:utf-8",
+    "transcode:restore_byte_a0", "apply:decode_inconsistent_utf8", ...): fix_text's loop over
+    line segments, with fix_and_explain's explanation of each."""
+    config = ftfy.TextFixerConfig()
+    steps, fixed, pos = set(), [], 0
+    while pos < len(text):
+        brk = text.find("\n", pos) + 1 or len(text)
+        brk = min(brk, pos + config.max_decode_length)
+        segment = text[pos:brk]
+        if config.unescape_html == "auto" and "<" in segment:
+            config = config._replace(unescape_html=False)
+        out, explanation = ftfy.fix_and_explain(segment, config)
+        fixed.append(out)
+        steps |= {f"{a}:{b}" for a, b in explanation
+                  if a in ("encode", "decode") or (a, b) in (("transcode", "restore_byte_a0"),
+                     ("transcode", "replace_lossy_sequences"), ("transcode", "fix_c1_controls"),
+                     ("apply", "decode_inconsistent_utf8"))}
+        pos = brk
+    assert "".join(fixed) == ftfy.fix_text(text), text  # the explanation is of what fix_text does
+    return steps
 
 
 def main():
@@ -327,21 +401,16 @@ def main():
     fast_rows = fast(texts, padding="max_length", truncation=True, max_length=CONTEXT)["input_ids"]
     fast_decode = [fast.decode(r, skip_special_tokens=True) for r in slow_rows]
 
-    def needs_encoding_fix(t):
-        pieces = [p for p in re.split(r"<\|startoftext\|>|<\|endoftext\|>", t) if p]
-        return any(ftfy.fix_text(p) != ftfy.fix_text(p, fix_encoding=False) for p in pieces)
-
-    ftfy_encoding = [needs_encoding_fix(t) for t in texts]
-    # What sdtrain reproduces for those: ftfy without its mojibake repair (fix_encoding=False).
-    slow.ftfy_options = {"fix_encoding": False}
-    slow.cache = {"<|startoftext|>": "<|startoftext|>", "<|endoftext|>": "<|endoftext|>"}
-    slow_no_encoding_fix = [slow(t) if flag else row for t, flag, row in zip(texts, ftfy_encoding, slow_rows)]
+    pieces = [[p for p in re.split(r"<\|startoftext\|>|<\|endoftext\|>", t) if p] for t in texts]
+    ftfy_encoding = [any(ftfy.fix_text(p) != ftfy.fix_text(p, fix_encoding=False) for p in ps) for ps in pieces]
+    ftfy_steps = [sorted({s for p in ps for s in fix_encoding_steps(p)}) for ps in pieces]
     agree = sum(a == b for a, b in zip(slow_rows, fast_rows))
     print(f"{len(texts)} texts; fast tokenizer agrees with the reference on {agree}; "
           f"{sum(ftfy_encoding)} need ftfy's mojibake repair", file=sys.stderr)
     with open(os.path.join(args.out, "corpus.json"), "w", encoding="utf-8") as f:
         json.dump({"texts": texts, "category": kinds, "slow": slow_rows, "fast": fast_rows,
-                   "slow_full": slow_full, "slow_no_encoding_fix": slow_no_encoding_fix, "fast_decode": fast_decode, "ftfy_encoding": ftfy_encoding,
+                   "slow_full": slow_full, "fast_decode": fast_decode, "ftfy_encoding": ftfy_encoding,
+                   "ftfy_steps": ftfy_steps, "ftfy_fixed": [ftfy.fix_text(t) for t in texts],
                    "transformers_fast_version": __import__("transformers").__version__,
                    "ftfy_version": ftfy.__version__}, f, ensure_ascii=True)
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "plugins/models/stable_diffusion/tokenizer/mojibake.h"
 #include "plugins/models/stable_diffusion/tokenizer/unicode_text.h"
 
 namespace sdtrain::clip_text {
@@ -139,7 +140,7 @@ bool is_decimal_digit(char32_t c) {
   return utf8proc_category(static_cast<utf8proc_int32_t>(c)) == UTF8PROC_CATEGORY_ND;
 }
 
-// One pass of ftfy's fixers after fix_encoding, in ftfy's order.
+// One pass of ftfy's fixers after fix_encoding, in ftfy's order (fix_c1_controls first).
 std::u32string fix_pass(std::u32string_view in) {
   std::u32string a;
   a.reserve(in.size());
@@ -207,6 +208,7 @@ std::u32string fix_segment(std::u32string_view segment, bool unescape) {
   std::u32string text(segment);
   while (true) {
     std::u32string next = unescape ? unescape_html(text) : text;
+    next = fix_encoding(next);
     next = fix_pass(next);
     if (next == text) return text;
     text = std::move(next);
@@ -246,6 +248,8 @@ std::u32string unescape_html(std::u32string_view text) {
 }
 
 std::u32string fix_text(std::u32string_view text) {
+  // ftfy's max_decode_length: a line longer than this is fixed in pieces of this size.
+  constexpr size_t kMaxSegment = 1000000;
   std::u32string out;
   out.reserve(text.size());
   bool unescape = true;  // unescape_html="auto": off from the first line holding '<' onwards
@@ -253,6 +257,7 @@ std::u32string fix_text(std::u32string_view text) {
   while (pos < text.size()) {
     size_t brk = text.find(U'\n', pos);
     brk = brk == std::u32string_view::npos ? text.size() : brk + 1;
+    brk = std::min(brk, pos + kMaxSegment);
     const std::u32string_view segment = text.substr(pos, brk - pos);
     if (unescape && segment.find(U'<') != std::u32string_view::npos) unescape = false;
     out += fix_segment(segment, unescape);
