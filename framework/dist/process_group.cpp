@@ -1,5 +1,7 @@
 #include "framework/dist/process_group.h"
 
+#include "framework/dist/launcher_environment.h"
+
 #include <mpi.h>
 
 #include <iostream>
@@ -26,6 +28,14 @@ ProcessGroup::ProcessGroup() {
   MPI_Comm_rank(node, &info_.local_rank);
   MPI_Comm_size(node, &info_.local_world_size);
   MPI_Comm_free(&node);
+  const LauncherEnvironment launcher = read_launcher_environment();
+  info_.launcher = launcher.launcher;
+  try {
+    check_launcher_environment(launcher, info_.rank, info_.world_size);
+  } catch (...) {
+    if (finalize_) MPI_Finalize();  // the destructor does not run for a throwing constructor
+    throw;
+  }
 }
 
 ProcessGroup::~ProcessGroup() {
