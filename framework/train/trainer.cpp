@@ -265,8 +265,10 @@ void Trainer::fit() {
         loss_sum = 0;
         micro_batches = 0;
         step_start = now_s();
-        // SIGTERM/SIGUSR1 on any rank: every rank stops at this same step and checkpoints below.
-        if (any_rank_stopping(communicator_)) {
+        // SIGTERM/SIGUSR1 on any rank: every rank stops at this same step and checkpoints below
+        // (a run that ends at this step anyway just ends).
+        const bool stop_signal = any_rank_stopping(communicator_);
+        if (stop_signal && !done()) {
           stopped_by_signal_ = stop_requested_ = true;
           SDTRAIN_LOG(WARNING) << "stop signal received; stopping at step " << progress_.step
                                << " with a checkpoint (resume with --resume auto)";
