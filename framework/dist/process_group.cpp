@@ -10,6 +10,9 @@
 namespace sdtrain {
 
 ProcessGroup::ProcessGroup() {
+  // The launcher's variables as it set them: MPI_Init may add its own (a singleton Open MPI
+  // process sets PMIX_RANK for itself).
+  const LauncherEnvironment launcher = read_launcher_environment();
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
@@ -28,7 +31,6 @@ ProcessGroup::ProcessGroup() {
   MPI_Comm_rank(node, &info_.local_rank);
   MPI_Comm_size(node, &info_.local_world_size);
   MPI_Comm_free(&node);
-  const LauncherEnvironment launcher = read_launcher_environment();
   info_.launcher = launcher.launcher;
   try {
     check_launcher_environment(launcher, info_.rank, info_.world_size);
