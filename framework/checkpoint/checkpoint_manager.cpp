@@ -1,6 +1,9 @@
 #include "framework/checkpoint/checkpoint_manager.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <regex>
@@ -79,14 +82,25 @@ json read_json(const std::string& path) {
   }
 }
 
+/// The SDTRAIN_TEST_CRASH_IN_CHECKPOINT test hook (see the header).
+void crash_here_if_testing(int64_t step) {
+  const char* value = std::getenv("SDTRAIN_TEST_CRASH_IN_CHECKPOINT");
+  if (value == nullptr || std::to_string(step) != value) return;
+  std::fprintf(stderr, "sdtrain: SDTRAIN_TEST_CRASH_IN_CHECKPOINT test hook: exiting in the middle of writing "
+                       "checkpoint step %lld\n", static_cast<long long>(step));
+  std::fflush(stderr);
+  _exit(86);
+}
+
 }  // namespace
 
 CheckpointManager::CheckpointManager(std::string output_dir, int keep_last, const RankInfo& rank_info,
-                                     Communicator& communicator)
+                                     Communicator& communicator, double fence_timeout_s)
     : checkpoints_dir_((fs::path(output_dir) / "checkpoints").string()),
       keep_last_(keep_last),
       rank_info_(rank_info),
-      communicator_(communicator) {}
+      communicator_(communicator),
+      fence_timeout_s_(fence_timeout_s) {}
 
 std::vector<std::string> CheckpointManager::list() const {
   std::vector<std::pair<int64_t, std::string>> found;
@@ -120,12 +134,15 @@ std::string CheckpointManager::save(const TrainingState& state, FlatParameters& 
                                     ExponentialMovingAverage* ema, const TrainConfig& config) {
   const fs::path final_dir = fs::path(checkpoints_dir_) / step_folder_name(state.step);
   const fs::path temp_dir = fs::path(checkpoints_dir_) / ("." + step_folder_name(state.step) + ".partial");
+
+  // 1. Every rank writes its part into the temporary folder.
   if (rank_info_.rank == 0) {
     fs::create_directories(checkpoints_dir_);
     fs::remove_all(temp_dir);  // left by a crash during an earlier attempt
     fs::create_directories(temp_dir);
 
     save_safetensors((temp_dir / kModel).string(), named_views(parameters, parameters.values()));
+    crash_here_if_testing(state.step);
     if (ema != nullptr) save_safetensors((temp_dir / kEma).string(), named_views(parameters, ema->shadow()));
     auto optimizer_tensors = named_views(parameters, optimizer.exp_avg(), ".exp_avg");
     for (auto& item : named_views(parameters, optimizer.exp_avg_sq(), ".exp_avg_sq")) optimizer_tensors.push_back(item);
@@ -142,7 +159,13 @@ std::string CheckpointManager::save(const TrainingState& state, FlatParameters& 
                           {"callback_states", state.callback_states},
                           {"config", config_to_text(config)}};
     write_json((temp_dir / kState).string(), trainer_state);
+  }
+  // 2. All ranks finished writing (fenced with the checkpoint timeout, not the collective one).
+  communicator_.barrier(fence_timeout_s_, "writing checkpoint step " +
+                                              std::to_string(state.step));
 
+  // 3. Rank 0 alone completes the checkpoint and only then deletes anything.
+  if (rank_info_.rank == 0) {
     // The manifest goes last: a folder with a manifest is complete by construction.
     json files = json::array();
     for (const char* name : {kModel, kEma, kOptimizer, kState}) {
@@ -160,15 +183,28 @@ std::string CheckpointManager::save(const TrainingState& state, FlatParameters& 
     if (fs::exists(final_dir)) fs::rename(final_dir, replaced);
     fs::rename(temp_dir, final_dir);
     fsync_path(checkpoints_dir_);
-    fs::remove_all(replaced);
+    remove_old();
+  }
+  // 4. Nobody goes on (or resolves "auto") before the new checkpoint is in place.
+  communicator_.barrier(fence_timeout_s_, "committing checkpoint step " +
+                                              std::to_string(state.step));
+  return final_dir.string();
+}
 
-    if (keep_last_ > 0) {
-      auto all = list();
-      for (std::size_t i = 0; i + static_cast<std::size_t>(keep_last_) < all.size(); ++i) fs::remove_all(all[i]);
+void CheckpointManager::remove_old() const {
+  if (keep_last_ > 0) {
+    auto all = list();
+    for (std::size_t i = 0; i + static_cast<std::size_t>(keep_last_) < all.size(); ++i) fs::remove_all(all[i]);
+  }
+  // Leftovers of writes that a crash interrupted (never complete, so never resumed from).
+  static const std::regex leftover(R"(\.step-\d{8,}\.(partial|replaced))");
+  std::vector<fs::path> stale;
+  for (const auto& entry : fs::directory_iterator(checkpoints_dir_)) {
+    if (entry.is_directory() && std::regex_match(entry.path().filename().string(), leftover)) {
+      stale.push_back(entry.path());
     }
   }
-  communicator_.barrier();
-  return final_dir.string();
+  for (const auto& path : stale) fs::remove_all(path);
 }
 
 TrainingState CheckpointManager::load(const std::string& folder, FlatParameters& parameters, FlatAdamW& optimizer,

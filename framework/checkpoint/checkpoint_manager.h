@@ -11,6 +11,17 @@
 /// A checkpoint is written into a temporary sibling folder, each file fsync'ed, and renamed into
 /// place only when complete; the previous checkpoints are untouched until then, and old ones are
 /// deleted (keep-last-k) only after the new one is in place.
+///
+/// Ranks: every rank writes its part (today rank 0 writes all of the above, the other ranks have
+/// nothing of their own), then a barrier with its own timeout (checkpoint_fence_timeout_s(), not
+/// the collective timeout: writing a multi-GB model can take longer than any collective)
+/// fences the writing; only then rank 0 writes the manifest, renames the folder into place and
+/// deletes old checkpoints and leftovers of interrupted writes; a second fenced barrier makes every
+/// rank return only once the checkpoint is in place.
+///
+/// Test hook (test-only, never set it in production): SDTRAIN_TEST_CRASH_IN_CHECKPOINT=<step>
+/// makes rank 0 _exit(86) while writing the checkpoint of that step, after model.safetensors and
+/// before the manifest, as a power cut or kill -9 would.
 #include <map>
 #include <string>
 #include <vector>
@@ -35,9 +46,18 @@ struct TrainingState {
   std::map<std::string, std::string> callback_states;  ///< by callback index and type
 };
 
+/// How long ranks wait for each other around a checkpoint write: 30 minutes, or the collective
+/// timeout when that is longer (writing several GB to a network file system is slow, and
+/// rank 0 alone writes the model while the others wait).
+inline double checkpoint_fence_timeout_s(double collective_timeout_s) {
+  return collective_timeout_s > 1800.0 ? collective_timeout_s : 1800.0;
+}
+
 class CheckpointManager {
  public:
-  CheckpointManager(std::string output_dir, int keep_last, const RankInfo& rank_info, Communicator& communicator);
+  /// `fence_timeout_s`: how long the ranks wait for each other around writing (see above).
+  CheckpointManager(std::string output_dir, int keep_last, const RankInfo& rank_info, Communicator& communicator,
+                    double fence_timeout_s);
 
   /// Writes a checkpoint for `state.step` (collective: every rank calls it). Returns its folder.
   std::string save(const TrainingState& state, FlatParameters& parameters, FlatAdamW& optimizer,
@@ -57,10 +77,14 @@ class CheckpointManager {
   std::vector<std::string> list() const;
 
  private:
+  /// Rank 0: keep-last-k, and leftovers of interrupted writes.
+  void remove_old() const;
+
   std::string checkpoints_dir_;
   int keep_last_;
   RankInfo rank_info_;
   Communicator& communicator_;
+  double fence_timeout_s_;
 };
 
 }  // namespace sdtrain

@@ -1,12 +1,20 @@
 #include <mpi.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <iostream>
 #include <thread>
+#include <vector>
 
 #include "framework/dist/communicator.h"
 
 namespace sdtrain {
 namespace {
+
+constexpr int kTimeoutReportTag = 7001;
 
 MPI_Datatype mpi_type(const torch::Tensor& tensor) {
   switch (tensor.scalar_type()) {
@@ -22,9 +30,30 @@ MPI_Datatype mpi_type(const torch::Tensor& tensor) {
   }
 }
 
+long env_long(const char* name, long fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::strtol(value, nullptr, 10) : fallback;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 class MpiCommunicator : public Communicator {
  public:
-  MpiCommunicator(const RankInfo& info, double timeout_s) : info_(info), timeout_s_(timeout_s) {}
+  MpiCommunicator(const RankInfo& info, double timeout_s) : info_(info), timeout_s_(timeout_s) {
+    if (info_.world_size > 1) MPI_Comm_dup(MPI_COMM_WORLD, &reports_);
+    if (std::getenv("SDTRAIN_TEST_STALL_RANK") != nullptr) {
+      stall_at_ = env_long("SDTRAIN_TEST_STALL_RANK", -1) == info_.rank
+                      ? env_long("SDTRAIN_TEST_STALL_AT_COLLECTIVE", 1)
+                      : 0;
+    }
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (reports_ != MPI_COMM_NULL && !finalized) MPI_Comm_free(&reports_);
+  }
 
   int rank() const override { return info_.rank; }
   int world_size() const override { return info_.world_size; }
@@ -33,26 +62,29 @@ class MpiCommunicator : public Communicator {
   void allreduce_sum(torch::Tensor& tensor) override {
     check_cpu(tensor, "allreduce");
     if (info_.world_size == 1) return;
+    const std::string what = "allreduce of " + std::to_string(tensor.numel()) + " elements";
+    enter(what);
     MPI_Request request;
     MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()), mpi_type(tensor),
                    MPI_SUM, MPI_COMM_WORLD, &request);
-    wait(request, "allreduce of " + std::to_string(tensor.numel()) + " elements");
+    wait(request, what, timeout_s_, "distributed.collective_timeout_s");
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
     check_cpu(tensor, "broadcast");
     if (info_.world_size == 1) return;
+    const std::string what = "broadcast from rank " + std::to_string(root);
+    enter(what);
     MPI_Request request;
     MPI_Ibcast(tensor.data_ptr(), static_cast<int>(tensor.numel()), mpi_type(tensor), root, MPI_COMM_WORLD,
                &request);
-    wait(request, "broadcast from rank " + std::to_string(root));
+    wait(request, what, timeout_s_, "distributed.collective_timeout_s");
   }
 
-  void barrier() override {
-    if (info_.world_size == 1) return;
-    MPI_Request request;
-    MPI_Ibarrier(MPI_COMM_WORLD, &request);
-    wait(request, "barrier");
+  void barrier() override { barrier_with(timeout_s_, "barrier", "distributed.collective_timeout_s"); }
+
+  void barrier(double timeout_s, const std::string& purpose) override {
+    barrier_with(timeout_s, "barrier (" + purpose + ")", "its own timeout");
   }
 
  private:
@@ -62,25 +94,82 @@ class MpiCommunicator : public Communicator {
     TORCH_CHECK(tensor.numel() <= INT32_MAX, "MPI communicator: ", what, " of more than 2^31 elements");
   }
 
-  void wait(MPI_Request& request, const std::string& what) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
+  void barrier_with(double timeout_s, const std::string& what, const std::string& setting) {
+    if (info_.world_size == 1) return;
+    enter(what);
+    MPI_Request request;
+    MPI_Ibarrier(MPI_COMM_WORLD, &request);
+    wait(request, what, timeout_s, setting);
+  }
+
+  /// Counts collectives (every rank issues the same sequence) and runs the stall test hook.
+  void enter(const std::string& what) {
+    ++sequence_;
+    if (stall_at_ > 0 && sequence_ == stall_at_) {
+      std::cerr << "sdtrain: rank " << info_.rank << ": SDTRAIN_TEST_STALL_RANK test hook: stalling before "
+                << "collective #" << sequence_ << " (" << what << ")" << std::endl;
+      for (;;) pause();
+    }
+  }
+
+  void wait(MPI_Request& request, const std::string& what, double timeout_s, const std::string& setting) {
+    const auto start = std::chrono::steady_clock::now();
     int done = 0;
     for (int spins = 0;; ++spins) {
       MPI_Test(&request, &done, MPI_STATUS_IGNORE);
       if (done) return;
-      if (std::chrono::steady_clock::now() > deadline) {
-        ProcessGroup::abort_job("sdtrain: rank " + std::to_string(info_.rank) + ": collective " + what +
-                                " did not complete within distributed.collective_timeout_s=" +
-                                std::to_string(timeout_s_) +
-                                " s; another rank has died or hung. Aborting the job.");
-      }
+      if (seconds_since(start) > timeout_s) timed_out(what, timeout_s, setting);
       // Spin briefly for latency, then back off so a waiting rank does not burn a core.
       if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   }
 
+  /// Finds out which ranks never reached collective #sequence_, prints it once, ends the job.
+  [[noreturn]] void timed_out(const std::string& what, double timeout_s, const std::string& setting) {
+    // Tell every other rank where this one waits. The sends are never completed: the job ends.
+    const long long mine = sequence_;
+    std::vector<MPI_Request> sends(static_cast<std::size_t>(info_.world_size), MPI_REQUEST_NULL);
+    for (int peer = 0; peer < info_.world_size; ++peer) {
+      if (peer != info_.rank) MPI_Isend(&mine, 1, MPI_LONG_LONG, peer, kTimeoutReportTag, reports_, &sends[peer]);
+    }
+    // Collect the same from the others that time out in this collective within the grace period.
+    std::vector<bool> arrived(static_cast<std::size_t>(info_.world_size), false);
+    arrived[info_.rank] = true;
+    const double grace_s = std::min(10.0, std::max(2.0, timeout_s / 10));
+    const auto start = std::chrono::steady_clock::now();
+    while (seconds_since(start) < grace_s) {
+      int flag = 0;
+      MPI_Status status;
+      MPI_Iprobe(MPI_ANY_SOURCE, kTimeoutReportTag, reports_, &flag, &status);
+      if (!flag) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      long long theirs = 0;
+      MPI_Recv(&theirs, 1, MPI_LONG_LONG, status.MPI_SOURCE, kTimeoutReportTag, reports_, MPI_STATUS_IGNORE);
+      if (theirs == mine) arrived[status.MPI_SOURCE] = true;
+    }
+    std::string missing;
+    int lowest_arrived = info_.world_size;
+    for (int peer = 0; peer < info_.world_size; ++peer) {
+      if (!arrived[peer]) missing += (missing.empty() ? "" : ", ") + std::to_string(peer);
+      if (arrived[peer] && lowest_arrived == info_.world_size) lowest_arrived = peer;
+    }
+    // One message for the job: the lowest waiting rank aborts first; the others only if it could not.
+    if (info_.rank != lowest_arrived) std::this_thread::sleep_for(std::chrono::duration<double>(grace_s));
+    ProcessGroup::abort_job(
+        "sdtrain: rank " + std::to_string(info_.rank) + ": collective #" + std::to_string(mine) + " (" + what +
+        ") did not complete within " + setting + "=" + std::to_string(timeout_s) + " s; " +
+        (missing.empty() ? std::string("every rank reached it, so the backend itself is stuck")
+                         : "rank(s) " + missing + " never reached it (hung or dead)") +
+        ". Aborting the job.");
+  }
+
   RankInfo info_;
   double timeout_s_;
+  MPI_Comm reports_ = MPI_COMM_NULL;
+  long long sequence_ = 0;
+  long long stall_at_ = 0;
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "framework/dist/process_group.h"
 
+#include "framework/dist/launcher_environment.h"
+
 #include <mpi.h>
 
 #include <iostream>
@@ -8,6 +10,9 @@
 namespace sdtrain {
 
 ProcessGroup::ProcessGroup() {
+  // The launcher's variables as it set them: MPI_Init may add its own (a singleton Open MPI
+  // process sets PMIX_RANK for itself).
+  const LauncherEnvironment launcher = read_launcher_environment();
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
@@ -26,6 +31,13 @@ ProcessGroup::ProcessGroup() {
   MPI_Comm_rank(node, &info_.local_rank);
   MPI_Comm_size(node, &info_.local_world_size);
   MPI_Comm_free(&node);
+  info_.launcher = launcher.launcher;
+  try {
+    check_launcher_environment(launcher, info_.rank, info_.world_size);
+  } catch (...) {
+    if (finalize_) MPI_Finalize();  // the destructor does not run for a throwing constructor
+    throw;
+  }
 }
 
 ProcessGroup::~ProcessGroup() {

@@ -11,6 +11,7 @@ struct RankInfo {
   int world_size = 1;
   int local_rank = 0;        ///< rank among the processes on this node (picks the GPU)
   int local_world_size = 1;  ///< processes on this node
+  std::string launcher;      ///< "openmpi", "pmix", "pmi", "slurm" or "" (see launcher_environment.h)
 };
 
 /// Initialises MPI (thread level MPI_THREAD_SERIALIZED or better is required, since collectives
@@ -18,7 +19,8 @@ struct RankInfo {
 /// under mpirun/srun and as a singleton (plain `sdtrain`, world size 1). The local rank comes from
 /// MPI_COMM_TYPE_SHARED (the processes sharing this node), which agrees with OMPI_*, PMIX_* and
 /// SLURM_* variables under every launcher. Throws std::runtime_error if MPI cannot provide the
-/// thread level.
+/// thread level, or if the launcher's variables disagree with MPI's rank or world size (a job
+/// started by `srun` without MPI support: see check_launcher_environment()).
 class ProcessGroup {
  public:
   ProcessGroup();

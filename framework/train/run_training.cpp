@@ -4,6 +4,7 @@
 
 #include "framework/dist/communicator.h"
 #include "framework/dist/process_group.h"
+#include "framework/dist/stop_signal.h"
 #include "framework/log/logger.h"
 #include "framework/train/trainer.h"
 #include "framework/util/errors.h"
@@ -12,6 +13,9 @@ namespace sdtrain {
 namespace fs = std::filesystem;
 
 int run_training(const LoadedConfig& loaded) {
+  // From here on SIGTERM/SIGUSR1 mean "checkpoint at the next step boundary and exit" (installed
+  // first, so that a pre-emption signal arriving during start-up is not fatal).
+  StopSignalHandler stop_signals;
   ProcessGroup group;
   const RankInfo& info = group.info();
   LogOptions log;
@@ -23,13 +27,17 @@ int run_training(const LoadedConfig& loaded) {
   std::snprintf(name, sizeof(name), "rank-%05d.log", info.rank);
   log.file = (logs / name).string();
   configure_logging(log);
-  SDTRAIN_LOG(INFO) << "sdtrain: " << info.world_size << " rank(s); effective config:\n"
+  SDTRAIN_LOG(INFO) << "sdtrain: " << info.world_size << " rank(s)"
+                    << (info.launcher.empty() ? std::string() : " started by " + info.launcher)
+                    << "; effective config:\n"
                     << config_to_text(loaded.config);
 
   auto communicator = make_mpi_communicator(info, loaded.config.distributed().collective_timeout_s());
+  bool stopped_by_signal = false;
   try {
     Trainer trainer(loaded, info, *communicator);
     trainer.fit();
+    stopped_by_signal = trainer.stopped_by_signal();
   } catch (const std::exception& error) {
     // One rank failing must not leave the others waiting in a collective: end the whole job,
     // printing the reason once (from the failing rank).
@@ -38,6 +46,11 @@ int run_training(const LoadedConfig& loaded) {
     if (info.world_size == 1) throw;
     ProcessGroup::abort_job("sdtrain: rank " + std::to_string(info.rank) + " failed; aborting the job",
                             config_error ? 2 : 1);
+  }
+  if (stopped_by_signal) {
+    SDTRAIN_LOG(INFO) << "stopped by signal " << received_stop_signal() << " (on this or another rank) after "
+                      << "writing a checkpoint; exit code " << kStopSignalExitCode << " asks for a requeue";
+    return kStopSignalExitCode;
   }
   SDTRAIN_LOG(INFO) << "training finished";
   return 0;

@@ -6,6 +6,7 @@
 
 #include "framework/checkpoint/checkpoint_manager.h"
 #include "framework/dist/gradient_sync.h"
+#include "framework/dist/stop_signal.h"
 #include "framework/log/logger.h"
 #include "framework/registry/registry.h"
 #include "framework/util/errors.h"
@@ -189,7 +190,8 @@ void Trainer::run_validation() {
 }
 
 void Trainer::fit() {
-  CheckpointManager checkpoints(output_dir_, config_.run().keep_last_checkpoints(), rank_info_, communicator_);
+  CheckpointManager checkpoints(output_dir_, config_.run().keep_last_checkpoints(), rank_info_, communicator_,
+                                checkpoint_fence_timeout_s(config_.distributed().collective_timeout_s()));
   auto save = [&] {
     TrainingState state;
     state.step = progress_.step;
@@ -263,6 +265,14 @@ void Trainer::fit() {
         loss_sum = 0;
         micro_batches = 0;
         step_start = now_s();
+        // SIGTERM/SIGUSR1 on any rank: every rank stops at this same step and checkpoints below
+        // (a run that ends at this step anyway just ends).
+        const bool stop_signal = any_rank_stopping(communicator_);
+        if (stop_signal && !done()) {
+          stopped_by_signal_ = stop_requested_ = true;
+          SDTRAIN_LOG(WARNING) << "stop signal received; stopping at step " << progress_.step
+                               << " with a checkpoint (resume with --resume auto)";
+        }
         if (epoch_end) break;  // epoch bookkeeping happens below, before any checkpoint
         if (checkpoint_every > 0 && progress_.step % checkpoint_every == 0 && progress_.step != last_checkpoint_step) {
           save();
@@ -275,7 +285,7 @@ void Trainer::fit() {
     ++progress_.epoch;
     progress_.batch_in_epoch = 0;
     const int64_t val_every = config_.run().val_every_n_epochs();
-    if (val_every > 0 && progress_.epoch % val_every == 0) run_validation();
+    if (val_every > 0 && progress_.epoch % val_every == 0 && !stopped_by_signal_) run_validation();
     if (checkpoint_every > 0 && progress_.step % checkpoint_every == 0 && progress_.step != last_checkpoint_step) {
       save();
       last_checkpoint_step = progress_.step;

@@ -38,6 +38,8 @@ class Trainer : public TrainerHandle {
   int world_size() const override { return rank_info_.world_size; }
   const std::string& output_dir() const override { return output_dir_; }
   void request_stop() override { stop_requested_ = true; }
+  /// Whether fit() ended early because a rank received SIGTERM/SIGUSR1 (its checkpoint is written).
+  bool stopped_by_signal() const { return stopped_by_signal_; }
 
   /// The learning rate of optimizer step `step` (base LR, scale_lr, schedule).
   double learning_rate(int64_t step) const;
@@ -76,6 +78,7 @@ class Trainer : public TrainerHandle {
   TrainProgress progress_;
   std::vector<double> loss_history_;
   bool stop_requested_ = false;
+  bool stopped_by_signal_ = false;
 };
 
 }  // namespace sdtrain

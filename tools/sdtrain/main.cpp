@@ -2,7 +2,9 @@
 //
 //   mpirun -np 2 sdtrain --config configs/three_kingdoms.pbtxt [--set run.max_steps=100 ...]
 //
-// Exit codes: 0 success, 1 runtime failure, 2 bad config / command line / plugin library.
+// Exit codes: 0 success, 1 runtime failure, 2 bad config / command line / plugin library,
+// 75 stopped by SIGTERM/SIGUSR1 (Slurm pre-emption) after writing a checkpoint: requeue and
+// run again with --resume auto.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -57,7 +59,8 @@ int main(int argc, char** argv) {
       "  sdtrain --config FILE [--set path.to.field=value ...] [--plugin LIB ...]\n"
       "  mpirun -np N sdtrain --config FILE      (one rank per GPU, or CPU ranks)\n\n"
       "The config is a protobuf text file (sdtrain.TrainConfig, see proto/sdtrain.proto and\n"
-      "docs/config-reference.md). Exit codes: 0 ok, 1 training failed, 2 bad config or usage.\n\n"
+      "docs/config-reference.md). Exit codes: 0 ok, 1 training failed, 2 bad config or usage,\n"
+      "75 stopped by SIGTERM/SIGUSR1 after writing a checkpoint (requeue with --resume auto).\n\n"
       "Options");
   std::string config_path;
   std::vector<std::string> overrides;
