@@ -2,7 +2,8 @@
 
 #include <filesystem>
 
-#include "framework/dist/communicator.h"
+#include "framework/dist/communicator_factory.h"
+#include "framework/dist/device_choice.h"
 #include "framework/dist/process_group.h"
 #include "framework/log/logger.h"
 #include "framework/train/trainer.h"
@@ -10,6 +11,19 @@
 
 namespace sdtrain {
 namespace fs = std::filesystem;
+
+namespace {
+
+CommunicatorBackend communicator_backend(DistributedConfig::Backend backend) {
+  switch (backend) {
+    case DistributedConfig::MPI: return CommunicatorBackend::kMpi;
+    case DistributedConfig::NCCL: return CommunicatorBackend::kNccl;
+    case DistributedConfig::AUTO: break;
+  }
+  return CommunicatorBackend::kAuto;
+}
+
+}  // namespace
 
 int run_training(const LoadedConfig& loaded) {
   ProcessGroup group;
@@ -26,8 +40,12 @@ int run_training(const LoadedConfig& loaded) {
   SDTRAIN_LOG(INFO) << "sdtrain: " << info.world_size << " rank(s); effective config:\n"
                     << config_to_text(loaded.config);
 
-  auto communicator = make_mpi_communicator(info, loaded.config.distributed().collective_timeout_s());
+  std::unique_ptr<Communicator> communicator;
   try {
+    communicator = make_communicator(communicator_backend(loaded.config.distributed().backend()), info,
+                                     pick_device(loaded.config.run().device(), info.local_rank),
+                                     loaded.config.distributed().collective_timeout_s());
+    SDTRAIN_LOG(INFO) << "collectives: " << communicator->backend();
     Trainer trainer(loaded, info, *communicator);
     trainer.fit();
   } catch (const std::exception& error) {
