@@ -11,6 +11,7 @@
 #    (auto-detected, -Werror) plus the NCCL tests linked against the CUDA and NCCL libraries
 #    (tests/nccl_gpu/CMakeLists.txt says why that is the faithful part). Nothing is run.
 #
+# Exit status: 0 built, 77 skipped (no CUDA toolkit on this machine), anything else failed.
 # Environment: CUDA_HOME (default /usr/local/cuda-13.0, else /usr/local/cuda: torch's CMake
 # config needs the toolkit's nvcc and headers), SDTRAIN_JOBS (default 2).
 set -euo pipefail
@@ -29,8 +30,8 @@ if [[ -z ${CUDA_HOME:-} ]]; then
   done
 fi
 if [[ -z ${CUDA_HOME:-} || ! -x $CUDA_HOME/bin/nvcc ]]; then
-  say "no CUDA toolkit (nvcc) found; set CUDA_HOME"
-  exit 1
+  say "SKIPPED: no CUDA toolkit (nvcc) found; set CUDA_HOME"
+  exit 77  # ctest reports the check as skipped (SKIP_RETURN_CODE), not passed
 fi
 export CUDA_HOME CUDAToolkit_ROOT=$CUDA_HOME CUDACXX=$CUDA_HOME/bin/nvcc
 export PATH=$CUDA_HOME/bin:$PATH
