@@ -2,7 +2,8 @@
 
 #include <filesystem>
 
-#include "framework/dist/communicator.h"
+#include "framework/dist/communicator_factory.h"
+#include "framework/dist/device_choice.h"
 #include "framework/dist/process_group.h"
 #include "framework/dist/stop_signal.h"
 #include "framework/log/logger.h"
@@ -11,6 +12,19 @@
 
 namespace sdtrain {
 namespace fs = std::filesystem;
+
+namespace {
+
+CommunicatorBackend communicator_backend(DistributedConfig::Backend backend) {
+  switch (backend) {
+    case DistributedConfig::MPI: return CommunicatorBackend::kMpi;
+    case DistributedConfig::NCCL: return CommunicatorBackend::kNccl;
+    case DistributedConfig::AUTO: break;
+  }
+  return CommunicatorBackend::kAuto;
+}
+
+}  // namespace
 
 int run_training(const LoadedConfig& loaded) {
   // From here on SIGTERM/SIGUSR1 mean "checkpoint at the next step boundary and exit" (installed
@@ -32,9 +46,13 @@ int run_training(const LoadedConfig& loaded) {
                     << "; effective config:\n"
                     << config_to_text(loaded.config);
 
-  auto communicator = make_mpi_communicator(info, loaded.config.distributed().collective_timeout_s());
+  std::unique_ptr<Communicator> communicator;
   bool stopped_by_signal = false;
   try {
+    communicator = make_communicator(communicator_backend(loaded.config.distributed().backend()), info,
+                                     pick_device(loaded.config.run().device(), info.local_rank),
+                                     loaded.config.distributed().collective_timeout_s());
+    SDTRAIN_LOG(INFO) << "collectives: " << communicator->backend();
     Trainer trainer(loaded, info, *communicator);
     trainer.fit();
     stopped_by_signal = trainer.stopped_by_signal();

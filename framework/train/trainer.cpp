@@ -5,7 +5,9 @@
 #include <filesystem>
 
 #include "framework/checkpoint/checkpoint_manager.h"
+#include "framework/dist/device_choice.h"
 #include "framework/dist/gradient_sync.h"
+#include "framework/dist/parameter_check.h"
 #include "framework/dist/stop_signal.h"
 #include "framework/log/logger.h"
 #include "framework/registry/registry.h"
@@ -18,18 +20,6 @@ namespace {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-torch::Device pick_device(const std::string& wanted, int local_rank) {
-  if (wanted == "cpu") return torch::Device(torch::kCPU);
-  if (wanted == "auto" && !torch::cuda::is_available()) return torch::Device(torch::kCPU);
-  if (!torch::cuda::is_available()) {
-    throw ConfigError("run.device: '" + wanted + "' asked for CUDA, but no CUDA device is available");
-  }
-  if (wanted == "auto" || wanted == "cuda") {
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
-  }
-  return torch::Device(wanted);
 }
 
 PluginSpec default_lr_schedule() {
@@ -87,6 +77,7 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
   flat_ = std::make_unique<FlatParameters>(model_->trainable_module());
   // Every rank starts from rank 0's weights, whatever each initialised.
   broadcast_parameters(flat_->values(), communicator_);
+  verify_same_parameters(flat_->values(), communicator_, "after the start broadcast");
   optimizer_ = std::make_unique<FlatAdamW>(flat_->values(), config_.optimizer());
   if (config_.ema().enabled()) {
     ema_ = std::make_unique<ExponentialMovingAverage>(flat_->values(), config_.ema());
@@ -226,6 +217,7 @@ void Trainer::fit() {
         auto found = state.callback_states.find(std::to_string(i) + ":" + config_.callbacks(static_cast<int>(i)).type());
         if (found != state.callback_states.end()) callbacks_[i]->on_load_checkpoint(*this, found->second);
       }
+      verify_same_parameters(flat_->values(), communicator_, "after resuming from " + folder);
       SDTRAIN_LOG(INFO) << "resumed from " << folder << " at step " << progress_.step << ", epoch "
                         << progress_.epoch << ", micro-batch " << progress_.batch_in_epoch;
     }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# On a machine with a GPU: builds the NCCL tests against the torch that is installed there and
+# runs them at world size 1 (a real one-rank NCCL communicator): allreduce/broadcast of
+# float32/float16/bfloat16/float64/int64, barrier, CPU tensors through MPI, refusals, the
+# parameter hash on the device, a collective timeout that must abort naming rank and
+# collective, and the world-size-1 time of allreducing a UNet's gradients in 25 MB buckets.
+#   launch/check_nccl_gpu.sh [BUILD_DIR]      (default: build-gpu/)
+# Environment: SDTRAIN_PYTHON (python with CUDA torch; default: python3), CUDA_HOME (toolkit
+# with nvcc, needed by torch's CMake config; default /usr/local/cuda), SDTRAIN_JOBS.
+# Prints the test report; the XML lands in BUILD_DIR/nccl_gpu_tests.xml.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_dir=${1:-$repo/build-gpu}
+python=${SDTRAIN_PYTHON:-python3}
+jobs=${SDTRAIN_JOBS:-$(nproc)}
+say() { printf '[check_nccl_gpu] %s\n' "$*" >&2; }
+start=$SECONDS
+
+export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+export CUDAToolkit_ROOT=$CUDA_HOME CUDACXX=$CUDA_HOME/bin/nvcc PATH=$CUDA_HOME/bin:$PATH
+"$python" -c 'import torch, sys; print("torch", torch.__version__, "cuda", torch.version.cuda, "gpus", torch.cuda.device_count()); sys.exit(0 if torch.cuda.is_available() else 1)' ||
+  { say "$python has no CUDA torch or sees no GPU"; exit 1; }
+nvidia-smi -L || true
+
+# Torch's CMake config links CUDA::nvrtc; a toolkit installed without it (only nvcc and cudart,
+# as on the CI machine) is completed from the nvidia-cuda-nvrtc wheel the CUDA torch depends on.
+cuda_extra=()
+if ! compgen -G "$CUDA_HOME/lib64/libnvrtc.so*" >/dev/null; then
+  nvrtc=$("$python" -c 'import glob, os, nvidia; hits = [h for p in nvidia.__path__ for h in sorted(glob.glob(os.path.join(p, "*", "lib", "libnvrtc.so.*")))]; print(hits[0] if hits else "", end="")' 2>/dev/null || true)
+  if [[ -n $nvrtc ]]; then cuda_extra+=(-DCUDA_nvrtc_LIBRARY="$nvrtc" -DCUDA_NVRTC_LIB="$nvrtc"); fi
+fi
+
+mkdir -p "$build_dir"
+cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSDTRAIN_PYTHON="$python" \
+      -DSDTRAIN_BUILD_TESTS=ON -DSDTRAIN_BUILD_BENCH=OFF "${cuda_extra[@]}" >"$build_dir/configure.log" 2>&1 ||
+  { tail -40 "$build_dir/configure.log" >&2; say "configure failed (Debian packages missing? see launch/setup.sh)"; exit 1; }
+grep 'sdtrain:' "$build_dir/configure.log" >&2
+grep -q 'sdtrain: CUDA ON, NCCL ON' "$build_dir/configure.log" || { say "CUDA/NCCL not ON"; exit 1; }
+cmake --build "$build_dir" --target nccl_gpu_tests -j "$jobs"
+say "built in $((SECONDS - start)) s; running"
+cd "$build_dir"
+NCCL_DEBUG=${NCCL_DEBUG:-WARN} OMP_NUM_THREADS=1 ./bin/nccl_gpu_tests --gtest_output=xml:nccl_gpu_tests.xml
+say "all NCCL world-size-1 tests passed in $((SECONDS - start)) s"
