@@ -94,6 +94,29 @@ void crash_here_if_testing(int64_t step) {
 
 }  // namespace
 
+void verify_checkpoint_files(const std::string& folder) {
+  const fs::path dir(folder);
+  const json manifest = read_json((dir / kManifest).string());
+  try {
+    for (const auto& file : manifest.at("files")) {
+      const fs::path path = dir / file.at("name").get<std::string>();
+      if (!fs::exists(path)) throw FormatError(path.string() + ": listed in the manifest but missing");
+      const auto size = fs::file_size(path);
+      if (size != file.at("size").get<uint64_t>()) {
+        throw FormatError(path.string() + ": size " + std::to_string(size) + " differs from the manifest's " +
+                          std::to_string(file.at("size").get<uint64_t>()) + " (truncated or modified)");
+      }
+      const std::string digest = sha256_file(path.string());
+      if (digest != file.at("sha256").get<std::string>()) {
+        throw FormatError(path.string() + ": SHA-256 " + digest + " differs from the manifest's " +
+                          file.at("sha256").get<std::string>() + " (corrupted or modified)");
+      }
+    }
+  } catch (const json::exception& error) {
+    throw FormatError((dir / kManifest).string() + ": malformed manifest: " + error.what());
+  }
+}
+
 CheckpointManager::CheckpointManager(std::string output_dir, int keep_last, const RankInfo& rank_info,
                                      Communicator& communicator, double fence_timeout_s)
     : checkpoints_dir_((fs::path(output_dir) / "checkpoints").string()),
@@ -157,7 +180,8 @@ std::string CheckpointManager::save(const TrainingState& state, FlatParameters& 
                           {"ema_updates", state.ema_updates},
                           {"loss_history", state.loss_history},
                           {"callback_states", state.callback_states},
-                          {"config", config_to_text(config)}};
+                          {"config", config_to_text(config)},
+                          {"config_dir", state.config_dir}};
     write_json((temp_dir / kState).string(), trainer_state);
   }
   // 2. All ranks finished writing (fenced with the checkpoint timeout, not the collective one).
@@ -210,25 +234,7 @@ void CheckpointManager::remove_old() const {
 TrainingState CheckpointManager::load(const std::string& folder, FlatParameters& parameters, FlatAdamW& optimizer,
                                       ExponentialMovingAverage* ema) const {
   const fs::path dir(folder);
-  const json manifest = read_json((dir / kManifest).string());
-  try {
-    for (const auto& file : manifest.at("files")) {
-      const fs::path path = dir / file.at("name").get<std::string>();
-      if (!fs::exists(path)) throw FormatError(path.string() + ": listed in the manifest but missing");
-      const auto size = fs::file_size(path);
-      if (size != file.at("size").get<uint64_t>()) {
-        throw FormatError(path.string() + ": size " + std::to_string(size) + " differs from the manifest's " +
-                          std::to_string(file.at("size").get<uint64_t>()) + " (truncated or modified)");
-      }
-      const std::string digest = sha256_file(path.string());
-      if (digest != file.at("sha256").get<std::string>()) {
-        throw FormatError(path.string() + ": SHA-256 " + digest + " differs from the manifest's " +
-                          file.at("sha256").get<std::string>() + " (corrupted or modified)");
-      }
-    }
-  } catch (const json::exception& error) {
-    throw FormatError((dir / kManifest).string() + ": malformed manifest: " + error.what());
-  }
+  verify_checkpoint_files(folder);
 
   load_named_views(SafetensorsReader((dir / kModel).string()), parameters, parameters.values());
   SafetensorsReader optimizer_file((dir / kOptimizer).string());

@@ -44,7 +44,14 @@ struct TrainingState {
   int64_t ema_updates = 0;
   std::vector<double> loss_history;
   std::map<std::string, std::string> callback_states;  ///< by callback index and type
+  /// Absolute folder of the run's config file: relative paths in the stored config (pretrained
+  /// weights, data) resolve against it when the checkpoint is used outside the run (sdsample).
+  std::string config_dir;
 };
+
+/// Checks every file the manifest of checkpoint `folder` lists: present, with the listed size
+/// and SHA-256. Throws FormatError naming the first file that fails (or the malformed manifest).
+void verify_checkpoint_files(const std::string& folder);
 
 /// How long ranks wait for each other around a checkpoint write: 30 minutes, or the collective
 /// timeout when that is longer (writing several GB to a network file system is slow, and

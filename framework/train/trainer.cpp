@@ -192,6 +192,7 @@ void Trainer::fit() {
     state.world_size = rank_info_.world_size;
     state.ema_updates = ema_ ? ema_->num_updates() : 0;
     state.loss_history = loss_history_;
+    state.config_dir = std::filesystem::absolute(base_dir_).lexically_normal().string();
     for (std::size_t i = 0; i < callbacks_.size(); ++i) {
       state.callback_states[std::to_string(i) + ":" + config_.callbacks(static_cast<int>(i)).type()] =
           callbacks_[i]->on_save_checkpoint(*this);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "framework/checkpoint/checkpoint_snapshot.h"
 #include "framework/util/errors.h"
 #include "framework/util/strings.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
@@ -51,8 +52,31 @@ void freeze(torch::nn::Module& module) {
 
 }  // namespace
 
+std::unique_ptr<SdPipeline> SdPipeline::load_checkpoint(const std::string& folder, bool use_ema) {
+  CheckpointSnapshot snapshot = read_checkpoint_snapshot(folder, use_ema);
+  const PluginSpec& spec = snapshot.config.model();
+  if (spec.type() != "stable_diffusion") {
+    throw FormatError(folder + ": the run trained a '" + spec.type() + "' model; sdsample samples stable_diffusion");
+  }
+  StableDiffusionOptions options;
+  if (spec.has_options() && !spec.options().UnpackTo(&options)) {
+    throw FormatError(folder + ": model.options is not a StableDiffusionOptions message");
+  }
+  PluginContext context;
+  context.config = &snapshot.config;
+  context.base_dir = snapshot.config_dir;
+  std::unique_ptr<SdPipeline> pipeline(new SdPipeline());
+  pipeline->model_ = std::make_unique<StableDiffusionModel>(options, context);
+  pipeline->networks_ = pipeline->model_->networks();
+  load_state_dict_strict(*pipeline->networks_.unet, snapshot.weights,
+                         folder + (snapshot.ema ? "/ema.safetensors" : "/model.safetensors"));
+  freeze(*pipeline->networks_.unet);
+  return pipeline;
+}
+
 std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_ema) {
   if (!fs::exists(path)) throw FormatError(path + ": no such file or folder");
+  if (is_checkpoint_folder(path)) return load_checkpoint(path, use_ema);
   SdLoadOptions options;
   options.use_ema = use_ema;
   options.strict = false;  // the component checks below name every key at fault
@@ -98,9 +122,9 @@ std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_e
 void SdPipeline::to(const torch::Device& device, torch::ScalarType dtype) {
   // Module::to(device, dtype) would cast integer buffers too; only floating-point ones change type.
   torch::NoGradGuard no_grad;
-  for (torch::nn::Module* module :
-       {static_cast<torch::nn::Module*>(networks_.unet.get()), static_cast<torch::nn::Module*>(networks_.vae.get()),
-        static_cast<torch::nn::Module*>(networks_.text_encoder.get())}) {
+  std::vector<torch::nn::Module*> modules{networks_.unet.get(), networks_.text_encoder.get()};
+  if (!networks_.vae.is_empty()) modules.push_back(networks_.vae.get());  // pixel-space models have none
+  for (torch::nn::Module* module : modules) {
     for (auto& tensor : module->parameters()) {
       tensor.set_data(tensor.is_floating_point() ? tensor.to(device, dtype) : tensor.to(device));
     }

@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "plugins/models/stable_diffusion/stable_diffusion_model.h"
 #include "plugins/models/stable_diffusion/txt2img.h"
 
 namespace sdtrain {
@@ -20,6 +21,10 @@ class SdPipeline {
   /// a text encoder whose vocabulary is not the tokenizer's is refused. The tokenizer is the
   /// folder's (tokenizer/merges.txt, which must hold CLIP's merges) or CLIP's built-in one.
   /// `use_ema`: take the file's EMA UNet (model_ema.*) when it has one.
+  /// A training checkpoint folder (written by sdtrain: manifest.json + trainer_state.json) is
+  /// loaded as the run's "stable_diffusion" model built from its stored config (pretrained weights
+  /// resolved against the run's config folder) with the UNet replaced by the checkpoint's trained
+  /// weights, or its EMA weights with `use_ema`; samplers then keep their SD v1 defaults.
   static std::unique_ptr<SdPipeline> load(const std::string& path, bool use_ema);
 
   /// Moves the networks to `device` and casts their floating-point weights to `dtype`.
@@ -37,6 +42,9 @@ class SdPipeline {
 
  private:
   SdPipeline() = default;
+  static std::unique_ptr<SdPipeline> load_checkpoint(const std::string& folder, bool use_ema);
+
+  std::unique_ptr<StableDiffusionModel> model_;  ///< owns the networks of a loaded checkpoint
 
   std::unique_ptr<ClipTokenizer> tokenizer_;
   SdNetworks networks_;
