@@ -38,6 +38,7 @@ class Trainer : public TrainerHandle {
   int world_size() const override { return rank_info_.world_size; }
   const std::string& output_dir() const override { return output_dir_; }
   void request_stop() override { stop_requested_ = true; }
+  Communicator& communicator() override { return communicator_; }
 
   /// The learning rate of optimizer step `step` (base LR, scale_lr, schedule).
   double learning_rate(int64_t step) const;
