@@ -77,7 +77,7 @@ TEST(TensorBoardImageLogger, RunIsReadByTensorBoardAndGridsHoldEachPromptsSample
   ASSERT_TRUE(fs::exists(grids / "samples_gs-000004_e-000000_b-000000.png"));
   ASSERT_TRUE(fs::exists(grids / "samples_gs-000008_e-000001_b-000000.png"));
 
-  const Image grid = decode_image_file((grids / "samples_gs-000008_e-000001_b-000000.png").string(), 0);
+  const Image grid = read_image_file((grids / "samples_gs-000008_e-000001_b-000000.png").string(), 0);
   // 3 images of 16 px, 2 columns, make_grid padding 2: (2 * 18 + 2) x (2 * 18 + 2).
   ASSERT_EQ(grid.width, 38);
   ASSERT_EQ(grid.height, 38);

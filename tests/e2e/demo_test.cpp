@@ -134,7 +134,7 @@ TEST(Demo, TrainsLogsAndLearnsColour) {
   }
   std::sort(pngs.begin(), pngs.end());
   ASSERT_FALSE(pngs.empty());
-  const Image grid = decode_image_file(pngs.back().string(), 0);
+  const Image grid = read_image_file(pngs.back().string(), 0);
   const int resolution = config.data().transforms().resolution();
   EXPECT_EQ(grid.width, 4 * (resolution + 2) + 2);
   EXPECT_EQ(grid.height, resolution + 4);
@@ -168,8 +168,8 @@ TEST(Demo, TrainsLogsAndLearnsColour) {
     torch::NoGradGuard no_grad;
     SafetensorsReader ema((last / "ema.safetensors").string());
     int copied = 0;
-    for (auto& [name, parameter] : model->trainable_module().named_parameters()) {
-      parameter.copy_(ema.tensor(name));
+    for (auto& item : model->trainable_module().named_parameters()) {
+      item.value().copy_(ema.tensor(item.key()));
       ++copied;
     }
     ASSERT_EQ(copied, static_cast<int>(ema.names().size()));
