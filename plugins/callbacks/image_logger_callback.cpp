@@ -27,28 +27,6 @@ namespace sdtrain {
 namespace {
 namespace fs = std::filesystem;
 
-/// PNG tEXt is Latin-1: UTF-8 text converted, characters beyond U+00FF (and malformed bytes)
-/// written as '?'. The sidecar .txt keeps the exact UTF-8.
-std::string utf8_to_latin1(const std::string& text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size();) {
-    const auto byte = static_cast<unsigned char>(text[i]);
-    if (byte < 0x80) {
-      out.push_back(static_cast<char>(byte));
-      ++i;
-      continue;
-    }
-    int length = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : byte >= 0xC0 ? 2 : 1;
-    if ((byte == 0xC2 || byte == 0xC3) && i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xC0) == 0x80) {
-      out.push_back(static_cast<char>(((byte & 0x1F) << 6) | (static_cast<unsigned char>(text[i + 1]) & 0x3F)));
-    } else {
-      out.push_back('?');
-    }
-    i += static_cast<std::size_t>(length);
-  }
-  return out;
-}
-
 class ImageLoggerCallback : public Callback {
  public:
   ImageLoggerCallback(const ImageLoggerOptions& options, std::vector<std::string> prompts, int height, int width)
@@ -115,13 +93,13 @@ class ImageLoggerCallback : public Callback {
     fs::create_directories(directory);
 
     std::vector<std::pair<std::string, std::string>> text;
-    for (std::size_t i = 0; i < prompts_.size(); ++i) text.emplace_back("prompt_" + std::to_string(i), utf8_to_latin1(prompts_[i]));
+    for (std::size_t i = 0; i < prompts_.size(); ++i) text.emplace_back("prompt_" + std::to_string(i), prompts_[i]);
     std::ostringstream parameters;
     parameters << "sampler: " << options_.sampler() << ", steps: " << options_.steps() << ", eta: " << options_.eta()
                << ", guidance_scale: " << options_.guidance_scale() << ", negative_prompt: \""
                << options_.negative_prompt() << "\", seed: " << options_.seed() << " + image index, size: " << width_
                << "x" << height_ << ", step: " << progress.step << ", epoch: " << epoch;
-    text.emplace_back("parameters", utf8_to_latin1(parameters.str()));
+    text.emplace_back("parameters", parameters.str());
     const fs::path png = directory / (std::string(name) + ".png");
     write_png_file(png.string(), grid, text);
 
