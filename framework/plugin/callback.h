@@ -3,10 +3,12 @@
 #include <cstdint>
 #include <string>
 
+#include "framework/plugin/image_sink.h"
 #include "proto/sdtrain.pb.h"
 
 namespace sdtrain {
 
+class Communicator;
 class Model;
 
 /// Where training stands. Steps count optimizer steps; epochs and batches count micro-batches
@@ -43,6 +45,15 @@ class TrainerHandle {
   virtual const std::string& output_dir() const = 0;
   /// Ends training after the current step (a checkpoint is written first).
   virtual void request_stop() = 0;
+  /// The collectives of the job's ranks (CPU tensors). A hook that uses it must make the same
+  /// calls in the same order on every rank (see Callback).
+  virtual Communicator& communicator() = 0;
+  /// Where callbacks exchange images (see image_sink.h). Owned by the handle, lives as long as
+  /// the trainer.
+  ImageSinks& image_sinks() { return image_sinks_; }
+
+ private:
+  ImageSinks image_sinks_;
 };
 
 /// A training callback. Every hook runs on every rank; a callback that writes files should do so

@@ -40,6 +40,7 @@ class Trainer : public TrainerHandle {
   void request_stop() override { stop_requested_ = true; }
   /// Whether fit() ended early because a rank received SIGTERM/SIGUSR1 (its checkpoint is written).
   bool stopped_by_signal() const { return stopped_by_signal_; }
+  Communicator& communicator() override { return communicator_; }
 
   /// The learning rate of optimizer step `step` (base LR, scale_lr, schedule).
   double learning_rate(int64_t step) const;

@@ -1,0 +1,75 @@
+// "tensorboard": scalars and validation grids in TensorBoard event files. Options:
+// TensorBoardOptions in proto/callbacks.proto; the file format in tensorboard/event_file_writer.h.
+#include <filesystem>
+#include <memory>
+
+#include "framework/log/logger.h"
+#include "framework/plugin/callback.h"
+#include "framework/registry/registry.h"
+#include "framework/util/errors.h"
+#include "plugins/callbacks/tensorboard/event_file_writer.h"
+#include "proto/callbacks.pb.h"
+
+namespace sdtrain {
+namespace {
+namespace fs = std::filesystem;
+
+class TensorBoardCallback : public Callback, public ImageSink {
+ public:
+  explicit TensorBoardCallback(const TensorBoardOptions& options) : options_(options) {}
+
+  ~TensorBoardCallback() override {
+    if (sinks_) sinks_->remove(this);
+  }
+
+  void on_fit_start(TrainerHandle& trainer) override {
+    if (trainer.rank() != 0) return;
+    fs::path directory(options_.subdir());
+    if (directory.is_relative()) directory = fs::path(trainer.output_dir()) / directory;
+    writer_ = std::make_unique<EventFileWriter>(directory.lexically_normal().string());
+    // A resumed run replays the steps after its checkpoint (step s: s steps done, logged as s):
+    // TensorBoard hides the interrupted run's events from step s + 1 on.
+    if (trainer.progress().step > 0) writer_->add_session_start(trainer.progress().step + 1);
+    if (options_.log_images()) {
+      sinks_ = &trainer.image_sinks();
+      sinks_->add(this);
+    }
+    SDTRAIN_LOG(INFO) << "tensorboard: writing " << writer_->path();
+  }
+
+  void on_step_end(TrainerHandle& trainer, const StepMetrics& metrics) override {
+    if (!writer_) return;
+    const int64_t step = trainer.progress().step;
+    if (step % trainer.config().run().log_every_n_steps() != 0) return;
+    writer_->add_scalar("train/loss", metrics.loss, step);
+    writer_->add_scalar("train/learning_rate", metrics.learning_rate, step);
+    writer_->add_scalar("train/images_per_s", metrics.images_per_s, step);
+    writer_->add_scalar("train/grad_norm", metrics.grad_norm, step);
+  }
+
+  void add_image(const std::string& tag, const Image& image, std::int64_t step) override {
+    if (writer_) writer_->add_image(tag, image, step);
+  }
+
+  void on_fit_end(TrainerHandle&) override {
+    if (sinks_) sinks_->remove(this);
+    sinks_ = nullptr;
+    if (writer_) writer_->sync();
+    writer_.reset();
+  }
+
+ private:
+  TensorBoardOptions options_;
+  std::unique_ptr<EventFileWriter> writer_;
+  ImageSinks* sinks_ = nullptr;
+};
+
+SDTRAIN_REGISTER_CALLBACK("tensorboard", TensorBoardOptions,
+                          "TensorBoard event files: loss, LR, img/s, grad norm, validation grids",
+                          [](const TensorBoardOptions& options, const PluginContext&) {
+                            if (options.subdir().empty()) throw ConfigError("subdir: must not be empty");
+                            return std::make_unique<TensorBoardCallback>(options);
+                          });
+
+}  // namespace
+}  // namespace sdtrain

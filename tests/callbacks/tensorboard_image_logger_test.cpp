@@ -1,0 +1,144 @@
+// The tensorboard, csv_logger and image_logger callbacks in a real training run (test plugins):
+// TensorBoard's own reader (tests/callbacks/check_tensorboard.py) reads the event files and finds
+// the CSV's values and the grid PNGs; the grids hold exactly the images the model drew for each
+// prompt and seed; a resumed run adds a file instead of touching the old one.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "framework/data/image_codec.h"
+#include "framework/dist/process_group.h"
+#include "framework/train/trainer.h"
+#include "framework/util/errors.h"
+#include "proto/callbacks.pb.h"
+#include "tests/common/test_env.h"
+
+namespace sdtrain {
+namespace {
+namespace fs = std::filesystem;
+
+ProcessGroup& process_group() {
+  static ProcessGroup group;
+  return group;
+}
+
+const std::vector<std::string> kPrompts = {"a red square", "a blue square", "a green square"};
+
+LoadedConfig make_config(const fs::path& dir, const std::vector<std::string>& overrides) {
+  std::string prompts;
+  for (const auto& prompt : kPrompts) prompts += "prompts: \"" + prompt + "\" ";
+  const std::string text =
+      "plugin_libraries: \"" + test::library("sdtrain_test_plugins").string() + "\"\n" +
+      "run { output_dir: \"out\" seed: 5 log_every_n_steps: 2 val_every_n_epochs: 1 checkpoint_every_n_steps: 0 }\n"
+      "model { type: \"test_tiny_denoiser\" }\n"
+      "data { train { type: \"test_colors\" options { [type.googleapis.com/sdtrain_test.ColorsOptions] { count: 16 } } }\n"
+      "       validation { type: \"text_only\" options { [type.googleapis.com/sdtrain.TextOnlyOptions] { " +
+      prompts +
+      "} } }\n"
+      "       batch_size: 4 num_workers: 1 transforms { resolution: 16 } }\n"
+      "lr_schedule { type: \"constant\" }\n"
+      "gradient_accumulation_steps: 1\n"
+      "callbacks { type: \"csv_logger\" }\n"
+      "callbacks { type: \"image_logger\" options { [type.googleapis.com/sdtrain.ImageLoggerOptions] { columns: 2 steps: 3 } } }\n"
+      "callbacks { type: \"tensorboard\" }\n";
+  return load_train_config(test::write_text(dir / "cfg.pbtxt", text), overrides);
+}
+
+void train(const fs::path& dir, const std::vector<std::string>& overrides) {
+  LoadedConfig config = make_config(dir, overrides);
+  auto comm = make_mpi_communicator(process_group().info(), 60.0);
+  Trainer trainer(config, process_group().info(), *comm);
+  trainer.fit();
+}
+
+/// Runs the TensorBoard reader check over out/; returns its output, failing the test on error.
+void expect_tensorboard_reads(const fs::path& out, int images) {
+  const std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
+                              (test::source_dir() / "tests" / "callbacks" / "check_tensorboard.py").string() +
+                              " --logdir " + (out / "tensorboard").string() + " --csv " +
+                              (out / "metrics.csv").string() + " --grids " + (out / "images" / "validation").string() +
+                              " --images " + std::to_string(images);
+  std::string output;
+  EXPECT_EQ(test::run_command(command, &output), 0) << output;
+}
+
+/// The test model's image for (prompt, seed): pixel byte p = (29 * |prompt| + 53 * seed + p) mod 256.
+std::uint8_t pattern(const std::string& prompt, std::uint64_t seed, std::size_t p) {
+  return static_cast<std::uint8_t>((prompt.size() * 29 + seed * 53 + p) % 256);
+}
+
+TEST(TensorBoardImageLogger, RunIsReadByTensorBoardAndGridsHoldEachPromptsSample) {
+  const fs::path dir = test::scratch_dir();
+  // 16 samples / batch 4 = 4 steps per epoch; validation after epochs 0 and 1 (steps 4 and 8).
+  train(dir, {"run.max_steps=8"});
+  const fs::path out = dir / "out";
+  const fs::path grids = out / "images" / "validation";
+  ASSERT_TRUE(fs::exists(grids / "samples_gs-000004_e-000000_b-000000.png"));
+  ASSERT_TRUE(fs::exists(grids / "samples_gs-000008_e-000001_b-000000.png"));
+
+  const Image grid = read_image_file((grids / "samples_gs-000008_e-000001_b-000000.png").string(), 0);
+  // 3 images of 16 px, 2 columns, make_grid padding 2: (2 * 18 + 2) x (2 * 18 + 2).
+  ASSERT_EQ(grid.width, 38);
+  ASSERT_EQ(grid.height, 38);
+  for (std::size_t i = 0; i < kPrompts.size(); ++i) {
+    const int x0 = static_cast<int>(i % 2) * 18 + 2;
+    const int y0 = static_cast<int>(i / 2) * 18 + 2;
+    int wrong = 0;
+    for (int y = 0; y < 16; ++y) {
+      for (int x = 0; x < 16; ++x) {
+        for (int c = 0; c < 3; ++c) {
+          const std::uint8_t got = grid.pixels[((y0 + y) * grid.width + x0 + x) * 3 + c];
+          wrong += got != pattern(kPrompts[i], 42 + i, (y * 16 + x) * 3 + c);
+        }
+      }
+    }
+    EXPECT_EQ(wrong, 0) << "cell " << i << " (" << kPrompts[i] << ") is not the sample of seed " << 42 + i;
+  }
+  std::ifstream sidecar(grids / "samples_gs-000008_e-000001_b-000000.txt");
+  std::string line;
+  std::vector<std::string> listed;
+  while (std::getline(sidecar, line)) listed.push_back(line);
+  EXPECT_EQ(listed, kPrompts);
+
+  expect_tensorboard_reads(out, 2);
+}
+
+TEST(TensorBoardImageLogger, ResumedRunWritesANewEventFile) {
+  const fs::path dir = test::scratch_dir();
+  train(dir, {"run.max_steps=4"});
+  train(dir, {"run.max_steps=8", "run.resume=auto"});
+  int files = 0;
+  for (const auto& entry : fs::directory_iterator(dir / "out" / "tensorboard")) {
+    files += entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
+  }
+  EXPECT_EQ(files, 2);
+  expect_tensorboard_reads(dir / "out", 2);
+}
+
+TEST(TensorBoardImageLogger, ConfigErrorsNameTheField) {
+  const fs::path dir = test::scratch_dir();
+  auto comm = make_mpi_communicator(process_group().info(), 60.0);
+  LoadedConfig no_validation = make_config(dir, {"run.max_steps=1"});
+  no_validation.config.mutable_data()->clear_validation();
+  try {
+    Trainer trainer(no_validation, process_group().info(), *comm);
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.validation"), std::string::npos) << e.what();
+  }
+  LoadedConfig bad_sampler = make_config(dir, {"run.max_steps=1"});
+  ImageLoggerOptions options;
+  ASSERT_TRUE(bad_sampler.config.callbacks(1).options().UnpackTo(&options));
+  options.set_sampler("no_such_sampler");
+  bad_sampler.config.mutable_callbacks(1)->mutable_options()->PackFrom(options);
+  try {
+    Trainer trainer(bad_sampler, process_group().info(), *comm);
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("no_such_sampler"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace sdtrain
