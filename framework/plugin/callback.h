@@ -1,6 +1,7 @@
 #pragma once
 /// The callback plugin interface, with Lightning's hook names.
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "proto/sdtrain.pb.h"
@@ -43,6 +44,14 @@ class TrainerHandle {
   virtual const std::string& output_dir() const = 0;
   /// Ends training after the current step (a checkpoint is written first).
   virtual void request_stop() = 0;
+  /// The latest value of each named evaluation metric, set before the hook that announces it:
+  /// "val/loss" (the validation loss with the trained weights) and "val/loss_ema" (with the EMA
+  /// weights, when EMA is on) before on_validation_end, when data.validation_loss is set. Empty
+  /// until the first validation; values stay until replaced. The same on every rank.
+  virtual const std::map<std::string, double>& metrics() const {
+    static const std::map<std::string, double> none;
+    return none;
+  }
 };
 
 /// A training callback. Every hook runs on every rank; a callback that writes files should do so
@@ -56,7 +65,7 @@ class Callback {
   /// After every optimizer step.
   virtual void on_step_end(TrainerHandle& trainer, const StepMetrics& metrics) {}
   virtual void on_train_epoch_end(TrainerHandle& trainer) {}
-  /// After a validation pass; `metrics` holds e.g. "val/loss".
+  /// After a validation pass; trainer.metrics() holds its values (e.g. "val/loss").
   virtual void on_validation_end(TrainerHandle& trainer) {}
   /// Returns state to store in the checkpoint (any bytes; empty = nothing).
   virtual std::string on_save_checkpoint(TrainerHandle& trainer) { return {}; }
