@@ -1,5 +1,8 @@
 #include "plugins/models/stable_diffusion/sd_export.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include <nlohmann/json.hpp>
 
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
@@ -25,6 +28,13 @@ ordered_json base_config(const std::map<std::string, std::string>& source_config
   return ordered_json::parse(found != source_configs.end() ? found->second : inferred);
 }
 
+/// A float option as the decimal it was written as (0.18215, not 0.18215000307559967).
+double decimal(float value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.7g", static_cast<double>(value));
+  return std::strtod(text, nullptr);
+}
+
 template <class Repeated>
 ordered_json array_of(const Repeated& values) {
   ordered_json out = ordered_json::array();
@@ -48,12 +58,12 @@ SdWeights weights_for_export(const SdNetworks& networks, const StableDiffusionOp
   unet["sample_size"] = u.sample_size();
   unet["attention_head_dim"] = u.attention_head_dim();
   unet["norm_num_groups"] = u.norm_num_groups();
-  unet["norm_eps"] = u.norm_eps();
+  unet["norm_eps"] = decimal(u.norm_eps());
   unet["flip_sin_to_cos"] = u.flip_sin_to_cos();
-  unet["freq_shift"] = u.freq_shift();
+  unet["freq_shift"] = decimal(u.freq_shift());
   unet["use_linear_projection"] = u.use_linear_projection();
   unet["transformer_layers_per_block"] = u.transformer_layers_per_block();
-  unet["mid_block_scale_factor"] = u.mid_block_scale_factor();
+  unet["mid_block_scale_factor"] = decimal(u.mid_block_scale_factor());
   if (u.down_block_types_size() > 0) unet["down_block_types"] = array_of(u.down_block_types());
   if (u.up_block_types_size() > 0) unet["up_block_types"] = array_of(u.up_block_types());
   weights.configs["unet"] = unet.dump(2) + "\n";
@@ -62,14 +72,14 @@ SdWeights weights_for_export(const SdNetworks& networks, const StableDiffusionOp
   ordered_json vae = base_config(source_configs, "vae", infer_vae_config_json(weights.vae));
   vae["norm_num_groups"] = v.norm_num_groups();
   vae["sample_size"] = v.sample_size();
-  vae["scaling_factor"] = v.scaling_factor();
+  vae["scaling_factor"] = decimal(v.scaling_factor());
   weights.configs["vae"] = vae.dump(2) + "\n";
 
   const ClipTextConfig& t = options.text_encoder();
   ordered_json clip = base_config(source_configs, "text_encoder", infer_clip_config_json(weights.text_encoder));
   clip["num_attention_heads"] = t.num_attention_heads();
   clip["hidden_act"] = t.hidden_act();
-  clip["layer_norm_eps"] = t.layer_norm_eps();
+  clip["layer_norm_eps"] = decimal(t.layer_norm_eps());
   clip["eos_token_id"] = t.eos_token_id();
   weights.configs["text_encoder"] = clip.dump(2) + "\n";
 
