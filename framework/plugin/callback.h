@@ -24,11 +24,13 @@ struct TrainProgress {
 /// What one optimizer step measured (all ranks averaged where it applies).
 struct StepMetrics {
   double loss = 0;              ///< mean loss over the step's micro-batches and ranks
-  double learning_rate = 0;
-  double grad_norm = 0;         ///< global gradient norm before clipping
+  double learning_rate = 0;     ///< applied (a skipped step: the one it would have applied)
+  double grad_norm = 0;         ///< global gradient norm before clipping (fp16: unscaled; NaN if skipped)
   double step_time_s = 0;       ///< wall time of this optimizer step
   double images_per_s = 0;      ///< over all ranks
-  bool skipped = false;         ///< fp16 overflow or NaN guard skipped the update
+  /// fp16 overflow or the NaN guard skipped the update: no optimizer step, the step count and so
+  /// the LR schedule did not advance (progress().step is unchanged).
+  bool skipped = false;
 };
 
 /// The trainer as callbacks see it.

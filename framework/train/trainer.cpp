@@ -242,6 +242,7 @@ void Trainer::optimizer_step(double loss_sum, int micro_batches, double step_sta
   }
   if (!std::isfinite(metrics.grad_norm)) {
     metrics.skipped = true;
+    metrics.learning_rate = learning_rate(progress_.step);  // not applied; the next step uses it
     if (!loss_scaler_) {
       SDTRAIN_LOG(WARNING) << "step " << progress_.step << ": non-finite gradient norm; update skipped";
     }

@@ -13,6 +13,7 @@
 #include "framework/plugin/dataset.h"
 #include "framework/plugin/model.h"
 #include "framework/plugin/scheduler.h"
+#include "framework/registry/registry.h"
 #include "framework/train/adamw.h"
 #include "framework/train/ema.h"
 #include "framework/train/flat_parameters.h"

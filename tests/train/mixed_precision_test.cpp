@@ -150,6 +150,7 @@ TEST(MixedPrecision, Fp16InjectedInfSkipsTheStepAndTheLrScheduleWaits) {
   // skipped one takes the LR the skipped one would have had.
   const std::vector<double> expected{trainer.learning_rate(0), trainer.learning_rate(1), trainer.learning_rate(2),
                                      trainer.learning_rate(3)};
+  EXPECT_EQ(rows[1].learning_rate, expected[1]) << "the skipped step reports the LR it did not apply";
   EXPECT_EQ(rows[0].learning_rate, expected[0]);
   EXPECT_EQ(rows[2].learning_rate, expected[1]);
   EXPECT_EQ(rows[3].learning_rate, expected[2]);
