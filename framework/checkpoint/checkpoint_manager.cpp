@@ -180,6 +180,8 @@ std::string CheckpointManager::save(const TrainingState& state, FlatParameters& 
                           {"ema_updates", state.ema_updates},
                           {"loss_history", state.loss_history},
                           {"callback_states", state.callback_states},
+                          {"loss_scale", state.loss_scale},
+                          {"loss_scale_growth_tracker", state.loss_scale_growth_tracker},
                           {"config", config_to_text(config)},
                           {"config_dir", state.config_dir}};
     write_json((temp_dir / kState).string(), trainer_state);
@@ -260,6 +262,8 @@ TrainingState CheckpointManager::load(const std::string& folder, FlatParameters&
     state.ema_updates = trainer_state.at("ema_updates").get<int64_t>();
     state.loss_history = trainer_state.at("loss_history").get<std::vector<double>>();
     state.callback_states = trainer_state.at("callback_states").get<std::map<std::string, std::string>>();
+    state.loss_scale = trainer_state.value("loss_scale", 0.0);
+    state.loss_scale_growth_tracker = trainer_state.value("loss_scale_growth_tracker", int64_t{0});
   } catch (const json::exception& error) {
     throw FormatError((dir / kState).string() + ": " + error.what());
   }

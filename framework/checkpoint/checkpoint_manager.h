@@ -6,7 +6,7 @@
 ///   ema.safetensors          EMA weights by parameter name (rank 0, when EMA is on)
 ///   optimizer.safetensors    AdamW state by parameter name: <name>.exp_avg / <name>.exp_avg_sq
 ///   trainer_state.json       step, epoch, data position, world size, LR/EMA counters, losses,
-///                            callback states, the effective config
+///                            fp16 loss-scaler state, callback states, the effective config
 ///   manifest.json            every file above with its size and SHA-256 (written last)
 /// A checkpoint is written into a temporary sibling folder, each file fsync'ed, and renamed into
 /// place only when complete; the previous checkpoints are untouched until then, and old ones are
@@ -47,6 +47,10 @@ struct TrainingState {
   /// Absolute folder of the run's config file: relative paths in the stored config (pretrained
   /// weights, data) resolve against it when the checkpoint is used outside the run (sdsample).
   std::string config_dir;
+  /// The fp16 loss scaler's scale and finite-step count; 0 when the run has no scaler (and in
+  /// checkpoints written before the scaler existed).
+  double loss_scale = 0;
+  int64_t loss_scale_growth_tracker = 0;
 };
 
 /// Checks every file the manifest of checkpoint `folder` lists: present, with the listed size

@@ -403,6 +403,25 @@ void validate_train_config(const TrainConfig& config, const std::string& base_di
   require(data.bad_data().max_bad_samples() >= -1, "data.bad_data.max_bad_samples", "must be -1 or >= 0");
   require(data.bad_data().max_image_pixels() > 0, "data.bad_data.max_image_pixels", "must be > 0");
 
+  if (data.has_validation_loss()) {
+    const ValidationLossConfig& validation_loss = data.validation_loss();
+    const float fraction = validation_loss.held_out_fraction();
+    require(fraction >= 0 && fraction < 1, "data.validation_loss.held_out_fraction", "must be in [0, 1)");
+    require(validation_loss.has_dataset() != (fraction > 0), "data.validation_loss",
+            "give exactly one of dataset and held_out_fraction");
+    require(validation_loss.batch_size() >= 0, "data.validation_loss.batch_size", "must be >= 0 (0 = data.batch_size)");
+    if (validation_loss.has_dataset()) {
+      Registry<Dataset>::instance().check(validation_loss.dataset(), "data.validation_loss.dataset");
+    }
+  }
+
+  const LossScalingConfig& scaling = config.loss_scaling();
+  require(scaling.init_scale() > 0, "loss_scaling.init_scale", "must be > 0");
+  require(scaling.growth_factor() > 1, "loss_scaling.growth_factor", "must be > 1");
+  require(scaling.backoff_factor() > 0 && scaling.backoff_factor() < 1, "loss_scaling.backoff_factor",
+          "must be in (0, 1)");
+  require(scaling.growth_interval() >= 1, "loss_scaling.growth_interval", "must be >= 1");
+
   const OptimizerConfig& optimizer = config.optimizer();
   require(optimizer.base_learning_rate() > 0, "optimizer.base_learning_rate", "must be > 0");
   require(optimizer.beta1() >= 0 && optimizer.beta1() < 1, "optimizer.beta1", "must be in [0, 1)");

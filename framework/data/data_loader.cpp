@@ -1,7 +1,5 @@
 #include "framework/data/data_loader.h"
 
-#include <random>
-
 #include "framework/data/image_codec.h"
 #include "framework/data/transforms.h"
 #include "framework/log/logger.h"
@@ -139,9 +137,8 @@ Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices
         }
         continue;
       }
-      std::mt19937_64 dropout_rng(mix_seed(sample_seed, 0xCAD0));
       if (options_.caption_dropout > 0 &&
-          std::uniform_real_distribution<double>(0.0, 1.0)(dropout_rng) < options_.caption_dropout) {
+          uniform_from_seed(mix_seed(sample_seed, 0xCAD0)) < options_.caption_dropout) {
         caption.clear();
       }
       batch.captions.push_back(std::move(caption));

@@ -24,6 +24,11 @@ uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b) {
   return out ^ splitmix64(state);
 }
 
+double uniform_from_seed(uint64_t seed) {
+  uint64_t state = seed;
+  return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
+}
+
 DistributedSampler::DistributedSampler(int64_t dataset_size, int64_t batch_size, int rank, int world_size,
                                        bool shuffle, uint64_t seed)
     : dataset_size_(dataset_size),

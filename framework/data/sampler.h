@@ -43,4 +43,10 @@ class DistributedSampler {
 /// splitmix64: a well-mixed 64-bit hash, used to derive independent seeds from (seed, a, b).
 uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b = 0);
 
+/// A uniform double in [0, 1) from the splitmix64 stream started at `seed` (its first draw's top
+/// 53 bits). Unlike std::uniform_real_distribution, whose algorithm each standard library chooses,
+/// the value is the same on every platform, so seeded decisions (caption dropout) reproduce
+/// everywhere.
+double uniform_from_seed(uint64_t seed);
+
 }  // namespace sdtrain

@@ -1,6 +1,7 @@
 #pragma once
 /// The callback plugin interface, with Lightning's hook names.
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "framework/plugin/image_sink.h"
@@ -25,11 +26,13 @@ struct TrainProgress {
 /// What one optimizer step measured (all ranks averaged where it applies).
 struct StepMetrics {
   double loss = 0;              ///< mean loss over the step's micro-batches and ranks
-  double learning_rate = 0;
-  double grad_norm = 0;         ///< global gradient norm before clipping
+  double learning_rate = 0;     ///< applied (a skipped step: the one it would have applied)
+  double grad_norm = 0;         ///< global gradient norm before clipping (fp16: unscaled; NaN if skipped)
   double step_time_s = 0;       ///< wall time of this optimizer step
   double images_per_s = 0;      ///< over all ranks
-  bool skipped = false;         ///< fp16 overflow or NaN guard skipped the update
+  /// fp16 overflow or the NaN guard skipped the update: no optimizer step, the step count and so
+  /// the LR schedule did not advance (progress().step is unchanged).
+  bool skipped = false;
 };
 
 /// The trainer as callbacks see it.
@@ -45,6 +48,14 @@ class TrainerHandle {
   virtual const std::string& output_dir() const = 0;
   /// Ends training after the current step (a checkpoint is written first).
   virtual void request_stop() = 0;
+  /// The latest value of each named evaluation metric, set before the hook that announces it:
+  /// "val/loss" (the validation loss with the trained weights) and "val/loss_ema" (with the EMA
+  /// weights, when EMA is on) before on_validation_end, when data.validation_loss is set. Empty
+  /// until the first validation; values stay until replaced. The same on every rank.
+  virtual const std::map<std::string, double>& metrics() const {
+    static const std::map<std::string, double> none;
+    return none;
+  }
   /// The collectives of the job's ranks (CPU tensors). A hook that uses it must make the same
   /// calls in the same order on every rank (see Callback).
   virtual Communicator& communicator() = 0;
@@ -67,7 +78,7 @@ class Callback {
   /// After every optimizer step.
   virtual void on_step_end(TrainerHandle& trainer, const StepMetrics& metrics) {}
   virtual void on_train_epoch_end(TrainerHandle& trainer) {}
-  /// After a validation pass; `metrics` holds e.g. "val/loss".
+  /// After a validation pass; trainer.metrics() holds its values (e.g. "val/loss").
   virtual void on_validation_end(TrainerHandle& trainer) {}
   /// Returns state to store in the checkpoint (any bytes; empty = nothing).
   virtual std::string on_save_checkpoint(TrainerHandle& trainer) { return {}; }

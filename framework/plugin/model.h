@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "framework/data/image.h"
+#include "framework/util/errors.h"
 
 namespace sdtrain {
 
@@ -61,6 +62,21 @@ class Model {
 
   /// Draws one image per prompt with the current trainable weights. Returns RGB images.
   virtual std::vector<Image> sample(const SampleRequest& request) = 0;
+
+  /// Why export_pretrained() cannot work for this model as configured; "" when it can. The
+  /// trainer asks before training (final_export), so a run does not fail at its very end.
+  virtual std::string export_unavailable_reason() const { return "this model type has no export"; }
+
+  /// Writes the model with its current weights (trainable_module() as it is at the call, frozen
+  /// parts as loaded) to `folder` in the model's published format, the one its ecosystem loads
+  /// (stable_diffusion: a diffusers folder for StableDiffusionPipeline.from_pretrained).
+  /// Contract: called on one rank only, so it must not call collectives; `folder` is complete or
+  /// absent (written into a temporary sibling and renamed into place); an existing `folder` is
+  /// never overwritten (FormatError naming it). The trainer swaps the EMA weights in first when
+  /// final_export.use_ema. Throws ConfigError with export_unavailable_reason() by default.
+  virtual void export_pretrained(const std::string& folder) {
+    throw ConfigError("final_export: " + export_unavailable_reason() + " (" + folder + ")");
+  }
 };
 
 }  // namespace sdtrain

@@ -2,15 +2,18 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "framework/checkpoint/checkpoint_manager.h"
 #include "framework/dist/device_choice.h"
+#include "framework/data/subset_dataset.h"
 #include "framework/dist/gradient_sync.h"
 #include "framework/dist/parameter_check.h"
 #include "framework/dist/stop_signal.h"
 #include "framework/log/logger.h"
 #include "framework/registry/registry.h"
+#include "framework/train/autocast.h"
 #include "framework/util/errors.h"
 
 namespace sdtrain {
@@ -26,6 +29,13 @@ PluginSpec default_lr_schedule() {
   PluginSpec spec;
   spec.set_type("lambda_linear");
   return spec;
+}
+
+/// A value with all the digits a double has, for logs that tests and users compare exactly.
+std::string full_precision(double value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.17g", value);
+  return text;
 }
 
 }  // namespace
@@ -49,6 +59,7 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
   torch::manual_seed(config_.run().seed());  // initial weights of anything randomly initialised
   model_ = Registry<Model>::instance().create(config_.model(), context, "model");
   train_set_ = Registry<Dataset>::instance().create(config_.data().train(), context, "data.train");
+  setup_validation_loss(context);
   if (config_.data().has_validation()) {
     validation_set_ = Registry<Dataset>::instance().create(config_.data().validation(), context, "data.validation");
   }
@@ -83,8 +94,20 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
     ema_ = std::make_unique<ExponentialMovingAverage>(flat_->values(), config_.ema());
     start_ema_from_model();
   }
+  if (config_.precision() == FP16) loss_scaler_ = std::make_unique<DynamicLossScaler>(config_.loss_scaling());
   progress_.batches_per_epoch = loader_->batches_per_epoch();
   progress_.max_steps = config_.run().max_steps();
+
+  if (!config_.final_export().folder().empty()) {
+    export_folder_ = (fs::path(output_dir_) / config_.final_export().folder()).lexically_normal().string();
+    const std::string reason = model_->export_unavailable_reason();
+    if (!reason.empty()) throw ConfigError("final_export.folder: " + reason);
+    // Refused now rather than after the whole run: an existing export is never overwritten.
+    if (fs::exists(export_folder_)) {
+      throw ConfigError("final_export.folder: " + export_folder_ +
+                        " already exists; move it away or choose another folder (it is never overwritten)");
+    }
+  }
 
   SDTRAIN_LOG(INFO) << "model: " << config_.model().type() << ", " << flat_->names().size()
                     << " trained tensors, " << flat_->numel() << " parameters on " << device_.str();
@@ -117,6 +140,66 @@ void Trainer::for_each_callback(Hook hook) {
   for (auto& callback : callbacks_) hook(*callback);
 }
 
+void Trainer::setup_validation_loss(const PluginContext& context) {
+  if (!config_.data().has_validation_loss()) return;
+  const ValidationLossConfig& options = config_.data().validation_loss();
+  std::shared_ptr<const Dataset> held_out;
+  if (options.has_dataset()) {
+    held_out = Registry<Dataset>::instance().create(options.dataset(), context, "data.validation_loss.dataset");
+  } else {
+    const HeldOutSplit split = split_held_out(static_cast<int64_t>(train_set_->size()), options.held_out_fraction(),
+                                              config_.run().seed());
+    held_out = std::make_shared<SubsetDataset>(train_set_, split.held_out);
+    train_set_ = std::make_shared<SubsetDataset>(train_set_, split.train);
+  }
+  const int batch_size = options.batch_size() > 0 ? options.batch_size() : config_.data().batch_size();
+  validation_loss_ = std::make_unique<ValidationLoss>(held_out, config_.data().transforms(), batch_size,
+                                                      config_.run().seed(), config_.data().bad_data(),
+                                                      rank_info_.rank, rank_info_.world_size);
+  SDTRAIN_LOG(INFO) << "validation loss: " << validation_loss_->size() << " held-out samples"
+                    << (options.has_dataset() ? "" : " taken out of the training set");
+}
+
+std::map<std::string, double> Trainer::evaluate_validation_loss() {
+  std::map<std::string, double> values;
+  if (!validation_loss_) return values;
+  values["val/loss"] = validation_loss_->evaluate(*model_, communicator_, config_.precision(), device_);
+  if (ema_) {
+    ema_->swap_in(flat_->values());
+    try {
+      values["val/loss_ema"] = validation_loss_->evaluate(*model_, communicator_, config_.precision(), device_);
+    } catch (...) {
+      ema_->swap_out(flat_->values());
+      throw;
+    }
+    ema_->swap_out(flat_->values());
+  }
+  for (const auto& [name, value] : values) {
+    metrics_[name] = value;
+    SDTRAIN_LOG(INFO) << "step " << progress_.step << ", epoch " << progress_.epoch << ": " << name << " = "
+                      << full_precision(value);
+  }
+  return values;
+}
+
+void Trainer::export_final_model() {
+  if (export_folder_.empty()) return;
+  const bool use_ema = ema_ && config_.final_export().use_ema();
+  if (rank_info_.rank == 0) {
+    if (use_ema) ema_->swap_in(flat_->values());
+    try {
+      model_->export_pretrained(export_folder_);
+    } catch (...) {
+      if (use_ema) ema_->swap_out(flat_->values());
+      throw;
+    }
+    if (use_ema) ema_->swap_out(flat_->values());
+    SDTRAIN_LOG(INFO) << "final model (" << (use_ema ? "EMA" : "trained") << " weights) exported to "
+                      << export_folder_;
+  }
+  communicator_.barrier();
+}
+
 double Trainer::learning_rate(int64_t step) const {
   double base = config_.optimizer().base_learning_rate();
   if (config_.optimizer().scale_lr()) {
@@ -137,10 +220,24 @@ void Trainer::optimizer_step(double loss_sum, int micro_batches, double step_sta
                       static_cast<int64_t>(config_.distributed().bucket_size_mb()) * 1024 * 1024);
 
   StepMetrics metrics;
-  metrics.grad_norm = flat_->grads().norm().item<double>();
+  // fp16: unscale before anything reads the gradients (clipping, the norm); every rank holds the
+  // same allreduced gradients, so every rank makes the same skip decision.
+  const bool scaled_finite = loss_scaler_ ? loss_scaler_->unscale(flat_->grads()) : true;
+  metrics.grad_norm = scaled_finite ? flat_->grads().norm().item<double>() : std::nan("");
+  if (loss_scaler_) {
+    const float used_scale = loss_scaler_->scale();
+    loss_scaler_->update(!std::isfinite(metrics.grad_norm));
+    if (!std::isfinite(metrics.grad_norm)) {
+      SDTRAIN_LOG(WARNING) << "step " << progress_.step << ": fp16 gradients overflowed at loss scale "
+                           << used_scale << "; update skipped, scale now " << loss_scaler_->scale();
+    }
+  }
   if (!std::isfinite(metrics.grad_norm)) {
     metrics.skipped = true;
-    SDTRAIN_LOG(WARNING) << "step " << progress_.step << ": non-finite gradient norm; update skipped";
+    metrics.learning_rate = learning_rate(progress_.step);  // not applied; the next step uses it
+    if (!loss_scaler_) {
+      SDTRAIN_LOG(WARNING) << "step " << progress_.step << ": non-finite gradient norm; update skipped";
+    }
     // A skipped step does not count towards max_steps, so a run whose gradients never recover
     // would otherwise loop forever.
     if (++consecutive_skips_ >= kMaxConsecutiveSkips) {
@@ -170,6 +267,7 @@ void Trainer::optimizer_step(double loss_sum, int micro_batches, double step_sta
 }
 
 void Trainer::run_validation() {
+  evaluate_validation_loss();
   if (ema_ && config_.ema().use_for_validation()) ema_->swap_in(flat_->values());
   try {
     for_each_callback([&](Callback& callback) { callback.on_validation_end(*this); });
@@ -193,6 +291,10 @@ void Trainer::fit() {
     state.ema_updates = ema_ ? ema_->num_updates() : 0;
     state.loss_history = loss_history_;
     state.config_dir = std::filesystem::absolute(base_dir_).lexically_normal().string();
+    if (loss_scaler_) {
+      state.loss_scale = loss_scaler_->scale();
+      state.loss_scale_growth_tracker = loss_scaler_->growth_tracker();
+    }
     for (std::size_t i = 0; i < callbacks_.size(); ++i) {
       state.callback_states[std::to_string(i) + ":" + config_.callbacks(static_cast<int>(i)).type()] =
           callbacks_[i]->on_save_checkpoint(*this);
@@ -214,6 +316,10 @@ void Trainer::fit() {
       progress_.images_seen = state.images_seen;
       loss_history_ = state.loss_history;
       if (ema_) ema_->set_num_updates(state.ema_updates);
+      // A checkpoint from an fp32/bf16 run (no scale saved) starts the scaler afresh.
+      if (loss_scaler_ && state.loss_scale > 0) {
+        loss_scaler_->restore(static_cast<float>(state.loss_scale), state.loss_scale_growth_tracker);
+      }
       for (std::size_t i = 0; i < callbacks_.size(); ++i) {
         auto found = state.callback_states.find(std::to_string(i) + ":" + config_.callbacks(static_cast<int>(i)).type());
         if (found != state.callback_states.end()) callbacks_[i]->on_load_checkpoint(*this, found->second);
@@ -245,9 +351,18 @@ void Trainer::fit() {
       std::optional<Batch> batch = loader_->next();
       if (!batch) break;
       if (device_.is_cuda()) batch->pixels = batch->pixels.to(device_, /*non_blocking=*/true);
-      torch::Tensor loss = model_->training_loss(*batch);
+      torch::Tensor loss;
+      {
+        AutocastScope autocast(config_.precision(), device_);  // the forward pass only
+        loss = model_->training_loss(*batch);
+      }
       TORCH_CHECK(loss.dim() == 0, "the model's training_loss must return a scalar");
-      (loss / accumulation).backward();
+      loss = loss.to(torch::kFloat32);
+      if (loss_scaler_) {
+        (loss * loss_scaler_->scale() / accumulation).backward();
+      } else {
+        (loss / accumulation).backward();
+      }
       loss_sum += loss.item<double>();
       ++micro_batches;
       ++progress_.batch_in_epoch;
@@ -285,6 +400,7 @@ void Trainer::fit() {
     }
   }
   if (progress_.step != last_checkpoint_step || progress_.step == 0) save();
+  export_final_model();
   for_each_callback([&](Callback& callback) { callback.on_fit_end(*this); });
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 /// The training loop: micro-batches → loss → backward → gradient accumulation and allreduce →
 /// clipping → AdamW → LR schedule → EMA, with callbacks, validation and checkpoints.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,9 +13,12 @@
 #include "framework/plugin/dataset.h"
 #include "framework/plugin/model.h"
 #include "framework/plugin/scheduler.h"
+#include "framework/registry/registry.h"
 #include "framework/train/adamw.h"
 #include "framework/train/ema.h"
 #include "framework/train/flat_parameters.h"
+#include "framework/train/loss_scaler.h"
+#include "framework/train/validation_loss.h"
 
 namespace sdtrain {
 
@@ -27,7 +31,8 @@ class Trainer : public TrainerHandle {
   ~Trainer() override;
 
   /// Trains until run.max_steps / run.max_epochs (or a stop request), then writes the final
-  /// checkpoint. Resumes first when run.resume asks for it.
+  /// checkpoint and, when final_export.folder is set, exports the final model (rank 0). Resumes
+  /// first when run.resume asks for it.
   void fit();
 
   // TrainerHandle
@@ -41,6 +46,7 @@ class Trainer : public TrainerHandle {
   /// Whether fit() ended early because a rank received SIGTERM/SIGUSR1 (its checkpoint is written).
   bool stopped_by_signal() const { return stopped_by_signal_; }
   Communicator& communicator() override { return communicator_; }
+  const std::map<std::string, double>& metrics() const override { return metrics_; }
 
   /// The learning rate of optimizer step `step` (base LR, scale_lr, schedule).
   double learning_rate(int64_t step) const;
@@ -49,11 +55,22 @@ class Trainer : public TrainerHandle {
   ExponentialMovingAverage* ema() { return ema_.get(); }
   /// The losses of every optimizer step so far on this run (for tests and the CSV log).
   const std::vector<double>& loss_history() const { return loss_history_; }
+  /// The fp16 loss scaler (precision FP16), else null.
+  const DynamicLossScaler* loss_scaler() const { return loss_scaler_.get(); }
+  /// The validation-loss evaluator (data.validation_loss), else null.
+  const ValidationLoss* validation_loss() const { return validation_loss_.get(); }
+  /// Computes the validation losses now ("val/loss" and, with EMA, "val/loss_ema"), stores them
+  /// in metrics() and returns them. Collective; empty without data.validation_loss.
+  std::map<std::string, double> evaluate_validation_loss();
+  /// The folder final_export writes (absolute), "" when export is off.
+  const std::string& export_folder() const { return export_folder_; }
 
  private:
   void optimizer_step(double loss_sum, int micro_batches, double step_start_s);
   void run_validation();
   void start_ema_from_model();
+  void setup_validation_loss(const PluginContext& context);
+  void export_final_model();
   template <class Hook>
   void for_each_callback(Hook hook);
 
@@ -73,6 +90,10 @@ class Trainer : public TrainerHandle {
   std::unique_ptr<FlatParameters> flat_;
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<ExponentialMovingAverage> ema_;
+  std::unique_ptr<DynamicLossScaler> loss_scaler_;
+  std::unique_ptr<ValidationLoss> validation_loss_;
+  std::map<std::string, double> metrics_;
+  std::string export_folder_;
 
   static constexpr int kMaxConsecutiveSkips = 100;
   int consecutive_skips_ = 0;

@@ -128,5 +128,44 @@ TEST(DataLoader, TooManyBadSamplesAbortWithTheReason) {
   }
 }
 
+TEST(CaptionDropout, UniformFromSeedIsSplitmix64) {
+  // splitmix64's published first output for state 0 is 0xE220A8397B1DCDAF; the uniform is its top
+  // 53 bits / 2^53, so the value is fixed on every platform and standard library.
+  EXPECT_EQ(uniform_from_seed(0), static_cast<double>(0xE220A8397B1DCDAFULL >> 11) / 9007199254740992.0);
+  for (uint64_t seed = 0; seed < 1000; ++seed) {
+    const double u = uniform_from_seed(seed * 0x9E3779B97F4A7C15ULL);
+    EXPECT_GE(u, 0.0);
+    EXPECT_LT(u, 1.0);
+  }
+}
+
+TEST(CaptionDropout, DropsAboutTheRequestedShareReproducibly) {
+  DataLoaderOptions options = loader_options(0);
+  options.caption_dropout = 0.3f;
+  options.shuffle = false;
+  auto run = [&] {
+    DataLoader loader(colors(400, -1), options);
+    loader.seek(0, 0);
+    std::vector<std::string> captions;
+    while (auto batch = loader.next()) captions.insert(captions.end(), batch->captions.begin(), batch->captions.end());
+    return captions;
+  };
+  const std::vector<std::string> first = run();
+  ASSERT_EQ(first.size(), 400u);
+  EXPECT_EQ(first, run());
+  int64_t dropped = 0;
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    if (first[i].empty()) {
+      ++dropped;
+      // Which caption is dropped is the documented draw: the sample seed's own uniform.
+      EXPECT_LT(uniform_from_seed(mix_seed(mix_seed(options.seed, 0, i), 0xCAD0)), static_cast<double>(options.caption_dropout)) << i;
+    } else {
+      EXPECT_GE(uniform_from_seed(mix_seed(mix_seed(options.seed, 0, i), 0xCAD0)), static_cast<double>(options.caption_dropout)) << i;
+    }
+  }
+  EXPECT_GT(dropped, 400 * 0.3 - 40);
+  EXPECT_LT(dropped, 400 * 0.3 + 40);
+}
+
 }  // namespace
 }  // namespace sdtrain

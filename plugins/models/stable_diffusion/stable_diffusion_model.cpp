@@ -6,6 +6,7 @@
 #include "framework/log/logger.h"
 #include "framework/util/errors.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
+#include "plugins/models/stable_diffusion/sd_export.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
 #include "plugins/schedulers/noise/training_losses.h"
@@ -58,6 +59,8 @@ void StableDiffusionModel::load_weights(const std::string& path) {
   load_component(*networks_.text_encoder, weights.text_encoder, "text_encoder", path, options_.strict_weights());
   if (networks_.vae) load_component(*networks_.vae, weights.vae, "vae", path, options_.strict_weights());
   if (options_.ema_from_weights() && !weights.unet_ema.empty()) ema_start_ = std::move(weights.unet_ema);
+  source_configs_ = weights.configs;
+  source_tokenizer_dir_ = weights.tokenizer_dir;
   SDTRAIN_LOG(INFO) << "weights loaded from " << path << (ema_start_.empty() ? "" : " (with its EMA UNet)");
 }
 
@@ -170,6 +173,21 @@ std::vector<Image> StableDiffusionModel::sample(const SampleRequest& request) {
   std::vector<Image> images = txt2img(networks_, *sampler, request, device_);
   if (was_training) networks_.unet->train();
   return images;
+}
+
+std::string StableDiffusionModel::export_unavailable_reason() const {
+  if (!networks_.vae) {
+    return "stable_diffusion with first_stage: PIXELS has no autoencoder, so there is no diffusers pipeline to "
+           "export";
+  }
+  return "";
+}
+
+void StableDiffusionModel::export_pretrained(const std::string& folder) {
+  const std::string reason = export_unavailable_reason();
+  if (!reason.empty()) throw ConfigError("final_export: " + reason);
+  const SdWeights weights = weights_for_export(networks_, options_, source_configs_, source_tokenizer_dir_);
+  save_sd_weights(weights, folder, SdFormat::kDiffusers);
 }
 
 SDTRAIN_REGISTER_MODEL("stable_diffusion", StableDiffusionOptions,

@@ -33,6 +33,14 @@ class StableDiffusionModel : public Model {
 
   std::vector<Image> sample(const SampleRequest& request) override;
 
+  /// "" with an autoencoder; first_stage PIXELS has no diffusers pipeline to export.
+  std::string export_unavailable_reason() const override;
+  /// A diffusers folder (model_index.json, unet/ vae/ text_encoder/ scheduler/ and a tokenizer:
+  /// the weights folder's when loaded from one, else CLIP's for CLIP's vocabulary) with the
+  /// current weights and configs from the options (sd_export.h); loads with
+  /// StableDiffusionPipeline.from_pretrained. Atomic, never overwrites (save_sd_weights).
+  void export_pretrained(const std::string& folder) override;
+
   /// The weights file's EMA UNet when options.ema_from_weights and the file has one.
   std::map<std::string, torch::Tensor> ema_start_weights() override { return ema_start_; }
 
@@ -49,6 +57,8 @@ class StableDiffusionModel : public Model {
   SdNetworks networks_;
   std::unique_ptr<NoiseScheduler> noise_scheduler_;
   std::map<std::string, torch::Tensor> ema_start_;
+  std::map<std::string, std::string> source_configs_;  ///< config.json texts of options.weights
+  std::string source_tokenizer_dir_;                   ///< tokenizer folder of options.weights
   torch::Device device_{torch::kCPU};
 };
 

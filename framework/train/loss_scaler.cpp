@@ -1,0 +1,39 @@
+#include "framework/train/loss_scaler.h"
+
+#include <cmath>
+
+namespace sdtrain {
+
+DynamicLossScaler::DynamicLossScaler(const LossScalingConfig& config)
+    : config_(config), scale_(static_cast<float>(config.init_scale())) {}
+
+bool DynamicLossScaler::unscale(torch::Tensor& grads) const {
+  torch::NoGradGuard no_grad;
+  const auto inverse = static_cast<float>(1.0 / static_cast<double>(scale_));
+  const bool finite = torch::isfinite(grads).all().item<bool>();
+  grads.mul_(inverse);
+  return finite;
+}
+
+void DynamicLossScaler::update(bool found_inf) {
+  if (found_inf) {
+    scale_ = static_cast<float>(static_cast<double>(scale_) * config_.backoff_factor());
+    growth_tracker_ = 0;
+    return;
+  }
+  const int64_t successful = growth_tracker_ + 1;
+  if (successful == config_.growth_interval()) {
+    const auto grown = static_cast<float>(static_cast<double>(scale_) * config_.growth_factor());
+    if (std::isfinite(grown)) scale_ = grown;
+    growth_tracker_ = 0;
+  } else {
+    growth_tracker_ = successful;
+  }
+}
+
+void DynamicLossScaler::restore(float scale, int64_t growth_tracker) {
+  scale_ = scale;
+  growth_tracker_ = growth_tracker;
+}
+
+}  // namespace sdtrain

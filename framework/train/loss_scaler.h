@@ -1,0 +1,42 @@
+#pragma once
+/// Dynamic loss scaling for fp16 training with torch.amp.GradScaler's arithmetic, over the flat
+/// gradient buffer: the loss is multiplied by scale() before backward, unscale() divides the
+/// gradients by it again (multiplying by the float32 reciprocal, as GradScaler) and reports
+/// whether they are all finite, and update() moves the scale: x backoff_factor after a step with
+/// an inf/NaN (the growth count restarts), x growth_factor after growth_interval finite steps in
+/// a row (the count restarts; a growth that would overflow float32 is not applied). The scale is
+/// a float32 value, as GradScaler's scale tensor.
+#include <cstdint>
+
+#include <torch/torch.h>
+
+#include "proto/sdtrain.pb.h"
+
+namespace sdtrain {
+
+class DynamicLossScaler {
+ public:
+  explicit DynamicLossScaler(const LossScalingConfig& config);
+
+  /// The current scale (initially config.init_scale).
+  float scale() const { return scale_; }
+  /// Finite steps in a row since the last growth or backoff (GradScaler's _growth_tracker).
+  int64_t growth_tracker() const { return growth_tracker_; }
+
+  /// Multiplies `grads` in place by 1 / scale() (float32 reciprocal of the float64 reciprocal, as
+  /// GradScaler.unscale_). Returns true when every gradient was finite.
+  bool unscale(torch::Tensor& grads) const;
+
+  /// Adjusts the scale after an optimizer step attempt; `found_inf` as unscale() reported.
+  void update(bool found_inf);
+
+  /// Restores the state saved in a checkpoint.
+  void restore(float scale, int64_t growth_tracker);
+
+ private:
+  LossScalingConfig config_;
+  float scale_;
+  int64_t growth_tracker_ = 0;
+};
+
+}  // namespace sdtrain

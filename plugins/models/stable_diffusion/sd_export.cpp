@@ -1,0 +1,91 @@
+#include "plugins/models/stable_diffusion/sd_export.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include <nlohmann/json.hpp>
+
+#include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
+#include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
+
+namespace sdtrain {
+namespace {
+
+using nlohmann::ordered_json;
+
+NamedTensors cpu_copy(const torch::nn::Module& module) {
+  NamedTensors out;
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, tensor] : module_state_dict(module)) {
+    out[name] = tensor.detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true).contiguous();
+  }
+  return out;
+}
+
+ordered_json base_config(const std::map<std::string, std::string>& source_configs, const std::string& component,
+                         const std::string& inferred) {
+  const auto found = source_configs.find(component);
+  return ordered_json::parse(found != source_configs.end() ? found->second : inferred);
+}
+
+/// A float option as the decimal it was written as (0.18215, not 0.18215000307559967).
+double decimal(float value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.7g", static_cast<double>(value));
+  return std::strtod(text, nullptr);
+}
+
+template <class Repeated>
+ordered_json array_of(const Repeated& values) {
+  ordered_json out = ordered_json::array();
+  for (const auto& value : values) out.push_back(value);
+  return out;
+}
+
+}  // namespace
+
+SdWeights weights_for_export(const SdNetworks& networks, const StableDiffusionOptions& options,
+                             const std::map<std::string, std::string>& source_configs,
+                             const std::string& tokenizer_dir) {
+  SdWeights weights;
+  weights.unet = cpu_copy(*networks.unet);
+  weights.vae = cpu_copy(*networks.vae);
+  weights.text_encoder = cpu_copy(*networks.text_encoder);
+  weights.tokenizer_dir = tokenizer_dir;
+
+  const UNet2DConditionConfig& u = options.unet();
+  ordered_json unet = base_config(source_configs, "unet", infer_unet_config_json(weights.unet));
+  unet["sample_size"] = u.sample_size();
+  unet["attention_head_dim"] = u.attention_head_dim();
+  unet["norm_num_groups"] = u.norm_num_groups();
+  unet["norm_eps"] = decimal(u.norm_eps());
+  unet["flip_sin_to_cos"] = u.flip_sin_to_cos();
+  unet["freq_shift"] = decimal(u.freq_shift());
+  unet["use_linear_projection"] = u.use_linear_projection();
+  unet["transformer_layers_per_block"] = u.transformer_layers_per_block();
+  unet["mid_block_scale_factor"] = decimal(u.mid_block_scale_factor());
+  if (u.down_block_types_size() > 0) unet["down_block_types"] = array_of(u.down_block_types());
+  if (u.up_block_types_size() > 0) unet["up_block_types"] = array_of(u.up_block_types());
+  weights.configs["unet"] = unet.dump(2) + "\n";
+
+  const AutoencoderKLConfig& v = options.vae();
+  ordered_json vae = base_config(source_configs, "vae", infer_vae_config_json(weights.vae));
+  vae["norm_num_groups"] = v.norm_num_groups();
+  vae["sample_size"] = v.sample_size();
+  vae["scaling_factor"] = decimal(v.scaling_factor());
+  weights.configs["vae"] = vae.dump(2) + "\n";
+
+  const ClipTextConfig& t = options.text_encoder();
+  ordered_json clip = base_config(source_configs, "text_encoder", infer_clip_config_json(weights.text_encoder));
+  clip["num_attention_heads"] = t.num_attention_heads();
+  clip["hidden_act"] = t.hidden_act();
+  clip["layer_norm_eps"] = decimal(t.layer_norm_eps());
+  clip["eos_token_id"] = t.eos_token_id();
+  weights.configs["text_encoder"] = clip.dump(2) + "\n";
+
+  const auto scheduler = source_configs.find("scheduler");
+  if (scheduler != source_configs.end()) weights.configs["scheduler"] = scheduler->second;
+  return weights;
+}
+
+}  // namespace sdtrain

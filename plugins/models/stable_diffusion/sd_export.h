@@ -1,0 +1,25 @@
+#pragma once
+/// The weights and diffusers configs of a constructed stable_diffusion model, ready for
+/// save_sd_weights (its export_pretrained). The configs describe the model as its options built
+/// it, so settings that no tensor shape reveals (attention heads, norm groups, sample size, the
+/// VAE scaling factor, CLIP's activation) are exported as trained, not as SD v1 guesses.
+#include <map>
+#include <string>
+
+#include "plugins/models/stable_diffusion/txt2img.h"
+#include "plugins/models/stable_diffusion/weights/sd_weights.h"
+#include "proto/stable_diffusion.pb.h"
+
+namespace sdtrain {
+
+/// Copies (to CPU, float32 as held) of every parameter and buffer of the UNet, the autoencoder
+/// (must exist) and the text encoder, keyed by their diffusers names. `source_configs` are the
+/// config.json texts of the weights the model was loaded from (may be empty): kept as the base
+/// of each component's config, with the option-defined fields set from `options`; components
+/// without one start from the shape-inferred config. `tokenizer_dir` (may be empty) is the
+/// tokenizer folder to ship.
+SdWeights weights_for_export(const SdNetworks& networks, const StableDiffusionOptions& options,
+                             const std::map<std::string, std::string>& source_configs,
+                             const std::string& tokenizer_dir);
+
+}  // namespace sdtrain
