@@ -89,7 +89,13 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
   // Every rank starts from rank 0's weights, whatever each initialised.
   broadcast_parameters(flat_->values(), communicator_);
   verify_same_parameters(flat_->values(), communicator_, "after the start broadcast");
-  optimizer_ = std::make_unique<FlatAdamW>(flat_->values(), config_.optimizer());
+  if (config_.distributed().zero_stage1()) {
+    sharded_optimizer_ = std::make_unique<ShardedAdamW>(flat_->values(), config_.optimizer(), communicator_);
+    SDTRAIN_LOG(INFO) << "ZeRO stage 1: this rank keeps the AdamW state of " << sharded_optimizer_->range().size()
+                      << " of " << flat_->numel() << " parameters";
+  } else {
+    optimizer_ = std::make_unique<FlatAdamW>(flat_->values(), config_.optimizer());
+  }
   if (config_.ema().enabled()) {
     ema_ = std::make_unique<ExponentialMovingAverage>(flat_->values(), config_.ema());
     start_ema_from_model();
@@ -251,7 +257,11 @@ void Trainer::optimizer_step(double loss_sum, int micro_batches, double step_sta
       flat_->grads().mul_(config_.gradient_clip_norm() / (metrics.grad_norm + 1e-6));
     }
     metrics.learning_rate = learning_rate(progress_.step);
-    optimizer_->step(flat_->values(), flat_->grads(), metrics.learning_rate);
+    if (sharded_optimizer_) {
+      sharded_optimizer_->step(flat_->values(), flat_->grads(), metrics.learning_rate);
+    } else {
+      optimizer_->step(flat_->values(), flat_->grads(), metrics.learning_rate);
+    }
     ++progress_.step;
     if (ema_ && progress_.step % config_.ema().update_every() == 0) ema_->update(flat_->values());
   }
@@ -299,7 +309,14 @@ void Trainer::fit() {
       state.callback_states[std::to_string(i) + ":" + config_.callbacks(static_cast<int>(i)).type()] =
           callbacks_[i]->on_save_checkpoint(*this);
     }
-    const std::string folder = checkpoints.save(state, *flat_, *optimizer_, ema_.get(), config_);
+    // Checkpoints hold the whole optimizer state whatever the sharding, so any world size resumes.
+    std::unique_ptr<FlatAdamW> gathered;
+    if (sharded_optimizer_) {
+      gathered = std::make_unique<FlatAdamW>(flat_->values(), config_.optimizer());
+      sharded_optimizer_->gather_state(*gathered);
+    }
+    const std::string folder =
+        checkpoints.save(state, *flat_, gathered ? *gathered : *optimizer_, ema_.get(), config_);
     SDTRAIN_LOG(INFO) << "checkpoint written: " << folder;
   };
 
@@ -309,7 +326,10 @@ void Trainer::fit() {
     if (folder.empty()) {
       SDTRAIN_LOG(INFO) << "run.resume=auto: no checkpoint in " << output_dir_ << ", starting fresh";
     } else {
-      TrainingState state = checkpoints.load(folder, *flat_, *optimizer_, ema_.get());
+      std::unique_ptr<FlatAdamW> whole;
+      if (sharded_optimizer_) whole = std::make_unique<FlatAdamW>(flat_->values(), config_.optimizer());
+      TrainingState state = checkpoints.load(folder, *flat_, whole ? *whole : *optimizer_, ema_.get());
+      if (sharded_optimizer_) sharded_optimizer_->load_state(*whole);
       progress_.step = state.step;
       progress_.epoch = state.epoch;
       progress_.batch_in_epoch = state.batch_in_epoch * state.world_size / rank_info_.world_size;

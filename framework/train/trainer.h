@@ -17,6 +17,7 @@
 #include "framework/train/adamw.h"
 #include "framework/train/ema.h"
 #include "framework/train/flat_parameters.h"
+#include "framework/train/sharded_adamw.h"
 #include "framework/train/loss_scaler.h"
 #include "framework/train/validation_loss.h"
 
@@ -51,7 +52,10 @@ class Trainer : public TrainerHandle {
   /// The learning rate of optimizer step `step` (base LR, scale_lr, schedule).
   double learning_rate(int64_t step) const;
   FlatParameters& parameters() { return *flat_; }
+  /// The AdamW of an unsharded run (distributed.zero_stage1 false).
   FlatAdamW& optimizer() { return *optimizer_; }
+  /// The ZeRO-1 optimizer (distributed.zero_stage1), null otherwise.
+  ShardedAdamW* sharded_optimizer() { return sharded_optimizer_.get(); }
   ExponentialMovingAverage* ema() { return ema_.get(); }
   /// The losses of every optimizer step so far on this run (for tests and the CSV log).
   const std::vector<double>& loss_history() const { return loss_history_; }
@@ -88,7 +92,8 @@ class Trainer : public TrainerHandle {
   std::unique_ptr<LrSchedule> lr_schedule_;
   std::vector<std::unique_ptr<Callback>> callbacks_;
   std::unique_ptr<FlatParameters> flat_;
-  std::unique_ptr<FlatAdamW> optimizer_;
+  std::unique_ptr<FlatAdamW> optimizer_;                 ///< unsharded runs
+  std::unique_ptr<ShardedAdamW> sharded_optimizer_;      ///< ZeRO stage 1 runs
   std::unique_ptr<ExponentialMovingAverage> ema_;
   std::unique_ptr<DynamicLossScaler> loss_scaler_;
   std::unique_ptr<ValidationLoss> validation_loss_;

@@ -21,13 +21,15 @@ std::string mpirun(int ranks) {
   return command;
 }
 
-/// Trains 6 steps on the test plugins and returns the final weights file.
-fs::path train(const fs::path& dir, int ranks, int batch, int accumulation) {
+/// Trains `steps` steps (6 by default) on the test plugins and returns the final weights file.
+/// `extra` is appended to the config (e.g. "distributed { zero_stage1: true }").
+fs::path train(const fs::path& dir, int ranks, int batch, int accumulation, const std::string& extra = "",
+               int steps = 6) {
   const std::string config =
       test::write_text(dir / "cfg.pbtxt",
                        "plugin_libraries: \"" + test::library("sdtrain_test_plugins").string() + "\"\n" +
-                           "run { output_dir: \"out\" seed: 11 max_steps: 6 checkpoint_every_n_steps: 0 "
-                           "val_every_n_epochs: 0 }\n"
+                           "run { output_dir: \"out\" seed: 11 max_steps: " + std::to_string(steps) +
+                           " checkpoint_every_n_steps: 3 val_every_n_epochs: 0 resume: \"auto\" }\n" + extra + "\n"
                            "model { type: \"test_tiny_denoiser\" }\n"
                            "data { train { type: \"test_colors\" } batch_size: " + std::to_string(batch) +
                            " num_workers: 1 transforms { resolution: 16 } }\n"
@@ -37,7 +39,9 @@ fs::path train(const fs::path& dir, int ranks, int batch, int accumulation) {
   const int code = test::run_command(mpirun(ranks) + " " + (test::binary_dir() / "bin" / "sdtrain").string() +
                                          " --config " + config, &output);
   EXPECT_EQ(code, 0) << output;
-  return dir / "out" / "checkpoints" / "step-00000006" / "model.safetensors";
+  char step_folder[32];
+  std::snprintf(step_folder, sizeof(step_folder), "step-%08d", steps);
+  return dir / "out" / "checkpoints" / step_folder / "model.safetensors";
 }
 
 void expect_same_weights(const fs::path& a, const fs::path& b) {
@@ -61,6 +65,30 @@ TEST(MpiTraining, TwoRanksEqualOneRankWithTheGlobalBatch) {
   // Only rank 0 writes the console log's progress; every rank writes its own log file.
   EXPECT_TRUE(fs::exists(dir / "two_ranks" / "out" / "logs" / "rank-00000.log"));
   EXPECT_TRUE(fs::exists(dir / "two_ranks" / "out" / "logs" / "rank-00001.log"));
+}
+
+// ZeRO stage 1: each rank updates its half of the parameters with its half of the AdamW state;
+// the weights and the (gathered) optimizer state equal the unsharded run's.
+TEST(MpiTraining, ZeroStage1EqualsTheUnshardedOptimizer) {
+  const fs::path dir = test::scratch_dir();
+  const fs::path sharded = train(dir / "zero", 2, 2, 1, "distributed { zero_stage1: true }");
+  const fs::path plain = train(dir / "plain", 2, 2, 1);
+  expect_same_weights(sharded, plain);
+  expect_same_weights(sharded.parent_path() / "optimizer.safetensors", plain.parent_path() / "optimizer.safetensors");
+}
+
+// A checkpoint of 2 ZeRO ranks resumes on 1 rank (accumulation 2 keeps the global batch): the
+// optimizer state is resharded, the data position carries over, and the weights equal the run
+// that never stopped.
+TEST(MpiTraining, ZeroCheckpointResumesAtAnotherWorldSize) {
+  const fs::path dir = test::scratch_dir();
+  const fs::path straight = train(dir / "straight", 2, 2, 1, "distributed { zero_stage1: true }");
+  train(dir / "resharded", 2, 2, 1, "distributed { zero_stage1: true }", 3);
+  const fs::path resumed = train(dir / "resharded", 1, 2, 2, "distributed { zero_stage1: true }");
+  expect_same_weights(resumed, straight);
+  // And back: one rank's checkpoint continues on two.
+  train(dir / "grow", 1, 2, 2, "distributed { zero_stage1: true }", 3);
+  expect_same_weights(train(dir / "grow", 2, 2, 1, "distributed { zero_stage1: true }"), straight);
 }
 
 /// Trains 4 steps (one epoch) with the image logger; returns the validation grid's PNG bytes.
