@@ -22,8 +22,8 @@ import make_sampling_fixture  # noqa: E402  (tokenizer files from the repo's CLI
 
 
 def build(kind, out):
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
     if kind == "sd":
@@ -40,19 +40,7 @@ def build(kind, out):
         clip = CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_attention_heads=12,
                               num_hidden_layers=4, max_position_embeddings=77, hidden_act="quick_gelu",
                               bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
-    text_encoder = CLIPTextModel(clip)
-    tok_dir = os.path.join(out, "tokenizer_src")
-    os.makedirs(tok_dir, exist_ok=True)
-    make_sampling_fixture.write_vocab_files(make_sampling_fixture.MERGES, tok_dir)
-    tokenizer = CLIPTokenizer(os.path.join(tok_dir, "vocab.json"), os.path.join(tok_dir, "merges.txt"),
-                              pad_token="<|endoftext|>", model_max_length=77)
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                              set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    pipe.save_pretrained(os.path.join(out, "pipeline"), safe_serialization=True)
-    return pipe
+    return make_sampling_fixture.save_pipeline(unet, vae, CLIPTextModel(clip), out)
 
 
 def main():

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <regex>
 
 #include <nlohmann/json.hpp>
@@ -260,7 +261,10 @@ TrainingState CheckpointManager::load(const std::string& folder, FlatParameters&
     state.images_seen = trainer_state.at("images_seen").get<int64_t>();
     state.world_size = trainer_state.at("world_size").get<int>();
     state.ema_updates = trainer_state.at("ema_updates").get<int64_t>();
-    state.loss_history = trainer_state.at("loss_history").get<std::vector<double>>();
+    // JSON has no inf/NaN: nlohmann writes a non-finite loss (an fp16 overflow step) as null.
+    for (const auto& loss : trainer_state.at("loss_history")) {
+      state.loss_history.push_back(loss.is_null() ? std::numeric_limits<double>::quiet_NaN() : loss.get<double>());
+    }
     state.callback_states = trainer_state.at("callback_states").get<std::map<std::string, std::string>>();
     state.loss_scale = trainer_state.value("loss_scale", 0.0);
     state.loss_scale_growth_tracker = trainer_state.value("loss_scale_growth_tracker", int64_t{0});

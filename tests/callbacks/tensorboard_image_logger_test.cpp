@@ -18,10 +18,7 @@ namespace sdtrain {
 namespace {
 namespace fs = std::filesystem;
 
-ProcessGroup& process_group() {
-  static ProcessGroup group;
-  return group;
-}
+using test::process_group;
 
 const std::vector<std::string> kPrompts = {"a red square", "a blue square", "a green square"};
 

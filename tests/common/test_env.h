@@ -3,8 +3,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
+
+#include "framework/dist/process_group.h"
 
 namespace sdtrain::test {
 
@@ -39,5 +42,12 @@ std::string write_text(const std::filesystem::path& path, const std::string& tex
 
 /// Runs a shell command, returning its exit code and capturing stdout+stderr into *output.
 int run_command(const std::string& command, std::string* output);
+
+/// "mpirun -np N" as the tests run it (oversubscribed, unbound, one OpenMP thread per rank, root
+/// allowed), exporting `env` (NAME=VALUE ...) to every rank.
+std::string mpirun(int ranks, const std::vector<std::string>& env = {});
+
+/// The process's MPI process group, initialised on first use (world size 1 outside mpirun).
+ProcessGroup& process_group();
 
 }  // namespace sdtrain::test

@@ -15,38 +15,17 @@
 #include "framework/dist/communicator_factory.h"
 #include "framework/dist/parameter_check.h"
 #include "framework/util/errors.h"
+#include "tests/common/test_env.h"
 
 namespace sdtrain {
 namespace {
 namespace fs = std::filesystem;
 
-/// The build tree (ctest sets SDTRAIN_BINARY_DIR); this program links libsdtrain only, not the
-/// plugins that tests/common/test_env.cpp pulls in.
-fs::path binary_dir() {
-  const char* dir = std::getenv("SDTRAIN_BINARY_DIR");
-  EXPECT_NE(dir, nullptr) << "SDTRAIN_BINARY_DIR is not set (run the tests through ctest)";
-  return dir != nullptr ? dir : ".";
-}
-
-int run_command(const std::string& command, std::string* output) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return -1;
-  std::array<char, 4096> buffer;
-  output->clear();
-  while (std::size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output->append(buffer.data(), n);
-  const int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-std::string mpirun(int ranks) {
-  std::string command = "mpirun -np " + std::to_string(ranks) + " --oversubscribe --bind-to none -x OMP_NUM_THREADS=1";
-  if (geteuid() == 0) command += " --allow-run-as-root";
-  return command;
-}
+using test::mpirun;
 
 std::string run_probe(int ranks, int perturbed) {
   std::string output;
-  const int code = run_command(mpirun(ranks) + " " + (binary_dir() / "bin" / "parameter_check_probe").string() +
+  const int code = test::run_command(mpirun(ranks) + " " + (test::binary_dir() / "bin" / "parameter_check_probe").string() +
                                          " " + std::to_string(perturbed),
                                      &output);
   EXPECT_EQ(code, 0) << output;

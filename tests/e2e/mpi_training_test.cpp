@@ -15,11 +15,7 @@ namespace sdtrain {
 namespace {
 namespace fs = std::filesystem;
 
-std::string mpirun(int ranks) {
-  std::string command = "mpirun -np " + std::to_string(ranks) + " --oversubscribe --bind-to none -x OMP_NUM_THREADS=1";
-  if (geteuid() == 0) command += " --allow-run-as-root";
-  return command;
-}
+using test::mpirun;
 
 /// Trains `steps` steps (6 by default) on the test plugins and returns the final weights file.
 /// `extra` is appended to the config (e.g. "distributed { zero_stage1: true }").

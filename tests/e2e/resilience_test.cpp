@@ -29,13 +29,7 @@ using Clock = std::chrono::steady_clock;
 
 std::string sdtrain_binary() { return (test::binary_dir() / "bin" / "sdtrain").string(); }
 
-/// mpirun with `env` (NAME=VALUE ...) exported to every rank.
-std::string mpirun(int ranks, const std::vector<std::string>& env = {}) {
-  std::string command = "mpirun -np " + std::to_string(ranks) + " --oversubscribe --bind-to none -x OMP_NUM_THREADS=1";
-  if (geteuid() == 0) command += " --allow-run-as-root";
-  for (const auto& item : env) command += " -x " + item;
-  return command;
-}
+using test::mpirun;
 
 /// The tiny test model on 2-sample batches; `run_fields` go into the run section.
 std::string write_config(const fs::path& dir, const std::string& run_fields, const std::string& extra = "") {

@@ -23,7 +23,9 @@ std::string load_error(const std::string& path) {
 
 TEST(PluginLoader, LoadsAnExternalPluginAndItsOptionsType) {
   const std::string path = test::library("sdtrain_test_plugins").string();
-  EXPECT_EQ(load_plugin_library(path), 2);
+  // test_tiny_denoiser, test_colors and the test_recorder callback.
+  EXPECT_EQ(load_plugin_library(path), 3);
+  ASSERT_NE(Registry<Callback>::instance().find("test_recorder"), nullptr);
   const PluginEntry* model = Registry<Model>::instance().find("test_tiny_denoiser");
   ASSERT_NE(model, nullptr);
   EXPECT_EQ(model->library, std::filesystem::canonical(path).string());

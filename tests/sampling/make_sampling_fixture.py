@@ -32,8 +32,8 @@ SIZE = 64
 
 
 def build_pipeline(out):
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
@@ -47,6 +47,15 @@ def build_pipeline(out):
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=49408, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
         max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
+    return save_pipeline(unet, vae, text_encoder, out)
+
+
+def save_pipeline(unet, vae, text_encoder, out):
+    """A StableDiffusionPipeline of these networks with CLIP's tokenizer (from the repo's merges)
+    and SD v1's PNDM scheduler, saved by save_pretrained into <out>/pipeline; returns it."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
     tok_dir = os.path.join(out, "tokenizer_src")
     os.makedirs(tok_dir, exist_ok=True)
     write_vocab_files(MERGES, tok_dir)

@@ -14,10 +14,7 @@ namespace sdtrain {
 namespace {
 namespace fs = std::filesystem;
 
-ProcessGroup& process_group() {
-  static ProcessGroup group;
-  return group;
-}
+using test::process_group;
 
 std::string tiny_sd(const std::string& first_stage) {
   return "model { type: \"stable_diffusion\" options { [type.googleapis.com/sdtrain.StableDiffusionOptions] {\n"

@@ -20,10 +20,7 @@ namespace sdtrain {
 namespace {
 namespace fs = std::filesystem;
 
-ProcessGroup& process_group() {
-  static ProcessGroup group;
-  return group;
-}
+using test::process_group;
 
 c10::Dict<c10::IValue, c10::IValue> load_reference() {
   const fs::path path = test::fixture_dir("grad_scaler_reference") / "grad_scaler.pt";

@@ -15,10 +15,7 @@ namespace sdtrain {
 namespace {
 namespace fs = std::filesystem;
 
-ProcessGroup& process_group() {
-  static ProcessGroup group;  // MPI is initialised once per process (singleton, world size 1)
-  return group;
-}
+using test::process_group;
 
 /// The base config plus `--set` overrides.
 LoadedConfig make_config(const fs::path& dir, const std::vector<std::string>& overrides) {

@@ -18,10 +18,7 @@ namespace sdtrain {
 namespace {
 namespace fs = std::filesystem;
 
-ProcessGroup& process_group() {
-  static ProcessGroup group;
-  return group;
-}
+using test::process_group;
 
 const char* const kHeldOut =
     "validation_loss { dataset { type: \"test_colors\" options { "
