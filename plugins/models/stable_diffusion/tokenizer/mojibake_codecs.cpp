@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <iterator>
 
+#include "plugins/models/stable_diffusion/tokenizer/unicode_text.h"
+
 namespace sdtrain::clip_text::mojibake {
 namespace {
 
@@ -88,31 +90,10 @@ std::optional<std::u32string> decode_utf8(std::string_view bytes, bool variants)
         continue;
       }
     }
-    // Strict UTF-8 (RFC 3629): shortest form only, no surrogates, nothing above U+10FFFF.
-    size_t len;
-    char32_t cp;
-    unsigned char lo = 0x80, hi = 0xBF;  // valid range of the second byte
-    if (in(b, 0xC2, 0xDF)) {
-      len = 2; cp = b & 0x1F;
-    } else if (in(b, 0xE0, 0xEF)) {
-      len = 3; cp = b & 0x0F;
-      if (b == 0xE0) lo = 0xA0;
-      if (b == 0xED) hi = 0x9F;
-    } else if (in(b, 0xF0, 0xF4)) {
-      len = 4; cp = b & 0x07;
-      if (b == 0xF0) lo = 0x90;
-      if (b == 0xF4) hi = 0x8F;
-    } else {
-      return std::nullopt;
-    }
-    if (i + len > n) return std::nullopt;
-    for (size_t k = 1; k < len; ++k) {
-      const unsigned char c = p[i + k];
-      if (!in(c, k == 1 ? lo : 0x80, k == 1 ? hi : 0xBF)) return std::nullopt;
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    out.push_back(cp);
-    i += len;
+    const Utf8Sequence sequence = read_utf8_sequence(bytes, i);
+    if (!sequence.valid) return std::nullopt;
+    out.push_back(sequence.code_point);
+    i += sequence.length;
   }
   return out;
 }

@@ -56,53 +56,52 @@ bool is_final_sigma(std::u32string_view text, size_t i) {
 
 }  // namespace
 
+Utf8Sequence read_utf8_sequence(std::string_view bytes, std::size_t at) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::size_t n = bytes.size();
+  const unsigned char b = p[at];
+  Utf8Sequence sequence;
+  if (b < 0x80) {
+    sequence.code_point = b;
+    sequence.valid = true;
+    return sequence;
+  }
+  std::size_t len = 0;
+  char32_t cp = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // valid range of the second byte
+  if (b >= 0xC2 && b <= 0xDF) {
+    len = 2; cp = b & 0x1F;
+  } else if (b >= 0xE0 && b <= 0xEF) {
+    len = 3; cp = b & 0x0F;
+    if (b == 0xE0) lo = 0xA0;
+    if (b == 0xED) hi = 0x9F;
+  } else if (b >= 0xF0 && b <= 0xF4) {
+    len = 4; cp = b & 0x07;
+    if (b == 0xF0) lo = 0x90;
+    if (b == 0xF4) hi = 0x8F;
+  } else {
+    return sequence;  // not a lead byte: one invalid byte
+  }
+  std::size_t k = 1;
+  for (; k < len; ++k) {
+    if (at + k >= n) break;
+    const unsigned char c = p[at + k];
+    if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) break;
+    cp = (cp << 6) | (c & 0x3F);
+  }
+  sequence.length = k;
+  sequence.valid = k == len;
+  if (sequence.valid) sequence.code_point = cp;
+  return sequence;
+}
+
 std::u32string utf8_to_u32(std::string_view utf8) {
   std::u32string out;
   out.reserve(utf8.size());
-  const auto* p = reinterpret_cast<const unsigned char*>(utf8.data());
-  const size_t n = utf8.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char b = p[i];
-    if (b < 0x80) {
-      out.push_back(b);
-      ++i;
-      continue;
-    }
-    int len = 0;
-    char32_t cp = 0;
-    unsigned char lo = 0x80, hi = 0xBF;  // valid range of the second byte
-    if (b >= 0xC2 && b <= 0xDF) {
-      len = 2; cp = b & 0x1F;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-      len = 3; cp = b & 0x0F;
-      if (b == 0xE0) lo = 0xA0;
-      if (b == 0xED) hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-      len = 4; cp = b & 0x07;
-      if (b == 0xF0) lo = 0x90;
-      if (b == 0xF4) hi = 0x8F;
-    } else {
-      out.push_back(kReplacement);
-      ++i;
-      continue;
-    }
-    size_t k = 1;
-    for (; k < static_cast<size_t>(len); ++k) {
-      if (i + k >= n) break;
-      const unsigned char c = p[i + k];
-      const unsigned char l = k == 1 ? lo : 0x80;
-      const unsigned char h = k == 1 ? hi : 0xBF;
-      if (c < l || c > h) break;
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    if (k == static_cast<size_t>(len)) {
-      out.push_back(cp);
-      i += k;
-    } else {
-      out.push_back(kReplacement);  // one replacement per maximal invalid subpart
-      i += k;
-    }
+  for (std::size_t i = 0; i < utf8.size();) {
+    const Utf8Sequence sequence = read_utf8_sequence(utf8, i);
+    out.push_back(sequence.valid ? sequence.code_point : kReplacement);  // one per maximal invalid subpart
+    i += sequence.length;
   }
   return out;
 }

@@ -7,6 +7,16 @@
 
 namespace sdtrain::clip_text {
 
+/// One UTF-8 sequence read at bytes[at] (at < bytes.size()), RFC 3629 strict: shortest form
+/// only, no surrogates, nothing above U+10FFFF. `valid`: `code_point` spans `length` bytes;
+/// otherwise `length` (>= 1) is the maximal invalid subpart, as Python's decoders skip it.
+struct Utf8Sequence {
+  char32_t code_point = 0;
+  std::size_t length = 1;
+  bool valid = false;
+};
+Utf8Sequence read_utf8_sequence(std::string_view bytes, std::size_t at);
+
 /// Decodes UTF-8. Invalid or truncated sequences become U+FFFD, one per maximal invalid subpart
 /// (Python's errors="replace"); never throws.
 std::u32string utf8_to_u32(std::string_view utf8);
