@@ -10,6 +10,19 @@
 
 namespace sdtrain {
 
+/// A collective that was started and has not been awaited yet (Communicator::allreduce_sum_async).
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  /// Gives the backend a chance to progress the collective without blocking (MPI progresses
+  /// non-blocking collectives only inside MPI calls); true once it has completed.
+  virtual bool test() = 0;
+  /// Blocks until the collective has completed, within the communicator's collective timeout
+  /// (counted from this call); afterwards the tensor holds the result and is safe to use on the
+  /// caller's current stream. Calling it again is a no-op.
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -17,6 +30,11 @@ class Communicator {
   virtual int world_size() const = 0;
   /// In-place sum over all ranks. `tensor` must be contiguous.
   virtual void allreduce_sum(torch::Tensor& tensor) = 0;
+  /// Starts an in-place sum over all ranks and returns without waiting for it. Every rank must
+  /// start the same collectives in the same order, and `tensor` (contiguous) must stay alive and
+  /// unmodified until wait() returns. Other collectives may be issued while it is in flight; they
+  /// count in the same order on every rank. Used to overlap gradient allreduce with backward.
+  virtual std::unique_ptr<PendingCollective> allreduce_sum_async(const torch::Tensor& tensor) = 0;
   /// In-place: every rank receives root's `tensor` (same shape and dtype on all ranks).
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
   /// Blocks until every rank arrived (within the communicator's collective timeout).

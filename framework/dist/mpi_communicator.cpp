@@ -15,6 +15,7 @@ namespace sdtrain {
 namespace {
 
 constexpr int kTimeoutReportTag = 7001;
+constexpr const char* kCollectiveTimeoutSetting = "distributed.collective_timeout_s";
 
 MPI_Datatype mpi_type(const torch::Tensor& tensor) {
   switch (tensor.scalar_type()) {
@@ -60,28 +61,32 @@ class MpiCommunicator : public Communicator {
   std::string backend() const override { return "mpi"; }
 
   void allreduce_sum(torch::Tensor& tensor) override {
+    if (info_.world_size == 1) return check_cpu(tensor, "allreduce");
+    allreduce_sum_async(tensor)->wait();
+  }
+
+  std::unique_ptr<PendingCollective> allreduce_sum_async(const torch::Tensor& tensor) override {
     check_cpu(tensor, "allreduce");
-    if (info_.world_size == 1) return;
-    const std::string what = "allreduce of " + std::to_string(tensor.numel()) + " elements";
-    enter(what);
-    MPI_Request request;
-    MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()), mpi_type(tensor),
-                   MPI_SUM, MPI_COMM_WORLD, &request);
-    wait(request, what, timeout_s_, "distributed.collective_timeout_s");
+    auto pending = std::make_unique<MpiPending>(*this, "allreduce of " + std::to_string(tensor.numel()) + " elements");
+    if (info_.world_size == 1) return pending;
+    pending->sequence = enter(pending->what);
+    MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()), mpi_type(tensor), MPI_SUM,
+                   MPI_COMM_WORLD, &pending->request);
+    return pending;
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
     check_cpu(tensor, "broadcast");
     if (info_.world_size == 1) return;
     const std::string what = "broadcast from rank " + std::to_string(root);
-    enter(what);
+    const long long sequence = enter(what);
     MPI_Request request;
     MPI_Ibcast(tensor.data_ptr(), static_cast<int>(tensor.numel()), mpi_type(tensor), root, MPI_COMM_WORLD,
                &request);
-    wait(request, what, timeout_s_, "distributed.collective_timeout_s");
+    wait(request, sequence, what, timeout_s_, kCollectiveTimeoutSetting);
   }
 
-  void barrier() override { barrier_with(timeout_s_, "barrier", "distributed.collective_timeout_s"); }
+  void barrier() override { barrier_with(timeout_s_, "barrier", kCollectiveTimeoutSetting); }
 
   void barrier(double timeout_s, const std::string& purpose) override {
     barrier_with(timeout_s, "barrier (" + purpose + ")", "its own timeout");
@@ -96,38 +101,63 @@ class MpiCommunicator : public Communicator {
 
   void barrier_with(double timeout_s, const std::string& what, const std::string& setting) {
     if (info_.world_size == 1) return;
-    enter(what);
+    const long long sequence = enter(what);
     MPI_Request request;
     MPI_Ibarrier(MPI_COMM_WORLD, &request);
-    wait(request, what, timeout_s, setting);
+    wait(request, sequence, what, timeout_s, setting);
   }
 
-  /// Counts collectives (every rank issues the same sequence) and runs the stall test hook.
-  void enter(const std::string& what) {
+  /// A started MPI_Iallreduce; its wait() is the blocking collectives' wait.
+  struct MpiPending : PendingCollective {
+    MpiPending(MpiCommunicator& owner, std::string description) : communicator(owner), what(std::move(description)) {}
+    bool test() override {
+      if (request == MPI_REQUEST_NULL) return true;
+      int done = 0;
+      MPI_Test(&request, &done, MPI_STATUS_IGNORE);  // sets request to MPI_REQUEST_NULL when done
+      return done != 0;
+    }
+    void wait() override {
+      if (request != MPI_REQUEST_NULL) {
+        communicator.wait(request, sequence, what, communicator.timeout_s_, kCollectiveTimeoutSetting);
+      }
+    }
+    MpiCommunicator& communicator;
+    std::string what;
+    long long sequence = 0;
+    MPI_Request request = MPI_REQUEST_NULL;
+  };
+
+  /// Counts collectives (every rank issues the same sequence) and runs the stall test hook;
+  /// returns this collective's sequence number.
+  long long enter(const std::string& what) {
     ++sequence_;
     if (stall_at_ > 0 && sequence_ == stall_at_) {
       std::cerr << "sdtrain: rank " << info_.rank << ": SDTRAIN_TEST_STALL_RANK test hook: stalling before "
                 << "collective #" << sequence_ << " (" << what << ")" << std::endl;
       for (;;) pause();
     }
+    return sequence_;
   }
 
-  void wait(MPI_Request& request, const std::string& what, double timeout_s, const std::string& setting) {
+  /// Polls `request` (collective number `sequence`) until done or `timeout_s` passed.
+  void wait(MPI_Request& request, long long sequence, const std::string& what, double timeout_s,
+            const std::string& setting) {
     const auto start = std::chrono::steady_clock::now();
     int done = 0;
     for (int spins = 0;; ++spins) {
       MPI_Test(&request, &done, MPI_STATUS_IGNORE);
       if (done) return;
-      if (seconds_since(start) > timeout_s) timed_out(what, timeout_s, setting);
+      if (seconds_since(start) > timeout_s) timed_out(sequence, what, timeout_s, setting);
       // Spin briefly for latency, then back off so a waiting rank does not burn a core.
       if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   }
 
-  /// Finds out which ranks never reached collective #sequence_, prints it once, ends the job.
-  [[noreturn]] void timed_out(const std::string& what, double timeout_s, const std::string& setting) {
+  /// Finds out which ranks never reached collective #sequence, prints it once, ends the job.
+  [[noreturn]] void timed_out(long long sequence, const std::string& what, double timeout_s,
+                              const std::string& setting) {
     // Tell every other rank where this one waits. The sends are never completed: the job ends.
-    const long long mine = sequence_;
+    const long long mine = sequence;
     std::vector<MPI_Request> sends(static_cast<std::size_t>(info_.world_size), MPI_REQUEST_NULL);
     for (int peer = 0; peer < info_.world_size; ++peer) {
       if (peer != info_.rank) MPI_Isend(&mine, 1, MPI_LONG_LONG, peer, kTimeoutReportTag, reports_, &sends[peer]);

@@ -64,6 +64,21 @@ class NcclCommunicator : public Communicator {
     });
   }
 
+  std::unique_ptr<PendingCollective> allreduce_sum_async(const torch::Tensor& tensor) override {
+    if (tensor.device().is_cpu()) return host_->allreduce_sum_async(tensor);
+    check_tensor(tensor, "allreduce");
+    const ncclDataType_t type = nccl_type(tensor.scalar_type());
+    auto pending = std::make_unique<NcclPending>(*this, describe("allreduce", tensor));
+    c10::cuda::CUDAGuard guard(device_);
+    enqueue(pending->what, timeout_s_, [&] {
+      return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()), type, ncclSum,
+                           comm_, stream_);
+    });
+    check_cuda(cudaEventCreateWithFlags(&pending->done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    check_cuda(cudaEventRecord(pending->done, stream_), "cudaEventRecord");
+    return pending;
+  }
+
   void broadcast(torch::Tensor& tensor, int root) override {
     if (tensor.device().is_cpu()) return host_->broadcast(tensor, root);
     check_tensor(tensor, "broadcast");
@@ -165,12 +180,10 @@ class NcclCommunicator : public Communicator {
     return text != nullptr && *text != '\0' ? std::string(" (") + text + ")" : std::string();
   }
 
-  /// Enqueues `launch` (an NCCL call on stream_) between the caller's stream and back, then waits
-  /// on the host for it to finish on the device.
+  /// Queues `launch` (an NCCL call on stream_) behind the work already queued on the caller's
+  /// current stream, and polls until NCCL has issued it.
   template <class Launch>
-  void run(const std::string& what, Launch launch, double timeout_s = -1) {
-    if (timeout_s < 0) timeout_s = timeout_s_;
-    c10::cuda::CUDAGuard guard(device_);
+  void enqueue(const std::string& what, double timeout_s, Launch launch) {
     const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_.index()).stream();
     check_cuda(cudaEventRecord(inputs_ready_, compute), "cudaEventRecord");
     check_cuda(cudaStreamWaitEvent(stream_, inputs_ready_, 0), "cudaStreamWaitEvent");
@@ -179,12 +192,44 @@ class NcclCommunicator : public Communicator {
       fail(what, std::string("NCCL returned ") + ncclGetErrorString(issued) + last_error());
     }
     wait_until_issued(what, timeout_s);
+  }
+
+  /// Enqueues `launch` between the caller's stream and back, then waits on the host for it to
+  /// finish on the device.
+  template <class Launch>
+  void run(const std::string& what, Launch launch, double timeout_s = -1) {
+    if (timeout_s < 0) timeout_s = timeout_s_;
+    c10::cuda::CUDAGuard guard(device_);
+    enqueue(what, timeout_s, launch);
+    const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_.index()).stream();
     check_cuda(cudaEventRecord(done_, stream_), "cudaEventRecord");
     check_cuda(cudaStreamWaitEvent(compute, done_, 0), "cudaStreamWaitEvent");
     // The host waits for completion, so the caching allocator cannot hand the tensor's memory to
     // another stream while NCCL still uses it (no recordStream needed).
-    wait_until_done(what, timeout_s);
+    wait_until_done(done_, what, timeout_s);
   }
+
+  /// A started allreduce: `done` is recorded on stream_ after it. wait() polls it like run()
+  /// does, then orders the caller's current stream after it.
+  struct NcclPending : PendingCollective {
+    NcclPending(NcclCommunicator& owner, std::string description) : communicator(owner), what(std::move(description)) {}
+    ~NcclPending() override {
+      if (done != nullptr) cudaEventDestroy(done);
+    }
+    bool test() override { return waited || cudaEventQuery(done) == cudaSuccess; }
+    void wait() override {
+      if (waited) return;
+      c10::cuda::CUDAGuard guard(communicator.device_);
+      communicator.wait_until_done(done, what, communicator.timeout_s_);
+      const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(communicator.device_.index()).stream();
+      check_cuda(cudaStreamWaitEvent(compute, done, 0), "cudaStreamWaitEvent");
+      waited = true;
+    }
+    NcclCommunicator& communicator;
+    std::string what;
+    cudaEvent_t done = nullptr;
+    bool waited = false;
+  };
 
   /// Polls the non-blocking communicator until the last call left the ncclInProgress state.
   void wait_until_issued(const std::string& what, double timeout_s) {
@@ -200,11 +245,11 @@ class NcclCommunicator : public Communicator {
     }
   }
 
-  /// Polls done_ (recorded after the collective) and the communicator's asynchronous error.
-  void wait_until_done(const std::string& what, double timeout_s) {
+  /// Polls `done` (recorded after the collective) and the communicator's asynchronous error.
+  void wait_until_done(cudaEvent_t done, const std::string& what, double timeout_s) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
     for (int spins = 0;; ++spins) {
-      const cudaError_t query = cudaEventQuery(done_);
+      const cudaError_t query = cudaEventQuery(done);
       if (query == cudaSuccess) return;
       if (query != cudaErrorNotReady) {
         fail(what, std::string("CUDA reported ") + cudaGetErrorString(query));

@@ -3,7 +3,7 @@
 namespace sdtrain {
 
 FlatParameters::FlatParameters(torch::nn::Module& module) {
-  std::vector<torch::Tensor> parameters;
+  std::vector<torch::Tensor>& parameters = parameters_;
   int64_t total = 0;
   for (const auto& item : module.named_parameters(/*recurse=*/true)) {
     if (!item.value().requires_grad()) continue;

@@ -22,6 +22,8 @@ class FlatParameters {
   const std::vector<int64_t>& offsets() const { return offsets_; }
   const std::vector<std::vector<int64_t>>& shapes() const { return shapes_; }
   int64_t numel() const { return values_.numel(); }
+  /// The module's parameters themselves (leaf tensors whose data and grad are the views), in order.
+  const std::vector<torch::Tensor>& tensors() const { return parameters_; }
 
   /// The flat parameter values (1-D); writing into it changes the module's parameters.
   torch::Tensor& values() { return values_; }
@@ -38,6 +40,7 @@ class FlatParameters {
   std::vector<std::string> names_;
   std::vector<int64_t> offsets_;
   std::vector<std::vector<int64_t>> shapes_;
+  std::vector<torch::Tensor> parameters_;
   torch::Tensor values_;
   torch::Tensor grads_;
 };

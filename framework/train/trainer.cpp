@@ -8,6 +8,7 @@
 #include "framework/checkpoint/checkpoint_manager.h"
 #include "framework/dist/device_choice.h"
 #include "framework/data/subset_dataset.h"
+#include "framework/dist/gradient_reducer.h"
 #include "framework/dist/gradient_sync.h"
 #include "framework/dist/parameter_check.h"
 #include "framework/dist/stop_signal.h"
@@ -89,6 +90,9 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
   // Every rank starts from rank 0's weights, whatever each initialised.
   broadcast_parameters(flat_->values(), communicator_);
   verify_same_parameters(flat_->values(), communicator_, "after the start broadcast");
+  gradient_reducer_ = std::make_unique<GradientReducer>(
+      flat_->tensors(), flat_->offsets(), flat_->grads(), communicator_,
+      static_cast<int64_t>(config_.distributed().bucket_size_mb()) * 1024 * 1024);
   if (config_.distributed().zero_stage1()) {
     sharded_optimizer_ = std::make_unique<ShardedAdamW>(flat_->values(), config_.optimizer(), communicator_);
     SDTRAIN_LOG(INFO) << "ZeRO stage 1: this rank keeps the AdamW state of " << sharded_optimizer_->range().size()
@@ -216,14 +220,14 @@ double Trainer::learning_rate(int64_t step) const {
 }
 
 void Trainer::optimizer_step(double loss_sum, int micro_batches, double step_start_s) {
+  // Gradients hold the sum over micro-batches of loss/accumulation; the allreduces of most
+  // buckets ran during the last backward; average over ranks.
+  gradient_reducer_->finish();
+
   // Mean of the micro-batch losses, averaged over ranks (for logging only).
   torch::Tensor loss_stats = torch::tensor({loss_sum, static_cast<double>(micro_batches)}, torch::kFloat64);
   communicator_.allreduce_sum(loss_stats);
   const double mean_loss = loss_stats[0].item<double>() / loss_stats[1].item<double>();
-
-  // Gradients hold the sum over micro-batches of loss/accumulation; average over ranks.
-  allreduce_gradients(flat_->grads(), communicator_,
-                      static_cast<int64_t>(config_.distributed().bucket_size_mb()) * 1024 * 1024);
 
   StepMetrics metrics;
   // fp16: unscale before anything reads the gradients (clipping, the norm); every rank holds the
@@ -378,6 +382,10 @@ void Trainer::fit() {
       }
       TORCH_CHECK(loss.dim() == 0, "the model's training_loss must return a scalar");
       loss = loss.to(torch::kFloat32);
+      // Like Lightning, an epoch's last incomplete accumulation still makes a step; only the
+      // backward of a step's last micro-batch sends gradients (no_sync for the others).
+      const bool step_ends = micro_batches + 1 == accumulation || progress_.batch_in_epoch + 1 == progress_.batches_per_epoch;
+      gradient_reducer_->arm(step_ends);
       if (loss_scaler_) {
         (loss * loss_scaler_->scale() / accumulation).backward();
       } else {
@@ -388,7 +396,6 @@ void Trainer::fit() {
       ++progress_.batch_in_epoch;
       const bool epoch_end = progress_.batch_in_epoch == progress_.batches_per_epoch;
       if (micro_batches == accumulation || epoch_end) {
-        // Like Lightning, an epoch's last incomplete accumulation still makes a step.
         optimizer_step(loss_sum, micro_batches, step_start);
         loss_sum = 0;
         micro_batches = 0;

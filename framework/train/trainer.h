@@ -9,6 +9,7 @@
 #include "framework/config/config_loader.h"
 #include "framework/data/data_loader.h"
 #include "framework/dist/communicator.h"
+#include "framework/dist/gradient_reducer.h"
 #include "framework/plugin/callback.h"
 #include "framework/plugin/dataset.h"
 #include "framework/plugin/model.h"
@@ -92,6 +93,7 @@ class Trainer : public TrainerHandle {
   std::unique_ptr<LrSchedule> lr_schedule_;
   std::vector<std::unique_ptr<Callback>> callbacks_;
   std::unique_ptr<FlatParameters> flat_;
+  std::unique_ptr<GradientReducer> gradient_reducer_;    ///< allreduce overlapped with backward
   std::unique_ptr<FlatAdamW> optimizer_;                 ///< unsharded runs
   std::unique_ptr<ShardedAdamW> sharded_optimizer_;      ///< ZeRO stage 1 runs
   std::unique_ptr<ExponentialMovingAverage> ema_;
