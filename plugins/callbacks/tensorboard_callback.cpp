@@ -47,6 +47,12 @@ class TensorBoardCallback : public Callback, public ImageSink {
     writer_->add_scalar("train/grad_norm", metrics.grad_norm, step);
   }
 
+  /// Evaluation metrics under their own names ("val/loss", "val/loss_ema") at the step reached.
+  void on_validation_end(TrainerHandle& trainer) override {
+    if (!writer_) return;
+    for (const auto& [name, value] : trainer.metrics()) writer_->add_scalar(name, value, trainer.progress().step);
+  }
+
   void add_image(const std::string& tag, const Image& image, std::int64_t step) override {
     if (writer_) writer_->add_image(tag, image, step);
   }
@@ -65,7 +71,7 @@ class TensorBoardCallback : public Callback, public ImageSink {
 };
 
 SDTRAIN_REGISTER_CALLBACK("tensorboard", TensorBoardOptions,
-                          "TensorBoard event files: loss, LR, img/s, grad norm, validation grids",
+                          "TensorBoard event files: loss, LR, img/s, grad norm, validation loss and grids",
                           [](const TensorBoardOptions& options, const PluginContext&) {
                             if (options.subdir().empty()) throw ConfigError("subdir: must not be empty");
                             return std::make_unique<TensorBoardCallback>(options);

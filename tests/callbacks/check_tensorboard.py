@@ -3,12 +3,14 @@
 also verifies the TFRecord CRCs) and checks them against the run's CSV log and sample grids.
 
     tests/callbacks/check_tensorboard.py --logdir RUN/tensorboard --csv RUN/metrics.csv --grids RUN/images/validation
-        [--images N]
+        [--images N] [--validation-csv RUN/validation_metrics.csv]
 
 Checks: the four scalar tags exist; for every CSV row the TensorBoard scalars at that step equal
 the CSV values (as float32); exactly N images under validation/samples (default: one per grid
 PNG), each decoding to the same pixels as the grid PNG of its step; each grid's tEXt chunks
-prompt_0.. (and "parameters") match its sidecar .txt. Exits 1 naming the first mismatch."""
+prompt_0.. (and "parameters") match its sidecar .txt; with --validation-csv, every row
+(step,epoch,metric,value) is the TensorBoard scalar `metric` at that step, and every validation
+scalar in TensorBoard has its row. Exits 1 naming the first mismatch."""
 import argparse
 import csv
 import io
@@ -29,12 +31,29 @@ def fail(message):
     sys.exit(1)
 
 
+def check_validation_metrics(accumulator, tags, path):
+    rows = list(csv.DictReader(open(path)))
+    if not rows:
+        fail(f"{path} has no rows")
+    logged = {(row["metric"], int(row["step"])): float(row["value"]) for row in rows}
+    in_tensorboard = {}
+    for tag in tags["scalars"]:
+        if tag.startswith("val/"):
+            in_tensorboard.update({(tag, event.step): event.value for event in accumulator.Scalars(tag)})
+    if sorted(in_tensorboard) != sorted(logged):
+        fail(f"validation scalars {sorted(in_tensorboard)} in TensorBoard, {sorted(logged)} in {path}")
+    for key, want in logged.items():
+        if not np.isclose(np.float32(in_tensorboard[key]), np.float32(want), rtol=1e-6, atol=0):
+            fail(f"{key[0]} at step {key[1]}: {in_tensorboard[key]} in TensorBoard, {want} in {path}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--logdir", required=True)
     parser.add_argument("--csv", required=True)
     parser.add_argument("--grids", required=True)
     parser.add_argument("--images", type=int, default=-1)
+    parser.add_argument("--validation-csv")
     args = parser.parse_args()
 
     files = sorted(pathlib.Path(args.logdir).glob("events.out.tfevents.*"))
@@ -60,6 +79,9 @@ def main():
             got = np.float32(by_step[int(row["step"])])
             if not np.isclose(got, want, rtol=1e-6, atol=0):
                 fail(f"{tag} at step {row['step']}: {got} in TensorBoard, {want} in the CSV")
+
+    if args.validation_csv:
+        check_validation_metrics(accumulator, tags, args.validation_csv)
 
     grids = {}
     for path in pathlib.Path(args.grids).glob("samples_gs-*_e-*_b-*.png"):

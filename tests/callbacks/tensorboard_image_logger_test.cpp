@@ -113,6 +113,36 @@ TEST(TensorBoardImageLogger, ResumedRunWritesANewEventFile) {
   expect_tensorboard_reads(dir / "out", 2);
 }
 
+// The validation loss reaches both logs: validation_metrics.csv (long rows) and TensorBoard scalars
+// "val/loss" at the validation's step, equal to what the trainer computed.
+TEST(TensorBoardImageLogger, ValidationLossIsLoggedToCsvAndTensorBoard) {
+  const fs::path dir = test::scratch_dir();
+  // 16 samples, a quarter held out: 12 / batch 4 = 3 steps per epoch, validations at 3 and 6.
+  LoadedConfig config = make_config(dir, {"run.max_steps=6", "data.validation_loss.held_out_fraction=0.25"});
+  auto comm = make_mpi_communicator(process_group().info(), 60.0);
+  Trainer trainer(config, process_group().info(), *comm);
+  trainer.fit();
+  const double last = trainer.metrics().at("val/loss");
+
+  const fs::path out = dir / "out";
+  std::ifstream csv(out / "validation_metrics.csv");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(csv, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u) << "header + one row per validation";
+  EXPECT_EQ(lines[0], "step,epoch,metric,value");
+  EXPECT_EQ(lines[1].rfind("3,0,val/loss,", 0), 0u) << lines[1];
+  ASSERT_EQ(lines[2].rfind("6,1,val/loss,", 0), 0u) << lines[2];
+  EXPECT_EQ(std::stod(lines[2].substr(std::string("6,1,val/loss,").size())), last);
+
+  const std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
+                              (test::source_dir() / "tests" / "callbacks" / "check_tensorboard.py").string() +
+                              " --logdir " + (out / "tensorboard").string() + " --csv " +
+                              (out / "metrics.csv").string() + " --grids " + (out / "images" / "validation").string() +
+                              " --images 2 --validation-csv " + (out / "validation_metrics.csv").string();
+  std::string output;
+  EXPECT_EQ(test::run_command(command, &output), 0) << output;
+}
+
 TEST(TensorBoardImageLogger, ConfigErrorsNameTheField) {
   const fs::path dir = test::scratch_dir();
   auto comm = make_mpi_communicator(process_group().info(), 60.0);

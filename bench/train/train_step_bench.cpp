@@ -1,0 +1,119 @@
+// Times sdtrain's training step of the stable_diffusion model plugin, the step the trainer runs:
+// VAE encode + posterior sample, CLIP text encode, noise and timesteps, UNet forward, MSE loss,
+// backward, the flat AdamW update, zeroing the gradients. Prints "step_ms <mean ms per step>".
+// bench/train/bench_train_step.py runs it side by side with a diffusers training step of the
+// same networks and prints the ratio. Not a test.
+//
+//   train_step_bench [--config small|sd] [--latent 64] [--batch 1] [--iters 3] [--warmup 1]
+//                    [--threads N] [--device cpu|cuda]
+//
+// "sd" is the full SD v1 UNet, autoencoder and text encoder; "small" the SD v1 layout at a
+// quarter of the UNet's width and half the autoencoder's (bench/modules' "small"), with the full
+// text encoder.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "framework/plugin/model.h"
+#include "framework/registry/registry.h"
+#include "framework/train/adamw.h"
+#include "framework/train/flat_parameters.h"
+#include "plugins/builtin_plugins.h"
+#include "proto/stable_diffusion.pb.h"
+
+namespace {
+
+struct Args {
+  std::string config = "small";
+  int latent = 64;
+  int batch = 1;
+  int iters = 3;
+  int warmup = 1;
+  int threads = 0;
+  std::string device = "cpu";
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string key = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error("missing value for " + key);
+      return argv[++i];
+    };
+    if (key == "--config") a.config = next();
+    else if (key == "--latent") a.latent = std::stoi(next());
+    else if (key == "--batch") a.batch = std::stoi(next());
+    else if (key == "--iters") a.iters = std::stoi(next());
+    else if (key == "--warmup") a.warmup = std::stoi(next());
+    else if (key == "--threads") a.threads = std::stoi(next());
+    else if (key == "--device") a.device = next();
+    else throw std::runtime_error("unknown argument " + key);
+  }
+  if (a.config != "small" && a.config != "sd") throw std::runtime_error("--config must be small or sd");
+  if (a.latent <= 0 || a.batch <= 0 || a.iters <= 0 || a.warmup < 0) throw std::runtime_error("sizes must be > 0");
+  return a;
+}
+
+sdtrain::PluginSpec model_spec(const std::string& kind) {
+  sdtrain::StableDiffusionOptions options;  // SD v1 when the sizes are unset
+  if (kind == "small") {
+    for (int channels : {128, 256, 320, 320}) options.mutable_unet()->add_block_out_channels(channels);
+    for (int channels : {64, 128, 128, 128}) options.mutable_vae()->add_block_out_channels(channels);
+  }
+  sdtrain::PluginSpec spec;
+  spec.set_type("stable_diffusion");
+  spec.mutable_options()->PackFrom(options);
+  return spec;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  try {
+    args = parse(argc, argv);
+  } catch (const std::exception& error) {
+    std::cerr << "train_step_bench: " << error.what() << "\n";
+    return 2;
+  }
+  sdtrain::builtin_plugin_count();  // keeps the built-in plugins linked in
+  if (args.threads > 0) torch::set_num_threads(args.threads);
+  const torch::Device device(args.device);
+
+  torch::manual_seed(0);
+  std::unique_ptr<sdtrain::Model> model =
+      sdtrain::Registry<sdtrain::Model>::instance().create(model_spec(args.config), sdtrain::PluginContext{}, "model");
+  model->to(device);
+  sdtrain::FlatParameters flat(model->trainable_module());
+  sdtrain::FlatAdamW optimizer(flat.values(), sdtrain::OptimizerConfig());
+
+  sdtrain::Batch batch;
+  const int pixels = args.latent * 8;
+  batch.pixels = torch::rand({args.batch, 3, pixels, pixels}) * 2 - 1;
+  for (int i = 0; i < args.batch; ++i) {
+    batch.captions.push_back("a portrait of a man in armor, detailed, oil painting");
+    batch.keys.push_back("image-" + std::to_string(i));
+  }
+  std::uint64_t seed = 1;
+  auto step = [&] {
+    batch.seeds.clear();
+    for (int i = 0; i < args.batch; ++i) batch.seeds.push_back(seed++);
+    model->training_loss(batch).backward();
+    optimizer.step(flat.values(), flat.grads(), 1e-4);
+    flat.zero_grad();
+    if (device.is_cuda()) torch::cuda::synchronize();
+  };
+  for (int i = 0; i < args.warmup; ++i) step();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < args.iters; ++i) step();
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / args.iters;
+  std::printf("config=%s latent=%d batch=%d threads=%d trained_parameters=%lld\n", args.config.c_str(), args.latent,
+              args.batch, torch::get_num_threads(), static_cast<long long>(flat.numel()));
+  std::printf("step_ms %.1f\n", ms);
+  return 0;
+}
