@@ -17,6 +17,7 @@
 #include "framework/io/atomic_file.h"
 #include "framework/io/safetensors_reader.h"
 #include "framework/io/safetensors_writer.h"
+#include "framework/log/logger.h"
 #include "framework/util/errors.h"
 #include "framework/util/file_util.h"
 
@@ -263,7 +264,10 @@ std::string CheckpointManager::save(const TrainingState& state, FlatParameters& 
     write_json((temp_dir / kState).string(), trainer_state);
     written.push_back(kState);
   }
-  write_optimizer_shard(temp_dir.string(), optimizer, optimizer_begin, parameters.numel(), rank, world_size);
+  const std::string shard =
+      write_optimizer_shard(temp_dir.string(), optimizer, optimizer_begin, parameters.numel(), rank, world_size);
+  SDTRAIN_LOG(DEBUG) << "rank " << rank << " wrote " << fs::path(shard).filename().string() << " of checkpoint step "
+                     << state.step;
   written.push_back(optimizer_shard_name(rank, world_size));
   write_json((temp_dir / rank_file_name(rank)).string(),
              {{"rank", rank},
