@@ -200,6 +200,37 @@ TEST(Trainer, CorruptCheckpointIsRefusedNamingTheFile) {
   }
 }
 
+// A manifest that leaves a rank's shard out (so it would go unverified) is refused, naming it.
+TEST(Trainer, ManifestMustListEveryRanksShard) {
+  const fs::path dir = test::scratch_dir();
+  auto comm = communicator();
+  {
+    LoadedConfig config = make_config(dir, {"run.max_steps=2"});
+    Trainer trainer(config, process_group().info(), *comm);
+    trainer.fit();
+  }
+  const fs::path manifest_path = dir / "out" / "checkpoints" / "step-00000002" / "manifest.json";
+  nlohmann::json manifest = nlohmann::json::parse(read_file(manifest_path.string()));
+  nlohmann::json kept = nlohmann::json::array();
+  for (const auto& file : manifest.at("files")) {
+    if (file.at("name") != "optimizer-rank-00000-of-00001.safetensors") kept.push_back(file);
+  }
+  ASSERT_EQ(kept.size() + 1, manifest.at("files").size());
+  manifest["files"] = kept;
+  test::write_text(manifest_path, manifest.dump(2));
+  LoadedConfig resume = make_config(dir, {"run.max_steps=4", "run.resume=auto"});
+  Trainer trainer(resume, process_group().info(), *comm);
+  try {
+    trainer.fit();
+    FAIL() << "expected FormatError";
+  } catch (const FormatError& error) {
+    EXPECT_NE(std::string(error.what()).find(manifest_path.string() +
+                                             ": does not list optimizer-rank-00000-of-00001.safetensors"),
+              std::string::npos)
+        << error.what();
+  }
+}
+
 TEST(Trainer, LearningRateFollowsScaleLrAndSchedule) {
   const fs::path dir = test::scratch_dir();
   auto comm = communicator();
