@@ -8,13 +8,16 @@
 #include <filesystem>
 #include <limits>
 #include <regex>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "framework/checkpoint/optimizer_shards.h"
 #include "framework/config/config_loader.h"
 #include "framework/io/atomic_file.h"
 #include "framework/io/safetensors_reader.h"
 #include "framework/io/safetensors_writer.h"
+#include "framework/log/logger.h"
 #include "framework/util/errors.h"
 #include "framework/util/file_util.h"
 
@@ -27,8 +30,23 @@ namespace {
 constexpr const char* kManifest = "manifest.json";
 constexpr const char* kModel = "model.safetensors";
 constexpr const char* kEma = "ema.safetensors";
-constexpr const char* kOptimizer = "optimizer.safetensors";
 constexpr const char* kState = "trainer_state.json";
+constexpr const char* kFormat = "sdtrain-checkpoint-2";
+
+/// Rank r's own state (see the header).
+std::string rank_file_name(int rank) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "rank-%05d.json", rank);
+  return name;
+}
+
+/// The sidecar in the temporary folder through which rank r hands its files' sizes and digests
+/// to rank 0 (never part of a finished checkpoint).
+std::string sidecar_name(int rank) {
+  char name[40];
+  std::snprintf(name, sizeof(name), ".rank-%05d.files.json", rank);
+  return name;
+}
 
 std::string step_folder_name(int64_t step) {
   char name[32];
@@ -93,7 +111,58 @@ void crash_here_if_testing(int64_t step) {
   _exit(86);
 }
 
+/// A manifest entry for a file this rank wrote into `dir`.
+json file_entry(const fs::path& dir, const std::string& name) {
+  const fs::path path = dir / name;
+  return {{"name", name}, {"size", fs::file_size(path)}, {"sha256", sha256_file(path.string())}};
+}
+
+/// Reads the rank files of a checkpoint written by `world_size` ranks into `state`: every rank
+/// must stand at the same place of the same epoch (ranks advance in lockstep), so together they
+/// consumed the first batch_in_epoch x world_size x batch_size samples of the epoch's permutation.
+void read_rank_files(const fs::path& dir, int world_size, TrainingState& state) {
+  for (int rank = 0; rank < world_size; ++rank) {
+    const fs::path path = dir / rank_file_name(rank);
+    const json file = read_json(path.string());
+    try {
+      const json& data = file.at("data");
+      const int64_t epoch = data.at("epoch").get<int64_t>();
+      const int64_t batch = data.at("batch_in_epoch").get<int64_t>();
+      const int batch_size = data.at("batch_size").get<int>();
+      if (file.at("rank").get<int>() != rank || file.at("world_size").get<int>() != world_size) {
+        throw FormatError(path.string() + ": written as rank " + file.at("rank").dump() + " of " +
+                          file.at("world_size").dump() + ", expected rank " + std::to_string(rank) + " of " +
+                          std::to_string(world_size));
+      }
+      if (rank == 0) state.batch_size = batch_size;
+      if (epoch != state.epoch || batch != state.batch_in_epoch || batch_size != state.batch_size) {
+        throw FormatError(path.string() + ": data position epoch " + std::to_string(epoch) + ", micro-batch " +
+                          std::to_string(batch) + " of " + std::to_string(batch_size) +
+                          " differs from trainer_state.json and rank 0's (epoch " + std::to_string(state.epoch) +
+                          ", micro-batch " + std::to_string(state.batch_in_epoch) + " of " +
+                          std::to_string(state.batch_size) + ")");
+      }
+    } catch (const json::exception& error) {
+      throw FormatError(path.string() + ": " + error.what());
+    }
+  }
+  state.samples_in_epoch = state.batch_in_epoch * world_size * state.batch_size;
+}
+
 }  // namespace
+
+int64_t resumed_batch_in_epoch(const TrainingState& state, int world_size, int batch_size) {
+  const int64_t samples = state.samples_in_epoch >= 0 ? state.samples_in_epoch
+                                                      : state.batch_in_epoch * state.world_size * batch_size;
+  const int64_t global_batch = static_cast<int64_t>(world_size) * batch_size;
+  if (samples % global_batch != 0) {
+    throw ConfigError("the checkpoint stopped " + std::to_string(samples) + " samples into epoch " +
+                      std::to_string(state.epoch) + ", inside a global micro-batch of " + std::to_string(world_size) +
+                      " ranks x data.batch_size " + std::to_string(batch_size) + " = " + std::to_string(global_batch) +
+                      "; resume with a world size and batch size whose product divides " + std::to_string(samples));
+  }
+  return samples / global_batch;
+}
 
 void verify_checkpoint_files(const std::string& folder) {
   const fs::path dir(folder);
@@ -155,24 +224,31 @@ std::string CheckpointManager::resolve(const std::string& spec) const {
 }
 
 std::string CheckpointManager::save(const TrainingState& state, FlatParameters& parameters, FlatAdamW& optimizer,
-                                    ExponentialMovingAverage* ema, const TrainConfig& config) {
+                                    int64_t optimizer_begin, ExponentialMovingAverage* ema, const TrainConfig& config) {
   const fs::path final_dir = fs::path(checkpoints_dir_) / step_folder_name(state.step);
   const fs::path temp_dir = fs::path(checkpoints_dir_) / ("." + step_folder_name(state.step) + ".partial");
+  const int rank = rank_info_.rank;
+  const int world_size = rank_info_.world_size;
 
-  // 1. Every rank writes its part into the temporary folder.
-  if (rank_info_.rank == 0) {
+  // 0. Rank 0 makes an empty temporary folder; nobody writes into it before.
+  if (rank == 0) {
     fs::create_directories(checkpoints_dir_);
     fs::remove_all(temp_dir);  // left by a crash during an earlier attempt
     fs::create_directories(temp_dir);
+    fsync_path(checkpoints_dir_);
+  }
+  communicator_.barrier(fence_timeout_s_, "preparing checkpoint step " + std::to_string(state.step));
 
+  // 1. Every rank writes its part (each file atomically and fsync'ed) and hashes it.
+  std::vector<std::string> written;
+  if (rank == 0) {
     save_safetensors((temp_dir / kModel).string(), named_views(parameters, parameters.values()));
+    written.push_back(kModel);
     crash_here_if_testing(state.step);
-    if (ema != nullptr) save_safetensors((temp_dir / kEma).string(), named_views(parameters, ema->shadow()));
-    auto optimizer_tensors = named_views(parameters, optimizer.exp_avg(), ".exp_avg");
-    for (auto& item : named_views(parameters, optimizer.exp_avg_sq(), ".exp_avg_sq")) optimizer_tensors.push_back(item);
-    save_safetensors((temp_dir / kOptimizer).string(), optimizer_tensors,
-                     {{"adam_step", std::to_string(optimizer.step_count())}});
-
+    if (ema != nullptr) {
+      save_safetensors((temp_dir / kEma).string(), named_views(parameters, ema->shadow()));
+      written.push_back(kEma);
+    }
     json trainer_state = {{"step", state.step},
                           {"epoch", state.epoch},
                           {"batch_in_epoch", state.batch_in_epoch},
@@ -186,22 +262,52 @@ std::string CheckpointManager::save(const TrainingState& state, FlatParameters& 
                           {"config", config_to_text(config)},
                           {"config_dir", state.config_dir}};
     write_json((temp_dir / kState).string(), trainer_state);
+    written.push_back(kState);
   }
+  const std::string shard =
+      write_optimizer_shard(temp_dir.string(), optimizer, optimizer_begin, parameters.numel(), rank, world_size);
+  SDTRAIN_LOG(DEBUG) << "rank " << rank << " wrote " << fs::path(shard).filename().string() << " of checkpoint step "
+                     << state.step;
+  written.push_back(optimizer_shard_name(rank, world_size));
+  write_json((temp_dir / rank_file_name(rank)).string(),
+             {{"rank", rank},
+              {"world_size", world_size},
+              {"data", {{"epoch", state.epoch}, {"batch_in_epoch", state.batch_in_epoch}, {"batch_size", state.batch_size}}},
+              {"data_note", "rank r of world_size takes micro-batch b's slice b*world_size+r of the epoch's seeded "
+                            "permutation; batch_in_epoch micro-batches of epoch are consumed"},
+              {"rng", "none: every random draw of training comes from per-sample seeds derived from (run.seed, "
+                      "epoch, dataset index); there is no per-rank generator state to restore"}});
+  written.push_back(rank_file_name(rank));
+  json mine = json::array();
+  for (const auto& name : written) mine.push_back(file_entry(temp_dir, name));
+  write_json((temp_dir / sidecar_name(rank)).string(), mine);
+
   // 2. All ranks finished writing (fenced with the checkpoint timeout, not the collective one).
-  communicator_.barrier(fence_timeout_s_, "writing checkpoint step " +
-                                              std::to_string(state.step));
+  communicator_.barrier(fence_timeout_s_, "writing checkpoint step " + std::to_string(state.step));
 
   // 3. Rank 0 alone completes the checkpoint and only then deletes anything.
-  if (rank_info_.rank == 0) {
-    // The manifest goes last: a folder with a manifest is complete by construction.
+  if (rank == 0) {
+    // Every rank's files, as that rank hashed them; the sidecars are not part of the checkpoint.
     json files = json::array();
-    for (const char* name : {kModel, kEma, kOptimizer, kState}) {
-      const fs::path file = temp_dir / name;
-      if (!fs::exists(file)) continue;
-      files.push_back({{"name", name}, {"size", fs::file_size(file)}, {"sha256", sha256_file(file.string())}});
+    json shards = json::array();
+    json rank_files = json::array();
+    for (int r = 0; r < world_size; ++r) {
+      const fs::path sidecar = temp_dir / sidecar_name(r);
+      for (const auto& entry : read_json(sidecar.string())) files.push_back(entry);
+      fs::remove(sidecar);
+      shards.push_back(optimizer_shard_name(r, world_size));
+      rank_files.push_back(rank_file_name(r));
     }
+    // The manifest goes last: a folder with a manifest is complete by construction.
     write_json((temp_dir / kManifest).string(),
-               {{"format", "sdtrain-checkpoint-1"}, {"step", state.step}, {"world_size", state.world_size}, {"files", files}});
+               {{"format", kFormat},
+                {"step", state.step},
+                {"epoch", state.epoch},
+                {"world_size", world_size},
+                {"config", config_to_text(config)},
+                {"optimizer", {{"numel", parameters.numel()}, {"world_size", world_size}, {"shards", shards}}},
+                {"rank_files", rank_files},
+                {"files", files}});
     fsync_path(temp_dir.string());
 
     // Swap into place. A checkpoint of the same step (a resumed run saving again) is replaced only
@@ -213,8 +319,7 @@ std::string CheckpointManager::save(const TrainingState& state, FlatParameters& 
     remove_old();
   }
   // 4. Nobody goes on (or resolves "auto") before the new checkpoint is in place.
-  communicator_.barrier(fence_timeout_s_, "committing checkpoint step " +
-                                              std::to_string(state.step));
+  communicator_.barrier(fence_timeout_s_, "committing checkpoint step " + std::to_string(state.step));
   return final_dir.string();
 }
 
@@ -235,21 +340,43 @@ void CheckpointManager::remove_old() const {
 }
 
 TrainingState CheckpointManager::load(const std::string& folder, FlatParameters& parameters, FlatAdamW& optimizer,
-                                      ExponentialMovingAverage* ema) const {
+                                      int64_t optimizer_begin, ExponentialMovingAverage* ema) const {
   const fs::path dir(folder);
   verify_checkpoint_files(folder);
+  const json manifest = read_json((dir / kManifest).string());
 
   load_named_views(SafetensorsReader((dir / kModel).string()), parameters, parameters.values());
-  SafetensorsReader optimizer_file((dir / kOptimizer).string());
-  load_named_views(optimizer_file, parameters, optimizer.exp_avg(), ".exp_avg");
-  load_named_views(optimizer_file, parameters, optimizer.exp_avg_sq(), ".exp_avg_sq");
-  const auto& metadata = optimizer_file.metadata();
-  const auto adam_step = metadata.find("adam_step");
-  if (adam_step == metadata.end()) throw FormatError(optimizer_file.path() + ": metadata 'adam_step' missing");
-  optimizer.set_step_count(std::stoll(adam_step->second));
   if (ema != nullptr) {
     if (!fs::exists(dir / kEma)) throw FormatError((dir / kEma).string() + ": missing, but ema.enabled is true");
     load_named_views(SafetensorsReader((dir / kEma).string()), parameters, ema->shadow());
+  }
+
+  // The per-rank files must be among the verified ones (a manifest that lists shards it does not
+  // check would let a corrupted shard through).
+  int written_by = 0;
+  bool sharded = false;
+  try {
+    sharded = manifest.contains("optimizer");
+    if (sharded) {
+      written_by = manifest.at("optimizer").at("world_size").get<int>();
+      std::set<std::string> listed;
+      for (const auto& file : manifest.at("files")) listed.insert(file.at("name").get<std::string>());
+      for (int r = 0; r < written_by; ++r) {
+        for (const std::string& name : {optimizer_shard_name(r, written_by), rank_file_name(r)}) {
+          if (listed.count(name) == 0) {
+            throw FormatError((dir / kManifest).string() + ": does not list " + name + " (rank " + std::to_string(r) +
+                              " of the " + std::to_string(written_by) + " that wrote the checkpoint)");
+          }
+        }
+      }
+    }
+  } catch (const json::exception& error) {
+    throw FormatError((dir / kManifest).string() + ": malformed manifest: " + error.what());
+  }
+  if (sharded) {
+    read_optimizer_shards(folder, written_by, parameters.numel(), optimizer, optimizer_begin);
+  } else {
+    read_legacy_optimizer((dir / kLegacyOptimizerFile).string(), parameters, optimizer, optimizer_begin);
   }
 
   const json trainer_state = read_json((dir / kState).string());
@@ -271,6 +398,7 @@ TrainingState CheckpointManager::load(const std::string& folder, FlatParameters&
   } catch (const json::exception& error) {
     throw FormatError((dir / kState).string() + ": " + error.what());
   }
+  if (sharded) read_rank_files(dir, written_by, state);
   return state;
 }
 

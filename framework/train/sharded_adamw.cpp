@@ -35,20 +35,4 @@ void ShardedAdamW::step(torch::Tensor& values, const torch::Tensor& grads, doubl
   all_gather_slices(values);
 }
 
-void ShardedAdamW::gather_state(FlatAdamW& full) {
-  torch::NoGradGuard no_grad;
-  full.exp_avg().narrow(0, range_.begin, range_.size()).copy_(shard_.exp_avg());
-  full.exp_avg_sq().narrow(0, range_.begin, range_.size()).copy_(shard_.exp_avg_sq());
-  all_gather_slices(full.exp_avg());
-  all_gather_slices(full.exp_avg_sq());
-  full.set_step_count(shard_.step_count());
-}
-
-void ShardedAdamW::load_state(FlatAdamW& full) {
-  torch::NoGradGuard no_grad;
-  shard_.exp_avg().copy_(full.exp_avg().narrow(0, range_.begin, range_.size()));
-  shard_.exp_avg_sq().copy_(full.exp_avg_sq().narrow(0, range_.begin, range_.size()));
-  shard_.set_step_count(full.step_count());
-}
-
 }  // namespace sdtrain

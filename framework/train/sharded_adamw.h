@@ -4,8 +4,9 @@
 /// rank broadcasts its updated slice so all ranks hold all parameters again. Optimizer memory per
 /// rank is 1/world_size of FlatAdamW's; the arithmetic is FlatAdamW's, element for element.
 ///
-/// Checkpoints keep the unsharded layout (one full optimizer state): gather_state() assembles it
-/// (collective), load_state() takes this rank's slice of it, so a resume may use any world size.
+/// Checkpoints hold the state as one shard per rank, cut by shard_range() (see
+/// framework/checkpoint/optimizer_shards.h): each rank writes shard() as it is, and a resume at
+/// any world size reads its new slice from the overlapping old shards. Nothing is ever gathered.
 #include <cstdint>
 
 #include <torch/torch.h>
@@ -35,16 +36,9 @@ class ShardedAdamW {
   /// averaged over ranks), then broadcasts every rank's slice so `values` is whole everywhere.
   void step(torch::Tensor& values, const torch::Tensor& grads, double lr);
 
-  /// Collective. Writes the whole optimizer state (laid out like `values`) into `full`, and its
-  /// step count, on every rank.
-  void gather_state(FlatAdamW& full);
-  /// Takes this rank's slice (and the step count) from a whole state, e.g. one read from a
-  /// checkpoint written at another world size.
-  void load_state(FlatAdamW& full);
-
   const ShardRange& range() const { return range_; }
   int64_t step_count() const { return shard_.step_count(); }
-  /// This rank's slice of the state.
+  /// This rank's slice of the state (elements [range().begin, range().end) of the flat state).
   FlatAdamW& shard() { return shard_; }
 
  private:

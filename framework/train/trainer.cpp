@@ -295,11 +295,16 @@ void Trainer::run_validation() {
 void Trainer::fit() {
   CheckpointManager checkpoints(output_dir_, config_.run().keep_last_checkpoints(), rank_info_, communicator_,
                                 checkpoint_fence_timeout_s(config_.distributed().collective_timeout_s()));
+  // The AdamW state this rank keeps (ZeRO-1: its slice; otherwise all of it), written to and read
+  // from the checkpoints' per-rank shards.
+  FlatAdamW& kept_optimizer = sharded_optimizer_ ? sharded_optimizer_->shard() : *optimizer_;
+  const int64_t kept_optimizer_begin = sharded_optimizer_ ? sharded_optimizer_->range().begin : 0;
   auto save = [&] {
     TrainingState state;
     state.step = progress_.step;
     state.epoch = progress_.epoch;
     state.batch_in_epoch = progress_.batch_in_epoch;
+    state.batch_size = config_.data().batch_size();
     state.images_seen = progress_.images_seen;
     state.world_size = rank_info_.world_size;
     state.ema_updates = ema_ ? ema_->num_updates() : 0;
@@ -313,14 +318,8 @@ void Trainer::fit() {
       state.callback_states[std::to_string(i) + ":" + config_.callbacks(static_cast<int>(i)).type()] =
           callbacks_[i]->on_save_checkpoint(*this);
     }
-    // Checkpoints hold the whole optimizer state whatever the sharding, so any world size resumes.
-    std::unique_ptr<FlatAdamW> gathered;
-    if (sharded_optimizer_) {
-      gathered = std::make_unique<FlatAdamW>(flat_->values(), config_.optimizer());
-      sharded_optimizer_->gather_state(*gathered);
-    }
     const std::string folder =
-        checkpoints.save(state, *flat_, gathered ? *gathered : *optimizer_, ema_.get(), config_);
+        checkpoints.save(state, *flat_, kept_optimizer, kept_optimizer_begin, ema_.get(), config_);
     SDTRAIN_LOG(INFO) << "checkpoint written: " << folder;
   };
 
@@ -330,13 +329,10 @@ void Trainer::fit() {
     if (folder.empty()) {
       SDTRAIN_LOG(INFO) << "run.resume=auto: no checkpoint in " << output_dir_ << ", starting fresh";
     } else {
-      std::unique_ptr<FlatAdamW> whole;
-      if (sharded_optimizer_) whole = std::make_unique<FlatAdamW>(flat_->values(), config_.optimizer());
-      TrainingState state = checkpoints.load(folder, *flat_, whole ? *whole : *optimizer_, ema_.get());
-      if (sharded_optimizer_) sharded_optimizer_->load_state(*whole);
+      TrainingState state = checkpoints.load(folder, *flat_, kept_optimizer, kept_optimizer_begin, ema_.get());
       progress_.step = state.step;
       progress_.epoch = state.epoch;
-      progress_.batch_in_epoch = state.batch_in_epoch * state.world_size / rank_info_.world_size;
+      progress_.batch_in_epoch = resumed_batch_in_epoch(state, rank_info_.world_size, config_.data().batch_size());
       progress_.images_seen = state.images_seen;
       loss_history_ = state.loss_history;
       if (ema_) ema_->set_num_updates(state.ema_updates);

@@ -8,7 +8,11 @@
 #include <iterator>
 #include <regex>
 
+#include <nlohmann/json.hpp>
+
 #include "framework/io/safetensors_reader.h"
+#include "framework/train/sharded_adamw.h"
+#include "framework/util/file_util.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {
@@ -51,6 +55,74 @@ void expect_same_weights(const fs::path& a, const fs::path& b) {
   }
 }
 
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::string shard_name(int rank, int world_size) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "optimizer-rank-%05d-of-%05d.safetensors", rank, world_size);
+  return name;
+}
+
+/// Checkpoint `folder` of a run of `world_size` ranks holds one optimizer shard and one rank file
+/// per rank, each written by its rank (its log says so), holding shard_range() of the flat state;
+/// the manifest lists all of them with their real sizes and SHA-256; no legacy file, no sidecar.
+void expect_sharded_checkpoint(const fs::path& folder, int world_size) {
+  const nlohmann::json manifest = nlohmann::json::parse(read_text(folder / "manifest.json"));
+  EXPECT_EQ(manifest.at("world_size").get<int>(), world_size);
+  std::map<std::string, nlohmann::json> listed;
+  for (const auto& file : manifest.at("files")) listed[file.at("name").get<std::string>()] = file;
+  int64_t numel = 0;
+  SafetensorsReader model((folder / "model.safetensors").string());
+  for (const auto& [name, tensor] : model.tensors()) numel += tensor.numel();
+  EXPECT_EQ(manifest.at("optimizer").at("numel").get<int64_t>(), numel);
+  const fs::path logs = folder.parent_path().parent_path() / "logs";
+  for (int rank = 0; rank < world_size; ++rank) {
+    const std::string name = shard_name(rank, world_size);
+    char rank_file[32];
+    std::snprintf(rank_file, sizeof(rank_file), "rank-%05d.json", rank);
+    for (const std::string& file : {name, std::string(rank_file)}) {
+      ASSERT_EQ(listed.count(file), 1u) << file << " not in the manifest";
+      EXPECT_EQ(listed[file].at("size").get<uint64_t>(), fs::file_size(folder / file)) << file;
+      EXPECT_EQ(listed[file].at("sha256").get<std::string>(), sha256_file((folder / file).string())) << file;
+    }
+    const ShardRange range = shard_range(numel, rank, world_size);
+    SafetensorsReader shard((folder / name).string());
+    EXPECT_EQ(shard.tensor("exp_avg").numel(), range.size()) << name;
+    EXPECT_EQ(shard.tensor("exp_avg_sq").numel(), range.size()) << name;
+    EXPECT_EQ(shard.metadata().at("begin"), std::to_string(range.begin)) << name;
+    EXPECT_EQ(shard.metadata().at("end"), std::to_string(range.end)) << name;
+    // Written by its own rank: that rank's log says so, no other rank's does.
+    char log_name[32];
+    for (int other = 0; other < world_size; ++other) {
+      std::snprintf(log_name, sizeof(log_name), "rank-%05d.log", other);
+      const bool wrote = read_text(logs / log_name).find("rank " + std::to_string(other) + " wrote " + name) !=
+                         std::string::npos;
+      EXPECT_EQ(wrote, other == rank) << log_name << " about " << name;
+    }
+    const nlohmann::json data = nlohmann::json::parse(read_text(folder / rank_file)).at("data");
+    EXPECT_EQ(data.at("batch_in_epoch"), nlohmann::json::parse(read_text(folder / "trainer_state.json")).at("batch_in_epoch"));
+  }
+  EXPECT_FALSE(fs::exists(folder / "optimizer.safetensors"));
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    EXPECT_EQ(listed.count(entry.path().filename().string()) + (entry.path().filename() == "manifest.json"), 1u)
+        << entry.path() << " is in the folder but not in the manifest";
+  }
+}
+
+/// The whole flat AdamW state of a checkpoint: its shards' exp_avg / exp_avg_sq, concatenated.
+std::pair<torch::Tensor, torch::Tensor> whole_optimizer_state(const fs::path& folder, int world_size) {
+  std::vector<torch::Tensor> exp_avg, exp_avg_sq;
+  for (int rank = 0; rank < world_size; ++rank) {
+    SafetensorsReader shard((folder / shard_name(rank, world_size)).string());
+    exp_avg.push_back(shard.tensor("exp_avg").clone());
+    exp_avg_sq.push_back(shard.tensor("exp_avg_sq").clone());
+  }
+  return {torch::cat(exp_avg), torch::cat(exp_avg_sq)};
+}
+
 TEST(MpiTraining, TwoRanksEqualOneRankWithTheGlobalBatch) {
   const fs::path dir = test::scratch_dir();
   const fs::path two_ranks = train(dir / "two_ranks", 2, 2, 1);
@@ -64,27 +136,52 @@ TEST(MpiTraining, TwoRanksEqualOneRankWithTheGlobalBatch) {
 }
 
 // ZeRO stage 1: each rank updates its half of the parameters with its half of the AdamW state;
-// the weights and the (gathered) optimizer state equal the unsharded run's.
+// the weights and the optimizer state equal the unsharded run's. Both write one optimizer shard
+// per rank, each rank its own slice (ZeRO: the state it keeps; unsharded: a slice of its copy).
 TEST(MpiTraining, ZeroStage1EqualsTheUnshardedOptimizer) {
   const fs::path dir = test::scratch_dir();
   const fs::path sharded = train(dir / "zero", 2, 2, 1, "distributed { zero_stage1: true }");
   const fs::path plain = train(dir / "plain", 2, 2, 1);
   expect_same_weights(sharded, plain);
-  expect_same_weights(sharded.parent_path() / "optimizer.safetensors", plain.parent_path() / "optimizer.safetensors");
+  for (const fs::path& run : {sharded, plain}) {
+    SCOPED_TRACE(run.string());
+    expect_sharded_checkpoint(run.parent_path(), 2);
+  }
+  for (int rank = 0; rank < 2; ++rank) {
+    expect_same_weights(sharded.parent_path() / shard_name(rank, 2), plain.parent_path() / shard_name(rank, 2));
+  }
+  // A one-rank checkpoint is one shard of the whole state, equal to the two halves.
+  const fs::path one = train(dir / "one_rank", 1, 4, 1, "distributed { zero_stage1: true }");
+  expect_sharded_checkpoint(one.parent_path(), 1);
+  const auto halves = whole_optimizer_state(plain.parent_path(), 2);
+  const auto whole = whole_optimizer_state(one.parent_path(), 1);
+  EXPECT_TRUE(torch::allclose(halves.first, whole.first, 1e-5, 1e-7));
+  EXPECT_TRUE(torch::allclose(halves.second, whole.second, 1e-5, 1e-9));
 }
 
-// A checkpoint of 2 ZeRO ranks resumes on 1 rank (accumulation 2 keeps the global batch): the
-// optimizer state is resharded, the data position carries over, and the weights equal the run
-// that never stopped.
-TEST(MpiTraining, ZeroCheckpointResumesAtAnotherWorldSize) {
+// A checkpoint of 2 ranks resumes on 1 rank (accumulation 2 keeps the global batch): the
+// optimizer state is resharded (ZeRO: the one rank reads both shards; unsharded: the same), the
+// data position carries over, and the weights equal the run that never stopped; and a checkpoint
+// of 1 rank continues on 2 (ZeRO: each reads its half of the one shard).
+TEST(MpiTraining, CheckpointResumesAtAnotherWorldSizeWithAndWithoutZero) {
   const fs::path dir = test::scratch_dir();
-  const fs::path straight = train(dir / "straight", 2, 2, 1, "distributed { zero_stage1: true }");
-  train(dir / "resharded", 2, 2, 1, "distributed { zero_stage1: true }", 3);
-  const fs::path resumed = train(dir / "resharded", 1, 2, 2, "distributed { zero_stage1: true }");
-  expect_same_weights(resumed, straight);
-  // And back: one rank's checkpoint continues on two.
-  train(dir / "grow", 1, 2, 2, "distributed { zero_stage1: true }", 3);
-  expect_same_weights(train(dir / "grow", 2, 2, 1, "distributed { zero_stage1: true }"), straight);
+  for (const std::string& mode : {std::string("zero"), std::string("plain")}) {
+    SCOPED_TRACE(mode);
+    const std::string extra = mode == "zero" ? "distributed { zero_stage1: true }" : "";
+    const fs::path straight = train(dir / mode / "straight", 2, 2, 1, extra);
+    train(dir / mode / "shrink", 2, 2, 1, extra, 3);
+    const fs::path resumed = train(dir / mode / "shrink", 1, 2, 2, extra);
+    expect_same_weights(resumed, straight);
+    expect_same_weights(resumed.parent_path() / shard_name(0, 1), train(dir / mode / "one_rank", 1, 2, 2, extra)
+                                                                     .parent_path() / shard_name(0, 1));
+    EXPECT_NE(read_text(dir / mode / "shrink" / "out" / "logs" / "rank-00000.log").find("at step 3, epoch 0, micro-batch 6\n"),
+              std::string::npos)
+        << "2 ranks x 3 micro-batches of 2 = 6 micro-batches of 2 on one rank";
+    train(dir / mode / "grow", 1, 2, 2, extra, 3);
+    const fs::path grown = train(dir / mode / "grow", 2, 2, 1, extra);
+    expect_same_weights(grown, straight);
+    expect_same_weights(grown.parent_path() / shard_name(1, 2), straight.parent_path() / shard_name(1, 2));
+  }
 }
 
 /// Trains 4 steps (one epoch) with the image logger; returns the validation grid's PNG bytes.

@@ -265,8 +265,9 @@ TEST(Resilience, CrashInTheMiddleOfACheckpointWriteKeepsThePreviousOne) {
   EXPECT_FALSE(fs::exists(dir / "out" / "checkpoints" / ".step-00000004.partial"));
   expect_identical_checkpoints(checkpoint(dir / "out", 6), straight_run(dir.parent_path() / "straight", 6, 2));
 
-  // A flipped byte in a checkpoint file: both ranks refuse to resume, naming the file.
-  const fs::path optimizer = checkpoint(dir / "out", 6) / "optimizer.safetensors";
+  // A flipped byte in rank 1's optimizer shard (rank 1 wrote and hashed it, rank 0 listed it):
+  // both ranks refuse to resume, naming the file.
+  const fs::path optimizer = checkpoint(dir / "out", 6) / "optimizer-rank-00001-of-00002.safetensors";
   {
     std::fstream file(optimizer, std::ios::in | std::ios::out | std::ios::binary);
     file.seekg(static_cast<std::streamoff>(fs::file_size(optimizer) / 2));

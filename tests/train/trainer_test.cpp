@@ -5,10 +5,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "framework/checkpoint/checkpoint_manager.h"
 #include "framework/dist/process_group.h"
+#include "framework/io/safetensors_writer.h"
 #include "framework/train/trainer.h"
 #include "framework/util/errors.h"
+#include "framework/util/file_util.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {
@@ -46,8 +50,8 @@ TEST(Trainer, LossFallsAndTheFinalCheckpointIsComplete) {
   const double first = (losses[0] + losses[1] + losses[2] + losses[3]) / 4;
   const double last = (losses[36] + losses[37] + losses[38] + losses[39]) / 4;
   EXPECT_LT(last, 0.7 * first) << "first " << first << " last " << last;
-  for (const char* file : {"manifest.json", "model.safetensors", "ema.safetensors", "optimizer.safetensors",
-                           "trainer_state.json"}) {
+  for (const char* file : {"manifest.json", "model.safetensors", "ema.safetensors",
+                           "optimizer-rank-00000-of-00001.safetensors", "rank-00000.json", "trainer_state.json"}) {
     EXPECT_TRUE(fs::exists(dir / "out" / "checkpoints" / "step-00000040" / file)) << file;
   }
 }
@@ -83,6 +87,94 @@ TEST(Trainer, ResumedRunEqualsTheUninterruptedRun) {
   EXPECT_EQ(straight.loss_history(), resumed.loss_history());
 }
 
+/// Rewrites checkpoint `folder`, written by `trainer` at its last step, into the layout sdtrain
+/// wrote before per-rank shards: one optimizer.safetensors with <name>.exp_avg / <name>.exp_avg_sq
+/// and metadata adam_step, no rank files, a manifest of format 1 listing the four files.
+void rewrite_as_legacy_checkpoint(const fs::path& folder, Trainer& trainer) {
+  FlatParameters& parameters = trainer.parameters();
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const char* suffix : {".exp_avg", ".exp_avg_sq"}) {
+    const torch::Tensor& flat =
+        std::string(suffix) == ".exp_avg" ? trainer.optimizer().exp_avg() : trainer.optimizer().exp_avg_sq();
+    for (std::size_t i = 0; i < parameters.names().size(); ++i) {
+      tensors.emplace_back(parameters.names()[i] + suffix, parameters.view(flat, i));
+    }
+  }
+  save_safetensors((folder / "optimizer.safetensors").string(), tensors,
+                   {{"adam_step", std::to_string(trainer.optimizer().step_count())}});
+  fs::remove(folder / "optimizer-rank-00000-of-00001.safetensors");
+  fs::remove(folder / "rank-00000.json");
+  nlohmann::json files = nlohmann::json::array();
+  for (const char* name : {"model.safetensors", "ema.safetensors", "optimizer.safetensors", "trainer_state.json"}) {
+    files.push_back({{"name", name},
+                     {"size", fs::file_size(folder / name)},
+                     {"sha256", sha256_file((folder / name).string())}});
+  }
+  const nlohmann::json state = nlohmann::json::parse(read_file((folder / "trainer_state.json").string()));
+  test::write_text(folder / "manifest.json", nlohmann::json{{"format", "sdtrain-checkpoint-1"},
+                                                            {"step", state.at("step")},
+                                                            {"world_size", 1},
+                                                            {"files", files}}
+                                                 .dump(2));
+}
+
+// Checkpoints of sdtrain before per-rank shards still resume, exactly.
+TEST(Trainer, LegacySingleFileOptimizerCheckpointStillResumes) {
+  const fs::path scratch = test::scratch_dir();
+  auto comm = communicator();
+  const std::vector<std::string> common{"gradient_accumulation_steps=2", "data.train.options.count=16",
+                                        "run.checkpoint_every_n_steps=3"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), common.begin(), common.end());
+    return more;
+  };
+  LoadedConfig straight_config = make_config(scratch / "straight", with({"run.max_steps=6"}));
+  Trainer straight(straight_config, process_group().info(), *comm);
+  straight.fit();
+
+  const fs::path resumed_dir = scratch / "legacy";
+  LoadedConfig first_half = make_config(resumed_dir, with({"run.max_steps=3"}));
+  {
+    Trainer trainer(first_half, process_group().info(), *comm);
+    trainer.fit();
+    rewrite_as_legacy_checkpoint(resumed_dir / "out" / "checkpoints" / "step-00000003", trainer);
+  }
+  ASSERT_FALSE(fs::exists(resumed_dir / "out" / "checkpoints" / "step-00000003" / "rank-00000.json"));
+  LoadedConfig second_half = make_config(resumed_dir, with({"run.max_steps=6", "run.resume=auto"}));
+  Trainer resumed(second_half, process_group().info(), *comm);
+  resumed.fit();
+
+  EXPECT_TRUE(torch::equal(straight.parameters().values(), resumed.parameters().values()));
+  EXPECT_TRUE(torch::equal(straight.optimizer().exp_avg(), resumed.optimizer().exp_avg()));
+  EXPECT_TRUE(torch::equal(straight.optimizer().exp_avg_sq(), resumed.optimizer().exp_avg_sq()));
+  EXPECT_EQ(straight.optimizer().step_count(), resumed.optimizer().step_count());
+  EXPECT_EQ(straight.loss_history(), resumed.loss_history());
+}
+
+// Where ranks resume in the epoch: the checkpoint's samples dealt out in the new global batches.
+TEST(Trainer, ResumedDataPositionFollowsTheGlobalBatch) {
+  TrainingState state;
+  state.epoch = 1;
+  state.batch_in_epoch = 3;
+  state.world_size = 2;
+  state.batch_size = 2;
+  state.samples_in_epoch = 12;  // 2 ranks x 3 micro-batches of 2
+  EXPECT_EQ(resumed_batch_in_epoch(state, 1, 2), 6);
+  EXPECT_EQ(resumed_batch_in_epoch(state, 1, 4), 3);
+  EXPECT_EQ(resumed_batch_in_epoch(state, 3, 2), 2);
+  EXPECT_EQ(resumed_batch_in_epoch(state, 4, 3), 1);
+  try {
+    resumed_batch_in_epoch(state, 4, 2);
+    FAIL() << "expected ConfigError: 12 samples are not whole global batches of 8";
+  } catch (const ConfigError& error) {
+    EXPECT_NE(std::string(error.what()).find("12 samples into epoch 1"), std::string::npos) << error.what();
+  }
+  // A checkpoint without rank files: the micro-batch size is taken to be unchanged.
+  state.samples_in_epoch = -1;
+  EXPECT_EQ(resumed_batch_in_epoch(state, 1, 2), 6);
+  EXPECT_EQ(resumed_batch_in_epoch(state, 2, 2), 3);
+}
+
 TEST(Trainer, CorruptCheckpointIsRefusedNamingTheFile) {
   const fs::path dir = test::scratch_dir();
   auto comm = communicator();
@@ -105,6 +197,37 @@ TEST(Trainer, CorruptCheckpointIsRefusedNamingTheFile) {
   } catch (const FormatError& error) {
     const std::string message = error.what();
     EXPECT_NE(message.find(model.string() + ": SHA-256"), std::string::npos) << message;
+  }
+}
+
+// A manifest that leaves a rank's shard out (so it would go unverified) is refused, naming it.
+TEST(Trainer, ManifestMustListEveryRanksShard) {
+  const fs::path dir = test::scratch_dir();
+  auto comm = communicator();
+  {
+    LoadedConfig config = make_config(dir, {"run.max_steps=2"});
+    Trainer trainer(config, process_group().info(), *comm);
+    trainer.fit();
+  }
+  const fs::path manifest_path = dir / "out" / "checkpoints" / "step-00000002" / "manifest.json";
+  nlohmann::json manifest = nlohmann::json::parse(read_file(manifest_path.string()));
+  nlohmann::json kept = nlohmann::json::array();
+  for (const auto& file : manifest.at("files")) {
+    if (file.at("name") != "optimizer-rank-00000-of-00001.safetensors") kept.push_back(file);
+  }
+  ASSERT_EQ(kept.size() + 1, manifest.at("files").size());
+  manifest["files"] = kept;
+  test::write_text(manifest_path, manifest.dump(2));
+  LoadedConfig resume = make_config(dir, {"run.max_steps=4", "run.resume=auto"});
+  Trainer trainer(resume, process_group().info(), *comm);
+  try {
+    trainer.fit();
+    FAIL() << "expected FormatError";
+  } catch (const FormatError& error) {
+    EXPECT_NE(std::string(error.what()).find(manifest_path.string() +
+                                             ": does not list optimizer-rank-00000-of-00001.safetensors"),
+              std::string::npos)
+        << error.what();
   }
 }
 
