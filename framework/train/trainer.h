@@ -53,8 +53,11 @@ class Trainer : public TrainerHandle {
   /// The learning rate of optimizer step `step` (base LR, scale_lr, schedule).
   double learning_rate(int64_t step) const;
   FlatParameters& parameters() { return *flat_; }
-  /// The AdamW of an unsharded run (distributed.zero_stage1 false).
-  FlatAdamW& optimizer() { return *optimizer_; }
+  /// The AdamW of an unsharded run (distributed.zero_stage1 false); throws in a ZeRO-1 run.
+  FlatAdamW& optimizer() {
+    TORCH_CHECK(optimizer_, "Trainer::optimizer(): a distributed.zero_stage1 run has sharded_optimizer() instead");
+    return *optimizer_;
+  }
   /// The ZeRO-1 optimizer (distributed.zero_stage1), null otherwise.
   ShardedAdamW* sharded_optimizer() { return sharded_optimizer_.get(); }
   ExponentialMovingAverage* ema() { return ema_.get(); }

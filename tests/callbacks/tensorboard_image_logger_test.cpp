@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "framework/data/image_codec.h"
 #include "framework/dist/process_group.h"
@@ -122,17 +123,23 @@ TEST(TensorBoardImageLogger, ValidationLossIsLoggedToCsvAndTensorBoard) {
   auto comm = make_mpi_communicator(process_group().info(), 60.0);
   Trainer trainer(config, process_group().info(), *comm);
   trainer.fit();
-  const double last = trainer.metrics().at("val/loss");
+  const std::map<std::string, double> last = trainer.metrics();
 
   const fs::path out = dir / "out";
   std::ifstream csv(out / "validation_metrics.csv");
   std::vector<std::string> lines;
   for (std::string line; std::getline(csv, line);) lines.push_back(line);
-  ASSERT_EQ(lines.size(), 3u) << "header + one row per validation";
+  // EMA is on by default: val/loss (trained weights) and val/loss_ema per validation.
+  ASSERT_EQ(lines.size(), 5u) << "header + two metrics per validation";
   EXPECT_EQ(lines[0], "step,epoch,metric,value");
   EXPECT_EQ(lines[1].rfind("3,0,val/loss,", 0), 0u) << lines[1];
-  ASSERT_EQ(lines[2].rfind("6,1,val/loss,", 0), 0u) << lines[2];
-  EXPECT_EQ(std::stod(lines[2].substr(std::string("6,1,val/loss,").size())), last);
+  EXPECT_EQ(lines[2].rfind("3,0,val/loss_ema,", 0), 0u) << lines[2];
+  const std::vector<std::pair<std::string, std::string>> final_rows = {{lines[3], "val/loss"}, {lines[4], "val/loss_ema"}};
+  for (const auto& [line, metric] : final_rows) {
+    const std::string prefix = "6,1," + metric + ",";
+    ASSERT_EQ(line.rfind(prefix, 0), 0u) << line;
+    EXPECT_EQ(std::stod(line.substr(prefix.size())), last.at(metric)) << line;
+  }
 
   const std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
                               (test::source_dir() / "tests" / "callbacks" / "check_tensorboard.py").string() +
