@@ -33,6 +33,11 @@ struct DataLoaderOptions {
   bool pin_memory = false;     ///< page-locked batches for fast host-to-GPU copies
   TransformConfig transforms;
   BadDataPolicy bad_data;
+  /// The model's per-sample cache (Model::pixel_cache()), or null. For a sample whose transform
+  /// is fixed given its flip, the loader asks it before decoding: on a hit the image is neither
+  /// decoded nor transformed (Batch::cached). The order of samples and their seeds are the same
+  /// either way, since the transform plan is drawn from the header's image size and the seed.
+  std::shared_ptr<const PixelCache> pixel_cache;
 };
 
 class DataLoader {
@@ -61,8 +66,10 @@ class DataLoader {
   Batch build_batch(int64_t epoch, const std::vector<int64_t>& indices);
 
  private:
-  torch::Tensor load_pixels(int64_t epoch, int64_t index, uint64_t sample_seed, std::string* caption,
-                            std::string* key);
+  /// Reads sample `index` and fills `origin`; returns its pixels [3, R, R], or an undefined
+  /// tensor when options_.pixel_cache had it (then *cached holds the cached tensor).
+  torch::Tensor load_pixels(int64_t index, uint64_t sample_seed, std::string* caption, std::string* key,
+                            PixelsOrigin* origin, torch::Tensor* cached);
   void schedule_until(int64_t batch);
   void worker_loop();
   void stop_workers();
