@@ -203,7 +203,7 @@ Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices
   if (images.size() == indices.size()) batch.cached.clear();  // no sample came from the cache
   const int64_t resolution = options_.transforms.resolution();
   batch.pixels = images.empty() ? torch::empty({0, 3, resolution, resolution}, torch::kFloat32) : torch::stack(images);
-  if (options_.pin_memory) batch.pixels = batch.pixels.pin_memory();
+  if (options_.pin_memory && batch.pixels.numel() > 0) batch.pixels = batch.pixels.pin_memory();
   return batch;
 }
 

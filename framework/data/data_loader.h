@@ -56,7 +56,9 @@ class DataLoader {
   /// the next one). A bad sample (unreadable, corrupt, too large) is logged with its key and
   /// replaced by the next sample of a deterministic spare order, so the batch keeps its size and
   /// every rank its step count. Throws DataError once more than bad_data.max_bad_samples distinct
-  /// samples were bad.
+  /// samples were bad. Every batch carries each sample's PixelsOrigin (image SHA-256 and the
+  /// transform plan applied, flip included), its epoch and whether it ends the epoch; samples
+  /// found in options.pixel_cache come as Batch::cached instead of pixel rows.
   std::optional<Batch> next();
 
   /// Distinct bad samples seen so far on this rank.
