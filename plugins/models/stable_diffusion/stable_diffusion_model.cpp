@@ -128,9 +128,8 @@ void StableDiffusionModel::setup_caches(const PluginContext& context) {
 
 void StableDiffusionModel::count(const Batch& batch, int64_t SdCacheCounts::*field) {
   if (batch.epoch < 0) return;  // not a training batch (validation loss): not part of an epoch's figures
-  const int64_t n = 1;
-  epoch_counts_.*field += n;
-  total_counts_.*field += n;
+  ++(epoch_counts_.*field);
+  ++(total_counts_.*field);
 }
 
 void StableDiffusionModel::log_epoch_counts(int64_t epoch) {
@@ -217,6 +216,9 @@ torch::Tensor StableDiffusionModel::posterior_moments(const Batch& batch, const 
     // the posterior from them gives the same tensors, cached or not.
     const DiagonalGaussian posterior = networks_.vae->encode(selected);
     const torch::Tensor encoded = torch::cat({posterior.mean(), posterior.logvar()}, 1);
+    // Nothing cached: the batch as it is, in the standard layout that stacking cached rows gives
+    // too (the encoder's output may come channels-last, which changes the UNet's rounding).
+    if (static_cast<int64_t>(to_encode.size()) == size && !use_cache) return encoded.contiguous();
     for (std::size_t j = 0; j < to_encode.size(); ++j) {
       const int64_t i = to_encode[j];
       moments[i] = encoded[static_cast<int64_t>(j)];
