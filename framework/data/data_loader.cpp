@@ -1,9 +1,13 @@
 #include "framework/data/data_loader.h"
 
+#include <stdexcept>
+#include <tuple>
+
 #include "framework/data/image_codec.h"
 #include "framework/data/transforms.h"
 #include "framework/log/logger.h"
 #include "framework/util/errors.h"
+#include "framework/util/file_util.h"
 
 namespace sdtrain {
 
@@ -80,6 +84,8 @@ std::optional<Batch> DataLoader::next() {
   auto found = pending_.find(next_batch_);
   Batch batch = found->second.get();
   pending_.erase(found);
+  batch.epoch = epoch_;
+  batch.ends_epoch = next_batch_ + 1 == batches_per_epoch();
   ++next_batch_;
   return batch;
 }
@@ -89,19 +95,60 @@ int64_t DataLoader::bad_samples() const {
   return static_cast<int64_t>(bad_keys_.size());
 }
 
-torch::Tensor DataLoader::load_pixels(int64_t epoch, int64_t index, uint64_t sample_seed, std::string* caption,
-                                      std::string* key) {
+torch::Tensor DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::string* caption, std::string* key,
+                                      PixelsOrigin* origin, torch::Tensor* cached) {
   Sample sample = dataset_->get(static_cast<std::size_t>(index));
   *caption = sample.caption;
   *key = sample.key;
+  std::pair<int, int> width_height{0, 0};
   if (sample.image.empty()) {
     if (sample.encoded.empty()) throw DataError(sample.key + ": the sample has no image");
-    sample.image = decode_image(sample.encoded, sample.key, options_.bad_data.max_image_pixels());
+    // The size from the header is enough to draw the transform plan (and so the flip) exactly as
+    // from the decoded image, so a sample found in the cache is never decoded. A header this
+    // reader refuses is left to decode_image, whose errors the bad-data policy reports.
+    try {
+      std::tie(width_height.first, width_height.second) = read_image_size(sample.encoded, sample.key);
+    } catch (const DataError&) {
+      sample.image = decode_image(sample.encoded, sample.key, options_.bad_data.max_image_pixels());
+    }
   } else if (static_cast<int64_t>(sample.image.width) * sample.image.height > options_.bad_data.max_image_pixels()) {
     throw DataError(sample.key + ": image of " + std::to_string(sample.image.width) + "x" +
                     std::to_string(sample.image.height) + " pixels exceeds data.bad_data.max_image_pixels");
   }
-  return apply_transforms(sample.image, options_.transforms, sample_seed);
+  if (!sample.image.empty()) {
+    width_height = {sample.image.width, sample.image.height};
+    if (sample.image.channels != 3) {
+      throw std::invalid_argument("apply_transforms: expected an RGB image, got " +
+                                  std::to_string(sample.image.channels) + " channels");
+    }
+  }
+  const auto [width, height] = width_height;
+  if (options_.transforms.resolution() <= 0) {
+    throw std::invalid_argument("apply_transforms: resolution must be positive, got " +
+                                std::to_string(options_.transforms.resolution()));
+  }
+  const TransformPlan plan = plan_transforms(width, height, options_.transforms, sample_seed);
+  origin->source = sample.key + "#" +
+                   sha256_hex(!sample.encoded.empty() ? sample.encoded
+                                                   : std::string(sample.image.pixels.begin(), sample.image.pixels.end()) +
+                                                         "/" + std::to_string(width) + "x" + std::to_string(height));
+  origin->transform = describe_plan(plan, options_.transforms);
+  origin->flip = plan.flip;
+  origin->deterministic = plan_fixed_given_flip(plan, options_.transforms);
+  const bool within_limit = static_cast<int64_t>(width) * height <= options_.bad_data.max_image_pixels();
+  if (options_.pixel_cache && origin->deterministic && within_limit) {
+    *cached = options_.pixel_cache->find(*origin);
+    if (cached->defined()) return {};
+  }
+  if (sample.image.empty()) {
+    sample.image = decode_image(sample.encoded, sample.key, options_.bad_data.max_image_pixels());
+    if (sample.image.width != width || sample.image.height != height) {
+      throw DataError(sample.key + ": decoded size " + std::to_string(sample.image.width) + "x" +
+                      std::to_string(sample.image.height) + " differs from the header's " + std::to_string(width) +
+                      "x" + std::to_string(height));
+    }
+  }
+  return image_to_tensor(apply_plan(sample.image, plan, options_.transforms));
 }
 
 Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices) {
@@ -117,8 +164,11 @@ Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices
       const uint64_t sample_seed = mix_seed(options_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(candidate));
       std::string caption;
       std::string key;
+      PixelsOrigin origin;
+      torch::Tensor cached;
+      torch::Tensor pixels;
       try {
-        images.push_back(load_pixels(epoch, candidate, sample_seed, &caption, &key));
+        pixels = load_pixels(candidate, sample_seed, &caption, &key, &origin, &cached);
       } catch (const DataError& error) {
         int64_t bad_count = 0;
         bool first_time = false;
@@ -141,14 +191,19 @@ Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices
           uniform_from_seed(mix_seed(sample_seed, 0xCAD0)) < options_.caption_dropout) {
         caption.clear();
       }
+      if (pixels.defined()) images.push_back(pixels);
+      batch.cached.push_back(cached);
+      batch.origins.push_back(std::move(origin));
       batch.captions.push_back(std::move(caption));
       batch.keys.push_back(std::move(key));
       batch.seeds.push_back(mix_seed(sample_seed, 0x1055));
       break;
     }
   }
-  batch.pixels = torch::stack(images);
-  if (options_.pin_memory) batch.pixels = batch.pixels.pin_memory();
+  if (images.size() == indices.size()) batch.cached.clear();  // no sample came from the cache
+  const int64_t resolution = options_.transforms.resolution();
+  batch.pixels = images.empty() ? torch::empty({0, 3, resolution, resolution}, torch::kFloat32) : torch::stack(images);
+  if (options_.pin_memory && batch.pixels.numel() > 0) batch.pixels = batch.pixels.pin_memory();
   return batch;
 }
 

@@ -33,6 +33,11 @@ struct DataLoaderOptions {
   bool pin_memory = false;     ///< page-locked batches for fast host-to-GPU copies
   TransformConfig transforms;
   BadDataPolicy bad_data;
+  /// The model's per-sample cache (Model::pixel_cache()), or null. For a sample whose transform
+  /// is fixed given its flip, the loader asks it before decoding: on a hit the image is neither
+  /// decoded nor transformed (Batch::cached). The order of samples and their seeds are the same
+  /// either way, since the transform plan is drawn from the header's image size and the seed.
+  std::shared_ptr<const PixelCache> pixel_cache;
 };
 
 class DataLoader {
@@ -51,7 +56,9 @@ class DataLoader {
   /// the next one). A bad sample (unreadable, corrupt, too large) is logged with its key and
   /// replaced by the next sample of a deterministic spare order, so the batch keeps its size and
   /// every rank its step count. Throws DataError once more than bad_data.max_bad_samples distinct
-  /// samples were bad.
+  /// samples were bad. Every batch carries each sample's PixelsOrigin (image SHA-256 and the
+  /// transform plan applied, flip included), its epoch and whether it ends the epoch; samples
+  /// found in options.pixel_cache come as Batch::cached instead of pixel rows.
   std::optional<Batch> next();
 
   /// Distinct bad samples seen so far on this rank.
@@ -61,8 +68,10 @@ class DataLoader {
   Batch build_batch(int64_t epoch, const std::vector<int64_t>& indices);
 
  private:
-  torch::Tensor load_pixels(int64_t epoch, int64_t index, uint64_t sample_seed, std::string* caption,
-                            std::string* key);
+  /// Reads sample `index` and fills `origin`; returns its pixels [3, R, R], or an undefined
+  /// tensor when options_.pixel_cache had it (then *cached holds the cached tensor).
+  torch::Tensor load_pixels(int64_t index, uint64_t sample_seed, std::string* caption, std::string* key,
+                            PixelsOrigin* origin, torch::Tensor* cached);
   void schedule_until(int64_t batch);
   void worker_loop();
   void stop_workers();

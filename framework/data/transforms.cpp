@@ -98,6 +98,18 @@ Image apply_plan(const Image& image, const TransformPlan& plan, const TransformC
   return out;
 }
 
+std::string describe_plan(const TransformPlan& plan, const TransformConfig& config) {
+  return "resolution=" + std::to_string(config.resolution()) + " resize=" + std::to_string(plan.resized_width) + "x" +
+         std::to_string(plan.resized_height) + " " + TransformConfig::Interpolation_Name(config.interpolation()) +
+         " antialias=" + std::to_string(config.antialias() ? 1 : 0) + " crop=" + std::to_string(plan.crop_x) + "," +
+         std::to_string(plan.crop_y) + "+" + std::to_string(plan.crop_size) + " flip=" + std::to_string(plan.flip ? 1 : 0);
+}
+
+bool plan_fixed_given_flip(const TransformPlan& plan, const TransformConfig& config) {
+  return config.crop() == TransformConfig::CENTER ||
+         (plan.resized_width == plan.crop_size && plan.resized_height == plan.crop_size);
+}
+
 torch::Tensor image_to_tensor(const Image& image) {
   TORCH_CHECK(image.channels >= 1 && image.pixels.size() ==
                   static_cast<std::size_t>(image.width) * image.height * image.channels,

@@ -10,6 +10,7 @@
 /// Resampling is PIL-exact (image_resize.h). Randomness comes only from `seed`, so a sample's
 /// augmentation is reproducible from (run seed, epoch, index) whatever thread or rank runs it.
 #include <cstdint>
+#include <string>
 
 #include <torch/torch.h>
 
@@ -37,6 +38,16 @@ std::pair<int, int> resized_size_for_short_side(int width, int height, int short
 /// Plans the transforms of `config` for a width x height image with randomness from `seed`
 /// (crop offsets uniform over all valid positions, flip with probability 1/2).
 TransformPlan plan_transforms(int width, int height, const TransformConfig& config, std::uint64_t seed);
+
+/// A complete, canonical description of `plan` under `config` (resolution, interpolation,
+/// antialias, resized size, crop window, flip): equal descriptions give equal pixels from equal
+/// images. Used in cache keys (PixelsOrigin::transform).
+std::string describe_plan(const TransformPlan& plan, const TransformConfig& config);
+
+/// True when `plan` leaves no choice to randomness except the flip: crop CENTER, or a crop
+/// window that covers the whole resized image. Then the same pixels recur whenever the same flip
+/// is drawn, which is what makes per-flip caching of latents worthwhile.
+bool plan_fixed_given_flip(const TransformPlan& plan, const TransformConfig& config);
 
 /// Resize + crop + flip of `plan` applied to `image` (8-bit, 1-4 channels), as 8-bit pixels.
 Image apply_plan(const Image& image, const TransformPlan& plan, const TransformConfig& config);

@@ -1,19 +1,23 @@
 #pragma once
 /// The model plugin interface: what the trainer needs from a trainable diffusion model.
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include "framework/data/image.h"
+#include "framework/plugin/pixel_cache.h"
 #include "framework/util/errors.h"
 
 namespace sdtrain {
 
 /// One micro-batch as the data pipeline delivers it.
 struct Batch {
-  /// float32 [B, 3, H, W] in [-1, 1], RGB; on the CPU (pinned when CUDA is used).
+  /// float32 [N, 3, H, W] in [-1, 1], RGB; on the CPU (pinned when CUDA is used). N is the batch
+  /// size B, except when the loader found samples in the model's PixelCache: then `pixels` holds
+  /// only the samples whose `cached` entry is undefined, in batch order (N may be 0).
   torch::Tensor pixels;
   /// One caption per image (after caption dropout).
   std::vector<std::string> captions;
@@ -23,6 +27,18 @@ struct Batch {
   /// posterior sample). Derived from (run seed, epoch, dataset index), so a sample's loss does not
   /// depend on how samples are spread over ranks, micro-batches or a resume.
   std::vector<std::uint64_t> seeds;
+  /// Per sample, where its pixels came from (image content and the transform plan applied,
+  /// flip included), so a model can cache what it computes from them. Filled by the training
+  /// data loader; empty for batches made elsewhere (validation loss), which models do not cache.
+  std::vector<PixelsOrigin> origins;
+  /// Per sample, the tensor the model's PixelCache returned for origins[i] (then the image was
+  /// not decoded and has no row in `pixels`), or undefined. Empty when no sample was found.
+  std::vector<torch::Tensor> cached;
+  /// The training epoch the batch belongs to, and whether it is the last micro-batch of that
+  /// epoch on this rank (models with caches report per-epoch statistics then); -1 / false for
+  /// batches that are not from the training loader.
+  std::int64_t epoch = -1;
+  bool ends_epoch = false;
 };
 
 /// Settings for drawing validation samples.
@@ -54,6 +70,10 @@ class Model {
   /// sample's loss. Each sample's randomness (noise, timestep, posterior sample) is drawn from a
   /// generator seeded with batch.seeds[i], so results do not depend on batch composition.
   virtual torch::Tensor training_loss(const Batch& batch) = 0;
+
+  /// The model's per-sample cache, which the data loader consults before decoding an image
+  /// (pixel_cache.h); null when the model caches nothing per sample. Called once, before training.
+  virtual std::shared_ptr<const PixelCache> pixel_cache() const { return nullptr; }
 
   /// Weights to start the EMA from instead of the trained weights, by trainable_module()
   /// parameter name (e.g. the EMA copy inside a pretrained checkpoint). Empty: start from the

@@ -83,6 +83,7 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
   data.pin_memory = device_.is_cuda();
   data.transforms = config_.data().transforms();
   data.bad_data = config_.data().bad_data();
+  data.pixel_cache = model_->pixel_cache();  // cached samples are not decoded (model.h)
   loader_ = std::make_unique<DataLoader>(train_set_, data);
 
   model_->to(device_);

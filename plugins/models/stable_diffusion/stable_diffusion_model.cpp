@@ -1,6 +1,7 @@
 #include "plugins/models/stable_diffusion/stable_diffusion_model.h"
 
 #include <filesystem>
+#include <unordered_map>
 
 #include "framework/config/config_loader.h"
 #include "framework/log/logger.h"
@@ -94,6 +95,60 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
     for (auto& parameter : networks_.vae->parameters()) parameter.set_requires_grad(false);
     networks_.vae->eval();
   }
+  setup_caches(context);
+}
+
+void StableDiffusionModel::setup_caches(const PluginContext& context) {
+  const SdCacheOptions& cache = options_.cache();
+  if (!cache.latents() && !cache.text_embeddings()) {
+    if (!cache.dir().empty()) {
+      throw ConfigError("cache.dir: set to '" + cache.dir() +
+                        "' but neither cache.latents nor cache.text_embeddings is on");
+    }
+    return;
+  }
+  if (cache.latents() && !networks_.vae) {
+    throw ConfigError("cache.latents: first_stage PIXELS has no autoencoder whose latents could be cached");
+  }
+  const std::string dir = cache.dir().empty() ? std::string() : resolve_config_path(context.base_dir, cache.dir());
+  // The encoders run under the run's autocast (AutocastScope in the trainer), so their outputs
+  // depend on it: the precision is part of every key, and training_loss checks it is the one in
+  // force before using the caches.
+  const Precision precision = context.config ? context.config->precision() : FP32;
+  const std::string tag = precision == BF16 ? "bf16" : precision == FP16 ? "fp16" : "fp32";
+  if (cache.latents()) latent_cache_ = std::make_shared<SdLatentCache>(dir, module_fingerprint(*networks_.vae), tag);
+  if (cache.text_embeddings()) {
+    text_cache_ = std::make_unique<SdTextCache>(dir, module_fingerprint(*networks_.text_encoder), tag);
+  }
+  SDTRAIN_LOG(INFO) << "cache: " << (cache.latents() ? "latents (posterior moments per image and flip)" : "")
+                    << (cache.latents() && cache.text_embeddings() ? " and " : "")
+                    << (cache.text_embeddings() ? "text embeddings" : "") << " "
+                    << (dir.empty() ? std::string("in memory") : "on disk in " + dir);
+}
+
+void StableDiffusionModel::count(const Batch& batch, int64_t SdCacheCounts::*field) {
+  if (batch.epoch < 0) return;  // not a training batch (validation loss): not part of an epoch's figures
+  ++(epoch_counts_.*field);
+  ++(total_counts_.*field);
+}
+
+void StableDiffusionModel::log_epoch_counts(int64_t epoch) {
+  const SdCacheCounts& c = epoch_counts_;
+  std::string line = "cache, epoch " + std::to_string(epoch) + " (this rank):";
+  if (latent_cache_) {
+    line += " latents " + std::to_string(c.latent_hits) + " hits, " + std::to_string(c.latent_misses) +
+            " misses (encoded and stored)";
+    if (c.latent_uncacheable > 0) line += ", " + std::to_string(c.latent_uncacheable) + " uncacheable (random crop)";
+    if (!latent_cache_->storage().on_disk()) {
+      line += ", " + std::to_string(latent_cache_->storage().memory_entries()) + " entries";
+    }
+    if (text_cache_) line += ";";
+  }
+  if (text_cache_) {
+    line += " text embeddings " + std::to_string(c.text_hits) + " hits, " + std::to_string(c.text_misses) + " misses";
+  }
+  SDTRAIN_LOG(INFO) << line;
+  epoch_counts_ = SdCacheCounts();
 }
 
 void StableDiffusionModel::to(const torch::Device& device) {
@@ -103,30 +158,136 @@ void StableDiffusionModel::to(const torch::Device& device) {
   if (networks_.vae) networks_.vae->to(device);
 }
 
-torch::Tensor StableDiffusionModel::encode_first_stage(const torch::Tensor& pixels,
-                                                       const std::vector<torch::Tensor>& posterior_noise) {
+torch::Tensor StableDiffusionModel::posterior_moments(const Batch& batch, const torch::Tensor& pixels) {
   torch::NoGradGuard no_grad;
-  if (!networks_.vae) return pixels;
-  DiagonalGaussian posterior = networks_.vae->encode(pixels);
-  return posterior.sample_with_noise(torch::stack(posterior_noise).to(pixels.device())) * networks_.scaling_factor;
+  const auto size = static_cast<int64_t>(batch.seeds.size());
+  const bool has_cached = !batch.cached.empty();
+  TORCH_CHECK(!has_cached || (latent_cache_ && static_cast<int64_t>(batch.cached.size()) == size),
+              "stable_diffusion: a batch with cached samples needs cache.latents and one entry per sample");
+  const bool use_cache = latent_cache_ && static_cast<int64_t>(batch.origins.size()) == size;
+  if (use_cache) {
+    TORCH_CHECK(autocast_tag(device_) == latent_cache_->precision(), "stable_diffusion: the latent cache holds ",
+                latent_cache_->precision(), " encoder outputs but training_loss runs in ", autocast_tag(device_),
+                " (the run's precision must be in force around training_loss)");
+  }
+  std::vector<torch::Tensor> moments(static_cast<std::size_t>(size));
+  std::vector<int64_t> to_encode;  // sample indices
+  std::vector<int64_t> rows;       // their rows in `pixels`
+  int64_t row = 0;
+  for (int64_t i = 0; i < size; ++i) {
+    if (has_cached && batch.cached[i].defined()) {  // the loader found it and did not decode the image
+      moments[i] = batch.cached[i];
+      count(batch, &SdCacheCounts::latent_hits);
+      continue;
+    }
+    const int64_t pixel_row = row++;
+    if (use_cache) {
+      const PixelsOrigin& origin = batch.origins[i];
+      if (origin.deterministic) {
+        torch::Tensor found = latent_cache_->find(origin);
+        if (found.defined()) {
+          moments[i] = found;
+          count(batch, &SdCacheCounts::latent_hits);
+          continue;
+        }
+        count(batch, &SdCacheCounts::latent_misses);
+      } else {
+        count(batch, &SdCacheCounts::latent_uncacheable);
+        if (!warned_uncacheable_) {
+          warned_uncacheable_ = true;
+          SDTRAIN_LOG_ALL_RANKS(WARNING)
+              << "cache.latents: " << batch.keys.at(i) << " is not cached: its random crop has a choice of window ("
+              << origin.transform << "); only images whose resized size equals data.transforms.resolution, or "
+              << "data.transforms.crop: CENTER, are cached. Further such samples are counted, not named.";
+        }
+      }
+    }
+    to_encode.push_back(i);
+    rows.push_back(pixel_row);
+  }
+  TORCH_CHECK(pixels.size(0) == row, "stable_diffusion: batch.pixels has ", pixels.size(0), " rows for ", row,
+              " samples without a cached entry");
+  if (!to_encode.empty()) {
+    const torch::Tensor selected =
+        static_cast<int64_t>(rows.size()) == pixels.size(0)
+            ? pixels
+            : pixels.index_select(0, torch::tensor(rows, torch::kInt64).to(pixels.device()));
+    // The moments exactly as DiagonalGaussian holds them (mean, clamped log-variance): rebuilding
+    // the posterior from them gives the same tensors, cached or not.
+    const DiagonalGaussian posterior = networks_.vae->encode(selected);
+    const torch::Tensor encoded = torch::cat({posterior.mean(), posterior.logvar()}, 1);
+    // Nothing cached: the batch as it is, in the standard layout that stacking cached rows gives
+    // too (the encoder's output may come channels-last, which changes the UNet's rounding).
+    if (static_cast<int64_t>(to_encode.size()) == size && !use_cache) return encoded.contiguous();
+    for (std::size_t j = 0; j < to_encode.size(); ++j) {
+      const int64_t i = to_encode[j];
+      moments[i] = encoded[static_cast<int64_t>(j)];
+      if (use_cache && batch.origins[i].deterministic) latent_cache_->store(batch.origins[i], moments[i]);
+    }
+  }
+  for (auto& m : moments) m = m.to(device_);
+  return torch::stack(moments);
+}
+
+torch::Tensor StableDiffusionModel::text_context(const Batch& batch) {
+  torch::NoGradGuard no_grad;
+  if (!text_cache_) return encode_prompts(networks_, batch.captions, device_);
+  TORCH_CHECK(autocast_tag(device_) == text_cache_->precision(), "stable_diffusion: the text cache holds ",
+              text_cache_->precision(), " encoder outputs but training_loss runs in ", autocast_tag(device_));
+  std::unordered_map<std::string, torch::Tensor> embeddings;
+  std::vector<std::string> missing;
+  for (const std::string& caption : batch.captions) {
+    if (embeddings.count(caption)) {
+      count(batch, &SdCacheCounts::text_hits);
+      continue;
+    }
+    torch::Tensor found = text_cache_->find(caption);
+    if (found.defined()) {
+      count(batch, &SdCacheCounts::text_hits);
+    } else {
+      count(batch, &SdCacheCounts::text_misses);
+      missing.push_back(caption);
+    }
+    embeddings[caption] = found;  // undefined until encoded below
+  }
+  if (!missing.empty()) {
+    const torch::Tensor encoded = encode_prompts(networks_, missing, device_);
+    for (std::size_t j = 0; j < missing.size(); ++j) {
+      embeddings[missing[j]] = encoded[static_cast<int64_t>(j)];
+      text_cache_->store(missing[j], embeddings[missing[j]]);
+    }
+  }
+  std::vector<torch::Tensor> rows;
+  rows.reserve(batch.captions.size());
+  for (const std::string& caption : batch.captions) rows.push_back(embeddings.at(caption).to(device_));
+  return torch::stack(rows);
 }
 
 torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
-  TORCH_CHECK(batch.pixels.defined() && batch.seeds.size() == static_cast<std::size_t>(batch.pixels.size(0)),
-              "stable_diffusion: a training batch needs pixels and one seed per sample");
+  TORCH_CHECK(batch.pixels.defined() && !batch.seeds.empty() && batch.captions.size() == batch.seeds.size(),
+              "stable_diffusion: a training batch needs pixels, one seed and one caption per sample");
   const torch::Tensor pixels = batch.pixels.to(device_);
-  const int64_t size = pixels.size(0);
+  const auto size = static_cast<int64_t>(batch.seeds.size());
   std::vector<at::Generator> generators = sample_generators(batch);
 
-  const int64_t latent_channels = networks_.vae ? networks_.vae->config().latent_channels() : 3;
-  const int64_t factor = networks_.vae ? networks_.vae->downsample_factor() : 1;
-  const std::vector<int64_t> latent_shape{latent_channels, pixels.size(2) / factor, pixels.size(3) / factor};
-
-  std::vector<torch::Tensor> posterior_noise;
+  torch::Tensor moments;
+  std::vector<int64_t> latent_shape;
   if (networks_.vae) {
-    for (auto& generator : generators) posterior_noise.push_back(torch::randn(latent_shape, generator, torch::kFloat32));
+    moments = posterior_moments(batch, pixels);
+    latent_shape = {moments.size(1) / 2, moments.size(2), moments.size(3)};
+  } else {
+    TORCH_CHECK(pixels.size(0) == size, "stable_diffusion: batch.pixels needs one row per seed");
+    latent_shape = {pixels.size(1), pixels.size(2), pixels.size(3)};
   }
-  const torch::Tensor latents = encode_first_stage(pixels, posterior_noise);
+
+  torch::Tensor latents = pixels;
+  if (networks_.vae) {
+    std::vector<torch::Tensor> posterior_noise;
+    for (auto& generator : generators) posterior_noise.push_back(torch::randn(latent_shape, generator, torch::kFloat32));
+    torch::NoGradGuard no_grad;
+    const DiagonalGaussian posterior(moments);
+    latents = posterior.sample_with_noise(torch::stack(posterior_noise).to(device_)) * networks_.scaling_factor;
+  }
 
   std::vector<torch::Tensor> noise;
   std::vector<int64_t> timesteps;
@@ -142,11 +303,7 @@ torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
   const torch::Tensor noise_batch = torch::stack(noise).to(device_);
   const torch::Tensor t = torch::tensor(timesteps, torch::kInt64).to(device_);
 
-  torch::Tensor context;
-  {
-    torch::NoGradGuard no_grad;
-    context = encode_prompts(networks_, batch.captions, device_);
-  }
+  const torch::Tensor context = text_context(batch);
   const torch::Tensor noisy = noise_scheduler_->add_noise(latents, noise_batch, t);
   const torch::Tensor prediction = networks_.unet->forward(noisy, t, context);
   const torch::Tensor target = noise::training_target(*noise_scheduler_, latents, noise_batch, t);
@@ -156,6 +313,7 @@ torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
     per_sample = per_sample * noise::min_snr_loss_weights(snr, options_.min_snr_gamma(), noise_scheduler_->prediction_type())
                                   .to(per_sample.device());
   }
+  if (batch.ends_epoch && (latent_cache_ || text_cache_)) log_epoch_counts(batch.epoch);
   return per_sample.mean();
 }
 

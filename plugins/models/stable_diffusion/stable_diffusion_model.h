@@ -8,6 +8,7 @@
 #include "framework/plugin/model.h"
 #include "framework/plugin/scheduler.h"
 #include "framework/registry/registry.h"
+#include "plugins/models/stable_diffusion/sd_encoder_cache.h"
 #include "plugins/models/stable_diffusion/txt2img.h"
 #include "proto/stable_diffusion.pb.h"
 
@@ -29,7 +30,15 @@ class StableDiffusionModel : public Model {
   /// t ~ U{0, T-1}. Then x_t = add_noise(z, noise, t), prediction = UNet(x_t, t, CLIP(caption)),
   /// loss = mean((prediction - target)^2) per sample (target per the scheduler's prediction
   /// type; min-SNR-gamma weights when set), averaged over the batch.
+  /// With options.cache (sd_encoder_cache.h), the posterior's moments and the text embeddings of
+  /// samples seen before come from the caches (batch.cached, filled by the data loader, or a
+  /// lookup by batch.origins); batches without origins (validation loss) bypass the latent cache.
+  /// The draws above are unchanged, so the loss equals the uncached one up to the encoders'
+  /// batch-composition rounding. Hits and misses are logged at each batch.ends_epoch (rank 0).
   torch::Tensor training_loss(const Batch& batch) override;
+
+  /// The latent cache when options.cache.latents, for the data loader (no decoding on hits).
+  std::shared_ptr<const PixelCache> pixel_cache() const override { return latent_cache_; }
 
   std::vector<Image> sample(const SampleRequest& request) override;
 
@@ -46,10 +55,19 @@ class StableDiffusionModel : public Model {
 
   const SdNetworks& networks() const { return networks_; }
   const StableDiffusionOptions& options() const { return options_; }
+  /// Cache statistics since construction (all zero without options.cache).
+  const SdCacheCounts& cache_counts() const { return total_counts_; }
 
  private:
   void load_weights(const std::string& path);
-  torch::Tensor encode_first_stage(const torch::Tensor& pixels, const std::vector<torch::Tensor>& posterior_noise);
+  void setup_caches(const PluginContext& context);
+  /// Posterior moments [B, 2C, h, w] of every sample: cached, or encoded from batch pixels.
+  torch::Tensor posterior_moments(const Batch& batch, const torch::Tensor& pixels);
+  /// The UNet's context [B, 77, hidden] for the batch's captions, through the text cache if on.
+  torch::Tensor text_context(const Batch& batch);
+  /// Adds one to `field` of the epoch and total counts, for training-loader batches only.
+  void count(const Batch& batch, int64_t SdCacheCounts::*field);
+  void log_epoch_counts(int64_t epoch);
 
   StableDiffusionOptions options_;
   PluginContext context_;
@@ -60,6 +78,11 @@ class StableDiffusionModel : public Model {
   std::map<std::string, std::string> source_configs_;  ///< config.json texts of options.weights
   std::string source_tokenizer_dir_;                   ///< tokenizer folder of options.weights
   torch::Device device_{torch::kCPU};
+  std::shared_ptr<SdLatentCache> latent_cache_;
+  std::unique_ptr<SdTextCache> text_cache_;
+  SdCacheCounts epoch_counts_;
+  SdCacheCounts total_counts_;
+  bool warned_uncacheable_ = false;
 };
 
 }  // namespace sdtrain

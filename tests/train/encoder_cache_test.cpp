@@ -1,0 +1,449 @@
+// The stable_diffusion encoder caches (SdCacheOptions): training with them is the same
+// computation as without; latents are cached per (image, flip) and, once cached, images are not
+// decoded; a disk cache survives a new run and is invalidated by a changed image, resolution or
+// encoder; a corrupt entry is recomputed with a warning; random crops with a choice of window are
+// not cached; impossible settings are refused. Tiny models on 16 px images resized to 32 px.
+#include <gtest/gtest.h>
+#include <google/protobuf/text_format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "framework/data/data_loader.h"
+#include "framework/data/image_codec.h"
+#include "framework/dist/process_group.h"
+#include "framework/log/logger.h"
+#include "framework/train/trainer.h"
+#include "framework/util/errors.h"
+#include "plugins/builtin_plugins.h"
+#include "plugins/models/stable_diffusion/stable_diffusion_model.h"
+#include "proto/datasets.pb.h"
+#include "tests/common/test_env.h"
+#include "tests/data/dataset_support.h"
+
+namespace sdtrain {
+namespace {
+namespace fs = std::filesystem;
+
+const char* kTinySd =
+    "unet { sample_size: 4 in_channels: 4 out_channels: 4 block_out_channels: [32, 64] layers_per_block: 1\n"
+    "       cross_attention_dim: 32 attention_head_dim: 8 norm_num_groups: 32\n"
+    "       down_block_types: [\"CrossAttnDownBlock2D\", \"DownBlock2D\"]\n"
+    "       up_block_types: [\"UpBlock2D\", \"CrossAttnUpBlock2D\"] }\n"
+    "vae { block_out_channels: [32, 32, 32, 32] layers_per_block: 1 sample_size: 32 }\n"
+    "text_encoder { hidden_size: 32 intermediate_size: 37 num_hidden_layers: 2 num_attention_heads: 4 }\n";
+
+StableDiffusionOptions tiny_options(const std::string& extra) {
+  StableDiffusionOptions options;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(std::string(kTinySd) + extra, &options)) << extra;
+  return options;
+}
+
+/// The same random weights for the same seed (as a run initialises them from run.seed).
+std::unique_ptr<StableDiffusionModel> make_model(const std::string& extra, uint64_t seed = 3,
+                                                 const fs::path& base_dir = ".") {
+  builtin_plugin_count();
+  torch::manual_seed(seed);
+  PluginContext context;
+  context.base_dir = base_dir.string();
+  StableDiffusionOptions options = tiny_options(extra);
+  if (options.first_stage() == StableDiffusionOptions::PIXELS) {
+    options.mutable_unet()->set_in_channels(3);
+    options.mutable_unet()->set_out_channels(3);
+  }
+  return std::make_unique<StableDiffusionModel>(options, context);
+}
+
+/// Writes a size_w x size_h PNG whose colours depend on `variant`.
+void write_image(const fs::path& path, int width, int height, int variant) {
+  Image image;
+  image.width = width;
+  image.height = height;
+  image.channels = 3;
+  image.pixels.resize(static_cast<std::size_t>(width) * height * 3);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      uint8_t* p = &image.pixels[(static_cast<std::size_t>(y) * width + x) * 3];
+      p[0] = static_cast<uint8_t>((x * 16 + variant * 70) % 256);  // left-right asymmetric: flips matter
+      p[1] = static_cast<uint8_t>((y * 13 + variant * 40) % 256);
+      p[2] = static_cast<uint8_t>((x * y + variant * 90) % 256);
+    }
+  }
+  write_png_file(path.string(), image);
+}
+
+/// An image folder of `count` images (captions alternate between two strings).
+fs::path make_folder(const fs::path& dir, int count, int width = 16, int height = 16) {
+  fs::create_directories(dir);
+  std::ofstream csv(dir / "metadata.csv");
+  csv << "file_name,text\n";
+  for (int i = 0; i < count; ++i) {
+    const std::string name = "img" + std::to_string(i) + ".png";
+    write_image(dir / name, width, height, i);
+    csv << name << "," << (i % 2 == 0 ? "a red square" : "a blue square") << "\n";
+  }
+  return dir;
+}
+
+std::shared_ptr<const Dataset> open_folder(const fs::path& dir) {
+  ImageFolderOptions options;
+  options.set_root(dir.string());
+  return std::shared_ptr<const Dataset>(testing::make_dataset("image_folder", options).release());
+}
+
+DataLoaderOptions loader_options(const StableDiffusionModel* cached_model, bool flip, int resolution = 32,
+                                 TransformConfig::Crop crop = TransformConfig::RANDOM) {
+  DataLoaderOptions options;
+  options.batch_size = 2;
+  options.num_workers = 1;
+  options.seed = 11;
+  options.transforms.set_resolution(resolution);
+  options.transforms.set_random_flip(flip);
+  options.transforms.set_crop(crop);
+  if (cached_model) options.pixel_cache = cached_model->pixel_cache();
+  return options;
+}
+
+/// One epoch of losses (no optimizer step: the weights stay, so every step is comparable).
+/// `decoded` counts the images the loader decoded.
+std::vector<double> run_epoch(StableDiffusionModel& model, DataLoader& loader, int64_t epoch, int64_t* decoded = nullptr) {
+  std::vector<double> losses;
+  loader.seek(epoch, 0);
+  while (auto batch = loader.next()) {
+    if (decoded) *decoded += batch->pixels.size(0);
+    losses.push_back(model.training_loss(*batch).item<double>());
+  }
+  return losses;
+}
+
+/// Captures log lines in a file for the test's duration.
+class LogCapture {
+ public:
+  explicit LogCapture(const fs::path& file) : file_(file) {
+    LogOptions options;
+    options.file = file.string();
+    configure_logging(options);
+  }
+  ~LogCapture() { configure_logging(LogOptions{}); }
+  std::string text() const {
+    std::ifstream in(file_);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+
+ private:
+  fs::path file_;
+};
+
+int count_occurrences(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+TEST(EncoderCache, CachedTrainingStepsEqualUncachedOnes) {
+  const fs::path dir = test::scratch_dir();
+  auto dataset = open_folder(make_folder(dir / "data", 4));
+  auto plain = make_model("");
+  auto cached = make_model("cache { latents: true text_embeddings: true }");
+  DataLoaderOptions plain_options = loader_options(nullptr, true);
+  DataLoaderOptions cached_options = loader_options(cached.get(), true);
+  plain_options.caption_dropout = cached_options.caption_dropout = 0.3f;  // the empty caption is cached too
+  DataLoader plain_loader(dataset, plain_options);
+  DataLoader cached_loader(dataset, cached_options);
+
+  double max_loss_difference = 0;
+  double max_grad_difference = 0;
+  for (int64_t epoch = 0; epoch < 4; ++epoch) {
+    plain_loader.seek(epoch, 0);
+    cached_loader.seek(epoch, 0);
+    while (auto a = plain_loader.next()) {
+      auto b = cached_loader.next();
+      ASSERT_TRUE(b.has_value());
+      ASSERT_EQ(a->seeds, b->seeds);
+      ASSERT_EQ(a->captions, b->captions);
+      for (auto* module : {&plain->trainable_module(), &cached->trainable_module()}) module->zero_grad();
+      const torch::Tensor loss_a = plain->training_loss(*a);
+      const torch::Tensor loss_b = cached->training_loss(*b);
+      loss_a.backward();
+      loss_b.backward();
+      const double difference = std::abs(loss_a.item<double>() - loss_b.item<double>());
+      max_loss_difference = std::max(max_loss_difference, difference);
+      EXPECT_LE(difference, 1e-5 * std::abs(loss_a.item<double>())) << "epoch " << epoch;
+      // All UNet gradients as one vector: some (e.g. attention key biases, whose exact gradient is
+      // 0) hold only rounding noise, so they are compared on the scale of the whole gradient.
+      std::vector<torch::Tensor> flat_a, flat_b;
+      for (const auto& p : plain->trainable_module().parameters()) flat_a.push_back(p.grad().flatten());
+      for (const auto& p : cached->trainable_module().parameters()) flat_b.push_back(p.grad().flatten());
+      const torch::Tensor ga = torch::cat(flat_a);
+      const torch::Tensor gb = torch::cat(flat_b);
+      const double scale = ga.abs().max().item<double>();
+      const double diff = (ga - gb).abs().max().item<double>();
+      max_grad_difference = std::max(max_grad_difference, diff / scale);
+      EXPECT_GT(scale, 0.0);
+      EXPECT_LE(diff, 1e-4 * scale) << "epoch " << epoch;
+      if (epoch == 0) {
+        EXPECT_TRUE(torch::equal(ga, gb)) << "the first epoch computes the same batches";
+      }
+    }
+    if (epoch == 0) {
+      // The first epoch encodes every sample once, in the same batches as the uncached run.
+      EXPECT_EQ(cached->cache_counts().latent_misses, 4);
+      EXPECT_EQ(cached->cache_counts().latent_hits, 0);
+      EXPECT_EQ(max_loss_difference, 0.0) << "the first epoch computes the same batches";
+    }
+  }
+  const SdCacheCounts& counts = cached->cache_counts();
+  EXPECT_EQ(counts.latent_hits + counts.latent_misses, 16);
+  EXPECT_GT(counts.latent_hits, 0);
+  EXPECT_LE(counts.latent_misses, 8);  // at most one encoding per (image, flip)
+  EXPECT_GT(counts.text_hits, 0);
+  EXPECT_LE(counts.text_misses, 3);  // "a red square", "a blue square", ""
+  EXPECT_EQ(plain->cache_counts().latent_misses, 0);
+  std::cout << "max |loss difference| " << max_loss_difference << ", max gradient difference / max |gradient| "
+            << max_grad_difference << "\n";
+}
+
+TEST(EncoderCache, LatentsAreCachedPerFlipAndCachedImagesAreNotDecoded) {
+  const fs::path dir = test::scratch_dir();
+  auto dataset = open_folder(make_folder(dir / "data", 2));
+  auto model = make_model("cache { latents: true }");
+  DataLoader loader(dataset, loader_options(model.get(), true));
+  // Epochs until both images were seen with both flips.
+  std::set<std::pair<std::string, bool>> seen;
+  int64_t epoch = 0;
+  for (; epoch < 30 && seen.size() < 4; ++epoch) {
+    loader.seek(epoch, 0);
+    while (auto batch = loader.next()) {
+      for (const PixelsOrigin& origin : batch->origins) {
+        EXPECT_TRUE(origin.deterministic) << origin.transform;
+        seen.insert({origin.source, origin.flip});
+        EXPECT_NE(origin.transform.find(origin.flip ? "flip=1" : "flip=0"), std::string::npos);
+      }
+      model->training_loss(*batch);
+    }
+  }
+  ASSERT_EQ(seen.size(), 4u) << "both flips of both images within 30 epochs";
+  EXPECT_EQ(model->cache_counts().latent_misses, 4) << "one encoding per image and flip";
+  auto cache = std::dynamic_pointer_cast<const SdLatentCache>(model->pixel_cache());
+  ASSERT_TRUE(cache);
+  EXPECT_EQ(cache->storage().memory_entries(), 4u);
+
+  // Now every (image, flip) is cached: the next epochs neither decode nor encode.
+  for (int64_t extra = 0; extra < 3; ++extra, ++epoch) {
+    int64_t decoded = 0;
+    loader.seek(epoch, 0);
+    while (auto batch = loader.next()) {
+      decoded += batch->pixels.size(0);
+      ASSERT_EQ(batch->cached.size(), 2u);
+      for (const auto& tensor : batch->cached) EXPECT_TRUE(tensor.defined());
+      model->training_loss(*batch);
+    }
+    EXPECT_EQ(decoded, 0);
+  }
+  EXPECT_EQ(model->cache_counts().latent_misses, 4);
+
+  // Without flips: one entry per image, and the second epoch encodes nothing.
+  auto unflipped = make_model("cache { latents: true }");
+  DataLoader plain(dataset, loader_options(unflipped.get(), false));
+  run_epoch(*unflipped, plain, 0);
+  EXPECT_EQ(unflipped->cache_counts().latent_misses, 2);
+  int64_t decoded = 0;
+  run_epoch(*unflipped, plain, 1, &decoded);
+  EXPECT_EQ(unflipped->cache_counts().latent_misses, 2);
+  EXPECT_EQ(unflipped->cache_counts().latent_hits, 2);
+  EXPECT_EQ(decoded, 0);
+}
+
+TEST(EncoderCache, DiskCacheSurvivesANewModelAndIsInvalidatedByChanges) {
+  const fs::path dir = test::scratch_dir();
+  const fs::path data = make_folder(dir / "data", 4);
+  auto dataset = open_folder(data);
+  const std::string disk = "cache { latents: true text_embeddings: true dir: \"cache\" }";
+  {
+    auto model = make_model(disk, 3, dir);
+    DataLoader loader(dataset, loader_options(model.get(), false));
+    run_epoch(*model, loader, 0);
+    EXPECT_EQ(model->cache_counts().latent_misses, 4);
+    EXPECT_EQ(model->cache_counts().text_misses, 2);
+  }
+  EXPECT_TRUE(fs::is_directory(dir / "cache" / "latents"));
+  EXPECT_TRUE(fs::is_directory(dir / "cache" / "text_embeddings"));
+  {
+    // A new model (its memory empty) finds everything on disk: nothing decoded, nothing encoded.
+    auto model = make_model(disk, 3, dir);
+    DataLoader loader(dataset, loader_options(model.get(), false));
+    int64_t decoded = 0;
+    run_epoch(*model, loader, 0, &decoded);
+    EXPECT_EQ(decoded, 0);
+    EXPECT_EQ(model->cache_counts().latent_misses, 0);
+    EXPECT_EQ(model->cache_counts().latent_hits, 4);
+    EXPECT_EQ(model->cache_counts().text_misses, 0);
+    EXPECT_EQ(model->cache_counts().text_hits, 4);
+  }
+  {
+    // A changed image file (same name, same size) is a new entry; the others still hit.
+    write_image(data / "img1.png", 16, 16, 7);
+    auto model = make_model(disk, 3, dir);
+    DataLoader loader(open_folder(data), loader_options(model.get(), false));
+    run_epoch(*model, loader, 0);
+    EXPECT_EQ(model->cache_counts().latent_misses, 1);
+    EXPECT_EQ(model->cache_counts().latent_hits, 3);
+  }
+  {
+    // Another resolution: every latent entry is new (text embeddings do not depend on it).
+    auto model = make_model(disk, 3, dir);
+    DataLoader loader(dataset, loader_options(model.get(), false, 48));
+    run_epoch(*model, loader, 0);
+    EXPECT_EQ(model->cache_counts().latent_misses, 4);
+    EXPECT_EQ(model->cache_counts().text_misses, 0);
+  }
+  {
+    // Other encoder weights: every entry is new.
+    auto model = make_model(disk, 4, dir);
+    DataLoader loader(dataset, loader_options(model.get(), false));
+    run_epoch(*model, loader, 0);
+    EXPECT_EQ(model->cache_counts().latent_misses, 4);
+    EXPECT_EQ(model->cache_counts().text_misses, 2);
+  }
+}
+
+TEST(EncoderCache, CorruptDiskEntriesAreRecomputedWithAWarning) {
+  const fs::path dir = test::scratch_dir();
+  auto dataset = open_folder(make_folder(dir / "data", 2));
+  const std::string disk = "cache { latents: true text_embeddings: true dir: \"cache\" }";
+  std::vector<PixelsOrigin> origins;
+  {
+    auto model = make_model(disk, 3, dir);
+    DataLoader loader(dataset, loader_options(model.get(), false));
+    loader.seek(0, 0);
+    while (auto batch = loader.next()) {
+      origins.insert(origins.end(), batch->origins.begin(), batch->origins.end());
+      model->training_loss(*batch);
+    }
+    ASSERT_EQ(origins.size(), 2u);
+    auto cache = std::dynamic_pointer_cast<const SdLatentCache>(model->pixel_cache());
+    const std::string latent_file = cache->storage().path_for(cache->key(origins[0]));
+    ASSERT_TRUE(fs::exists(latent_file));
+    // Flip one byte at the end (tensor data): the header still parses, the checksum does not match.
+    {
+      std::fstream file(latent_file, std::ios::in | std::ios::out | std::ios::binary);
+      file.seekg(-1, std::ios::end);
+      char last = 0;
+      file.get(last);
+      file.seekp(-1, std::ios::end);
+      file.put(static_cast<char>(last ^ 0x5A));
+    }
+    // Truncate the other image's entry.
+    const std::string truncated = cache->storage().path_for(cache->key(origins[1]));
+    fs::resize_file(truncated, fs::file_size(truncated) / 2);
+  }
+  const fs::path log = dir / "log.txt";
+  {
+    LogCapture capture(log);
+    auto model = make_model(disk, 3, dir);
+    DataLoader loader(dataset, loader_options(model.get(), false));
+    run_epoch(*model, loader, 0);
+    EXPECT_EQ(model->cache_counts().latent_misses, 2) << "both bad entries recomputed";
+    EXPECT_EQ(model->cache_counts().text_misses, 0);
+    const std::string text = capture.text();
+    EXPECT_GE(count_occurrences(text, "cache: ignoring an unusable entry, it will be recomputed"), 2) << text;
+    EXPECT_NE(text.find("does not match its checksum"), std::string::npos) << text;
+  }
+  {
+    // The recomputed entries were rewritten and are good again.
+    auto model = make_model(disk, 3, dir);
+    DataLoader loader(dataset, loader_options(model.get(), false));
+    run_epoch(*model, loader, 0);
+    EXPECT_EQ(model->cache_counts().latent_misses, 0);
+    EXPECT_EQ(model->cache_counts().latent_hits, 2);
+  }
+}
+
+TEST(EncoderCache, RandomCropWithAChoiceIsNotCached) {
+  const fs::path dir = test::scratch_dir();
+  // 24x16 images: resized to 48x32 for resolution 32, so a random crop has 17 windows.
+  auto dataset = open_folder(make_folder(dir / "data", 4, 24, 16));
+  const fs::path log = dir / "log.txt";
+  LogCapture capture(log);
+  auto model = make_model("cache { latents: true }");
+  DataLoader loader(dataset, loader_options(model.get(), true));
+  run_epoch(*model, loader, 0);
+  int64_t decoded = 0;
+  run_epoch(*model, loader, 1, &decoded);
+  EXPECT_EQ(decoded, 4) << "nothing is found in the cache";
+  EXPECT_EQ(model->cache_counts().latent_uncacheable, 8);
+  EXPECT_EQ(model->cache_counts().latent_misses, 0);
+  auto cache = std::dynamic_pointer_cast<const SdLatentCache>(model->pixel_cache());
+  EXPECT_EQ(cache->storage().memory_entries(), 0u);
+  const std::string text = capture.text();
+  EXPECT_EQ(count_occurrences(text, "is not cached: its random crop has a choice of window"), 1) << text;
+  EXPECT_NE(text.find("uncacheable (random crop)"), std::string::npos) << text;
+
+  // Center crops of the same images are fixed given the flip: cached.
+  auto centered = make_model("cache { latents: true }");
+  DataLoader center_loader(dataset, loader_options(centered.get(), false, 32, TransformConfig::CENTER));
+  run_epoch(*centered, center_loader, 0);
+  run_epoch(*centered, center_loader, 1);
+  EXPECT_EQ(centered->cache_counts().latent_misses, 4);
+  EXPECT_EQ(centered->cache_counts().latent_hits, 4);
+}
+
+TEST(EncoderCache, ImpossibleSettingsAreRefusedNamingTheField) {
+  auto error_of = [](const std::string& extra) -> std::string {
+    try {
+      make_model(extra);
+    } catch (const ConfigError& error) {
+      return error.what();
+    }
+    return "";
+  };
+  EXPECT_NE(error_of("first_stage: PIXELS cache { latents: true }").find("cache.latents: first_stage PIXELS"),
+            std::string::npos);
+  EXPECT_NE(error_of("cache { dir: \"somewhere\" }").find("cache.dir:"), std::string::npos);
+  // PIXELS with a text cache is fine.
+  EXPECT_EQ(error_of("first_stage: PIXELS cache { text_embeddings: true }"), "");
+}
+
+// The trainer hands the model's cache to its loader and the per-epoch line is logged; a second
+// run with the same cache folder starts with every latent cached.
+TEST(EncoderCache, TrainerRunsLogHitsAndMissesPerEpoch) {
+  const fs::path dir = test::scratch_dir();
+  make_folder(dir / "data", 4);
+  auto comm = make_mpi_communicator(test::process_group().info(), 60.0);
+  auto config_for = [&](const std::string& output) {
+    const std::string text =
+        "run { output_dir: \"" + output + "\" seed: 3 max_epochs: 2 val_every_n_epochs: 0 "
+        "checkpoint_every_n_steps: 0 device: \"cpu\" }\n"
+        "model { type: \"stable_diffusion\" options { [type.googleapis.com/sdtrain.StableDiffusionOptions] {\n" +
+        std::string(kTinySd) + " cache { latents: true text_embeddings: true dir: \"cache\" } } } }\n"
+        "data { train { type: \"image_folder\" options { [type.googleapis.com/sdtrain.ImageFolderOptions] {"
+        " root: \"data\" } } } batch_size: 2 num_workers: 1 transforms { resolution: 32 random_flip: false } }\n"
+        "lr_schedule { type: \"constant\" }\n";
+    return load_train_config(test::write_text(dir / (output + ".pbtxt"), text), {});
+  };
+  const fs::path log = dir / "log.txt";
+  LogCapture capture(log);
+  {
+    Trainer trainer(config_for("first"), test::process_group().info(), *comm);
+    trainer.fit();
+  }
+  {
+    Trainer trainer(config_for("second"), test::process_group().info(), *comm);
+    trainer.fit();
+  }
+  const std::string text = capture.text();
+  EXPECT_EQ(count_occurrences(text, "cache, epoch 0 (this rank): latents 0 hits, 4 misses (encoded and stored)"), 1)
+      << text;
+  EXPECT_EQ(count_occurrences(text, "cache, epoch 1 (this rank): latents 4 hits, 0 misses (encoded and stored)"), 2)
+      << text;
+  EXPECT_EQ(count_occurrences(text, "cache, epoch 0 (this rank): latents 4 hits, 0 misses (encoded and stored)"), 1)
+      << text;
+  EXPECT_NE(text.find("text embeddings 4 hits, 0 misses"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace sdtrain
