@@ -100,19 +100,21 @@ torch::Tensor DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::
   Sample sample = dataset_->get(static_cast<std::size_t>(index));
   *caption = sample.caption;
   *key = sample.key;
+  // Messages name the file itself where the dataset knows it (a user has to find it).
+  const std::string& name = sample.location.empty() ? sample.key : sample.location;
   std::pair<int, int> width_height{0, 0};
   if (sample.image.empty()) {
-    if (sample.encoded.empty()) throw DataError(sample.key + ": the sample has no image");
+    if (sample.encoded.empty()) throw DataError(name + ": the sample has no image");
     // The size from the header is enough to draw the transform plan (and so the flip) exactly as
     // from the decoded image, so a sample found in the cache is never decoded. A header this
     // reader refuses is left to decode_image, whose errors the bad-data policy reports.
     try {
-      std::tie(width_height.first, width_height.second) = read_image_size(sample.encoded, sample.key);
+      std::tie(width_height.first, width_height.second) = read_image_size(sample.encoded, name);
     } catch (const DataError&) {
-      sample.image = decode_image(sample.encoded, sample.key, options_.bad_data.max_image_pixels());
+      sample.image = decode_image(sample.encoded, name, options_.bad_data.max_image_pixels());
     }
   } else if (static_cast<int64_t>(sample.image.width) * sample.image.height > options_.bad_data.max_image_pixels()) {
-    throw DataError(sample.key + ": image of " + std::to_string(sample.image.width) + "x" +
+    throw DataError(name + ": image of " + std::to_string(sample.image.width) + "x" +
                     std::to_string(sample.image.height) + " pixels exceeds data.bad_data.max_image_pixels");
   }
   if (!sample.image.empty()) {
@@ -128,22 +130,26 @@ torch::Tensor DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::
                                 std::to_string(options_.transforms.resolution()));
   }
   const TransformPlan plan = plan_transforms(width, height, options_.transforms, sample_seed);
-  origin->source = sample.key + "#" +
-                   sha256_hex(!sample.encoded.empty() ? sample.encoded
-                                                   : std::string(sample.image.pixels.begin(), sample.image.pixels.end()) +
-                                                         "/" + std::to_string(width) + "x" + std::to_string(height));
-  origin->transform = describe_plan(plan, options_.transforms);
   origin->flip = plan.flip;
   origin->deterministic = plan_fixed_given_flip(plan, options_.transforms);
+  // The content hash and plan description are cache keys: computed only when a cache asks.
+  if (options_.pixel_cache) {
+    origin->source = sample.key + "#" +
+                     sha256_hex(!sample.encoded.empty()
+                                    ? sample.encoded
+                                    : std::string(sample.image.pixels.begin(), sample.image.pixels.end()) + "/" +
+                                          std::to_string(width) + "x" + std::to_string(height));
+    origin->transform = describe_plan(plan, options_.transforms);
+  }
   const bool within_limit = static_cast<int64_t>(width) * height <= options_.bad_data.max_image_pixels();
   if (options_.pixel_cache && origin->deterministic && within_limit) {
     *cached = options_.pixel_cache->find(*origin);
     if (cached->defined()) return {};
   }
   if (sample.image.empty()) {
-    sample.image = decode_image(sample.encoded, sample.key, options_.bad_data.max_image_pixels());
+    sample.image = decode_image(sample.encoded, name, options_.bad_data.max_image_pixels());
     if (sample.image.width != width || sample.image.height != height) {
-      throw DataError(sample.key + ": decoded size " + std::to_string(sample.image.width) + "x" +
+      throw DataError(name + ": decoded size " + std::to_string(sample.image.width) + "x" +
                       std::to_string(sample.image.height) + " differs from the header's " + std::to_string(width) +
                       "x" + std::to_string(height));
     }

@@ -16,6 +16,9 @@ struct Sample {
   /// Stable identity of the example (e.g. its path relative to the dataset root). Used in logs,
   /// as the cache key for latents, and to name the sample in bad-data messages.
   std::string key;
+  /// Where the example lives, for messages about it: the file's full path for file-based
+  /// datasets, so a user can find a bad file. Empty: messages use `key`.
+  std::string location;
   /// The caption (may be empty; text-only datasets carry only this).
   std::string caption;
   /// Encoded image file contents; empty when `image` is set or the dataset is text only.

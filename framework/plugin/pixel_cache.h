@@ -19,7 +19,8 @@ namespace sdtrain {
 struct PixelsOrigin {
   /// The source image: the dataset key and the SHA-256 of the encoded file (or of the decoded
   /// pixels for datasets that return decoded images), "<key>#<sha256>". A changed file therefore
-  /// has a new source whatever its name, size or modification time.
+  /// has a new source whatever its name, size or modification time. Set (like `transform`) only
+  /// when the model has a pixel cache: hashing every file would otherwise cost for nothing.
   std::string source;
   /// The transform plan applied, complete (resolution, interpolation, antialias, resized size,
   /// crop window, flip): equal descriptions give equal pixels for equal sources.

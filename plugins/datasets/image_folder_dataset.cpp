@@ -102,6 +102,7 @@ class ImageFolderDataset : public Dataset {
     }
     Sample sample;
     sample.key = row.file_name;
+    sample.location = path;
     sample.caption = row.caption;
     sample.encoded = read_file_bytes(path);
     return sample;
