@@ -175,14 +175,17 @@ TEST(Trainer, ResumedDataPositionFollowsTheGlobalBatch) {
   EXPECT_EQ(resumed_batch_in_epoch(state, 2, 2), 3);
 }
 
+/// Trains 2 steps into dir/out, leaving the step-2 checkpoint for a test to tamper with.
+void train_to_step_two(const fs::path& dir, Communicator& comm) {
+  LoadedConfig config = make_config(dir, {"run.max_steps=2"});
+  Trainer trainer(config, process_group().info(), comm);
+  trainer.fit();
+}
+
 TEST(Trainer, CorruptCheckpointIsRefusedNamingTheFile) {
   const fs::path dir = test::scratch_dir();
   auto comm = communicator();
-  {
-    LoadedConfig config = make_config(dir, {"run.max_steps=2"});
-    Trainer trainer(config, process_group().info(), *comm);
-    trainer.fit();
-  }
+  train_to_step_two(dir, *comm);
   const fs::path model = dir / "out" / "checkpoints" / "step-00000002" / "model.safetensors";
   {
     std::fstream file(model, std::ios::in | std::ios::out | std::ios::binary);
@@ -204,11 +207,7 @@ TEST(Trainer, CorruptCheckpointIsRefusedNamingTheFile) {
 TEST(Trainer, ManifestMustListEveryRanksShard) {
   const fs::path dir = test::scratch_dir();
   auto comm = communicator();
-  {
-    LoadedConfig config = make_config(dir, {"run.max_steps=2"});
-    Trainer trainer(config, process_group().info(), *comm);
-    trainer.fit();
-  }
+  train_to_step_two(dir, *comm);
   const fs::path manifest_path = dir / "out" / "checkpoints" / "step-00000002" / "manifest.json";
   nlohmann::json manifest = nlohmann::json::parse(read_file(manifest_path.string()));
   nlohmann::json kept = nlohmann::json::array();
