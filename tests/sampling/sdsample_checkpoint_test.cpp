@@ -1,11 +1,18 @@
 // sdsample on a training run's checkpoint: the run's model is rebuilt from the config stored in
-// the checkpoint, with the trained (or EMA) UNet; a corrupted checkpoint is refused by name.
+// the checkpoint, with the trained (or EMA) UNet and the run's own randomly initialised frozen
+// parts; a corrupted checkpoint is refused by name.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include <torch/torch.h>
+
+#include "framework/config/config_loader.h"
 #include "framework/data/image_codec.h"
+#include "framework/io/safetensors_reader.h"
+#include "framework/plugin/model.h"
+#include "framework/registry/registry.h"
 #include "tests/common/test_env.h"
 
 namespace fs = std::filesystem;
@@ -55,6 +62,37 @@ TEST(SdsampleCheckpoint, SamplesTheTrainedAndTheEmaWeights) {
   EXPECT_EQ(raw.height, 32);
   // Two steps in, the EMA (LitEma warm-up: decay 0.1, then 0.18) is far from the trained weights.
   EXPECT_NE(raw.pixels, ema.pixels);
+}
+
+// A run without pretrained weights initialises its frozen text encoder from run.seed; sdsample
+// must rebuild that same encoder, or the prompts' conditioning is another network's (the demo's
+// colour words were ignored that way). sdsample's image equals the trainer's own model's.
+TEST(SdsampleCheckpoint, RandomlyInitialisedFrozenPartsAreTheTrainersOwn) {
+  const fs::path dir = test::scratch_dir();
+  const fs::path checkpoint = train_tiny_run(dir);
+  std::string output;
+  ASSERT_EQ(test::run_command(sample_command(checkpoint, dir / "raw"), &output), 0) << output;
+  const Image sampled = read_image_file((dir / "raw/samples/00000.png").string(), 0);
+
+  LoadedConfig loaded = load_train_config((dir / "configs" / "demo.pbtxt").string(), {});
+  PluginContext context;
+  context.config = &loaded.config;
+  context.base_dir = loaded.base_dir;
+  torch::manual_seed(loaded.config.run().seed());  // as the Trainer does before creating the model
+  std::unique_ptr<Model> model = Registry<Model>::instance().create(loaded.config.model(), context, "model");
+  {
+    torch::NoGradGuard no_grad;
+    SafetensorsReader weights((checkpoint / "model.safetensors").string());
+    for (auto& item : model->trainable_module().named_parameters()) item.value().copy_(weights.tensor(item.key()));
+  }
+  SampleRequest request;  // the settings of sample_command (sdsample's defaults otherwise)
+  request.prompts = {"a red circle on a white background"};
+  request.steps = 3;
+  request.sampler = "ddim";
+  request.seed = 5;
+  request.height = request.width = 32;
+  const Image expected = model->sample(request).at(0);
+  EXPECT_EQ(sampled.pixels, expected.pixels);
 }
 
 TEST(SdsampleCheckpoint, CorruptedCheckpointIsRefusedByName) {

@@ -66,6 +66,10 @@ std::unique_ptr<SdPipeline> SdPipeline::load_checkpoint(const std::string& folde
   context.config = &snapshot.config;
   context.base_dir = snapshot.config_dir;
   std::unique_ptr<SdPipeline> pipeline(new SdPipeline());
+  // The checkpoint holds the trained UNet only; frozen parts that the run initialised randomly
+  // (a model without `weights`, like the demo's text encoder) are rebuilt exactly as the trainer
+  // built them: from run.seed, set right before the model is constructed.
+  torch::manual_seed(snapshot.config.run().seed());
   pipeline->model_ = std::make_unique<StableDiffusionModel>(options, context);
   pipeline->networks_ = pipeline->model_->networks();
   load_state_dict_strict(*pipeline->networks_.unet, snapshot.weights,
