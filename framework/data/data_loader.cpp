@@ -1,6 +1,5 @@
 #include "framework/data/data_loader.h"
 
-#include <stdexcept>
 #include <tuple>
 
 #include "framework/data/image_codec.h"
@@ -117,18 +116,8 @@ torch::Tensor DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::
     throw DataError(name + ": image of " + std::to_string(sample.image.width) + "x" +
                     std::to_string(sample.image.height) + " pixels exceeds data.bad_data.max_image_pixels");
   }
-  if (!sample.image.empty()) {
-    width_height = {sample.image.width, sample.image.height};
-    if (sample.image.channels != 3) {
-      throw std::invalid_argument("apply_transforms: expected an RGB image, got " +
-                                  std::to_string(sample.image.channels) + " channels");
-    }
-  }
+  if (!sample.image.empty()) width_height = {sample.image.width, sample.image.height};
   const auto [width, height] = width_height;
-  if (options_.transforms.resolution() <= 0) {
-    throw std::invalid_argument("apply_transforms: resolution must be positive, got " +
-                                std::to_string(options_.transforms.resolution()));
-  }
   const TransformPlan plan = plan_transforms(width, height, options_.transforms, sample_seed);
   origin->flip = plan.flip;
   origin->deterministic = plan_fixed_given_flip(plan, options_.transforms);
@@ -154,7 +143,7 @@ torch::Tensor DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::
                       "x" + std::to_string(height));
     }
   }
-  return image_to_tensor(apply_plan(sample.image, plan, options_.transforms));
+  return apply_plan_to_tensor(sample.image, plan, options_.transforms);
 }
 
 Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices) {

@@ -67,6 +67,9 @@ std::pair<int, int> resized_size_for_short_side(int width, int height, int short
 
 TransformPlan plan_transforms(int width, int height, const TransformConfig& config, std::uint64_t seed) {
   const int resolution = config.resolution();
+  if (resolution <= 0) {
+    throw std::invalid_argument("apply_transforms: resolution must be positive, got " + std::to_string(resolution));
+  }
   TransformPlan plan;
   std::tie(plan.resized_width, plan.resized_height) = resized_size_for_short_side(width, height, resolution);
   plan.crop_size = resolution;
@@ -131,17 +134,16 @@ torch::Tensor image_to_tensor(const Image& image) {
   return out;
 }
 
-torch::Tensor apply_transforms(const Image& image, const TransformConfig& config, std::uint64_t seed) {
+torch::Tensor apply_plan_to_tensor(const Image& image, const TransformPlan& plan, const TransformConfig& config) {
   if (image.channels != 3) {
     throw std::invalid_argument("apply_transforms: expected an RGB image, got " + std::to_string(image.channels) +
                                 " channels");
   }
-  if (config.resolution() <= 0) {
-    throw std::invalid_argument("apply_transforms: resolution must be positive, got " +
-                                std::to_string(config.resolution()));
-  }
-  const TransformPlan plan = plan_transforms(image.width, image.height, config, seed);
   return image_to_tensor(apply_plan(image, plan, config));
+}
+
+torch::Tensor apply_transforms(const Image& image, const TransformConfig& config, std::uint64_t seed) {
+  return apply_plan_to_tensor(image, plan_transforms(image.width, image.height, config, seed), config);
 }
 
 Image resize_image(const Image& image, int width, int height, TransformConfig::Interpolation interpolation,

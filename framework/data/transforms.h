@@ -36,7 +36,8 @@ struct TransformPlan {
 std::pair<int, int> resized_size_for_short_side(int width, int height, int short_side);
 
 /// Plans the transforms of `config` for a width x height image with randomness from `seed`
-/// (crop offsets uniform over all valid positions, flip with probability 1/2).
+/// (crop offsets uniform over all valid positions, flip with probability 1/2). Throws
+/// std::invalid_argument for a non-positive config.resolution().
 TransformPlan plan_transforms(int width, int height, const TransformConfig& config, std::uint64_t seed);
 
 /// A complete, canonical description of `plan` under `config` (resolution, interpolation,
@@ -51,6 +52,11 @@ bool plan_fixed_given_flip(const TransformPlan& plan, const TransformConfig& con
 
 /// Resize + crop + flip of `plan` applied to `image` (8-bit, 1-4 channels), as 8-bit pixels.
 Image apply_plan(const Image& image, const TransformPlan& plan, const TransformConfig& config);
+
+/// apply_plan then image_to_tensor, for an RGB image (std::invalid_argument otherwise): what
+/// apply_transforms returns when it draws `plan`. The data loader plans from the file header
+/// first (to look up caches) and finishes with this.
+torch::Tensor apply_plan_to_tensor(const Image& image, const TransformPlan& plan, const TransformConfig& config);
 
 /// The training transforms of `config` applied to an RGB image. Returns a contiguous float32
 /// CPU tensor [3, R, R] in [-1, 1], R = config.resolution(). Throws std::invalid_argument for an

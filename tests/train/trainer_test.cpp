@@ -175,6 +175,19 @@ TEST(Trainer, ResumedDataPositionFollowsTheGlobalBatch) {
   EXPECT_EQ(resumed_batch_in_epoch(state, 2, 2), 3);
 }
 
+/// Resumes dir/out to step 4; returns the FormatError's message (empty, and a failure, if none).
+std::string resume_format_error(const fs::path& dir, Communicator& comm) {
+  LoadedConfig resume = make_config(dir, {"run.max_steps=4", "run.resume=auto"});
+  Trainer trainer(resume, process_group().info(), comm);
+  try {
+    trainer.fit();
+  } catch (const FormatError& error) {
+    return error.what();
+  }
+  ADD_FAILURE() << "expected FormatError";
+  return "";
+}
+
 /// Trains 2 steps into dir/out, leaving the step-2 checkpoint for a test to tamper with.
 void train_to_step_two(const fs::path& dir, Communicator& comm) {
   LoadedConfig config = make_config(dir, {"run.max_steps=2"});
@@ -192,15 +205,8 @@ TEST(Trainer, CorruptCheckpointIsRefusedNamingTheFile) {
     file.seekp(-3, std::ios::end);
     file.put('\x5a');
   }
-  LoadedConfig resume = make_config(dir, {"run.max_steps=4", "run.resume=auto"});
-  Trainer trainer(resume, process_group().info(), *comm);
-  try {
-    trainer.fit();
-    FAIL() << "expected FormatError";
-  } catch (const FormatError& error) {
-    const std::string message = error.what();
-    EXPECT_NE(message.find(model.string() + ": SHA-256"), std::string::npos) << message;
-  }
+  const std::string message = resume_format_error(dir, *comm);
+  EXPECT_NE(message.find(model.string() + ": SHA-256"), std::string::npos) << message;
 }
 
 // A manifest that leaves a rank's shard out (so it would go unverified) is refused, naming it.
@@ -217,17 +223,10 @@ TEST(Trainer, ManifestMustListEveryRanksShard) {
   ASSERT_EQ(kept.size() + 1, manifest.at("files").size());
   manifest["files"] = kept;
   test::write_text(manifest_path, manifest.dump(2));
-  LoadedConfig resume = make_config(dir, {"run.max_steps=4", "run.resume=auto"});
-  Trainer trainer(resume, process_group().info(), *comm);
-  try {
-    trainer.fit();
-    FAIL() << "expected FormatError";
-  } catch (const FormatError& error) {
-    EXPECT_NE(std::string(error.what()).find(manifest_path.string() +
-                                             ": does not list optimizer-rank-00000-of-00001.safetensors"),
-              std::string::npos)
-        << error.what();
-  }
+  const std::string message = resume_format_error(dir, *comm);
+  EXPECT_NE(message.find(manifest_path.string() + ": does not list optimizer-rank-00000-of-00001.safetensors"),
+            std::string::npos)
+      << message;
 }
 
 TEST(Trainer, LearningRateFollowsScaleLrAndSchedule) {
