@@ -29,14 +29,15 @@ def build(kind, out):
     if kind == "sd":
         unet = UNet2DConditionModel(cross_attention_dim=768)
         vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                            up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, sample_size=512)
+                            up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2,
+                            sample_size=512)
         clip = CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_attention_heads=12,
                               num_hidden_layers=12, max_position_embeddings=77, hidden_act="quick_gelu",
                               bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
     else:  # the SD v1 layout at a quarter of the width
         unet = UNet2DConditionModel(block_out_channels=(128, 256, 320, 320), cross_attention_dim=768)
         vae = AutoencoderKL(block_out_channels=(64, 128, 128, 128), down_block_types=("DownEncoderBlock2D",) * 4,
-                            up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4)
+                            up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2)
         clip = CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_attention_heads=12,
                               num_hidden_layers=4, max_position_embeddings=77, hidden_act="quick_gelu",
                               bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)

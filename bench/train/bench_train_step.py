@@ -63,7 +63,13 @@ def diffusers_step_ms(args):
     start = time.perf_counter()
     for _ in range(args.iters):
         step()
-    return (time.perf_counter() - start) * 1000.0 / args.iters
+    counts = {name: sum(p.numel() for p in net.parameters())
+              for name, net in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder))}
+    return (time.perf_counter() - start) * 1000.0 / args.iters, counts
+
+
+def parameter_line(counts):
+    return "parameters " + " ".join(f"{name}={n}" for name, n in counts.items())
 
 
 def sdtrain_step_ms(args):
@@ -71,7 +77,7 @@ def sdtrain_step_ms(args):
                "--iters", str(args.iters), "--warmup", str(args.warmup), "--threads", str(args.threads),
                "--device", args.device]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return float(re.search(r"^step_ms (\S+)", output, re.M).group(1))
+    return float(re.search(r"^step_ms (\S+)", output, re.M).group(1)), re.search(r"^parameters .*$", output, re.M).group(0)
 
 
 def main():
@@ -87,7 +93,9 @@ def main():
     parser.add_argument("--reference-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reference_only:
-        print(f"step_ms {diffusers_step_ms(args):.1f}")
+        ms, counts = diffusers_step_ms(args)
+        print(f"step_ms {ms:.1f}")
+        print(parameter_line(counts))
         return
     if not args.bench:
         parser.error("--bench is required")
@@ -96,7 +104,13 @@ def main():
                                [a for a in sys.argv[1:] if not a.startswith("--bench") and a != args.bench],
                                check=True, capture_output=True, text=True).stdout
     diffusers_ms = float(re.search(r"^step_ms (\S+)", reference, re.M).group(1))
-    ours_ms = sdtrain_step_ms(args)
+    reference_parameters = re.search(r"^parameters .*$", reference, re.M).group(0)
+    ours_ms, our_parameters = sdtrain_step_ms(args)
+    if our_parameters != reference_parameters:
+        # A ratio between different networks means nothing (a config default that differs
+        # between the two libraries once made this benchmark compare unequal autoencoders).
+        sys.exit(f"the two sides built different networks:\n  diffusers {reference_parameters}\n"
+                 f"  sdtrain   {our_parameters}")
     print(f"training step, config={args.config} latent={args.latent}x{args.latent} batch={args.batch} "
           f"threads={args.threads} device={args.device}")
     print(f"  diffusers {diffusers_ms:.1f} ms/step, sdtrain {ours_ms:.1f} ms/step, "

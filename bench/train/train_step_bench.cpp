@@ -1,6 +1,7 @@
 // Times sdtrain's training step of the stable_diffusion model plugin, the step the trainer runs:
 // VAE encode + posterior sample, CLIP text encode, noise and timesteps, UNet forward, MSE loss,
-// backward, the flat AdamW update, zeroing the gradients. Prints "step_ms <mean ms per step>".
+// backward, the flat AdamW update, zeroing the gradients. Prints "step_ms <mean ms per step>" and
+// "parameters unet=N vae=N text_encoder=N" (the Python side refuses to compare unequal networks).
 // bench/train/bench_train_step.py runs it side by side with a diffusers training step of the
 // same networks and prints the ratio. Not a test.
 //
@@ -23,9 +24,16 @@
 #include "framework/train/adamw.h"
 #include "framework/train/flat_parameters.h"
 #include "plugins/builtin_plugins.h"
+#include "plugins/models/stable_diffusion/stable_diffusion_model.h"
 #include "proto/stable_diffusion.pb.h"
 
 namespace {
+
+int64_t parameter_count(const torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
 
 struct Args {
   std::string config = "small";
@@ -115,5 +123,10 @@ int main(int argc, char** argv) {
   std::printf("config=%s latent=%d batch=%d threads=%d trained_parameters=%lld\n", args.config.c_str(), args.latent,
               args.batch, torch::get_num_threads(), static_cast<long long>(flat.numel()));
   std::printf("step_ms %.1f\n", ms);
+  const auto& networks = dynamic_cast<const sdtrain::StableDiffusionModel&>(*model).networks();
+  std::printf("parameters unet=%lld vae=%lld text_encoder=%lld\n",
+              static_cast<long long>(parameter_count(*networks.unet)),
+              static_cast<long long>(parameter_count(*networks.vae)),
+              static_cast<long long>(parameter_count(*networks.text_encoder)));
   return 0;
 }
