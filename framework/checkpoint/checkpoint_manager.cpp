@@ -120,7 +120,8 @@ json file_entry(const fs::path& dir, const std::string& name) {
 /// Reads the rank files of a checkpoint written by `world_size` ranks into `state`: every rank
 /// must stand at the same place of the same epoch (ranks advance in lockstep), so together they
 /// consumed the first batch_in_epoch x world_size x batch_size samples of the epoch's permutation.
-void read_rank_files(const fs::path& dir, int world_size, TrainingState& state) {
+/// The bad samples are `reader`'s own at an unchanged world size, else every rank's.
+void read_rank_files(const fs::path& dir, int world_size, const RankInfo& reader, TrainingState& state) {
   for (int rank = 0; rank < world_size; ++rank) {
     const fs::path path = dir / rank_file_name(rank);
     const json file = read_json(path.string());
@@ -141,6 +142,10 @@ void read_rank_files(const fs::path& dir, int world_size, TrainingState& state) 
                           " differs from trainer_state.json and rank 0's (epoch " + std::to_string(state.epoch) +
                           ", micro-batch " + std::to_string(state.batch_in_epoch) + " of " +
                           std::to_string(state.batch_size) + ")");
+      }
+      // Absent in checkpoints written before the count was saved.
+      if (data.contains("bad_samples") && (world_size != reader.world_size || rank == reader.rank)) {
+        for (const auto& key : data.at("bad_samples")) state.bad_samples.insert(key.get<std::string>());
       }
     } catch (const json::exception& error) {
       throw FormatError(path.string() + ": " + error.what());
@@ -164,12 +169,15 @@ int64_t resumed_batch_in_epoch(const TrainingState& state, int world_size, int b
   return samples / global_batch;
 }
 
-void verify_checkpoint_files(const std::string& folder) {
+void verify_checkpoint_files(const std::string& folder, const std::set<std::string>& names) {
   const fs::path dir(folder);
   const json manifest = read_json((dir / kManifest).string());
   try {
+    std::set<std::string> unchecked = names;
     for (const auto& file : manifest.at("files")) {
-      const fs::path path = dir / file.at("name").get<std::string>();
+      const std::string name = file.at("name").get<std::string>();
+      if (unchecked.erase(name) == 0) continue;
+      const fs::path path = dir / name;
       if (!fs::exists(path)) throw FormatError(path.string() + ": listed in the manifest but missing");
       const auto size = fs::file_size(path);
       if (size != file.at("size").get<uint64_t>()) {
@@ -181,6 +189,10 @@ void verify_checkpoint_files(const std::string& folder) {
         throw FormatError(path.string() + ": SHA-256 " + digest + " differs from the manifest's " +
                           file.at("sha256").get<std::string>() + " (corrupted or modified)");
       }
+    }
+    if (!unchecked.empty()) {
+      throw FormatError((dir / kManifest).string() + ": does not list " + *unchecked.begin() +
+                        ", which this checkpoint needs");
     }
   } catch (const json::exception& error) {
     throw FormatError((dir / kManifest).string() + ": malformed manifest: " + error.what());
@@ -272,7 +284,11 @@ std::string CheckpointManager::save(const TrainingState& state, FlatParameters& 
   write_json((temp_dir / rank_file_name(rank)).string(),
              {{"rank", rank},
               {"world_size", world_size},
-              {"data", {{"epoch", state.epoch}, {"batch_in_epoch", state.batch_in_epoch}, {"batch_size", state.batch_size}}},
+              {"data",
+               {{"epoch", state.epoch},
+                {"batch_in_epoch", state.batch_in_epoch},
+                {"batch_size", state.batch_size},
+                {"bad_samples", state.bad_samples}}},
               {"data_note", "rank r of world_size takes micro-batch b's slice b*world_size+r of the epoch's seeded "
                             "permutation; batch_in_epoch micro-batches of epoch are consumed"},
               {"rng", "none: every random draw of training comes from per-sample seeds derived from (run.seed, "
@@ -342,19 +358,17 @@ void CheckpointManager::remove_old() const {
 TrainingState CheckpointManager::load(const std::string& folder, FlatParameters& parameters, FlatAdamW& optimizer,
                                       int64_t optimizer_begin, ExponentialMovingAverage* ema) const {
   const fs::path dir(folder);
-  verify_checkpoint_files(folder);
   const json manifest = read_json((dir / kManifest).string());
-
-  load_named_views(SafetensorsReader((dir / kModel).string()), parameters, parameters.values());
-  if (ema != nullptr) {
-    if (!fs::exists(dir / kEma)) throw FormatError((dir / kEma).string() + ": missing, but ema.enabled is true");
-    load_named_views(SafetensorsReader((dir / kEma).string()), parameters, ema->shadow());
-  }
-
-  // The per-rank files must be among the verified ones (a manifest that lists shards it does not
-  // check would let a corrupted shard through).
+  // Only what this rank reads is verified (hashing every rank's optimizer shard on every rank
+  // multiplied the reads by the world size), but every rank file must be listed (a manifest that
+  // leaves a shard out would let a corrupted one through on the rank that reads it).
   int written_by = 0;
   bool sharded = false;
+  std::set<std::string> needed = {kModel, kState};
+  if (ema != nullptr) {
+    if (!fs::exists(dir / kEma)) throw FormatError((dir / kEma).string() + ": missing, but ema.enabled is true");
+    needed.insert(kEma);
+  }
   try {
     sharded = manifest.contains("optimizer");
     if (sharded) {
@@ -368,11 +382,22 @@ TrainingState CheckpointManager::load(const std::string& folder, FlatParameters&
                               " of the " + std::to_string(written_by) + " that wrote the checkpoint)");
           }
         }
+        needed.insert(rank_file_name(r));
       }
+      const int64_t held_end = optimizer_begin + optimizer.exp_avg().numel();
+      for (int r : optimizer_shards_to_read(written_by, parameters.numel(), optimizer_begin, held_end)) {
+        needed.insert(optimizer_shard_name(r, written_by));
+      }
+    } else {
+      needed.insert(kLegacyOptimizerFile);
     }
   } catch (const json::exception& error) {
     throw FormatError((dir / kManifest).string() + ": malformed manifest: " + error.what());
   }
+  verify_checkpoint_files(folder, needed);
+
+  load_named_views(SafetensorsReader((dir / kModel).string()), parameters, parameters.values());
+  if (ema != nullptr) load_named_views(SafetensorsReader((dir / kEma).string()), parameters, ema->shadow());
   if (sharded) {
     read_optimizer_shards(folder, written_by, parameters.numel(), optimizer, optimizer_begin);
   } else {
@@ -398,7 +423,7 @@ TrainingState CheckpointManager::load(const std::string& folder, FlatParameters&
   } catch (const json::exception& error) {
     throw FormatError((dir / kState).string() + ": " + error.what());
   }
-  if (sharded) read_rank_files(dir, written_by, state);
+  if (sharded) read_rank_files(dir, written_by, rank_info_, state);
   return state;
 }
 

@@ -42,6 +42,7 @@
 /// makes rank 0 _exit(86) while writing the checkpoint of that step, after model.safetensors and
 /// before the manifest, as a power cut or kill -9 would.
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,10 @@ struct TrainingState {
   int world_size = 1;
   int64_t ema_updates = 0;
   std::vector<double> loss_history;
+  /// Keys of the distinct bad samples the data loader skipped (data.bad_data). Saved: this rank's
+  /// (in its rank file). Loaded: the same rank's when the world size is unchanged, else the union
+  /// of every rank's (a rank's limit then counts what any rank had met: never fewer).
+  std::set<std::string> bad_samples;
   std::map<std::string, std::string> callback_states;  ///< by callback index and type
   /// Absolute folder of the run's config file: relative paths in the stored config (pretrained
   /// weights, data) resolve against it when the checkpoint is used outside the run (sdsample).
@@ -76,9 +81,11 @@ struct TrainingState {
   int64_t loss_scale_growth_tracker = 0;
 };
 
-/// Checks every file the manifest of checkpoint `folder` lists: present, with the listed size
-/// and SHA-256. Throws FormatError naming the first file that fails (or the malformed manifest).
-void verify_checkpoint_files(const std::string& folder);
+/// Checks the files `names` of checkpoint `folder` against its manifest: listed, present, with
+/// the listed size and SHA-256. Throws FormatError naming the first file that fails (or the
+/// malformed manifest). Readers pass what they are about to read, so a rank resuming from a
+/// checkpoint of many ranks hashes only the optimizer shards it needs.
+void verify_checkpoint_files(const std::string& folder, const std::set<std::string>& names);
 
 /// How long ranks wait for each other around a checkpoint write: 30 minutes, or the collective
 /// timeout when that is longer (writing several GB to a network file system is slow, and

@@ -25,9 +25,14 @@ CheckpointSnapshot read_checkpoint_snapshot(const std::string& folder, bool use_
   if (!is_checkpoint_folder(folder)) {
     throw FormatError(folder + ": not an sdtrain checkpoint (no manifest.json / trainer_state.json)");
   }
-  verify_checkpoint_files(folder);
-  const std::string state_path = (fs::path(folder) / "trainer_state.json").string();
   CheckpointSnapshot snapshot;
+  const fs::path ema_file = fs::path(folder) / "ema.safetensors";
+  snapshot.ema = use_ema && fs::exists(ema_file);
+  if (use_ema && !snapshot.ema) SDTRAIN_LOG(WARNING) << folder << ": the run kept no EMA; using the trained weights";
+  const fs::path weights_file = snapshot.ema ? ema_file : fs::path(folder) / "model.safetensors";
+  // Only the files read here (the optimizer state, twice the model's size, is not).
+  verify_checkpoint_files(folder, {"trainer_state.json", weights_file.filename().string()});
+  const std::string state_path = (fs::path(folder) / "trainer_state.json").string();
   std::string config_text;
   try {
     const nlohmann::json state = nlohmann::json::parse(read_file(state_path));
@@ -44,10 +49,7 @@ CheckpointSnapshot read_checkpoint_snapshot(const std::string& folder, bool use_
   load_plugin_libraries(read_plugin_libraries(config_text, state_path), snapshot.config_dir);
   parse_text_config(config_text, state_path, &snapshot.config);
 
-  const fs::path ema_file = fs::path(folder) / "ema.safetensors";
-  snapshot.ema = use_ema && fs::exists(ema_file);
-  if (use_ema && !snapshot.ema) SDTRAIN_LOG(WARNING) << folder << ": the run kept no EMA; using the trained weights";
-  const SafetensorsReader reader((snapshot.ema ? ema_file : fs::path(folder) / "model.safetensors").string());
+  const SafetensorsReader reader(weights_file.string());
   for (auto& [name, tensor] : reader.tensors()) snapshot.weights[name] = tensor;
   return snapshot;
 }

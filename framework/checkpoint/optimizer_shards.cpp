@@ -65,17 +65,24 @@ std::string write_optimizer_shard(const std::string& folder, FlatAdamW& held, in
   return path;
 }
 
+std::vector<int> optimizer_shards_to_read(int world_size, int64_t numel, int64_t held_begin, int64_t held_end) {
+  std::vector<int> ranks;
+  for (int rank = 0; rank < world_size; ++rank) {
+    const ShardRange range = shard_range(numel, rank, world_size);
+    if (rank == 0 || std::max(range.begin, held_begin) < std::min(range.end, held_end)) ranks.push_back(rank);
+  }
+  return ranks;
+}
+
 void read_optimizer_shards(const std::string& folder, int world_size, int64_t numel, FlatAdamW& held,
                            int64_t held_begin) {
   torch::NoGradGuard no_grad;
   const int64_t end = held_end(held, held_begin);
   int64_t adam_step = -1;
-  for (int rank = 0; rank < world_size; ++rank) {
+  for (int rank : optimizer_shards_to_read(world_size, numel, held_begin, end)) {
     const ShardRange range = shard_range(numel, rank, world_size);
     const int64_t low = std::max(range.begin, held_begin);
     const int64_t high = std::min(range.end, end);
-    // Shard 0 is always opened (its header only, when nothing overlaps) for the step count.
-    if (high <= low && rank != 0) continue;
     const fs::path path = fs::path(folder) / optimizer_shard_name(rank, world_size);
     if (!fs::exists(path)) throw FormatError(path.string() + ": missing (rank " + std::to_string(rank) + "'s optimizer state)");
     const SafetensorsReader reader(path.string());
@@ -101,7 +108,7 @@ void read_optimizer_shards(const std::string& folder, int world_size, int64_t nu
                         std::to_string(adam_step));
     }
     adam_step = step;
-    if (high <= low) continue;
+    if (high <= low) continue;  // rank 0's shard, opened for the step count only
     for (const char* name : {"exp_avg", "exp_avg_sq"}) {
       const torch::Tensor source = reader.tensor(name);
       if (source.dim() != 1 || source.numel() != range.size()) {

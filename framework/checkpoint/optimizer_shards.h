@@ -19,6 +19,7 @@
 /// <name>.exp_avg_sq per parameter and metadata adam_step) are read by read_legacy_optimizer.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "framework/train/adamw.h"
 #include "framework/train/flat_parameters.h"
@@ -36,6 +37,11 @@ inline constexpr const char* kLegacyOptimizerFile = "optimizer.safetensors";
 /// flat state of `numel` elements; it must cover the rank's shard_range (std::logic_error if not).
 std::string write_optimizer_shard(const std::string& folder, FlatAdamW& held, int64_t held_begin, int64_t numel,
                                   int rank, int world_size);
+
+/// The ranks whose shards read_optimizer_shards opens for a reader holding elements
+/// [held_begin, held_end) of a flat state of `numel` elements written by `world_size` ranks:
+/// those overlapping the range, and always rank 0 (its header carries the step count).
+std::vector<int> optimizer_shards_to_read(int world_size, int64_t numel, int64_t held_begin, int64_t held_end);
 
 /// Fills `held` (elements [held_begin, held_begin + held.exp_avg().numel()) of a flat state of
 /// `numel` elements) and its step count from the shards that `world_size` ranks wrote into

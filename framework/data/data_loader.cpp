@@ -94,6 +94,16 @@ int64_t DataLoader::bad_samples() const {
   return static_cast<int64_t>(bad_keys_.size());
 }
 
+std::set<std::string> DataLoader::bad_sample_keys() const {
+  std::lock_guard<std::mutex> lock(bad_mutex_);
+  return bad_keys_;
+}
+
+void DataLoader::restore_bad_samples(const std::set<std::string>& keys) {
+  std::lock_guard<std::mutex> lock(bad_mutex_);
+  bad_keys_.insert(keys.begin(), keys.end());
+}
+
 torch::Tensor DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::string* caption, std::string* key,
                                       PixelsOrigin* origin, torch::Tensor* cached) {
   Sample sample = dataset_->get(static_cast<std::size_t>(index));

@@ -61,8 +61,13 @@ class DataLoader {
   /// found in options.pixel_cache come as Batch::cached instead of pixel rows.
   std::optional<Batch> next();
 
-  /// Distinct bad samples seen so far on this rank.
+  /// Distinct bad samples seen so far on this rank (what bad_data.max_bad_samples limits).
   int64_t bad_samples() const;
+  /// Their keys (dataset keys, or "#<index>" for samples without one), for checkpoints.
+  std::set<std::string> bad_sample_keys() const;
+  /// Counts `keys` as bad samples already seen, so that a resumed run goes on counting from the
+  /// checkpoint instead of from zero.
+  void restore_bad_samples(const std::set<std::string>& keys);
 
   /// Builds the micro-batch from dataset indices (what the workers run). Exposed for tests.
   Batch build_batch(int64_t epoch, const std::vector<int64_t>& indices);

@@ -310,6 +310,7 @@ void Trainer::fit() {
     state.world_size = rank_info_.world_size;
     state.ema_updates = ema_ ? ema_->num_updates() : 0;
     state.loss_history = loss_history_;
+    state.bad_samples = loader_->bad_sample_keys();
     state.config_dir = std::filesystem::absolute(base_dir_).lexically_normal().string();
     if (loss_scaler_) {
       state.loss_scale = loss_scaler_->scale();
@@ -336,6 +337,7 @@ void Trainer::fit() {
       progress_.batch_in_epoch = resumed_batch_in_epoch(state, rank_info_.world_size, config_.data().batch_size());
       progress_.images_seen = state.images_seen;
       loss_history_ = state.loss_history;
+      loader_->restore_bad_samples(state.bad_samples);
       if (ema_) ema_->set_num_updates(state.ema_updates);
       // A checkpoint from an fp32/bf16 run (no scale saved) starts the scaler afresh.
       if (loss_scaler_ && state.loss_scale > 0) {

@@ -2,13 +2,19 @@
 // zero-byte file, a PNG whose header claims 100000 x 100000 pixels (refused before decoding), a
 // row naming a missing file and a row without a caption. The run goes on per data.bad_data (each
 // bad sample logged once with its path and the reason, replaced by the next good one), both ranks
-// take every step, and past max_bad_samples the job stops with the reason instead of hanging.
+// take every step, and past max_bad_samples the job stops with the reason instead of hanging;
+// checkpoints keep each rank's bad samples, so a resumed run stops where the straight one does.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "framework/util/file_util.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {
@@ -99,6 +105,68 @@ TEST(CorruptData, MoreBadSamplesThanAllowedStopTheJobWithTheReason) {
   EXPECT_NE(code, 0) << output;
   EXPECT_NE(output.find("bad samples exceed data.bad_data.max_bad_samples=1"), std::string::npos) << output;
   EXPECT_FALSE(fs::exists(dir / "out" / "checkpoints" / "step-00000004")) << output;
+}
+
+/// The bad samples rank `rank` recorded in the checkpoint of `step` in dir/out.
+std::set<std::string> recorded_bad_samples(const fs::path& dir, int step, int rank) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "step-%08d/rank-%05d.json", step, rank);
+  const auto file = nlohmann::json::parse(read_file((dir / "out" / "checkpoints" / name).string()));
+  return file.at("data").at("bad_samples").get<std::set<std::string>>();
+}
+
+/// One micro-batch per step, no worker threads and one batch of prefetch, so that a checkpoint
+/// after step s has met the bad samples of micro-batches up to s + 1 only (the loader counts
+/// what it prefetched: a resume meets those again anyway).
+std::string sdtrain_command(const fs::path& dir, int max_bad_samples, const std::string& extra = "") {
+  return test::mpirun(2) + " " + (test::binary_dir() / "bin" / "sdtrain").string() + " --config " +
+         config_for(dir, max_bad_samples) +
+         " --set gradient_accumulation_steps=1 --set data.num_workers=0 --set data.prefetch_batches=1 " + extra;
+}
+
+// A resumed run counts the bad samples met before the checkpoint: with a limit one below what a
+// rank meets in the 4 steps, the straight run stops, and so does the one resumed from step 2.
+TEST(CorruptData, TheBadSampleCountSurvivesAResume) {
+  const fs::path scratch = test::scratch_dir();  // (each call empties the test's folder)
+  const fs::path straight = scratch / "straight";
+  make_folder(straight / "data");
+  std::string output;
+  ASSERT_EQ(test::run_command(sdtrain_command(straight, 100), &output), 0) << output;
+  const std::set<std::string> met[2] = {recorded_bad_samples(straight, 4, 0), recorded_bad_samples(straight, 4, 1)};
+  EXPECT_EQ(met[0].size() + met[1].size(), 6u) << "each bad row is met once, by one rank";
+  const int busiest = met[0].size() >= met[1].size() ? 0 : 1;
+  const int limit = static_cast<int>(met[busiest].size()) - 1;
+  const std::string expected = std::to_string(limit + 1) + " bad samples exceed data.bad_data.max_bad_samples=" +
+                               std::to_string(limit);
+
+  // Checkpoints after steps 1, 2 and 3; resume from one where the busiest rank had met some of
+  // its bad samples but not all (else a count restarting at zero would pass or fail alike).
+  const fs::path resumed = scratch / "resumed";
+  make_folder(resumed / "data");
+  ASSERT_EQ(test::run_command(
+                sdtrain_command(resumed, 100, "--set run.max_steps=3 --set run.checkpoint_every_n_steps=1"), &output),
+            0)
+      << output;
+  int resume_step = 0;
+  for (int step = 1; step <= 3 && resume_step == 0; ++step) {
+    const std::set<std::string> before = recorded_bad_samples(resumed, step, busiest);
+    EXPECT_TRUE(std::includes(met[busiest].begin(), met[busiest].end(), before.begin(), before.end()));
+    if (!before.empty() && before.size() < met[busiest].size()) resume_step = step;
+  }
+  ASSERT_NE(resume_step, 0) << "no checkpoint splits the busiest rank's bad samples";
+  char checkpoint[32];
+  std::snprintf(checkpoint, sizeof(checkpoint), "step-%08d", resume_step);
+
+  EXPECT_NE(test::run_command(sdtrain_command(straight, limit, "--set run.output_dir=out2"), &output), 0) << output;
+  EXPECT_NE(output.find(expected), std::string::npos) << output;
+  EXPECT_NE(test::run_command(sdtrain_command(resumed, limit,
+                                              "--set run.max_steps=4 --set run.resume=" +
+                                                  (resumed / "out" / "checkpoints" / checkpoint).string()),
+                              &output),
+            0)
+      << output;
+  EXPECT_NE(output.find(expected), std::string::npos) << output;
+  EXPECT_NE(output.find("resumed from"), std::string::npos) << output;
 }
 
 }  // namespace

@@ -128,6 +128,39 @@ TEST(DataLoader, TooManyBadSamplesAbortWithTheReason) {
   }
 }
 
+// What a checkpoint restores counts towards the limit; a sample already counted is not again.
+TEST(DataLoader, RestoredBadSamplesCountTowardsTheLimit) {
+  DataLoaderOptions options = loader_options(0);
+  options.shuffle = false;
+  options.bad_data.set_max_bad_samples(1);
+  std::set<std::string> met;
+  {
+    DataLoader first(colors(16, 1), options);
+    first.seek(0, 0);
+    ASSERT_TRUE(first.next().has_value());  // meets sample 1: 1 bad sample, at the limit
+    met = first.bad_sample_keys();
+    ASSERT_EQ(met.size(), 1u);
+  }
+  {
+    DataLoader resumed(colors(16, 1), options);
+    resumed.restore_bad_samples(met);
+    resumed.seek(1, 0);
+    ASSERT_TRUE(resumed.next().has_value());  // meets sample 1 again: still 1
+    EXPECT_EQ(resumed.bad_sample_keys(), met);
+  }
+  DataLoader resumed(colors(16, 1), options);
+  resumed.restore_bad_samples({"colors/9.png"});  // another sample met before the checkpoint
+  EXPECT_EQ(resumed.bad_samples(), 1);
+  resumed.seek(0, 0);
+  try {
+    resumed.next();
+    FAIL();
+  } catch (const DataError& error) {
+    EXPECT_STREQ(error.what(),
+                 "2 bad samples exceed data.bad_data.max_bad_samples=1; last: colors/1.png: corrupt (test)");
+  }
+}
+
 TEST(CaptionDropout, UniformFromSeedIsSplitmix64) {
   // splitmix64's published first output for state 0 is 0xE220A8397B1DCDAF; the uniform is its top
   // 53 bits / 2^53, so the value is fixed on every platform and standard library.
