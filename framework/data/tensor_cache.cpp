@@ -22,14 +22,21 @@ std::string tensor_bytes_sha256(const torch::Tensor& contiguous_cpu) {
   return sha256_hex(std::string(bytes, bytes + contiguous_cpu.numel() * contiguous_cpu.element_size()));
 }
 
+/// "12 MB", or "8 KB" below a megabyte (small limits appear in tests and tiny runs).
+std::string size_text(int64_t bytes) {
+  return bytes >= 1024 * 1024 ? std::to_string(bytes / (1024 * 1024)) + " MB" : std::to_string(bytes / 1024) + " KB";
+}
+
 }  // namespace
 
-TensorCache::TensorCache(std::string dir, const std::string& option) : dir_(std::move(dir)) {
+TensorCache::TensorCache(std::string dir, const std::string& dir_option, int64_t max_memory_bytes,
+                         std::string limit_option)
+    : dir_(std::move(dir)), max_memory_bytes_(max_memory_bytes), limit_option_(std::move(limit_option)) {
   if (dir_.empty()) return;
   std::error_code error;
   fs::create_directories(dir_, error);
   if (error || !fs::is_directory(dir_)) {
-    throw ConfigError(option + ": cannot create the cache directory " + dir_ + ": " +
+    throw ConfigError(dir_option + ": cannot create the cache directory " + dir_ + ": " +
                       (error ? error.message() : "not a directory"));
   }
 }
@@ -38,6 +45,11 @@ std::string TensorCache::path_for(const std::string& key) const {
   if (dir_.empty()) return "";
   const std::string hash = sha256_hex(key);
   return (fs::path(dir_) / hash.substr(0, 2) / (hash + ".safetensors")).string();
+}
+
+int64_t TensorCache::memory_bytes() const {
+  std::shared_lock<std::shared_mutex> lock(mutex_);
+  return memory_bytes_;
 }
 
 std::size_t TensorCache::memory_entries() const {
@@ -79,7 +91,22 @@ torch::Tensor TensorCache::get(const std::string& key) const {
 void TensorCache::put(const std::string& key, const torch::Tensor& value) {
   const torch::Tensor stored = value.detach().to(torch::kCPU).contiguous().clone();
   if (dir_.empty()) {
+    const auto bytes = static_cast<int64_t>(stored.nbytes());
     std::unique_lock<std::shared_mutex> lock(mutex_);
+    const auto found = memory_.find(key);
+    const auto replaced = found == memory_.end() ? int64_t{0} : static_cast<int64_t>(found->second.nbytes());
+    if (max_memory_bytes_ > 0 && memory_bytes_ - replaced + bytes > max_memory_bytes_) {
+      if (!warned_full_) {
+        warned_full_ = true;
+        SDTRAIN_LOG_ALL_RANKS(WARNING) << "cache: the in-memory cache is full (" << memory_.size() << " entries, "
+                                       << size_text(memory_bytes_) << " of the " << limit_option_ << " limit of "
+                                       << size_text(max_memory_bytes_)
+                                       << "); entries past it are recomputed every time. Raise the limit or set "
+                                          "cache.dir to keep them on disk";
+      }
+      return;
+    }
+    memory_bytes_ += bytes - replaced;
     memory_[key] = stored;
     return;
   }

@@ -15,6 +15,7 @@
 
 #include "framework/data/data_loader.h"
 #include "framework/data/image_codec.h"
+#include "framework/data/tensor_cache.h"
 #include "framework/dist/process_group.h"
 #include "framework/log/logger.h"
 #include "framework/train/trainer.h"
@@ -363,6 +364,35 @@ TEST(EncoderCache, CorruptDiskEntriesAreRecomputedWithAWarning) {
   }
 }
 
+// In memory, a full cache keeps its first entries (replacing one is still allowed), does not
+// store new keys and says so once.
+TEST(TensorCache, MemoryLimitKeepsTheFirstEntriesAndWarnsOnce) {
+  const fs::path dir = test::scratch_dir();
+  const auto entry = [](float value) { return torch::full({1024}, value); };  // 4 KB each
+  LogCapture capture(dir / "log.txt");
+  TensorCache cache("", "cache.dir", 2 * 4096, "cache.max_memory_mb (test)");
+  cache.put("a", entry(1));
+  cache.put("b", entry(2));
+  cache.put("c", entry(3));
+  cache.put("d", entry(4));
+  cache.put("a", entry(5));  // a replacement of the same size fits
+  EXPECT_EQ(cache.memory_entries(), 2u);
+  EXPECT_EQ(cache.memory_bytes(), 2 * 4096);
+  EXPECT_TRUE(torch::equal(cache.get("a"), entry(5)));
+  EXPECT_TRUE(torch::equal(cache.get("b"), entry(2)));
+  EXPECT_FALSE(cache.get("c").defined());
+  EXPECT_FALSE(cache.get("d").defined());
+  const std::string text = capture.text();
+  EXPECT_EQ(count_occurrences(text, "cache: the in-memory cache is full (2 entries, 8 KB of the cache.max_memory_mb "
+                                    "(test) limit of 8 KB)"),
+            1)
+      << text;
+
+  TensorCache unlimited("", "cache.dir");
+  for (int i = 0; i < 10; ++i) unlimited.put(std::to_string(i), entry(static_cast<float>(i)));
+  EXPECT_EQ(unlimited.memory_entries(), 10u);
+}
+
 TEST(EncoderCache, RandomCropWithAChoiceIsNotCached) {
   const fs::path dir = test::scratch_dir();
   // 24x16 images: resized to 48x32 for resolution 32, so a random crop has 17 windows.
@@ -404,6 +434,8 @@ TEST(EncoderCache, ImpossibleSettingsAreRefusedNamingTheField) {
   EXPECT_NE(error_of("first_stage: PIXELS cache { latents: true }").find("cache.latents: first_stage PIXELS"),
             std::string::npos);
   EXPECT_NE(error_of("cache { dir: \"somewhere\" }").find("cache.dir:"), std::string::npos);
+  EXPECT_NE(error_of("cache { text_embeddings: true max_memory_mb: -1 }").find("cache.max_memory_mb: must be >= 0"),
+            std::string::npos);
   // PIXELS with a text cache is fine.
   EXPECT_EQ(error_of("first_stage: PIXELS cache { text_embeddings: true }"), "");
 }

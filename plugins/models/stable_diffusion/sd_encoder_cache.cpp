@@ -38,8 +38,10 @@ std::string autocast_tag(const torch::Device& device) {
   }
 }
 
-SdLatentCache::SdLatentCache(const std::string& dir, std::string vae, std::string precision)
-    : vae_(std::move(vae)), precision_(std::move(precision)), storage_(subfolder(dir, "latents"), "cache.dir") {}
+SdLatentCache::SdLatentCache(const std::string& dir, std::string vae, std::string precision, int64_t max_memory_bytes)
+    : vae_(std::move(vae)),
+      precision_(std::move(precision)),
+      storage_(subfolder(dir, "latents"), "cache.dir", max_memory_bytes, "cache.max_memory_mb (latents)") {}
 
 std::string SdLatentCache::key(const PixelsOrigin& origin) const {
   return "sd-latent-moments v1\nvae " + vae_ + "\nprecision " + precision_ + "\nsource " + origin.source +
@@ -55,10 +57,12 @@ void SdLatentCache::store(const PixelsOrigin& origin, const torch::Tensor& momen
   if (origin.deterministic) storage_.put(key(origin), moments);
 }
 
-SdTextCache::SdTextCache(const std::string& dir, std::string text_encoder, std::string precision)
+SdTextCache::SdTextCache(const std::string& dir, std::string text_encoder, std::string precision,
+                         int64_t max_memory_bytes)
     : text_encoder_(std::move(text_encoder)),
       precision_(std::move(precision)),
-      storage_(subfolder(dir, "text_embeddings"), "cache.dir") {}
+      storage_(subfolder(dir, "text_embeddings"), "cache.dir", max_memory_bytes,
+               "cache.max_memory_mb (text embeddings)") {}
 
 std::string SdTextCache::key(const std::string& caption) const {
   return "sd-text-embedding v1\ntext_encoder " + text_encoder_ + "\nprecision " + precision_ + "\ncaption " + caption;

@@ -51,9 +51,10 @@ struct SdCacheCounts {
 /// Posterior moments [2C, h, w] by PixelsOrigin. The data loader asks it before decoding.
 class SdLatentCache : public PixelCache {
  public:
-  /// dir "" = in memory; else moments live in <dir>/latents. `vae` is the autoencoder's
-  /// module_fingerprint, `precision` the autocast_tag the encoder will run under.
-  SdLatentCache(const std::string& dir, std::string vae, std::string precision);
+  /// dir "" = in memory (at most max_memory_bytes, 0: no limit); else moments live in
+  /// <dir>/latents. `vae` is the autoencoder's module_fingerprint, `precision` the autocast_tag
+  /// the encoder will run under.
+  SdLatentCache(const std::string& dir, std::string vae, std::string precision, int64_t max_memory_bytes = 0);
   /// Thread-safe; undefined unless origin.deterministic and an entry exists.
   torch::Tensor find(const PixelsOrigin& origin) const override;
   /// Stores one sample's moments (copied to the CPU). Only for deterministic origins.
@@ -72,8 +73,9 @@ class SdLatentCache : public PixelCache {
 /// Text encoder outputs [77, hidden] by caption.
 class SdTextCache {
  public:
-  /// dir "" = in memory; else embeddings live in <dir>/text_embeddings.
-  SdTextCache(const std::string& dir, std::string text_encoder, std::string precision);
+  /// dir "" = in memory (at most max_memory_bytes, 0: no limit); else embeddings live in
+  /// <dir>/text_embeddings.
+  SdTextCache(const std::string& dir, std::string text_encoder, std::string precision, int64_t max_memory_bytes = 0);
   torch::Tensor find(const std::string& caption) const;
   void store(const std::string& caption, const torch::Tensor& embedding);
   const std::string& precision() const { return precision_; }

@@ -107,6 +107,7 @@ void StableDiffusionModel::setup_caches(const PluginContext& context) {
     }
     return;
   }
+  if (cache.max_memory_mb() < 0) throw ConfigError("cache.max_memory_mb: must be >= 0 (0: no limit)");
   if (cache.latents() && !networks_.vae) {
     throw ConfigError("cache.latents: first_stage PIXELS has no autoencoder whose latents could be cached");
   }
@@ -116,14 +117,22 @@ void StableDiffusionModel::setup_caches(const PluginContext& context) {
   // force before using the caches.
   const Precision precision = context.config ? context.config->precision() : FP32;
   const std::string tag = precision == BF16 ? "bf16" : precision == FP16 ? "fp16" : "fp32";
-  if (cache.latents()) latent_cache_ = std::make_shared<SdLatentCache>(dir, module_fingerprint(*networks_.vae), tag);
+  const int64_t memory_limit = dir.empty() ? cache.max_memory_mb() * 1024 * 1024 : 0;
+  if (cache.latents()) {
+    latent_cache_ = std::make_shared<SdLatentCache>(dir, module_fingerprint(*networks_.vae), tag, memory_limit);
+  }
   if (cache.text_embeddings()) {
-    text_cache_ = std::make_unique<SdTextCache>(dir, module_fingerprint(*networks_.text_encoder), tag);
+    text_cache_ = std::make_unique<SdTextCache>(dir, module_fingerprint(*networks_.text_encoder), tag, memory_limit);
+  }
+  std::string where = "on disk in " + dir;
+  if (dir.empty()) {
+    where = memory_limit > 0 ? "in memory (at most " + std::to_string(cache.max_memory_mb()) + " MB each)"
+                             : "in memory (no size limit)";
   }
   SDTRAIN_LOG(INFO) << "cache: " << (cache.latents() ? "latents (posterior moments per image and flip)" : "")
                     << (cache.latents() && cache.text_embeddings() ? " and " : "")
                     << (cache.text_embeddings() ? "text embeddings" : "") << " "
-                    << (dir.empty() ? std::string("in memory") : "on disk in " + dir);
+                    << where;
 }
 
 void StableDiffusionModel::count(const Batch& batch, int64_t SdCacheCounts::*field) {
