@@ -1,6 +1,11 @@
 """Images/s of decode + the recipe's transforms: sdtrain (data_bench) vs PIL + torch, one thread.
 
   python bench/data/bench_data.py --bench build/bin/data_bench [--count 100] [--size 256]
+      [--loader-bench build/bin/data_loader_bench --workers N]
+
+With --workers, also the whole loaders with N workers each: sdtrain's DataLoader (threads) vs
+torch.utils.data.DataLoader (processes) over the same image folder with a metadata.csv, batch 4,
+shuffled, the same transforms (what diffusers' train_text_to_image.py feeds its training loop).
 
 Writes `count` JPEGs of size x size (like the Three Kingdoms portraits), then times both on them:
 PIL: Image.open().convert("RGB") -> resize short side to 512 (BICUBIC) -> random 512 crop ->
@@ -33,13 +38,43 @@ def pil_pipeline(path, size, rng):
     return torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float().div(255).mul(2).sub(1).contiguous()
 
 
+class PilFolder(torch.utils.data.Dataset):
+    """The files with the PIL pipeline, seeded per index (each worker draws its own crops/flips)."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        return pil_pipeline(self.files[index], 512, random.Random(index))
+
+
+def loader_rate(files, workers, epochs):
+    loader = torch.utils.data.DataLoader(PilFolder(files), batch_size=4, shuffle=True, num_workers=workers,
+                                         drop_last=True, persistent_workers=workers > 0)
+    for _ in loader:  # warm-up epoch, as the C++ side
+        pass
+    start = time.perf_counter()
+    images = 0
+    for _ in range(epochs):
+        for batch in loader:
+            images += batch.shape[0]
+    return images / (time.perf_counter() - start)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bench", required=True, help="path of the data_bench executable")
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--loader-bench", help="path of the data_loader_bench executable")
+    parser.add_argument("--workers", type=int, default=-1, help="also compare the loaders with this many workers")
     args = parser.parse_args()
+    if args.workers >= 0 and not args.loader_bench:
+        parser.error("--workers needs --loader-bench")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
         rng = np.random.RandomState(0)
@@ -51,6 +86,10 @@ def main():
             path = os.path.join(folder, f"{i:05d}.jpg")
             Image.fromarray(pixels).save(path, quality=90)
             files.append(path)
+        with open(os.path.join(folder, "metadata.csv"), "w") as metadata:
+            metadata.write("file_name,text\n")
+            for path in files:
+                metadata.write(f"{os.path.basename(path)},a test pattern\n")
         best = 1e30
         pick = random.Random(0)
         for _ in range(args.passes):
@@ -67,6 +106,17 @@ def main():
         print(f"  PIL + torch : {pil_rate:8.1f} images/s")
         print(f"  sdtrain     : {ours:8.1f} images/s (decode {float(values['decode_fraction']) * 100:.0f}% of it)")
         print(f"  ratio       : {ours / pil_rate:8.2f}x")
+        if args.workers >= 0:
+            epochs = args.passes
+            torch_rate = loader_rate(files, args.workers, epochs)
+            output = subprocess.run([args.loader_bench, folder, str(args.workers), str(epochs)], check=True,
+                                    capture_output=True, text=True).stdout
+            values = dict(line.split() for line in output.strip().splitlines())
+            loader_ours = float(values["images_per_s"])
+            print(f"data loaders, {args.workers} workers each, batch 4, shuffled, {epochs} epochs after a warm-up")
+            print(f"  torch DataLoader + PIL : {torch_rate:8.1f} images/s")
+            print(f"  sdtrain DataLoader     : {loader_ours:8.1f} images/s")
+            print(f"  ratio                  : {loader_ours / torch_rate:8.2f}x")
 
 
 if __name__ == "__main__":
