@@ -64,6 +64,12 @@ def loader_rate(files, workers, epochs):
     return images / (time.perf_counter() - start)
 
 
+def run_bench(command):
+    """Runs a C++ benchmark and returns its "name value" output lines as a dict."""
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return dict(line.split() for line in output.strip().splitlines())
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bench", required=True, help="path of the data_bench executable")
@@ -98,9 +104,7 @@ def main():
                 pil_pipeline(path, 512, pick)
             best = min(best, time.perf_counter() - start)
         pil_rate = len(files) / best
-        output = subprocess.run([args.bench, folder, str(args.passes)], check=True, capture_output=True,
-                                text=True).stdout
-        values = dict(line.split() for line in output.strip().splitlines())
+        values = run_bench([args.bench, folder, str(args.passes)])
         ours = float(values["images_per_s"])
         print(f"decode + transforms of {args.count} {args.size}x{args.size} JPEGs -> 512x512, one thread")
         print(f"  PIL + torch : {pil_rate:8.1f} images/s")
@@ -109,10 +113,7 @@ def main():
         if args.workers >= 0:
             epochs = args.passes
             torch_rate = loader_rate(files, args.workers, epochs)
-            output = subprocess.run([args.loader_bench, folder, str(args.workers), str(epochs)], check=True,
-                                    capture_output=True, text=True).stdout
-            values = dict(line.split() for line in output.strip().splitlines())
-            loader_ours = float(values["images_per_s"])
+            loader_ours = float(run_bench([args.loader_bench, folder, str(args.workers), str(epochs)])["images_per_s"])
             print(f"data loaders, {args.workers} workers each, batch 4, shuffled, {epochs} epochs after a warm-up")
             print(f"  torch DataLoader + PIL : {torch_rate:8.1f} images/s")
             print(f"  sdtrain DataLoader     : {loader_ours:8.1f} images/s")
