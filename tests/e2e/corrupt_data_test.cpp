@@ -125,7 +125,8 @@ std::string sdtrain_command(const fs::path& dir, int max_bad_samples, const std:
 }
 
 // A resumed run counts the bad samples met before the checkpoint: with a limit one below what a
-// rank meets in the 4 steps, the straight run stops, and so does the one resumed from step 2.
+// rank meets in the 4 steps, the straight run stops, and so does the run resumed from a
+// checkpoint taken between that rank's bad samples.
 TEST(CorruptData, TheBadSampleCountSurvivesAResume) {
   const fs::path scratch = test::scratch_dir();  // (each call empties the test's folder)
   const fs::path straight = scratch / "straight";
