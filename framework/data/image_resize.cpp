@@ -4,16 +4,22 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 
 namespace sdtrain {
 namespace {
 
 // The vertical pass is compiled also for AVX2 and picked at load time where the CPU has it: the
-// baseline x86-64 build has no 32-bit vector multiply (1.1x images/s in bench/data's data_bench;
-// the horizontal pass, scalar over 3-channel pixels, gains nothing from it).
+// baseline x86-64 build has no 32-bit vector multiply (1.1x images/s in bench/data's data_bench).
+// The horizontal pass over RGB pixels has a hand-written AVX2 kernel (Rgb16BitKernel): the
+// compiler does not vectorise 3-channel pixels with per-pixel coefficients.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define SDTRAIN_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -114,33 +120,190 @@ inline std::uint8_t clip8(std::int32_t value) {
   return static_cast<std::uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
 }
 
-/// Horizontal pass over `rows` rows starting at `src` (stride in bytes) into `dst` (packed).
+/// Where the horizontal pass writes: `planes` holds C planes of `plane_size` bytes, rows of
+/// `width` bytes; output pixel x of a row lands in column x, or width - 1 - x when mirrored.
+struct PlanarTarget {
+  std::uint8_t* planes = nullptr;
+  std::size_t plane_size = 0;
+  int width = 0;
+  bool mirror = false;
+
+  std::uint8_t* at(int channel, int row, int x) const {
+    return planes + plane_size * channel + static_cast<std::size_t>(row) * width + (mirror ? width - 1 - x : x);
+  }
+};
+
+/// One output pixel of the horizontal pass, scalar: PIL's loop.
 template <int C>
-void horizontal_pass(const std::uint8_t* src, std::size_t src_stride, int rows, const Coefficients& c,
-                     std::uint8_t* dst) {
-  const int width = static_cast<int>(c.start.size());
+inline void horizontal_pixel(const std::uint8_t* in, const Coefficients& c, int x, const PlanarTarget& out, int row) {
+  const std::int32_t* k = &c.weights[static_cast<std::size_t>(x) * c.ksize];
+  const std::uint8_t* p = in + static_cast<std::size_t>(c.start[x]) * C;
+  std::int32_t acc[C];
+  for (int ch = 0; ch < C; ++ch) acc[ch] = 1 << (kPrecisionBits - 1);
+  for (int t = 0; t < c.taps[x]; ++t) {
+    const std::int32_t w = k[t];
+    for (int ch = 0; ch < C; ++ch) acc[ch] += p[t * C + ch] * w;
+  }
+  for (int ch = 0; ch < C; ++ch) *out.at(ch, row, x) = clip8(acc[ch]);
+}
+
+/// Horizontal pass over output pixels [x_first, x_last) of `rows` rows starting at `src` (stride
+/// in bytes), scalar.
+template <int C>
+void horizontal_pass(const std::uint8_t* src, std::size_t src_stride, int rows, const Coefficients& c, int x_first,
+                     int x_last, const PlanarTarget& out) {
   for (int y = 0; y < rows; ++y) {
     const std::uint8_t* in = src + src_stride * y;
-    std::uint8_t* out = dst + static_cast<std::size_t>(width) * C * y;
-    for (int x = 0; x < width; ++x) {
+    for (int x = x_first; x < x_last; ++x) horizontal_pixel<C>(in, c, x, out, y);
+  }
+}
+
+void horizontal_dispatch(int channels, const std::uint8_t* src, std::size_t stride, int rows, const Coefficients& c,
+                         int x_first, int x_last, const PlanarTarget& out) {
+  switch (channels) {
+    case 1: horizontal_pass<1>(src, stride, rows, c, x_first, x_last, out); break;
+    case 2: horizontal_pass<2>(src, stride, rows, c, x_first, x_last, out); break;
+    case 3: horizontal_pass<3>(src, stride, rows, c, x_first, x_last, out); break;
+    default: horizontal_pass<4>(src, stride, rows, c, x_first, x_last, out); break;
+  }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SDTRAIN_HORIZONTAL_AVX2 1
+
+/// The horizontal pass of 3-channel images with AVX2, bit-identical to horizontal_pass<3>.
+///
+/// PIL's 22-bit coefficients do not fit the 16-bit multiplies of pmaddwd, so each is split as
+/// w = hi * 2^11 + lo with 0 <= lo < 2^11: sum(p * w) = 2^11 * sum(p * hi) + sum(p * lo), the same
+/// integer as PIL's (exact even where the partial products wrap, since the total fits 32 bits).
+/// One 16-byte load covers 4 taps of an RGB pixel; shuffles pair taps (t, t + 1) per channel as
+/// 16-bit lanes, so one pmaddwd per pair yields [R, G, B, 0] partial sums. Two output pixels go
+/// through the two 128-bit halves at once.
+class Rgb16BitKernel {
+ public:
+  /// Builds the split coefficients of the pixels whose 16-byte loads stay inside a row of
+  /// `row_bytes` bytes: a prefix [0, simd_end()) of the outputs (starts only grow along a row).
+  Rgb16BitKernel(const Coefficients& c, std::size_t row_bytes) {
+    int max_taps = 0;
+    for (int taps : c.taps) max_taps = std::max(max_taps, taps);
+    groups_ = (max_taps + 3) / 4;
+    const int width = static_cast<int>(c.start.size());
+    while (simd_end_ < width &&
+           static_cast<std::size_t>(c.start[simd_end_]) * 3 + 12 * (groups_ - 1) + 16 <= row_bytes) {
+      ++simd_end_;
+    }
+    // Per pixel and group of 4 taps: hi(t0, t1), hi(t2, t3), lo(t0, t1), lo(t2, t3), each as
+    // 8 int16 lanes [wa, wb, wa, wb, wa, wb, 0, 0] matching the shuffled pixels.
+    weights_.assign(static_cast<std::size_t>(simd_end_) * groups_ * 32, 0);
+    for (int x = 0; x < simd_end_; ++x) {
       const std::int32_t* k = &c.weights[static_cast<std::size_t>(x) * c.ksize];
-      const std::uint8_t* p = in + static_cast<std::size_t>(c.start[x]) * C;
-      std::int32_t acc[C];
-      for (int ch = 0; ch < C; ++ch) acc[ch] = 1 << (kPrecisionBits - 1);
-      const int taps = c.taps[x];
-      if (taps == 4) {  // every inner pixel of a bicubic upscale: unrolled (sums are exact in any order)
-        for (int ch = 0; ch < C; ++ch) {
-          acc[ch] += p[ch] * k[0] + p[C + ch] * k[1] + p[2 * C + ch] * k[2] + p[3 * C + ch] * k[3];
-        }
-      } else {
-        for (int t = 0; t < taps; ++t) {
-          const std::int32_t w = k[t];
-          for (int ch = 0; ch < C; ++ch) acc[ch] += p[t * C + ch] * w;
+      for (int g = 0; g < groups_; ++g) {
+        std::int16_t* v = &weights_[(static_cast<std::size_t>(x) * groups_ + g) * 32];
+        for (int j = 0; j < 4; ++j) {
+          const int t = 4 * g + j;
+          const std::int32_t w = t < c.taps[x] ? k[t] : 0;
+          const auto hi = static_cast<std::int16_t>(w >> 11);  // floor: lo below is never negative
+          const auto lo = static_cast<std::int16_t>(w & 0x7FF);
+          const int pair = j / 2;
+          for (int ch = 0; ch < 3; ++ch) {
+            v[pair * 8 + ch * 2 + j % 2] = hi;
+            v[16 + pair * 8 + ch * 2 + j % 2] = lo;
+          }
         }
       }
-      for (int ch = 0; ch < C; ++ch) out[x * C + ch] = clip8(acc[ch]);
     }
   }
+
+  int simd_end() const { return simd_end_; }
+
+  __attribute__((target("avx2"))) void run(const std::uint8_t* src, std::size_t src_stride, int rows,
+                                           const Coefficients& c, const PlanarTarget& out) const {
+    // Bytes [R G B 0] of pixels 0 and 2 in the low half, 1 and 3 in the high half (after the
+    // 64-bit permute) -> [R0 R1 R2 R3 | G0 .. | B0 .. | -], or pixels 3 2 1 0 when mirrored.
+    const __m128i to_planes = out.mirror
+                                  ? _mm_setr_epi8(12, 4, 8, 0, 13, 5, 9, 1, 14, 6, 10, 2, -1, -1, -1, -1)
+                                  : _mm_setr_epi8(0, 8, 4, 12, 1, 9, 5, 13, 2, 10, 6, 14, -1, -1, -1, -1);
+    const int width = out.width;
+    for (int y = 0; y < rows; ++y) {
+      const std::uint8_t* in = src + src_stride * y;
+      std::uint8_t* r = out.planes + static_cast<std::size_t>(y) * width;  // row starts of the planes
+      std::uint8_t* g = r + out.plane_size;
+      std::uint8_t* b = g + out.plane_size;
+      int x = 0;
+      for (; x + 3 < simd_end_; x += 4) {
+        const __m256i first = pixel_pair(in, c, x);
+        const __m256i second = pixel_pair(in, c, x + 2);
+        const __m256i words = _mm256_packus_epi32(first, second);  // clamps below 0
+        const __m256i bytes = _mm256_packus_epi16(words, words);   // clamps above 255
+        const __m128i four =
+            _mm_shuffle_epi8(_mm256_castsi256_si128(_mm256_permute4x64_epi64(bytes, 0x08)), to_planes);
+        const std::size_t at = out.mirror ? width - 4 - x : x;
+        store4(r + at, _mm_cvtsi128_si32(four));
+        store4(g + at, _mm_extract_epi32(four, 1));
+        store4(b + at, _mm_extract_epi32(four, 2));
+      }
+      for (; x < simd_end_; ++x) horizontal_pixel<3>(in, c, x, out, y);
+    }
+  }
+
+ private:
+  /// The shifted sums [R G B 0] of output pixels x (low half) and x + 1 (high half).
+  __attribute__((target("avx2"))) __m256i pixel_pair(const std::uint8_t* in, const Coefficients& c, int x) const {
+    const __m128i pair01 = _mm_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1);
+    const __m128i pair23 = _mm_setr_epi8(6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1);
+    const __m256i shuffle01 = _mm256_setr_m128i(pair01, pair01);
+    const __m256i shuffle23 = _mm256_setr_m128i(pair23, pair23);
+    const std::uint8_t* pa = in + static_cast<std::size_t>(c.start[x]) * 3;
+    const std::uint8_t* pb = in + static_cast<std::size_t>(c.start[x + 1]) * 3;
+    const std::int16_t* wa = &weights_[static_cast<std::size_t>(x) * groups_ * 32];
+    const std::int16_t* wb = wa + static_cast<std::size_t>(groups_) * 32;
+    __m256i hi = _mm256_setzero_si256();
+    __m256i lo = _mm256_setzero_si256();
+    for (int g = 0; g < groups_; ++g) {
+      const __m256i pixels = load_pair(pa + 12 * g, pb + 12 * g);
+      const __m256i p01 = _mm256_shuffle_epi8(pixels, shuffle01);
+      const __m256i p23 = _mm256_shuffle_epi8(pixels, shuffle23);
+      const std::int16_t* a = wa + 32 * g;
+      const std::int16_t* b = wb + 32 * g;
+      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(p01, load_pair(a, b)));
+      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(p23, load_pair(a + 8, b + 8)));
+      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(p01, load_pair(a + 16, b + 16)));
+      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(p23, load_pair(a + 24, b + 24)));
+    }
+    const __m256i rounding = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
+    const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(hi, 11), lo), rounding);
+    return _mm256_srai_epi32(sum, kPrecisionBits);
+  }
+
+  __attribute__((target("avx2"))) static __m256i load_pair(const void* a, const void* b) {
+    return _mm256_setr_m128i(_mm_loadu_si128(static_cast<const __m128i*>(a)),
+                             _mm_loadu_si128(static_cast<const __m128i*>(b)));
+  }
+
+  static void store4(std::uint8_t* to, int value) { std::memcpy(to, &value, 4); }
+
+  int groups_ = 0;
+  int simd_end_ = 0;
+  std::vector<std::int16_t> weights_;
+};
+#endif
+
+/// The horizontal pass into planes: the AVX2 kernel where the CPU has it and the image is RGB,
+/// PIL's scalar loop for the rest.
+void horizontal_to_planes(int channels, const std::uint8_t* src, std::size_t stride, std::size_t row_bytes, int rows,
+                          const Coefficients& c, const PlanarTarget& out) {
+  int scalar_first = 0;
+#ifdef SDTRAIN_HORIZONTAL_AVX2
+  static const bool has_avx2 = __builtin_cpu_supports("avx2");
+  if (channels == 3 && has_avx2) {
+    const Rgb16BitKernel kernel(c, row_bytes);
+    kernel.run(src, stride, rows, c, out);
+    scalar_first = kernel.simd_end();
+  }
+#else
+  (void)row_bytes;
+#endif
+  horizontal_dispatch(channels, src, stride, rows, c, scalar_first, static_cast<int>(c.start.size()), out);
 }
 
 /// Vertical pass: output row i mixes rows (c.start[i] - row_offset) ... of `src`.
@@ -163,16 +326,6 @@ void vertical_pass(const std::uint8_t* src, std::size_t src_stride, int row_offs
   }
 }
 
-void horizontal_dispatch(int channels, const std::uint8_t* src, std::size_t stride, int rows,
-                         const Coefficients& c, std::uint8_t* dst) {
-  switch (channels) {
-    case 1: horizontal_pass<1>(src, stride, rows, c, dst); break;
-    case 2: horizontal_pass<2>(src, stride, rows, c, dst); break;
-    case 3: horizontal_pass<3>(src, stride, rows, c, dst); break;
-    default: horizontal_pass<4>(src, stride, rows, c, dst); break;
-  }
-}
-
 /// PIL's nearest-neighbour resize (ImagingScaleAffine): source index floor((x + 0.5) * scale),
 /// with the position accumulated in double precision as PIL does.
 std::vector<int> nearest_table(int in_size, int out_size, int first, int count) {
@@ -189,10 +342,7 @@ std::vector<int> nearest_table(int in_size, int out_size, int first, int count) 
   return table;
 }
 
-}  // namespace
-
-Image resize_window(const Image& image, int out_width, int out_height, ResampleFilter filter, bool antialias,
-                    ResizeWindow window) {
+void check_arguments(const Image& image, int out_width, int out_height, const ResizeWindow& window) {
   const int C = image.channels;
   if (C < 1 || C > 4 || image.width <= 0 || image.height <= 0 ||
       image.pixels.size() != static_cast<std::size_t>(image.width) * image.height * C) {
@@ -203,29 +353,39 @@ Image resize_window(const Image& image, int out_width, int out_height, ResampleF
     throw std::invalid_argument("resize: output size must be positive, got " + std::to_string(out_width) + "x" +
                                 std::to_string(out_height));
   }
-  if (window.width == 0 && window.height == 0) window = {0, 0, out_width, out_height};
   if (window.x < 0 || window.y < 0 || window.width <= 0 || window.height <= 0 ||
       window.x + window.width > out_width || window.y + window.height > out_height) {
     throw std::invalid_argument("resize: window outside the " + std::to_string(out_width) + "x" +
                                 std::to_string(out_height) + " output");
   }
-  Image out;
-  out.width = window.width;
-  out.height = window.height;
-  out.channels = C;
-  out.pixels.resize(static_cast<std::size_t>(out.width) * out.height * C);
+}
+
+ResizeWindow whole_if_empty(ResizeWindow window, int out_width, int out_height) {
+  if (window.width == 0 && window.height == 0) return {0, 0, out_width, out_height};
+  return window;
+}
+
+}  // namespace
+
+void resize_window_planar(const Image& image, int out_width, int out_height, ResampleFilter filter, bool antialias,
+                          ResizeWindow window, bool mirror, std::uint8_t* planes) {
+  window = whole_if_empty(window, out_width, out_height);
+  check_arguments(image, out_width, out_height, window);
+  const int C = image.channels;
   const std::size_t in_stride = static_cast<std::size_t>(image.width) * C;
-  const std::size_t out_stride = static_cast<std::size_t>(out.width) * C;
+  const std::size_t plane_size = static_cast<std::size_t>(window.width) * window.height;
 
   if (filter == ResampleFilter::NEAREST) {
     const std::vector<int> xs = nearest_table(image.width, out_width, window.x, window.width);
     const std::vector<int> ys = nearest_table(image.height, out_height, window.y, window.height);
-    for (int y = 0; y < out.height; ++y) {
+    const PlanarTarget out{planes, plane_size, window.width, mirror};
+    for (int y = 0; y < window.height; ++y) {
       const std::uint8_t* in = image.pixels.data() + in_stride * ys[y];
-      std::uint8_t* o = out.pixels.data() + out_stride * y;
-      for (int x = 0; x < out.width; ++x) std::memcpy(o + x * C, in + static_cast<std::size_t>(xs[x]) * C, C);
+      for (int x = 0; x < window.width; ++x) {
+        for (int ch = 0; ch < C; ++ch) *out.at(ch, y, x) = in[static_cast<std::size_t>(xs[x]) * C + ch];
+      }
     }
-    return out;
+    return;
   }
 
   const Filter f = filter_for(filter);
@@ -247,32 +407,50 @@ Image resize_window(const Image& image, int out_width, int out_height, ResampleF
   }
   const int rows = row_last - row_first;
 
-  // Horizontal pass (or the window's columns of the source as they are).
-  std::vector<std::uint8_t> temp;
-  const std::uint8_t* mid = nullptr;
-  std::size_t mid_stride = 0;
+  // The window's columns of those rows as planes, mirrored: straight into `planes` when no
+  // vertical pass follows (then rows == window.height). Not zero-filled: every byte is written.
+  std::unique_ptr<std::uint8_t[]> temp;
+  std::uint8_t* mid = planes;
+  if (need_vertical) {
+    temp.reset(new std::uint8_t[static_cast<std::size_t>(C) * rows * window.width]);
+    mid = temp.get();
+  }
+  const std::size_t mid_plane = static_cast<std::size_t>(rows) * window.width;
+  const PlanarTarget mid_target{mid, mid_plane, window.width, mirror};
+  const std::uint8_t* first_row = image.pixels.data() + in_stride * row_first;
   if (need_horizontal) {
     const Coefficients horizontal = precompute(image.width, out_width, f, antialias, window.x, window.width);
-    std::uint8_t* target = out.pixels.data();
-    if (need_vertical) {
-      temp.resize(out_stride * rows);
-      target = temp.data();
-    }
-    horizontal_dispatch(C, image.pixels.data() + in_stride * row_first, in_stride, rows, horizontal, target);
-    if (!need_vertical) return out;
-    mid = temp.data();
-    mid_stride = out_stride;
+    horizontal_to_planes(C, first_row, in_stride, in_stride, rows, horizontal, mid_target);
   } else {
-    mid = image.pixels.data() + in_stride * row_first + static_cast<std::size_t>(window.x) * C;
-    mid_stride = in_stride;
-    if (!need_vertical) {
-      for (int y = 0; y < out.height; ++y) {
-        std::memcpy(out.pixels.data() + out_stride * y, mid + mid_stride * y, out_stride);
+    for (int y = 0; y < rows; ++y) {
+      const std::uint8_t* in = first_row + in_stride * y + static_cast<std::size_t>(window.x) * C;
+      for (int x = 0; x < window.width; ++x) {
+        for (int ch = 0; ch < C; ++ch) *mid_target.at(ch, y, x) = in[x * C + ch];
       }
-      return out;
     }
   }
-  vertical_pass(mid, mid_stride, row_first, vertical, static_cast<int>(out_stride), out.pixels.data());
+  if (!need_vertical) return;
+  for (int ch = 0; ch < C; ++ch) {
+    vertical_pass(mid + mid_plane * ch, window.width, row_first, vertical, window.width, planes + plane_size * ch);
+  }
+}
+
+Image resize_window(const Image& image, int out_width, int out_height, ResampleFilter filter, bool antialias,
+                    ResizeWindow window) {
+  window = whole_if_empty(window, out_width, out_height);
+  check_arguments(image, out_width, out_height, window);
+  const int C = image.channels;
+  const std::size_t plane_size = static_cast<std::size_t>(window.width) * window.height;
+  std::unique_ptr<std::uint8_t[]> planes(new std::uint8_t[plane_size * C]);
+  resize_window_planar(image, out_width, out_height, filter, antialias, window, false, planes.get());
+  Image out;
+  out.width = window.width;
+  out.height = window.height;
+  out.channels = C;
+  out.pixels.resize(plane_size * C);
+  for (std::size_t i = 0; i < plane_size; ++i) {
+    for (int ch = 0; ch < C; ++ch) out.pixels[i * C + ch] = planes[plane_size * ch + i];
+  }
   return out;
 }
 

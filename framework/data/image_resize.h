@@ -7,6 +7,8 @@
 /// fixed-point coefficients and its rounding and clipping of the 8-bit intermediate image, so the
 /// result is bit-identical to `PIL.Image.resize(size, resample)`. Single-threaded per call (the
 /// data loader parallelises across samples); no torch dependency.
+#include <cstdint>
+
 #include "framework/data/image.h"
 
 namespace sdtrain {
@@ -31,5 +33,13 @@ struct ResizeWindow {
 /// inconsistent image.
 Image resize_window(const Image& image, int out_width, int out_height, ResampleFilter filter, bool antialias,
                     ResizeWindow window = {});
+
+/// The pixels of resize_window(), mirrored left-right when `mirror`, written channel-first: plane
+/// c (c < image.channels) of window.width x window.height bytes starts at
+/// `planes + c * window.width * window.height`. The caller owns `planes` (channels * width *
+/// height bytes). What the training transforms use: the mirror and the channel split cost nothing
+/// inside the passes. Throws as resize_window() does, before writing anything.
+void resize_window_planar(const Image& image, int out_width, int out_height, ResampleFilter filter, bool antialias,
+                          ResizeWindow window, bool mirror, std::uint8_t* planes);
 
 }  // namespace sdtrain

@@ -115,6 +115,40 @@ TEST(Transforms, CenterCropPipelineMatchesTorchvision) {
   }
 }
 
+// apply_transforms resizes, crops, mirrors and splits the channels in one pass (the RGB kernel
+// has a vectorised path on x86): mirrored windows of every fixture against PIL's pixels.
+TEST(Transforms, MirroredWindowsMatchPil) {
+  const auto manifest = fixture_manifest();
+  for (const auto& entry : manifest["transforms"]) {
+    SCOPED_TRACE(std::string(entry["resized"]));
+    const Image source = read_image_file((fixture_dir() / std::string(entry["source"])).string(), 0);
+    const Image resized = testing::read_raw_rgb((fixture_dir() / std::string(entry["resized"])).string(),
+                                                entry["resized_width"], entry["resized_height"]);
+    TransformConfig config;
+    config.set_resolution(entry["resolution"]);
+    config.set_interpolation(interpolation_named(entry["interpolation"]));
+    const int r = config.resolution();
+    TransformPlan plan = plan_transforms(source.width, source.height, config, 0);
+    // The far corner: the last columns, where the vectorised kernel hands over to the scalar one.
+    plan.crop_x = plan.resized_width - r;
+    plan.crop_y = plan.resized_height - r;
+    for (bool flip : {false, true}) {
+      plan.flip = flip;
+      const torch::Tensor tensor = apply_plan_to_tensor(source, plan, config);
+      const torch::Tensor expected =
+          torch::from_blob(const_cast<std::uint8_t*>(resized.pixels.data()),
+                           {resized.height, resized.width, 3}, torch::kUInt8)
+              .slice(0, plan.crop_y, plan.crop_y + r)
+              .slice(1, plan.crop_x, plan.crop_x + r)
+              .permute({2, 0, 1});
+      const torch::Tensor oriented = flip ? expected.flip({2}) : expected;
+      const torch::Tensor reference = oriented.to(torch::kFloat32).div(255.0f).mul(2.0f).sub(1.0f);
+      EXPECT_TRUE(torch::equal(tensor, reference)) << "flip " << flip << ", max error "
+                                                   << (tensor - reference).abs().max().item<double>();
+    }
+  }
+}
+
 TEST(Transforms, RandomCropAndFlipAreSeededAndEqualCropOfTheFullResize) {
   const auto manifest = fixture_manifest();
   const auto& entry = manifest["transforms"][3 * 4 + 2];  // 700x500 -> 358x256, BICUBIC
