@@ -104,8 +104,8 @@ void DataLoader::restore_bad_samples(const std::set<std::string>& keys) {
   bad_keys_.insert(keys.begin(), keys.end());
 }
 
-torch::Tensor DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::string* caption, std::string* key,
-                                      PixelsOrigin* origin, torch::Tensor* cached) {
+bool DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::string* caption, std::string* key,
+                             PixelsOrigin* origin, torch::Tensor* cached, const torch::Tensor& slot) {
   Sample sample = dataset_->get(static_cast<std::size_t>(index));
   *caption = sample.caption;
   *key = sample.key;
@@ -143,7 +143,7 @@ torch::Tensor DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::
   const bool within_limit = static_cast<int64_t>(width) * height <= options_.bad_data.max_image_pixels();
   if (options_.pixel_cache && origin->deterministic && within_limit) {
     *cached = options_.pixel_cache->find(*origin);
-    if (cached->defined()) return {};
+    if (cached->defined()) return false;
   }
   if (sample.image.empty()) {
     sample.image = decode_image(sample.encoded, name, options_.bad_data.max_image_pixels());
@@ -153,14 +153,22 @@ torch::Tensor DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::
                       "x" + std::to_string(height));
     }
   }
-  return apply_plan_to_tensor(sample.image, plan, options_.transforms);
+  apply_plan_into(sample.image, plan, options_.transforms, slot);
+  return true;
 }
 
 Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices) {
   Batch batch;
-  std::vector<torch::Tensor> images;
+  // Each sample is transformed straight into its row (no stacking copy), in pinned memory from
+  // the start when the batch goes to a GPU.
+  const int64_t resolution = options_.transforms.resolution();
+  const torch::Tensor rows =
+      torch::empty({static_cast<int64_t>(indices.size()), 3, resolution, resolution},
+                   torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(options_.pin_memory));
+  std::vector<int64_t> decoded;  // the rows written, in batch order
   const int64_t size = sampler_.dataset_size();
   for (int64_t index : indices) {
+    const torch::Tensor slot = rows[static_cast<int64_t>(batch.captions.size())];
     // A bad sample is replaced by the samples after it (cyclically) in dataset order: a fixed
     // sequence, so every run and every rank makes the same choice.
     for (int64_t attempt = 0;; ++attempt) {
@@ -171,9 +179,9 @@ Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices
       std::string key;
       PixelsOrigin origin;
       torch::Tensor cached;
-      torch::Tensor pixels;
+      bool written = false;
       try {
-        pixels = load_pixels(candidate, sample_seed, &caption, &key, &origin, &cached);
+        written = load_pixels(candidate, sample_seed, &caption, &key, &origin, &cached, slot);
       } catch (const DataError& error) {
         int64_t bad_count = 0;
         bool first_time = false;
@@ -196,7 +204,7 @@ Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices
           uniform_from_seed(mix_seed(sample_seed, 0xCAD0)) < options_.caption_dropout) {
         caption.clear();
       }
-      if (pixels.defined()) images.push_back(pixels);
+      if (written) decoded.push_back(static_cast<int64_t>(batch.captions.size()));
       batch.cached.push_back(cached);
       batch.origins.push_back(std::move(origin));
       batch.captions.push_back(std::move(caption));
@@ -205,10 +213,13 @@ Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices
       break;
     }
   }
-  if (images.size() == indices.size()) batch.cached.clear();  // no sample came from the cache
-  const int64_t resolution = options_.transforms.resolution();
-  batch.pixels = images.empty() ? torch::empty({0, 3, resolution, resolution}, torch::kFloat32) : torch::stack(images);
-  if (options_.pin_memory && batch.pixels.numel() > 0) batch.pixels = batch.pixels.pin_memory();
+  if (decoded.size() == indices.size()) {
+    batch.cached.clear();  // no sample came from the cache
+    batch.pixels = rows;
+  } else {
+    batch.pixels = decoded.empty() ? torch::empty({0, 3, resolution, resolution}, rows.options())
+                                   : rows.index_select(0, torch::tensor(decoded));
+  }
   return batch;
 }
 

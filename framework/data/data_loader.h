@@ -73,10 +73,11 @@ class DataLoader {
   Batch build_batch(int64_t epoch, const std::vector<int64_t>& indices);
 
  private:
-  /// Reads sample `index` and fills `origin`; returns its pixels [3, R, R], or an undefined
-  /// tensor when options_.pixel_cache had it (then *cached holds the cached tensor).
-  torch::Tensor load_pixels(int64_t index, uint64_t sample_seed, std::string* caption, std::string* key,
-                            PixelsOrigin* origin, torch::Tensor* cached);
+  /// Reads sample `index` and fills `origin`; writes its pixels into `slot` (float32 [3, R, R],
+  /// contiguous) and returns true, or returns false without touching `slot` when
+  /// options_.pixel_cache had it (then *cached holds the cached tensor).
+  bool load_pixels(int64_t index, uint64_t sample_seed, std::string* caption, std::string* key, PixelsOrigin* origin,
+                   torch::Tensor* cached, const torch::Tensor& slot);
   void schedule_until(int64_t batch);
   void worker_loop();
   void stop_workers();

@@ -137,20 +137,30 @@ torch::Tensor image_to_tensor(const Image& image) {
   return out;
 }
 
-torch::Tensor apply_plan_to_tensor(const Image& image, const TransformPlan& plan, const TransformConfig& config) {
+void apply_plan_into(const Image& image, const TransformPlan& plan, const TransformConfig& config,
+                     const torch::Tensor& out) {
   if (image.channels != 3) {
     throw std::invalid_argument("apply_transforms: expected an RGB image, got " + std::to_string(image.channels) +
                                 " channels");
   }
+  const int size = plan.crop_size;
+  if (!out.defined() || out.device() != torch::kCPU || out.scalar_type() != torch::kFloat32 ||
+      !out.is_contiguous() || out.sizes() != torch::IntArrayRef({3, size, size})) {
+    throw std::invalid_argument("apply_plan_into: expected a contiguous float32 CPU tensor [3, " +
+                                std::to_string(size) + ", " + std::to_string(size) + "]");
+  }
   // Resize, crop, flip and the split into channel planes in one go, then one vectorised pass to
   // float: equal to image_to_tensor(apply_plan(...)), which tests check.
-  const int size = plan.crop_size;
   const std::size_t count = static_cast<std::size_t>(3) * size * size;
   std::unique_ptr<std::uint8_t[]> planes(new std::uint8_t[count]);
   resize_window_planar(image, plan.resized_width, plan.resized_height, resample_filter(config.interpolation()),
                        config.antialias(), {plan.crop_x, plan.crop_y, size, size}, plan.flip, planes.get());
-  torch::Tensor out = torch::empty({3, size, size}, torch::kFloat32);
   bytes_to_signed_unit(planes.get(), count, out.data_ptr<float>());
+}
+
+torch::Tensor apply_plan_to_tensor(const Image& image, const TransformPlan& plan, const TransformConfig& config) {
+  torch::Tensor out = torch::empty({3, plan.crop_size, plan.crop_size}, torch::kFloat32);
+  apply_plan_into(image, plan, config, out);
   return out;
 }
 

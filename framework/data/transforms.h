@@ -58,6 +58,12 @@ Image apply_plan(const Image& image, const TransformPlan& plan, const TransformC
 /// first (to look up caches) and finishes with this.
 torch::Tensor apply_plan_to_tensor(const Image& image, const TransformPlan& plan, const TransformConfig& config);
 
+/// apply_plan_to_tensor() written into `out`, a contiguous float32 CPU tensor [3, R, R]
+/// (R = plan.crop_size; std::invalid_argument otherwise): lets the data loader fill the rows of
+/// a batch in place.
+void apply_plan_into(const Image& image, const TransformPlan& plan, const TransformConfig& config,
+                     const torch::Tensor& out);
+
 /// The training transforms of `config` applied to an RGB image. Returns a contiguous float32
 /// CPU tensor [3, R, R] in [-1, 1], R = config.resolution(). Throws std::invalid_argument for an
 /// image that is not 3-channel or a resolution <= 0.
