@@ -16,18 +16,23 @@
 namespace sdtrain {
 namespace {
 
-// The vertical pass is compiled also for AVX2 and picked at load time where the CPU has it: the
-// baseline x86-64 build has no 32-bit vector multiply (1.1x images/s in bench/data's data_bench).
-// The horizontal pass over RGB pixels has a hand-written AVX2 kernel (Rgb16BitKernel): the
-// compiler does not vectorise 3-channel pixels with per-pixel coefficients.
+// Both passes have hand-written AVX2 kernels, chosen at run time where the CPU has AVX2 (the
+// baseline x86-64 build has none): the compiler neither vectorises 3-channel pixels with
+// per-pixel coefficients nor keeps the vertical sums in registers. PIL's scalar loops do the rest
+// (other CPUs, the last pixels of a row) and define the result: the kernels are bit-identical.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define SDTRAIN_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define SDTRAIN_AVX2_CLONES
+#define SDTRAIN_RESIZE_AVX2 1
 #endif
 
 // PIL: PRECISION_BITS = 32 - 8 - 2.
 constexpr int kPrecisionBits = 22;
+
+#ifdef SDTRAIN_RESIZE_AVX2
+bool has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+}
+#endif
 
 double bilinear_filter(double x) {
   if (x < 0.0) x = -x;
@@ -168,9 +173,7 @@ void horizontal_dispatch(int channels, const std::uint8_t* src, std::size_t stri
   }
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define SDTRAIN_HORIZONTAL_AVX2 1
-
+#ifdef SDTRAIN_RESIZE_AVX2
 /// The horizontal pass of 3-channel images with AVX2, bit-identical to horizontal_pass<3>.
 ///
 /// PIL's 22-bit coefficients do not fit the 16-bit multiplies of pmaddwd, so each is split as
@@ -293,9 +296,8 @@ class Rgb16BitKernel {
 void horizontal_to_planes(int channels, const std::uint8_t* src, std::size_t stride, std::size_t row_bytes, int rows,
                           const Coefficients& c, const PlanarTarget& out) {
   int scalar_first = 0;
-#ifdef SDTRAIN_HORIZONTAL_AVX2
-  static const bool has_avx2 = __builtin_cpu_supports("avx2");
-  if (channels == 3 && has_avx2) {
+#ifdef SDTRAIN_RESIZE_AVX2
+  if (channels == 3 && has_avx2()) {
     const Rgb16BitKernel kernel(c, row_bytes);
     kernel.run(src, stride, rows, c, out);
     scalar_first = kernel.simd_end();
@@ -306,24 +308,95 @@ void horizontal_to_planes(int channels, const std::uint8_t* src, std::size_t str
   horizontal_dispatch(channels, src, stride, rows, c, scalar_first, static_cast<int>(c.start.size()), out);
 }
 
-/// Vertical pass: output row i mixes rows (c.start[i] - row_offset) ... of `src`.
-SDTRAIN_AVX2_CLONES
+/// Vertical pass over values [first, row_values) of each row: output row i mixes rows
+/// (c.start[i] - row_offset) ... of `src`. PIL's loop.
 void vertical_pass(const std::uint8_t* src, std::size_t src_stride, int row_offset, const Coefficients& c,
-                   int row_values, std::uint8_t* dst) {
-  std::vector<std::int32_t> acc(row_values);
+                   int first, int row_values, std::uint8_t* dst) {
   const int height = static_cast<int>(c.start.size());
   for (int y = 0; y < height; ++y) {
-    std::int32_t* a = acc.data();
-    for (int j = 0; j < row_values; ++j) a[j] = 1 << (kPrecisionBits - 1);
     const std::int32_t* k = &c.weights[static_cast<std::size_t>(y) * c.ksize];
-    for (int t = 0; t < c.taps[y]; ++t) {
-      const std::uint8_t* in = src + src_stride * (c.start[y] - row_offset + t);
-      const std::int32_t w = k[t];
-      for (int j = 0; j < row_values; ++j) a[j] += in[j] * w;
+    const std::uint8_t* in = src + src_stride * (c.start[y] - row_offset);
+    std::uint8_t* out = dst + static_cast<std::size_t>(row_values) * y;
+    for (int j = first; j < row_values; ++j) {
+      std::int32_t acc = 1 << (kPrecisionBits - 1);
+      for (int t = 0; t < c.taps[y]; ++t) acc += in[src_stride * t + j] * k[t];
+      out[j] = clip8(acc);
+    }
+  }
+}
+
+#ifdef SDTRAIN_RESIZE_AVX2
+/// The vertical pass with AVX2 over values [0, 16 * floor(row_values / 16)) of each row, 16 at
+/// a time in registers; returns where it stopped. The coefficients are split as in
+/// Rgb16BitKernel, and rows are paired so that one pmaddwd does two taps of 8 values.
+__attribute__((target("avx2"))) int vertical_pass_avx2(const std::uint8_t* src, std::size_t src_stride,
+                                                       int row_offset, const Coefficients& c, int row_values,
+                                                       std::uint8_t* dst) {
+  const int end = row_values / 16 * 16;
+  const int height = static_cast<int>(c.start.size());
+  const __m256i rounding = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
+  std::vector<std::int32_t> hi_pairs;  // (w_t, w_t+1) as two 16-bit halves, broadcast in the loop
+  std::vector<std::int32_t> lo_pairs;
+  std::vector<const std::uint8_t*> rows;
+  for (int y = 0; y < height; ++y) {
+    const std::int32_t* k = &c.weights[static_cast<std::size_t>(y) * c.ksize];
+    const int taps = c.taps[y];
+    const int pairs = (taps + 1) / 2;
+    hi_pairs.resize(pairs);
+    lo_pairs.resize(pairs);
+    rows.resize(2 * pairs);
+    for (int p = 0; p < pairs; ++p) {
+      // An odd last tap pairs with itself at weight 0 (no row past the taps is read).
+      const int t = 2 * p;
+      const bool second = t + 1 < taps;
+      const std::int32_t w0 = k[t];
+      const std::int32_t w1 = second ? k[t + 1] : 0;
+      hi_pairs[p] = static_cast<std::int32_t>(static_cast<std::uint16_t>(w0 >> 11) |
+                                              (static_cast<std::uint32_t>(w1 >> 11) << 16));
+      lo_pairs[p] = (w0 & 0x7FF) | ((w1 & 0x7FF) << 16);
+      rows[t] = src + src_stride * (c.start[y] - row_offset + t);
+      rows[t + 1] = second ? rows[t] + src_stride : rows[t];
     }
     std::uint8_t* out = dst + static_cast<std::size_t>(row_values) * y;
-    for (int j = 0; j < row_values; ++j) out[j] = clip8(a[j]);
+    for (int j = 0; j < end; j += 16) {
+      __m256i hi_low = _mm256_setzero_si256();  // values j .. j + 7
+      __m256i hi_high = _mm256_setzero_si256();  // values j + 8 .. j + 15
+      __m256i lo_low = _mm256_setzero_si256();
+      __m256i lo_high = _mm256_setzero_si256();
+      for (int p = 0; p < pairs; ++p) {
+        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[2 * p] + j));
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[2 * p + 1] + j));
+        const __m256i low = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(a, b));  // a0 b0 a1 b1 ... as int16
+        const __m256i high = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(a, b));
+        const __m256i hi = _mm256_set1_epi32(hi_pairs[p]);
+        const __m256i lo = _mm256_set1_epi32(lo_pairs[p]);
+        hi_low = _mm256_add_epi32(hi_low, _mm256_madd_epi16(low, hi));
+        lo_low = _mm256_add_epi32(lo_low, _mm256_madd_epi16(low, lo));
+        hi_high = _mm256_add_epi32(hi_high, _mm256_madd_epi16(high, hi));
+        lo_high = _mm256_add_epi32(lo_high, _mm256_madd_epi16(high, lo));
+      }
+      const __m256i sum_low = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(hi_low, 11), lo_low), rounding);
+      const __m256i sum_high = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(hi_high, 11), lo_high), rounding);
+      // Shifted sums lie in [-512, 511]: the signed 16-bit pack after the unsigned one is exact.
+      const __m256i words = _mm256_permute4x64_epi64(
+          _mm256_packus_epi32(_mm256_srai_epi32(sum_low, kPrecisionBits), _mm256_srai_epi32(sum_high, kPrecisionBits)),
+          0xD8);
+      const __m256i bytes = _mm256_permute4x64_epi64(_mm256_packus_epi16(words, words), 0x08);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm256_castsi256_si128(bytes));
+    }
   }
+  return end;
+}
+#endif
+
+/// The vertical pass: the AVX2 kernel where the CPU has it, PIL's loop for the rest.
+void vertical_to_plane(const std::uint8_t* src, std::size_t src_stride, int row_offset, const Coefficients& c,
+                       int row_values, std::uint8_t* dst) {
+  int first = 0;
+#ifdef SDTRAIN_RESIZE_AVX2
+  if (has_avx2()) first = vertical_pass_avx2(src, src_stride, row_offset, c, row_values, dst);
+#endif
+  vertical_pass(src, src_stride, row_offset, c, first, row_values, dst);
 }
 
 /// PIL's nearest-neighbour resize (ImagingScaleAffine): source index floor((x + 0.5) * scale),
@@ -431,7 +504,7 @@ void resize_window_planar(const Image& image, int out_width, int out_height, Res
   }
   if (!need_vertical) return;
   for (int ch = 0; ch < C; ++ch) {
-    vertical_pass(mid + mid_plane * ch, window.width, row_first, vertical, window.width, planes + plane_size * ch);
+    vertical_to_plane(mid + mid_plane * ch, window.width, row_first, vertical, window.width, planes + plane_size * ch);
   }
 }
 
