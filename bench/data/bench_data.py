@@ -35,7 +35,9 @@ def pil_pipeline(path, size, rng):
     image = image.crop((left, top, left + size, top + size))
     if rng.random() < 0.5:
         image = image.transpose(Image.FLIP_LEFT_RIGHT)
-    return torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float().div(255).mul(2).sub(1).contiguous()
+    # np.array copies the pixels, as torchvision's to_tensor does (and a writable array is what
+    # torch.from_numpy wants).
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255).mul(2).sub(1).contiguous()
 
 
 class PilFolder(torch.utils.data.Dataset):
