@@ -187,7 +187,10 @@ Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices
         bool first_time = false;
         {
           std::lock_guard<std::mutex> lock(bad_mutex_);
-          first_time = bad_keys_.insert(key.empty() ? "#" + std::to_string(candidate) : key).second;
+          // By name where the sample or the error has one (stable across dataset edits), else
+          // by index.
+          const std::string& name = !key.empty() ? key : error.sample_key();
+          first_time = bad_keys_.insert(name.empty() ? "#" + std::to_string(candidate) : name).second;
           bad_count = static_cast<int64_t>(bad_keys_.size());
         }
         if (first_time) {

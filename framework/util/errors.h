@@ -3,6 +3,7 @@
 /// fault and what was expected; the tools print it and exit with the code documented per type.
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace sdtrain {
 
@@ -23,6 +24,16 @@ class PluginError : public std::runtime_error {
 class DataError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+  /// `sample_key`: the Sample::key of the sample at fault, for a dataset whose get() fails before
+  /// it can return the sample; the bad-data policy then records the sample by it (in checkpoints)
+  /// rather than by its index.
+  DataError(const std::string& message, std::string sample_key)
+      : std::runtime_error(message), sample_key_(std::move(sample_key)) {}
+  /// The key given at construction; empty when none was.
+  const std::string& sample_key() const { return sample_key_; }
+
+ private:
+  std::string sample_key_;
 };
 
 /// A weights or checkpoint file is malformed or fails verification; the message names the file

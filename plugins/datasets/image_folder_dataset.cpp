@@ -93,18 +93,24 @@ class ImageFolderDataset : public Dataset {
     const fs::path relative = fs::path(row.file_name).lexically_normal();
     if (relative.is_absolute() || relative.has_root_name() || relative.has_root_directory() ||
         (!relative.empty() && *relative.begin() == "..")) {
-      throw DataError(where + ": file name '" + row.file_name + "' is outside the dataset root " + root_.string());
+      throw DataError(where + ": file name '" + row.file_name + "' is outside the dataset root " + root_.string(),
+                      row.file_name);
     }
     const std::string path = (root_ / relative).string();
     if (row.caption.empty() && !allow_empty_captions_) {
       throw DataError(path + ": empty caption (column '" + caption_column_ + "', " + where +
-                      "); set allow_empty_captions to train on it unconditionally");
+                          "); set allow_empty_captions to train on it unconditionally",
+                      row.file_name);
     }
     Sample sample;
     sample.key = row.file_name;
     sample.location = path;
     sample.caption = row.caption;
-    sample.encoded = read_file_bytes(path);
+    try {
+      sample.encoded = read_file_bytes(path);
+    } catch (const DataError& error) {
+      throw DataError(error.what(), row.file_name);  // a missing file is recorded by its name
+    }
     return sample;
   }
 

@@ -135,6 +135,11 @@ TEST(CorruptData, TheBadSampleCountSurvivesAResume) {
   ASSERT_EQ(test::run_command(sdtrain_command(straight, 100), &output), 0) << output;
   const std::set<std::string> met[2] = {recorded_bad_samples(straight, 4, 0), recorded_bad_samples(straight, 4, 1)};
   EXPECT_EQ(met[0].size() + met[1].size(), 6u) << "each bad row is met once, by one rank";
+  std::set<std::string> names(met[0].begin(), met[0].end());
+  names.insert(met[1].begin(), met[1].end());
+  // Recorded by file name, also those the dataset refuses before decoding (missing, uncaptioned).
+  EXPECT_EQ(names, (std::set<std::string>{"truncated.jpg", "empty.png", "bomb.png", "missing.png", "uncaptioned.png",
+                                          "truncated.png"}));
   const int busiest = met[0].size() >= met[1].size() ? 0 : 1;
   const int limit = static_cast<int>(met[busiest].size()) - 1;
   const std::string expected = std::to_string(limit + 1) + " bad samples exceed data.bad_data.max_bad_samples=" +
