@@ -89,27 +89,20 @@ torch::Tensor TensorCache::get(const std::string& key) const {
 }
 
 void TensorCache::put(const std::string& key, const torch::Tensor& value) {
-  const torch::Tensor stored = value.detach().to(torch::kCPU).contiguous().clone();
   if (dir_.empty()) {
-    const auto bytes = static_cast<int64_t>(stored.nbytes());
+    // Room is checked before copying (a full cache copies nothing) and again when inserting,
+    // since other workers may have filled it meanwhile; the copy itself runs outside the lock.
+    const int64_t bytes = value.numel() * static_cast<int64_t>(value.element_size());
+    if (!memory_has_room(key, bytes)) return;
+    const torch::Tensor stored = value.detach().to(torch::kCPU).contiguous().clone();
     std::unique_lock<std::shared_mutex> lock(mutex_);
+    if (!memory_has_room_locked(key, bytes)) return;
     const auto found = memory_.find(key);
-    const auto replaced = found == memory_.end() ? int64_t{0} : static_cast<int64_t>(found->second.nbytes());
-    if (max_memory_bytes_ > 0 && memory_bytes_ - replaced + bytes > max_memory_bytes_) {
-      if (!warned_full_) {
-        warned_full_ = true;
-        SDTRAIN_LOG_ALL_RANKS(WARNING) << "cache: the in-memory cache is full (" << memory_.size() << " entries, "
-                                       << size_text(memory_bytes_) << " of the " << limit_option_ << " limit of "
-                                       << size_text(max_memory_bytes_)
-                                       << "); entries past it are recomputed every time. Raise the limit or set "
-                                          "cache.dir to keep them on disk";
-      }
-      return;
-    }
-    memory_bytes_ += bytes - replaced;
+    memory_bytes_ += bytes - (found == memory_.end() ? int64_t{0} : static_cast<int64_t>(found->second.nbytes()));
     memory_[key] = stored;
     return;
   }
+  const torch::Tensor stored = value.detach().to(torch::kCPU).contiguous();
   const std::string path = path_for(key);
   try {
     std::error_code error;
@@ -119,6 +112,27 @@ void TensorCache::put(const std::string& key, const torch::Tensor& value) {
   } catch (const std::exception& e) {
     SDTRAIN_LOG_ALL_RANKS(WARNING) << "cache: could not store an entry (training goes on without it): " << e.what();
   }
+}
+
+bool TensorCache::memory_has_room(const std::string& key, int64_t bytes) {
+  std::unique_lock<std::shared_mutex> lock(mutex_);
+  return memory_has_room_locked(key, bytes);
+}
+
+bool TensorCache::memory_has_room_locked(const std::string& key, int64_t bytes) {
+  if (max_memory_bytes_ <= 0) return true;
+  const auto found = memory_.find(key);
+  const auto replaced = found == memory_.end() ? int64_t{0} : static_cast<int64_t>(found->second.nbytes());
+  if (memory_bytes_ - replaced + bytes <= max_memory_bytes_) return true;
+  if (!warned_full_) {
+    warned_full_ = true;
+    SDTRAIN_LOG_ALL_RANKS(WARNING) << "cache: the in-memory cache is full (" << memory_.size() << " entries, "
+                                   << size_text(memory_bytes_) << " of the " << limit_option_ << " limit of "
+                                   << size_text(max_memory_bytes_)
+                                   << "); entries past it are recomputed every time. Raise the limit or set "
+                                      "cache.dir to keep them on disk";
+  }
+  return false;
 }
 
 }  // namespace sdtrain

@@ -55,6 +55,11 @@ class TensorCache {
   std::string path_for(const std::string& key) const;
 
  private:
+  /// Whether `bytes` more under `key` (replacing its entry) stay within the memory limit; warns
+  /// once when not. The _locked form expects mutex_ held exclusively.
+  bool memory_has_room(const std::string& key, int64_t bytes);
+  bool memory_has_room_locked(const std::string& key, int64_t bytes);
+
   std::string dir_;
   int64_t max_memory_bytes_ = 0;
   std::string limit_option_;
