@@ -33,6 +33,9 @@ struct StepMetrics {
   /// fp16 overflow or the NaN guard skipped the update: no optimizer step, the step count and so
   /// the LR schedule did not advance (progress().step is unchanged).
   bool skipped = false;
+  /// Most bytes of tensors this rank has held on its GPU at once so far in the run (PyTorch's
+  /// caching allocator's count, torch.cuda.max_memory_allocated()); -1 when training on the CPU.
+  int64_t peak_device_memory_bytes = -1;
 };
 
 /// The trainer as callbacks see it.

@@ -15,6 +15,7 @@
 #include "framework/log/logger.h"
 #include "framework/registry/registry.h"
 #include "framework/train/autocast.h"
+#include "framework/train/device_memory.h"
 #include "framework/util/errors.h"
 
 namespace sdtrain {
@@ -277,6 +278,7 @@ void Trainer::optimizer_step(double loss_sum, int micro_batches, double step_sta
   const int64_t images = static_cast<int64_t>(micro_batches) * config_.data().batch_size() * rank_info_.world_size;
   progress_.images_seen += images;
   metrics.images_per_s = metrics.step_time_s > 0 ? images / metrics.step_time_s : 0;
+  metrics.peak_device_memory_bytes = peak_device_memory_bytes(device_);
   loss_history_.push_back(mean_loss);
   for_each_callback([&](Callback& callback) { callback.on_step_end(*this, metrics); });
 }

@@ -27,16 +27,23 @@ class ProgressCallback : public Callback {
 
   void on_step_end(TrainerHandle& trainer, const StepMetrics& metrics) override {
     const int64_t step = trainer.progress().step;
-    char status[160];
-    std::snprintf(status, sizeof(status), "ep %lld loss %.4f lr %.3g %.1f img/s",
+    // The GPU's peak memory where there is one: what decides the batch size a card can take.
+    char memory[48] = "";
+    if (metrics.peak_device_memory_bytes >= 0) {
+      std::snprintf(memory, sizeof(memory), " peak mem %.2f GiB",
+                    static_cast<double>(metrics.peak_device_memory_bytes) / (1024.0 * 1024.0 * 1024.0));
+    }
+    char status[200];
+    std::snprintf(status, sizeof(status), "ep %lld loss %.4f lr %.3g %.1f img/s%s",
                   static_cast<long long>(trainer.progress().epoch), metrics.loss, metrics.learning_rate,
-                  metrics.images_per_s);
+                  metrics.images_per_s, memory);
     if (bar_) bar_->update(step, status);
     if (options_.log_metrics() && step % trainer.config().run().log_every_n_steps() == 0 && !stderr_is_terminal()) {
-      char line[200];
-      std::snprintf(line, sizeof(line), "step %lld epoch %lld loss %.6f lr %.6g grad_norm %.4g %.2f img/s%s",
+      char line[256];
+      std::snprintf(line, sizeof(line), "step %lld epoch %lld loss %.6f lr %.6g grad_norm %.4g %.2f img/s%s%s",
                     static_cast<long long>(step), static_cast<long long>(trainer.progress().epoch), metrics.loss,
-                    metrics.learning_rate, metrics.grad_norm, metrics.images_per_s, metrics.skipped ? " (skipped)" : "");
+                    metrics.learning_rate, metrics.grad_norm, metrics.images_per_s, memory,
+                    metrics.skipped ? " (skipped)" : "");
       SDTRAIN_LOG(INFO) << line;
     }
   }

@@ -45,6 +45,10 @@ class TensorBoardCallback : public Callback, public ImageSink {
     writer_->add_scalar("train/learning_rate", metrics.learning_rate, step);
     writer_->add_scalar("train/images_per_s", metrics.images_per_s, step);
     writer_->add_scalar("train/grad_norm", metrics.grad_norm, step);
+    if (metrics.peak_device_memory_bytes >= 0) {
+      writer_->add_scalar("train/peak_device_memory_gib",
+                          static_cast<double>(metrics.peak_device_memory_bytes) / (1024.0 * 1024.0 * 1024.0), step);
+    }
   }
 
   /// Evaluation metrics under their own names ("val/loss", "val/loss_ema") at the step reached.
