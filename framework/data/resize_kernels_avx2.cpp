@@ -22,14 +22,32 @@ namespace resize_detail {
 #ifdef SDTRAIN_RESIZE_AVX2
 namespace {
 
-/// The horizontal pass of 3-channel images with AVX2, bit-identical to PIL's loop.
-///
-/// PIL's 22-bit coefficients do not fit the 16-bit multiplies of pmaddwd, so each is split as
-/// w = hi * 2^11 + lo with 0 <= lo < 2^11: sum(p * w) = 2^11 * sum(p * hi) + sum(p * lo), the same
-/// integer as PIL's (exact even where the partial products wrap, since the total fits 32 bits).
-/// One 16-byte load covers 4 taps of an RGB pixel; shuffles pair taps (t, t + 1) per channel as
-/// 16-bit lanes, so one pmaddwd per pair yields [R, G, B, 0] partial sums. Two output pixels go
-/// through the two 128-bit halves at once.
+// PIL's 22-bit coefficients do not fit the 16-bit multiplies of pmaddwd, so both kernels split
+// each as w = hi * 2^kSplitBits + lo with 0 <= lo < 2^kSplitBits: sum(p * w) = 2^kSplitBits *
+// sum(p * hi) + sum(p * lo), the same integer as PIL's (exact even where the partial products
+// wrap, since the total fits 32 bits).
+constexpr int kSplitBits = 11;
+
+std::int16_t split_hi(std::int32_t w) { return static_cast<std::int16_t>(w >> kSplitBits); }  // floor
+std::int16_t split_lo(std::int32_t w) { return static_cast<std::int16_t>(w & ((1 << kSplitBits) - 1)); }
+
+/// Two 16-bit lanes (a low, b high) in one 32-bit value, for a broadcast pair of weights.
+std::int32_t two_halves(std::int16_t a, std::int16_t b) {
+  const auto high = static_cast<std::uint32_t>(static_cast<std::uint16_t>(b)) << 16;
+  return static_cast<std::int32_t>(static_cast<std::uint16_t>(a) | high);
+}
+
+/// PIL's rounded, shifted sum from the two halves' sums (before clipping to 8 bits).
+__attribute__((target("avx2"))) __m256i shifted_sum(__m256i hi, __m256i lo) {
+  const __m256i rounding = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
+  const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(hi, kSplitBits), lo), rounding);
+  return _mm256_srai_epi32(sum, kPrecisionBits);
+}
+
+/// The horizontal pass of 3-channel images with AVX2, bit-identical to PIL's loop, with the split
+/// coefficients. One 16-byte load covers 4 taps of an RGB pixel; shuffles pair taps (t, t + 1)
+/// per channel as 16-bit lanes, so one pmaddwd per pair yields [R, G, B, 0] partial sums. Two
+/// output pixels go through the two 128-bit halves at once.
 class Rgb16BitKernel {
  public:
   /// Builds the split coefficients of the pixels whose 16-byte loads stay inside a row of
@@ -55,8 +73,8 @@ class Rgb16BitKernel {
         for (int j = 0; j < 4; ++j) {
           const int t = 4 * g + j;
           const std::int32_t w = t < c.taps[x] ? k[t] : 0;
-          const auto hi = static_cast<std::int16_t>(w >> 11);  // floor: lo below is never negative
-          const auto lo = static_cast<std::int16_t>(w & 0x7FF);
+          const std::int16_t hi = split_hi(w);
+          const std::int16_t lo = split_lo(w);
           const int pair = j / 2;
           for (int ch = 0; ch < 3; ++ch) {
             v[pair * 8 + ch * 2 + j % 2] = hi;
@@ -121,9 +139,7 @@ class Rgb16BitKernel {
       lo = _mm256_add_epi32(lo, _mm256_madd_epi16(p01, load_pair(a + 16, b + 16)));
       lo = _mm256_add_epi32(lo, _mm256_madd_epi16(p23, load_pair(a + 24, b + 24)));
     }
-    const __m256i rounding = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
-    const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(hi, 11), lo), rounding);
-    return _mm256_srai_epi32(sum, kPrecisionBits);
+    return shifted_sum(hi, lo);
   }
 
   __attribute__((target("avx2"))) static __m256i load_pair(const void* a, const void* b) {
@@ -155,14 +171,13 @@ int horizontal_rgb_avx2(const std::uint8_t* src, std::size_t stride, std::size_t
   return kernel.simd_end();
 }
 
-// 16 values at a time in registers. The coefficients are split as in Rgb16BitKernel, and rows
-// are paired so that one pmaddwd does two taps of 8 values.
+// 16 values at a time in registers, with the split coefficients; rows are paired so that one
+// pmaddwd does two taps of 8 values.
 __attribute__((target("avx2"))) int vertical_avx2(const std::uint8_t* src, std::size_t src_stride,
                                                   int row_offset, const Coefficients& c, int row_values,
                                                   std::uint8_t* dst) {
   const int end = row_values / 16 * 16;
   const int height = static_cast<int>(c.start.size());
-  const __m256i rounding = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
   std::vector<std::int32_t> hi_pairs;  // (w_t, w_t+1) as two 16-bit halves, broadcast in the loop
   std::vector<std::int32_t> lo_pairs;
   std::vector<const std::uint8_t*> rows;
@@ -179,9 +194,8 @@ __attribute__((target("avx2"))) int vertical_avx2(const std::uint8_t* src, std::
       const bool second = t + 1 < taps;
       const std::int32_t w0 = k[t];
       const std::int32_t w1 = second ? k[t + 1] : 0;
-      hi_pairs[p] = static_cast<std::int32_t>(static_cast<std::uint16_t>(w0 >> 11) |
-                                              (static_cast<std::uint32_t>(w1 >> 11) << 16));
-      lo_pairs[p] = (w0 & 0x7FF) | ((w1 & 0x7FF) << 16);
+      hi_pairs[p] = two_halves(split_hi(w0), split_hi(w1));
+      lo_pairs[p] = two_halves(split_lo(w0), split_lo(w1));
       rows[t] = src + src_stride * (c.start[y] - row_offset + t);
       rows[t + 1] = second ? rows[t] + src_stride : rows[t];
     }
@@ -203,12 +217,9 @@ __attribute__((target("avx2"))) int vertical_avx2(const std::uint8_t* src, std::
         hi_high = _mm256_add_epi32(hi_high, _mm256_madd_epi16(high, hi));
         lo_high = _mm256_add_epi32(lo_high, _mm256_madd_epi16(high, lo));
       }
-      const __m256i sum_low = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(hi_low, 11), lo_low), rounding);
-      const __m256i sum_high = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(hi_high, 11), lo_high), rounding);
       // Shifted sums lie in [-512, 511]: the signed 16-bit pack after the unsigned one is exact.
       const __m256i words = _mm256_permute4x64_epi64(
-          _mm256_packus_epi32(_mm256_srai_epi32(sum_low, kPrecisionBits), _mm256_srai_epi32(sum_high, kPrecisionBits)),
-          0xD8);
+          _mm256_packus_epi32(shifted_sum(hi_low, lo_low), shifted_sum(hi_high, lo_high)), 0xD8);
       const __m256i bytes = _mm256_permute4x64_epi64(_mm256_packus_epi16(words, words), 0x08);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm256_castsi256_si128(bytes));
     }
