@@ -54,12 +54,6 @@ execute_process(
   COMMAND "${SDTRAIN_PYTHON}" -c "import torch; print(torch.__version__, end='')"
   OUTPUT_VARIABLE SDTRAIN_TORCH_VERSION ERROR_QUIET)
 message(STATUS "sdtrain: torch ${SDTRAIN_TORCH_VERSION} from ${Torch_DIR}")
-# torch's headers require C++20 from 2.14 on (#error in torch/all.h); older ones work with C++17.
-string(REGEX MATCH "^[0-9]+\\.[0-9]+" _torch_major_minor "${SDTRAIN_TORCH_VERSION}")
-if(_torch_major_minor VERSION_GREATER_EQUAL 2.14)
-  set(CMAKE_CXX_STANDARD 20)
-  message(STATUS "sdtrain: C++20 (torch ${_torch_major_minor} requires it)")
-endif()
 
 # --- CUDA and NCCL: only when this torch was built with CUDA -----------------------------------
 set(SDTRAIN_WITH_CUDA OFF)
