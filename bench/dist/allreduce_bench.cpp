@@ -90,7 +90,7 @@ OverlapTimes time_overlap(double megabytes, int64_t bucket_bytes, int repeats, s
   });
   times.overlapped = time_it(repeats, [&] {
     flat.zero_grad();
-    reducer.arm(true);
+    reducer.prepare_backward(true);
     model.forward(inputs).backward();
     reducer.finish();
   });

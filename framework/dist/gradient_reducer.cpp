@@ -79,10 +79,10 @@ std::pair<int64_t, int64_t> GradientReducer::bucket_range(std::size_t index) con
   return {buckets_.at(index).begin, buckets_.at(index).end};
 }
 
-void GradientReducer::arm(bool sync) {
+void GradientReducer::prepare_backward(bool sync) {
   if (buckets_.empty()) return;
-  TORCH_CHECK(finished_, "GradientReducer: arm() before finish() of the previous armed backward");
-  armed_ = sync;
+  TORCH_CHECK(finished_, "GradientReducer: prepare_backward() before finish() of the previous syncing backward");
+  sync_this_backward_ = sync;
   if (!sync) return;
   finished_ = false;
   std::fill(ready_.begin(), ready_.end(), false);
@@ -91,7 +91,7 @@ void GradientReducer::arm(bool sync) {
 }
 
 void GradientReducer::on_gradient_ready(std::size_t index) {
-  if (!armed_) return;
+  if (!sync_this_backward_) return;
   if (ready_[index]) {
     // A second accumulation into the same gradient within one backward (a re-entrant backward):
     // harmless while its bucket waits, wrong once the bucket's allreduce has started.
@@ -136,11 +136,11 @@ void GradientReducer::finish() {
   if (buckets_.empty()) return;
   torch::NoGradGuard no_grad;
   if (finished_) {
-    // No armed backward since the last finish(): reduce the whole buffer now.
-    arm(true);
+    // No syncing backward since the last finish(): reduce the whole buffer now.
+    prepare_backward(true);
     std::fill(ready_.begin(), ready_.end(), true);
   }
-  armed_ = false;
+  sync_this_backward_ = false;
   launched_during_backward_ = next_to_launch_;
   while (next_to_launch_ < buckets_.size()) launch(buckets_[next_to_launch_++]);
   for (auto& bucket : buckets_) {

@@ -12,9 +12,9 @@
 /// forward) is launched by finish(). The result equals a sum-allreduce of the whole buffer
 /// divided by the world size (allreduce_gradients), element for element.
 ///
-/// Gradient accumulation: only the backward of the last micro-batch of a step is armed
-/// (`arm(true)`); earlier micro-batches just accumulate locally (DDP's no_sync), so a step costs
-/// one allreduce of the buffer however many micro-batches it has.
+/// Gradient accumulation: only the backward of the last micro-batch of a step syncs
+/// (`prepare_backward(true)`); earlier micro-batches just accumulate locally (DDP's no_sync), so
+/// a step costs one allreduce of the buffer however many micro-batches it has.
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -42,11 +42,11 @@ class GradientReducer {
   /// Called before each micro-batch's backward: `sync` true for the last micro-batch of an
   /// optimizer step (its backward launches the allreduces), false for the others (no
   /// communication; gradients accumulate locally).
-  void arm(bool sync);
+  void prepare_backward(bool sync);
 
-  /// After the armed backward: launches the buckets not launched yet (in order), waits for all,
+  /// After the syncing backward: launches the buckets not launched yet (in order), waits for all,
   /// and divides the buffer by the world size, so it holds the mean over ranks. Also valid
-  /// without any armed backward (then it reduces everything here, without overlap).
+  /// without any syncing backward (then it reduces everything here, without overlap).
   void finish();
 
   /// Number of buckets and the element range [begin, end) of bucket `index` in the flat buffer
@@ -63,7 +63,7 @@ class GradientReducer {
     int64_t begin = 0;
     int64_t end = 0;
     int parameters = 0;  ///< how many parameters' gradients it holds
-    int pending = 0;     ///< of those, still without a gradient in the armed backward
+    int pending = 0;     ///< of those, still without a gradient in the syncing backward
     std::unique_ptr<PendingCollective> collective;
     torch::Tensor host_copy;  ///< for an MPI backend with device gradients: the staged bucket
   };
@@ -82,11 +82,11 @@ class GradientReducer {
   torch::Tensor flat_grads_;
   std::vector<Bucket> buckets_;
   std::vector<std::size_t> bucket_of_;       ///< by parameter index
-  std::vector<bool> ready_;                  ///< by parameter index, in the armed backward
+  std::vector<bool> ready_;                  ///< by parameter index, in the syncing backward
   std::vector<c10::intrusive_ptr<torch::autograd::Node>> accumulators_;  ///< kept alive: they carry the hooks
   std::size_t next_to_launch_ = 0;
   std::size_t launched_during_backward_ = 0;
-  bool armed_ = false;
+  bool sync_this_backward_ = false;
   bool finished_ = true;
 };
 

@@ -36,6 +36,9 @@ struct StepMetrics {
   /// Most bytes of tensors this rank has held on its GPU at once so far in the run (PyTorch's
   /// caching allocator's count, torch.cuda.max_memory_allocated()); -1 when training on the CPU.
   int64_t peak_device_memory_bytes = -1;
+  /// This step is a logging step (every run.log_every_n_steps): callbacks that log scalars
+  /// periodically write this step's.
+  bool log_due = false;
 };
 
 /// The trainer as callbacks see it.

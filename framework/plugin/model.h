@@ -54,6 +54,19 @@ struct SampleRequest {
   std::uint64_t seed = 42;          ///< initial latents (and ancestral noise) come from this
 };
 
+/// A named group of trained parameters with optimizer settings of its own (`unet`,
+/// `text_encoder`, `lora_unet`, ...), as torch.optim's param_groups.
+struct ParameterGroup {
+  std::string name;
+  /// The parameters of Model::trainable_module() whose name starts with this prefix and that no
+  /// earlier group took ("" = every parameter not taken yet).
+  std::string prefix;
+  /// Multiplies the scheduled learning rate.
+  double lr_factor = 1.0;
+  /// AdamW's decoupled weight decay for the group; negative = optimizer.weight_decay.
+  double weight_decay = -1.0;
+};
+
 /// A trainable model. The trainer owns the optimisation; the model owns the loss.
 class Model {
  public:
@@ -62,6 +75,11 @@ class Model {
   /// The module whose parameters are optimised (frozen parts are not inside it). Its
   /// named_parameters() name the weights in checkpoints.
   virtual torch::nn::Module& trainable_module() = 0;
+
+  /// How the trained parameters are grouped for the optimizer, in order: every parameter of
+  /// trainable_module() must fall into exactly one group, and every group must hold at least one
+  /// (ConfigError naming it otherwise). The default is one group, "trainable", of everything.
+  virtual std::vector<ParameterGroup> parameter_groups() const { return {ParameterGroup{"trainable", ""}}; }
 
   /// Moves every part of the model to `device` (frozen parts may keep another dtype).
   virtual void to(const torch::Device& device) = 0;

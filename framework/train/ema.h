@@ -36,4 +36,24 @@ class ExponentialMovingAverage {
   int64_t num_updates_ = 0;
 };
 
+/// The EMA weights swapped into `values` for the scope's lifetime, and the trained weights back
+/// when it ends, also by an exception (validation, sampling and export with the EMA weights).
+/// A null `ema`, or `active` false, makes it a no-op.
+class EmaWeightsScope {
+ public:
+  EmaWeightsScope(ExponentialMovingAverage* ema, torch::Tensor& values, bool active = true)
+      : ema_(active ? ema : nullptr), values_(values) {
+    if (ema_ != nullptr) ema_->swap_in(values_);
+  }
+  ~EmaWeightsScope() {
+    if (ema_ != nullptr) ema_->swap_out(values_);
+  }
+  EmaWeightsScope(const EmaWeightsScope&) = delete;
+  EmaWeightsScope& operator=(const EmaWeightsScope&) = delete;
+
+ private:
+  ExponentialMovingAverage* ema_;
+  torch::Tensor& values_;
+};
+
 }  // namespace sdtrain

@@ -1,19 +1,46 @@
 #include "framework/train/flat_parameters.h"
 
+#include "framework/util/errors.h"
+#include "framework/util/strings.h"
+
 namespace sdtrain {
 
-FlatParameters::FlatParameters(torch::nn::Module& module) {
+FlatParameters::FlatParameters(torch::nn::Module& module, const std::vector<ParameterGroup>& groups) {
   std::vector<torch::Tensor>& parameters = parameters_;
-  int64_t total = 0;
+  std::vector<std::pair<std::string, torch::Tensor>> untaken;
   for (const auto& item : module.named_parameters(/*recurse=*/true)) {
-    if (!item.value().requires_grad()) continue;
-    names_.push_back(item.key());
-    offsets_.push_back(total);
-    shapes_.push_back(item.value().sizes().vec());
-    total += item.value().numel();
-    parameters.push_back(item.value());
+    if (item.value().requires_grad()) untaken.emplace_back(item.key(), item.value());
   }
-  TORCH_CHECK(!parameters.empty(), "FlatParameters: the module has no trainable parameters");
+  TORCH_CHECK(!untaken.empty(), "FlatParameters: the module has no trainable parameters");
+  int64_t total = 0;
+  for (const ParameterGroup& group : groups) {
+    FlatGroup range{group, total, total};
+    std::vector<std::pair<std::string, torch::Tensor>> rest;
+    for (auto& [name, parameter] : untaken) {
+      if (!starts_with(name, group.prefix)) {
+        rest.emplace_back(std::move(name), std::move(parameter));
+        continue;
+      }
+      names_.push_back(name);
+      offsets_.push_back(total);
+      shapes_.push_back(parameter.sizes().vec());
+      total += parameter.numel();
+      parameters.push_back(parameter);
+    }
+    range.end = total;
+    if (range.begin == range.end) {
+      throw ConfigError("parameter group '" + group.name + "' (prefix '" + group.prefix +
+                        "') holds no trained parameter that an earlier group did not take");
+    }
+    groups_.push_back(std::move(range));
+    untaken = std::move(rest);
+  }
+  if (!untaken.empty()) {
+    std::vector<std::string> names;
+    for (const FlatGroup& group : groups_) names.push_back(group.spec.name);
+    throw ConfigError("trained parameter '" + untaken.front().first + "' is in no parameter group (groups: " +
+                      join(names) + ")");
+  }
   const auto options = parameters.front().options();
   for (std::size_t i = 0; i < parameters.size(); ++i) {
     TORCH_CHECK(parameters[i].dtype() == options.dtype() && parameters[i].device() == options.device(),

@@ -7,15 +7,27 @@
 
 #include <torch/torch.h>
 
+#include "framework/plugin/model.h"
+
 namespace sdtrain {
+
+/// One parameter group's elements [begin, end) of the flat buffers.
+struct FlatGroup {
+  ParameterGroup spec;
+  int64_t begin = 0;
+  int64_t end = 0;
+};
 
 class FlatParameters {
  public:
-  /// Takes every parameter of `module` that requires grad (in named_parameters() order). They
-  /// must share one dtype and device. Afterwards each parameter's data is a view into values()
-  /// and its grad a view into grads(); autograd accumulates into those views in place. Do not
-  /// move the module (`.to()`) afterwards.
-  explicit FlatParameters(torch::nn::Module& module);
+  /// Takes every parameter of `module` that requires grad, group by group (`groups` in order, see
+  /// ParameterGroup; within a group in named_parameters() order), so each group is one contiguous
+  /// range. They must share one dtype and device. Afterwards each parameter's data is a view into
+  /// values() and its grad a view into grads(); autograd accumulates into those views in place.
+  /// Do not move the module (`.to()`) afterwards. Throws ConfigError when a group takes no
+  /// parameter or a parameter falls into no group.
+  explicit FlatParameters(torch::nn::Module& module,
+                          const std::vector<ParameterGroup>& groups = {ParameterGroup{"trainable", ""}});
 
   /// Parameter names, element offsets into the flat buffers, and shapes, in order.
   const std::vector<std::string>& names() const { return names_; }
@@ -24,6 +36,8 @@ class FlatParameters {
   int64_t numel() const { return values_.numel(); }
   /// The module's parameters themselves (leaf tensors whose data and grad are the views), in order.
   const std::vector<torch::Tensor>& tensors() const { return parameters_; }
+  /// The parameter groups' ranges, in order; together they cover the buffers.
+  const std::vector<FlatGroup>& groups() const { return groups_; }
 
   /// The flat parameter values (1-D); writing into it changes the module's parameters.
   torch::Tensor& values() { return values_; }
@@ -41,6 +55,7 @@ class FlatParameters {
   std::vector<int64_t> offsets_;
   std::vector<std::vector<int64_t>> shapes_;
   std::vector<torch::Tensor> parameters_;
+  std::vector<FlatGroup> groups_;
   torch::Tensor values_;
   torch::Tensor grads_;
 };

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "framework/util/errors.h"
+
 namespace sdtrain {
 
 DynamicLossScaler::DynamicLossScaler(const LossScalingConfig& config)
@@ -31,9 +33,18 @@ void DynamicLossScaler::update(bool found_inf) {
   }
 }
 
-void DynamicLossScaler::restore(float scale, int64_t growth_tracker) {
-  scale_ = scale;
-  growth_tracker_ = growth_tracker;
+void DynamicLossScaler::save_state(CheckpointWriter& out) {
+  out.put_shared({{"scale", scale_}, {"growth_tracker", growth_tracker_}});
+}
+
+void DynamicLossScaler::load_state(const CheckpointReader& in) {
+  if (!in.has_shared()) return;
+  try {
+    scale_ = in.shared().at("scale").get<float>();
+    growth_tracker_ = in.shared().at("growth_tracker").get<int64_t>();
+  } catch (const nlohmann::json::exception& error) {
+    throw FormatError(in.where("trainer_state.json") + error.what());
+  }
 }
 
 }  // namespace sdtrain

@@ -10,11 +10,14 @@
 
 #include <torch/torch.h>
 
+#include "framework/checkpoint/stateful.h"
 #include "proto/sdtrain.pb.h"
 
 namespace sdtrain {
 
-class DynamicLossScaler {
+/// A checkpoint part: its shared state is the scale and the growth count. A checkpoint of a run
+/// without the scaler (fp32/bf16) leaves it at its initial state.
+class DynamicLossScaler final : public Stateful {
  public:
   explicit DynamicLossScaler(const LossScalingConfig& config);
 
@@ -30,8 +33,8 @@ class DynamicLossScaler {
   /// Adjusts the scale after an optimizer step attempt; `found_inf` as unscale() reported.
   void update(bool found_inf);
 
-  /// Restores the state saved in a checkpoint.
-  void restore(float scale, int64_t growth_tracker);
+  void save_state(CheckpointWriter& out) override;
+  void load_state(const CheckpointReader& in) override;
 
  private:
   LossScalingConfig config_;

@@ -49,11 +49,11 @@ int run_training(const LoadedConfig& loaded) {
   std::unique_ptr<Communicator> communicator;
   bool stopped_by_signal = false;
   try {
-    communicator = make_communicator(communicator_backend(loaded.config.distributed().backend()), info,
-                                     pick_device(loaded.config.run().device(), info.local_rank),
+    const torch::Device device = pick_device(loaded.config.run().device(), info.local_rank);
+    communicator = make_communicator(communicator_backend(loaded.config.distributed().backend()), info, device,
                                      loaded.config.distributed().collective_timeout_s());
     SDTRAIN_LOG(INFO) << "collectives: " << communicator->backend();
-    Trainer trainer(loaded, info, *communicator);
+    Trainer trainer(loaded, info, *communicator, device);
     trainer.fit();
     stopped_by_signal = trainer.stopped_by_signal();
   } catch (const std::exception& error) {

@@ -13,11 +13,13 @@ ShardRange shard_range(int64_t numel, int rank, int world_size) {
   return range;
 }
 
-ShardedAdamW::ShardedAdamW(const torch::Tensor& values, const OptimizerConfig& config, Communicator& communicator)
+ShardedAdamW::ShardedAdamW(const torch::Tensor& values, const OptimizerConfig& config, Communicator& communicator,
+                           const std::vector<AdamWSegment>& segments)
     : communicator_(communicator),
       numel_(values.numel()),
       range_(shard_range(values.numel(), communicator.rank(), communicator.world_size())),
-      shard_(values.narrow(0, range_.begin, range_.size()), config) {}
+      shard_(values.narrow(0, range_.begin, range_.size()), config,
+             segments.empty() ? std::vector<AdamWSegment>{} : segments_within(segments, range_.begin, range_.end)) {}
 
 void ShardedAdamW::all_gather_slices(torch::Tensor& flat) {
   for (int owner = 0; owner < communicator_.world_size(); ++owner) {

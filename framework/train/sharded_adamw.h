@@ -5,7 +5,7 @@
 /// rank is 1/world_size of FlatAdamW's; the arithmetic is FlatAdamW's, element for element.
 ///
 /// Checkpoints hold the state as one shard per rank, cut by shard_range() (see
-/// framework/checkpoint/optimizer_shards.h): each rank writes shard() as it is, and a resume at
+/// framework/train/optimizer_shards.h): each rank writes shard() as it is, and a resume at
 /// any world size reads its new slice from the overlapping old shards. Nothing is ever gathered.
 #include <cstdint>
 
@@ -29,8 +29,10 @@ ShardRange shard_range(int64_t numel, int rank, int world_size);
 class ShardedAdamW {
  public:
   /// `values` is the flat parameter buffer (same on every rank); state is allocated for this
-  /// rank's slice only. The communicator must outlive this object.
-  ShardedAdamW(const torch::Tensor& values, const OptimizerConfig& config, Communicator& communicator);
+  /// rank's slice only. `segments` (of the whole buffer, as FlatAdamW's) are cut to the slice.
+  /// The communicator must outlive this object.
+  ShardedAdamW(const torch::Tensor& values, const OptimizerConfig& config, Communicator& communicator,
+               const std::vector<AdamWSegment>& segments = {});
 
   /// Collective. Updates this rank's slice of `values` from the same slice of `grads` (already
   /// averaged over ranks), then broadcasts every rank's slice so `values` is whole everywhere.

@@ -1,25 +1,26 @@
 #pragma once
-/// The training loop: micro-batches → loss → backward → gradient accumulation and allreduce →
-/// clipping → AdamW → LR schedule → EMA, with callbacks, validation and checkpoints.
+/// The training loop over named parts. fit() reads like the recipe: next micro-batch →
+/// forward/backward (TrainStep) → at the step's end the optimizer step → maybe validate → maybe
+/// checkpoint → maybe stop (EventSchedule). The parts own their state; every part that must
+/// survive a resume is registered with the CheckpointManager (checkpoint_parts.h), which knows
+/// none of them by name.
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "framework/checkpoint/checkpoint_manager.h"
 #include "framework/config/config_loader.h"
 #include "framework/data/data_loader.h"
 #include "framework/dist/communicator.h"
-#include "framework/dist/gradient_reducer.h"
 #include "framework/plugin/callback.h"
 #include "framework/plugin/dataset.h"
 #include "framework/plugin/model.h"
 #include "framework/plugin/scheduler.h"
 #include "framework/registry/registry.h"
-#include "framework/train/adamw.h"
-#include "framework/train/ema.h"
+#include "framework/train/event_schedule.h"
 #include "framework/train/flat_parameters.h"
-#include "framework/train/sharded_adamw.h"
-#include "framework/train/loss_scaler.h"
+#include "framework/train/train_step.h"
 #include "framework/train/validation_loss.h"
 
 namespace sdtrain {
@@ -27,8 +28,11 @@ namespace sdtrain {
 class Trainer : public TrainerHandle {
  public:
   /// Builds the model, datasets, LR schedule and callbacks from `loaded` (throws ConfigError for
-  /// plugin option errors), moves the model to this rank's device and makes all ranks start from
-  /// rank 0's weights.
+  /// plugin option errors), moves the model to `device` and makes all ranks start from rank 0's
+  /// weights.
+  Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communicator& communicator,
+          const torch::Device& device);
+  /// The same on the device run.device picks for this rank (device_choice.h).
   Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communicator& communicator);
   ~Trainer() override;
 
@@ -37,6 +41,10 @@ class Trainer : public TrainerHandle {
   /// first when run.resume asks for it.
   void fit();
 
+  /// Registers one more part whose state checkpoints save and resumes restore (stateful.h), under
+  /// a name of its own. Call before fit(); `part` must outlive the trainer.
+  void add_checkpoint_part(const std::string& name, Stateful& part) { checkpoints_->add_part(name, part); }
+
   // TrainerHandle
   const TrainConfig& config() const override { return config_; }
   const TrainProgress& progress() const override { return progress_; }
@@ -44,27 +52,24 @@ class Trainer : public TrainerHandle {
   int rank() const override { return rank_info_.rank; }
   int world_size() const override { return rank_info_.world_size; }
   const std::string& output_dir() const override { return output_dir_; }
-  void request_stop() override { stop_requested_ = true; }
-  /// Whether fit() ended early because a rank received SIGTERM/SIGUSR1 (its checkpoint is written).
-  bool stopped_by_signal() const { return stopped_by_signal_; }
+  void request_stop() override { schedule_->request_stop(); }
   Communicator& communicator() override { return communicator_; }
   const std::map<std::string, double>& metrics() const override { return metrics_; }
 
+  /// Whether fit() ended early because a rank received SIGTERM/SIGUSR1 (its checkpoint is written).
+  bool stopped_by_signal() const { return schedule_->stopped_by_signal(); }
   /// The learning rate of optimizer step `step` (base LR, scale_lr, schedule).
-  double learning_rate(int64_t step) const;
+  double learning_rate(int64_t step) const { return step_->learning_rate(step); }
   FlatParameters& parameters() { return *flat_; }
   /// The AdamW of an unsharded run (distributed.zero_stage1 false); throws in a ZeRO-1 run.
-  FlatAdamW& optimizer() {
-    TORCH_CHECK(optimizer_, "Trainer::optimizer(): a distributed.zero_stage1 run has sharded_optimizer() instead");
-    return *optimizer_;
-  }
+  FlatAdamW& optimizer();
   /// The ZeRO-1 optimizer (distributed.zero_stage1), null otherwise.
-  ShardedAdamW* sharded_optimizer() { return sharded_optimizer_.get(); }
-  ExponentialMovingAverage* ema() { return ema_.get(); }
+  ShardedAdamW* sharded_optimizer() { return step_->sharded_optimizer(); }
+  ExponentialMovingAverage* ema() { return step_->ema(); }
   /// The losses of every optimizer step so far on this run (for tests and the CSV log).
   const std::vector<double>& loss_history() const { return loss_history_; }
   /// The fp16 loss scaler (precision FP16), else null.
-  const DynamicLossScaler* loss_scaler() const { return loss_scaler_.get(); }
+  const DynamicLossScaler* loss_scaler() const { return step_->loss_scaler(); }
   /// The validation-loss evaluator (data.validation_loss), else null.
   const ValidationLoss* validation_loss() const { return validation_loss_.get(); }
   /// Computes the validation losses now ("val/loss" and, with EMA, "val/loss_ema"), stores them
@@ -74,10 +79,17 @@ class Trainer : public TrainerHandle {
   const std::string& export_folder() const { return export_folder_; }
 
  private:
-  void optimizer_step(double loss_sum, int micro_batches, double step_start_s);
+  void build_plugins();
+  void build_data_loader();
+  void check_export_folder();
+  void register_checkpoint_parts();
+  void resume_if_asked();
+  /// Trains the rest of the current epoch; false when the run stopped before its end.
+  bool train_epoch();
+  void end_step();
+  void end_epoch();
   void run_validation();
-  void start_ema_from_model();
-  void setup_validation_loss(const PluginContext& context);
+  void save_checkpoint();
   void export_final_model();
   template <class Hook>
   void for_each_callback(Hook hook);
@@ -96,21 +108,16 @@ class Trainer : public TrainerHandle {
   std::unique_ptr<LrSchedule> lr_schedule_;
   std::vector<std::unique_ptr<Callback>> callbacks_;
   std::unique_ptr<FlatParameters> flat_;
-  std::unique_ptr<GradientReducer> gradient_reducer_;    ///< allreduce overlapped with backward
-  std::unique_ptr<FlatAdamW> optimizer_;                 ///< unsharded runs
-  std::unique_ptr<ShardedAdamW> sharded_optimizer_;      ///< ZeRO stage 1 runs
-  std::unique_ptr<ExponentialMovingAverage> ema_;
-  std::unique_ptr<DynamicLossScaler> loss_scaler_;
+  std::unique_ptr<TrainStep> step_;
   std::unique_ptr<ValidationLoss> validation_loss_;
+  std::unique_ptr<EventSchedule> schedule_;
+  std::unique_ptr<CheckpointManager> checkpoints_;
+  std::vector<std::unique_ptr<Stateful>> checkpoint_parts_;
   std::map<std::string, double> metrics_;
   std::string export_folder_;
 
-  static constexpr int kMaxConsecutiveSkips = 100;
-  int consecutive_skips_ = 0;
   TrainProgress progress_;
   std::vector<double> loss_history_;
-  bool stop_requested_ = false;
-  bool stopped_by_signal_ = false;
 };
 
 }  // namespace sdtrain

@@ -1,6 +1,7 @@
 #include "framework/util/strings.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <numeric>
 
 namespace sdtrain {
@@ -68,6 +69,12 @@ std::string trim(std::string_view text) {
   if (first == std::string_view::npos) return {};
   const auto last = text.find_last_not_of(space);
   return std::string(text.substr(first, last - first + 1));
+}
+
+std::string round_trip_decimal(double value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.17g", value);
+  return text;
 }
 
 }  // namespace sdtrain

@@ -22,6 +22,10 @@ std::vector<std::string> split(const std::string& text, char separator);
 /// `text` without leading and trailing ASCII whitespace (space, \t, \n, \r, \f, \v).
 std::string trim(std::string_view text);
 
+/// `value` with 17 significant digits ("%.17g"): parsing the text gives the same double back, so
+/// logs that tests and users compare exactly can be compared exactly.
+std::string round_trip_decimal(double value);
+
 /// True if `text` starts with `prefix` / ends with `suffix`.
 bool starts_with(std::string_view text, std::string_view prefix);
 bool ends_with(std::string_view text, std::string_view suffix);

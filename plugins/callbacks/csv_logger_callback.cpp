@@ -46,7 +46,7 @@ class CsvLoggerCallback : public Callback {
   void on_step_end(TrainerHandle& trainer, const StepMetrics& metrics) override {
     if (!out_.is_open()) return;
     const int64_t step = trainer.progress().step;
-    if (step % trainer.config().run().log_every_n_steps() != 0) return;
+    if (!metrics.log_due) return;
     out_ << step << ',' << trainer.progress().epoch << ',' << std::setprecision(9) << metrics.loss << ','
          << metrics.learning_rate << ',' << metrics.grad_norm << ',' << metrics.images_per_s << ','
          << metrics.step_time_s << ',' << (metrics.skipped ? 1 : 0) << '\n';

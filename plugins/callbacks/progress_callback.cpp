@@ -38,7 +38,7 @@ class ProgressCallback : public Callback {
                   static_cast<long long>(trainer.progress().epoch), metrics.loss, metrics.learning_rate,
                   metrics.images_per_s, memory);
     if (bar_) bar_->update(step, status);
-    if (options_.log_metrics() && step % trainer.config().run().log_every_n_steps() == 0 && !stderr_is_terminal()) {
+    if (options_.log_metrics() && metrics.log_due && !stderr_is_terminal()) {
       char line[256];
       std::snprintf(line, sizeof(line), "step %lld epoch %lld loss %.6f lr %.6g grad_norm %.4g %.2f img/s%s%s",
                     static_cast<long long>(step), static_cast<long long>(trainer.progress().epoch), metrics.loss,

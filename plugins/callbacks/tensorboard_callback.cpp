@@ -40,7 +40,7 @@ class TensorBoardCallback : public Callback, public ImageSink {
   void on_step_end(TrainerHandle& trainer, const StepMetrics& metrics) override {
     if (!writer_) return;
     const int64_t step = trainer.progress().step;
-    if (step % trainer.config().run().log_every_n_steps() != 0) return;
+    if (!metrics.log_due) return;
     writer_->add_scalar("train/loss", metrics.loss, step);
     writer_->add_scalar("train/learning_rate", metrics.learning_rate, step);
     writer_->add_scalar("train/images_per_s", metrics.images_per_s, step);

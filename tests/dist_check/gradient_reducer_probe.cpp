@@ -70,7 +70,7 @@ torch::Tensor mean_gradients(sdtrain::Communicator& communicator, int micro_batc
   for (int m = 0; m < micro_batches; ++m) {
     torch::manual_seed(100 + 10 * communicator.rank() + m);  // each rank, each micro-batch its own data
     const torch::Tensor inputs = torch::randn({8, 64});
-    if (overlap) reducer.arm(m + 1 == micro_batches);
+    if (overlap) reducer.prepare_backward(m + 1 == micro_batches);
     (model.forward(inputs, skip_third) / micro_batches).backward();
     if (overlap && m + 1 < micro_batches) check(counting.started == 0, "a collective during a no_sync micro-batch");
   }
@@ -106,7 +106,7 @@ void run_checks(sdtrain::Communicator& communicator) {
                                               std::to_string(expected_early));
     }
   }
-  // finish() without an armed backward reduces everything (no overlap, same result).
+  // finish() without an syncing backward reduces everything (no overlap, same result).
   torch::manual_seed(7);
   Mlp model;
   sdtrain::FlatParameters flat(model);
@@ -115,7 +115,7 @@ void run_checks(sdtrain::Communicator& communicator) {
   model.forward(torch::randn({8, 64}), false).backward();
   reducer.finish();
   check(torch::equal(flat.grads(), mean_gradients(communicator, 1, false, false, layer_bytes)),
-        "finish() without arm() differs from allreduce_gradients");
+        "finish() without prepare_backward() differs from allreduce_gradients");
 }
 
 }  // namespace

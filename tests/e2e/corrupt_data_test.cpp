@@ -112,7 +112,7 @@ std::set<std::string> recorded_bad_samples(const fs::path& dir, int step, int ra
   char name[64];
   std::snprintf(name, sizeof(name), "step-%08d/rank-%05d.json", step, rank);
   const auto file = nlohmann::json::parse(read_file((dir / "out" / "checkpoints" / name).string()));
-  return file.at("data").at("bad_samples").get<std::set<std::string>>();
+  return file.at("parts").at("data").at("bad_samples").get<std::set<std::string>>();
 }
 
 /// One micro-batch per step, no worker threads and one batch of prefetch, so that a checkpoint

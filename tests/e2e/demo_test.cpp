@@ -129,7 +129,7 @@ TEST(Demo, TrainsLogsAndLearnsColour) {
   ASSERT_EQ(rows[0][0], "step");
   ASSERT_EQ(rows[0][2], "loss");
   std::ifstream state_file(last / "trainer_state.json");
-  const auto losses = nlohmann::json::parse(state_file).at("loss_history").get<std::vector<double>>();
+  const auto losses = nlohmann::json::parse(state_file).at("parts").at("progress").at("loss_history").get<std::vector<double>>();
   ASSERT_EQ(static_cast<int64_t>(losses.size()), max_steps);
   for (std::size_t r = 1; r < rows.size(); ++r) {
     const int64_t step = std::stoll(rows[r][0]);

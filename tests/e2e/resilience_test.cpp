@@ -161,7 +161,10 @@ void expect_identical_checkpoints(const fs::path& a, const fs::path& b) {
     EXPECT_TRUE(torch::equal(left.tensor(name), right.tensor(name))) << name;
   }
   const auto losses = [](const fs::path& dir) {
-    return nlohmann::json::parse(read_text(dir / "trainer_state.json")).at("loss_history").get<std::vector<double>>();
+    return nlohmann::json::parse(read_text(dir / "trainer_state.json"))
+        .at("parts")
+        .at("progress")
+        .at("loss_history").get<std::vector<double>>();
   };
   EXPECT_EQ(losses(a), losses(b));
 }

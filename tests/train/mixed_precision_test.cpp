@@ -174,8 +174,9 @@ TEST(MixedPrecision, Fp16ScalerStateResumesFromTheCheckpoint) {
     trainer.fit();
     std::ifstream state(scratch / "resumed" / "out" / "checkpoints" / "step-00000003" / "trainer_state.json");
     const nlohmann::json saved = nlohmann::json::parse(state);
-    EXPECT_EQ(saved.at("loss_scale").get<double>(), 32768.0);
-    EXPECT_EQ(saved.at("loss_scale_growth_tracker").get<int64_t>(), 2);
+    const nlohmann::json& scaler = saved.at("parts").at("loss_scaler");
+    EXPECT_EQ(scaler.at("scale").get<double>(), 32768.0);
+    EXPECT_EQ(scaler.at("growth_tracker").get<int64_t>(), 2);
   }
   LoadedConfig second = make_config(scratch / "resumed", {"run.max_steps=6", "run.resume=auto"});
   Trainer resumed(second, process_group().info(), *comm);

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "framework/checkpoint/optimizer_shards.h"
+#include "framework/train/optimizer_shards.h"
 #include "framework/train/sharded_adamw.h"
 
 namespace sdtrain {

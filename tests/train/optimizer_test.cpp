@@ -6,6 +6,8 @@
 
 #include "framework/train/adamw.h"
 #include "framework/train/ema.h"
+#include "framework/train/flat_parameters.h"
+#include "framework/util/errors.h"
 #include "plugins/schedulers/lr/lr_schedules.h"
 #include "tests/common/test_env.h"
 
@@ -32,6 +34,84 @@ TEST(FlatAdamW, MatchesTorchOptimAdamW) {
         << "step " << step << " max diff " << (values - after[step]).abs().max().item<double>();
   }
   EXPECT_EQ(optimizer.step_count(), lrs.size(0));
+}
+
+// Two parameter groups, the second at a tenth of the LR without weight decay, against
+// torch.optim.AdamW with the same param_groups.
+TEST(FlatAdamW, SegmentsMatchTorchParamGroups) {
+  auto reference = load_reference((test::fixture_dir("adamw_reference") / "adamw_groups.pt").string());
+  torch::Tensor values = reference.at("initial").toTensor().clone();
+  const torch::Tensor grads = reference.at("grads").toTensor();
+  const torch::Tensor after = reference.at("after").toTensor();
+  const torch::Tensor lrs = reference.at("lrs").toTensor();
+  const int64_t split = reference.at("first_group").toTensor().item<int64_t>();
+  const OptimizerConfig config;
+  FlatAdamW optimizer(values, config, {{0, split, 1.0, config.weight_decay()}, {split, values.numel(), 0.1, 0.0}});
+  for (int64_t step = 0; step < lrs.size(0); ++step) {
+    optimizer.step(values, grads[step], lrs[step].item<double>());
+    EXPECT_TRUE(torch::allclose(values, after[step], /*rtol=*/1e-6, /*atol=*/1e-7))
+        << "step " << step << " max diff " << (values - after[step]).abs().max().item<double>();
+  }
+  // The same groups without their own settings are bitwise the single-segment optimizer.
+  torch::Tensor grouped = reference.at("initial").toTensor().clone();
+  torch::Tensor whole = grouped.clone();
+  FlatAdamW two(grouped, config, {{0, split, 1.0, config.weight_decay()}, {split, grouped.numel(), 1.0, config.weight_decay()}});
+  FlatAdamW one(whole, config);
+  for (int64_t step = 0; step < lrs.size(0); ++step) {
+    two.step(grouped, grads[step], lrs[step].item<double>());
+    one.step(whole, grads[step], lrs[step].item<double>());
+  }
+  EXPECT_TRUE(torch::equal(grouped, whole));
+}
+
+// A ZeRO-1 slice takes the parts of the groups that fall into it, relative to its start.
+TEST(FlatAdamW, SegmentsWithinASliceAreCutAndShifted) {
+  const std::vector<AdamWSegment> segments{{0, 10, 1.0, 0.01}, {10, 25, 0.5, 0.0}};
+  const std::vector<AdamWSegment> slice = segments_within(segments, 8, 20);
+  ASSERT_EQ(slice.size(), 2u);
+  EXPECT_EQ(slice[0].begin, 0);
+  EXPECT_EQ(slice[0].end, 2);
+  EXPECT_EQ(slice[1].begin, 2);
+  EXPECT_EQ(slice[1].end, 12);
+  EXPECT_EQ(slice[1].lr_factor, 0.5);
+  EXPECT_TRUE(segments_within(segments, 25, 25).empty());
+}
+
+struct TwoLayers : torch::nn::Module {
+  TwoLayers() {
+    register_module("first", torch::nn::Linear(2, 3));
+    register_module("second", torch::nn::Linear(3, 1));
+  }
+};
+
+// Groups lay the parameters out group by group; a group that takes nothing, or a parameter in
+// no group, is refused by name.
+TEST(FlatParameters, GroupsAreContiguousAndMustCoverEveryParameter) {
+  TwoLayers net;
+  FlatParameters flat(net, {ParameterGroup{"late", "second."}, ParameterGroup{"early", ""}});
+  ASSERT_EQ(flat.groups().size(), 2u);
+  EXPECT_EQ(flat.names(), (std::vector<std::string>{"second.weight", "second.bias", "first.weight", "first.bias"}));
+  EXPECT_EQ(flat.groups()[0].begin, 0);
+  EXPECT_EQ(flat.groups()[0].end, 4);
+  EXPECT_EQ(flat.groups()[1].end, flat.numel());
+  try {
+    TwoLayers other;
+    FlatParameters unused(other, {ParameterGroup{"late", "second."}, ParameterGroup{"none", "third."}});
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& error) {
+    EXPECT_NE(std::string(error.what()).find("parameter group 'none' (prefix 'third.') holds no trained parameter"),
+              std::string::npos)
+        << error.what();
+  }
+  try {
+    TwoLayers other;
+    FlatParameters unused(other, {ParameterGroup{"late", "second."}});
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& error) {
+    EXPECT_NE(std::string(error.what()).find("trained parameter 'first.weight' is in no parameter group (groups: late)"),
+              std::string::npos)
+        << error.what();
+  }
 }
 
 TEST(Ema, FollowsLitEmaWarmup) {

@@ -9,7 +9,8 @@
 
 #include "framework/checkpoint/checkpoint_manager.h"
 #include "framework/dist/process_group.h"
-#include "framework/io/safetensors_writer.h"
+#include "framework/io/safetensors_reader.h"
+#include "framework/train/checkpoint_parts.h"
 #include "framework/train/trainer.h"
 #include "framework/util/errors.h"
 #include "framework/util/file_util.h"
@@ -87,92 +88,90 @@ TEST(Trainer, ResumedRunEqualsTheUninterruptedRun) {
   EXPECT_EQ(straight.loss_history(), resumed.loss_history());
 }
 
-/// Rewrites checkpoint `folder`, written by `trainer` at its last step, into the layout sdtrain
-/// wrote before per-rank shards: one optimizer.safetensors with <name>.exp_avg / <name>.exp_avg_sq
-/// and metadata adam_step, no rank files, a manifest of format 1 listing the four files.
-void rewrite_as_legacy_checkpoint(const fs::path& folder, Trainer& trainer) {
-  FlatParameters& parameters = trainer.parameters();
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const char* suffix : {".exp_avg", ".exp_avg_sq"}) {
-    const torch::Tensor& flat =
-        std::string(suffix) == ".exp_avg" ? trainer.optimizer().exp_avg() : trainer.optimizer().exp_avg_sq();
-    for (std::size_t i = 0; i < parameters.names().size(); ++i) {
-      tensors.emplace_back(parameters.names()[i] + suffix, parameters.view(flat, i));
-    }
-  }
-  save_safetensors((folder / "optimizer.safetensors").string(), tensors,
-                   {{"adam_step", std::to_string(trainer.optimizer().step_count())}});
-  fs::remove(folder / "optimizer-rank-00000-of-00001.safetensors");
-  fs::remove(folder / "rank-00000.json");
-  nlohmann::json files = nlohmann::json::array();
-  for (const char* name : {"model.safetensors", "ema.safetensors", "optimizer.safetensors", "trainer_state.json"}) {
-    files.push_back({{"name", name},
-                     {"size", fs::file_size(folder / name)},
-                     {"sha256", sha256_file((folder / name).string())}});
-  }
-  const nlohmann::json state = nlohmann::json::parse(read_file((folder / "trainer_state.json").string()));
-  test::write_text(folder / "manifest.json", nlohmann::json{{"format", "sdtrain-checkpoint-1"},
-                                                            {"step", state.at("step")},
-                                                            {"world_size", 1},
-                                                            {"files", files}}
-                                                 .dump(2));
-}
-
-// Checkpoints of sdtrain before per-rank shards still resume, exactly.
-TEST(Trainer, LegacySingleFileOptimizerCheckpointStillResumes) {
-  const fs::path scratch = test::scratch_dir();
-  auto comm = communicator();
-  const std::vector<std::string> common{"gradient_accumulation_steps=2", "data.train.options.count=16",
-                                        "run.checkpoint_every_n_steps=3"};
-  auto with = [&](std::vector<std::string> more) {
-    more.insert(more.begin(), common.begin(), common.end());
-    return more;
-  };
-  LoadedConfig straight_config = make_config(scratch / "straight", with({"run.max_steps=6"}));
-  Trainer straight(straight_config, process_group().info(), *comm);
-  straight.fit();
-
-  const fs::path resumed_dir = scratch / "legacy";
-  LoadedConfig first_half = make_config(resumed_dir, with({"run.max_steps=3"}));
-  {
-    Trainer trainer(first_half, process_group().info(), *comm);
-    trainer.fit();
-    rewrite_as_legacy_checkpoint(resumed_dir / "out" / "checkpoints" / "step-00000003", trainer);
-  }
-  ASSERT_FALSE(fs::exists(resumed_dir / "out" / "checkpoints" / "step-00000003" / "rank-00000.json"));
-  LoadedConfig second_half = make_config(resumed_dir, with({"run.max_steps=6", "run.resume=auto"}));
-  Trainer resumed(second_half, process_group().info(), *comm);
-  resumed.fit();
-
-  EXPECT_TRUE(torch::equal(straight.parameters().values(), resumed.parameters().values()));
-  EXPECT_TRUE(torch::equal(straight.optimizer().exp_avg(), resumed.optimizer().exp_avg()));
-  EXPECT_TRUE(torch::equal(straight.optimizer().exp_avg_sq(), resumed.optimizer().exp_avg_sq()));
-  EXPECT_EQ(straight.optimizer().step_count(), resumed.optimizer().step_count());
-  EXPECT_EQ(straight.loss_history(), resumed.loss_history());
-}
-
 // Where ranks resume in the epoch: the checkpoint's samples dealt out in the new global batches.
 TEST(Trainer, ResumedDataPositionFollowsTheGlobalBatch) {
-  TrainingState state;
-  state.epoch = 1;
-  state.batch_in_epoch = 3;
-  state.world_size = 2;
-  state.batch_size = 2;
-  state.samples_in_epoch = 12;  // 2 ranks x 3 micro-batches of 2
-  EXPECT_EQ(resumed_batch_in_epoch(state, 1, 2), 6);
-  EXPECT_EQ(resumed_batch_in_epoch(state, 1, 4), 3);
-  EXPECT_EQ(resumed_batch_in_epoch(state, 3, 2), 2);
-  EXPECT_EQ(resumed_batch_in_epoch(state, 4, 3), 1);
+  SavedDataPosition saved;
+  saved.epoch = 1;
+  saved.batch_in_epoch = 3;
+  saved.world_size = 2;
+  saved.batch_size = 2;  // 2 ranks x 3 micro-batches of 2: 12 samples
+  EXPECT_EQ(resumed_batch_in_epoch(saved, 1, 2), 6);
+  EXPECT_EQ(resumed_batch_in_epoch(saved, 1, 4), 3);
+  EXPECT_EQ(resumed_batch_in_epoch(saved, 3, 2), 2);
+  EXPECT_EQ(resumed_batch_in_epoch(saved, 4, 3), 1);
   try {
-    resumed_batch_in_epoch(state, 4, 2);
+    resumed_batch_in_epoch(saved, 4, 2);
     FAIL() << "expected ConfigError: 12 samples are not whole global batches of 8";
   } catch (const ConfigError& error) {
     EXPECT_NE(std::string(error.what()).find("12 samples into epoch 1"), std::string::npos) << error.what();
   }
-  // A checkpoint without rank files: the micro-batch size is taken to be unchanged.
-  state.samples_in_epoch = -1;
-  EXPECT_EQ(resumed_batch_in_epoch(state, 1, 2), 6);
-  EXPECT_EQ(resumed_batch_in_epoch(state, 2, 2), 3);
+}
+
+/// A part only this test knows: a random tensor file written by every rank and a counter that
+/// advances with every save. The checkpoint code is not told about it; the trainer registers it.
+class TestOnlyPart final : public Stateful {
+ public:
+  explicit TestOnlyPart(int64_t seed) : values(torch::randn({5, 3}, torch::Generator(at::detail::createCPUGenerator(seed)))) {}
+  void save_state(CheckpointWriter& out) override {
+    ++saves;
+    out.put_shared({{"saves", saves}, {"note", "test-only part"}});
+    out.put_rank({{"rank", out.rank()}});
+    out.write_tensors("test-only-rank-" + std::to_string(out.rank()) + ".safetensors", {{"values", values}});
+  }
+  void load_state(const CheckpointReader& in) override {
+    saves = in.shared().at("saves").get<int64_t>();
+    EXPECT_EQ(in.rank_state(in.rank()).at("rank").get<int>(), in.rank());
+    values = SafetensorsReader(in.file("test-only-rank-" + std::to_string(in.rank()) + ".safetensors"))
+                 .tensor("values")
+                 .clone();
+    loaded = true;
+  }
+  torch::Tensor values;
+  int64_t saves = 0;
+  bool loaded = false;
+};
+
+// A part added from outside the checkpoint code survives a resume: its JSON state, its rank state
+// and its own file come back, verified like every other file.
+TEST(Trainer, ATestOnlyStatefulPartSurvivesAResume) {
+  const fs::path dir = test::scratch_dir();
+  auto comm = communicator();
+  TestOnlyPart saved(11);
+  {
+    LoadedConfig config = make_config(dir, {"run.max_steps=4", "run.checkpoint_every_n_steps=2"});
+    Trainer trainer(config, process_group().info(), *comm);
+    trainer.add_checkpoint_part("test_only", saved);
+    trainer.fit();
+  }
+  ASSERT_EQ(saved.saves, 2);  // steps 2 and 4
+  const fs::path file = dir / "out" / "checkpoints" / "step-00000004" / "test-only-rank-0.safetensors";
+  ASSERT_TRUE(fs::exists(file));
+
+  TestOnlyPart restored(12);  // other values until the checkpoint replaces them
+  ASSERT_FALSE(torch::equal(saved.values, restored.values));
+  LoadedConfig again = make_config(dir, {"run.max_steps=4", "run.resume=auto"});
+  Trainer resumed(again, process_group().info(), *comm);
+  resumed.add_checkpoint_part("test_only", restored);
+  resumed.fit();  // already at step 4: resumes and ends
+  EXPECT_TRUE(restored.loaded);
+  EXPECT_EQ(restored.saves, 2);
+  EXPECT_TRUE(torch::equal(saved.values, restored.values));
+
+  // Its file is verified against the manifest like the others.
+  {
+    std::fstream stream(file, std::ios::in | std::ios::out | std::ios::binary);
+    stream.seekp(-2, std::ios::end);
+    stream.put('\x33');
+  }
+  TestOnlyPart tampered(13);
+  Trainer refused(again, process_group().info(), *comm);
+  refused.add_checkpoint_part("test_only", tampered);
+  try {
+    refused.fit();
+    FAIL() << "expected FormatError";
+  } catch (const FormatError& error) {
+    EXPECT_NE(std::string(error.what()).find(file.string() + ": SHA-256"), std::string::npos) << error.what();
+  }
 }
 
 /// Resumes dir/out to step 4; returns the FormatError's message (empty, and a failure, if none).

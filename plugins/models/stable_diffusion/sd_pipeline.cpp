@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "framework/checkpoint/checkpoint_snapshot.h"
+#include "framework/train/checkpoint_snapshot.h"
 #include "framework/util/errors.h"
 #include "framework/util/strings.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"

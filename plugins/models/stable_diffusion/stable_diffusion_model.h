@@ -22,6 +22,8 @@ class StableDiffusionModel : public Model {
   StableDiffusionModel(const StableDiffusionOptions& options, const PluginContext& context);
 
   torch::nn::Module& trainable_module() override { return *networks_.unet; }
+  /// Only the UNet is trained (the recipe's), as one group.
+  std::vector<ParameterGroup> parameter_groups() const override { return {ParameterGroup{"unet", ""}}; }
   void to(const torch::Device& device) override;
 
   /// The recipe's training step for each sample i, all randomness from a CPU generator seeded

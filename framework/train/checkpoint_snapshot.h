@@ -23,10 +23,10 @@ struct CheckpointSnapshot {
 /// trainer_state.json inside).
 bool is_checkpoint_folder(const std::string& path);
 
-/// Reads checkpoint `folder`: verifies every file against the manifest (FormatError naming the
-/// file), parses the stored config (loading its plugin libraries, resolved against the config's
-/// folder), and reads ema.safetensors when `use_ema` and the run kept an EMA, model.safetensors
-/// otherwise. Throws FormatError for a checkpoint that does not record its config folder.
+/// Reads checkpoint `folder` as the trainer wrote it (checkpoint_parts.h): verifies the files it
+/// reads against the manifest (FormatError naming the file), parses the stored config of part
+/// "run" (loading its plugin libraries, resolved against the config's folder), and reads
+/// ema.safetensors when `use_ema` and the run kept an EMA, model.safetensors otherwise.
 CheckpointSnapshot read_checkpoint_snapshot(const std::string& folder, bool use_ema);
 
 }  // namespace sdtrain

@@ -1,0 +1,144 @@
+#include "framework/train/checkpoint_parts.h"
+
+#include <limits>
+
+#include "framework/checkpoint/checkpoint_folder.h"
+#include "framework/data/data_loader.h"
+#include "framework/io/safetensors_reader.h"
+#include "framework/plugin/callback.h"
+#include "framework/util/errors.h"
+
+namespace sdtrain {
+using nlohmann::json;
+
+void FlatTensorState::save_state(CheckpointWriter& out) {
+  if (out.rank() != 0) return;  // the same on every rank
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  const torch::Tensor host = flat_.device().is_cpu() ? flat_ : flat_.cpu();
+  for (std::size_t i = 0; i < layout_.names().size(); ++i) named.emplace_back(layout_.names()[i], layout_.view(host, i));
+  out.write_tensors(file_name_, named);
+}
+
+void FlatTensorState::load_state(const CheckpointReader& in) {
+  const SafetensorsReader reader(in.file(file_name_));
+  torch::NoGradGuard no_grad;
+  for (std::size_t i = 0; i < layout_.names().size(); ++i) {
+    const std::string& name = layout_.names()[i];
+    if (!reader.contains(name)) {
+      throw FormatError(reader.path() + ": tensor '" + name + "' is missing (was the checkpoint written for another model?)");
+    }
+    const torch::Tensor source = reader.tensor(name);
+    torch::Tensor target = layout_.view(flat_, i);
+    if (source.sizes() != target.sizes()) {
+      throw FormatError(reader.path() + ": tensor '" + name + "' has shape " + c10::str(source.sizes()) +
+                        ", the model expects " + c10::str(target.sizes()));
+    }
+    target.copy_(source);
+  }
+}
+
+void EmaState::save_state(CheckpointWriter& out) {
+  shadow_.save_state(out);
+  out.put_shared({{"num_updates", ema_.num_updates()}});
+}
+
+void EmaState::load_state(const CheckpointReader& in) {
+  if (!in.has_file(kCheckpointEmaFile)) {
+    throw FormatError(in.folder() + ": holds no " + kCheckpointEmaFile + ", but ema.enabled is true");
+  }
+  shadow_.load_state(in);
+  try {
+    ema_.set_num_updates(in.shared().at("num_updates").get<int64_t>());
+  } catch (const json::exception& error) {
+    throw FormatError(in.where(kCheckpointSharedState) + error.what());
+  }
+}
+
+void ProgressState::save_state(CheckpointWriter& out) {
+  out.put_shared({{"step", progress_.step}, {"images_seen", progress_.images_seen}, {"loss_history", loss_history_}});
+}
+
+void ProgressState::load_state(const CheckpointReader& in) {
+  const json& state = in.shared();
+  try {
+    progress_.step = state.at("step").get<int64_t>();
+    progress_.images_seen = state.at("images_seen").get<int64_t>();
+    loss_history_.clear();
+    // JSON has no inf/NaN: nlohmann writes a non-finite loss (an fp16 overflow step) as null.
+    for (const auto& loss : state.at("loss_history")) {
+      loss_history_.push_back(loss.is_null() ? std::numeric_limits<double>::quiet_NaN() : loss.get<double>());
+    }
+  } catch (const json::exception& error) {
+    throw FormatError(in.where(kCheckpointSharedState) + error.what());
+  }
+}
+
+int64_t resumed_batch_in_epoch(const SavedDataPosition& saved, int world_size, int batch_size) {
+  const int64_t samples = saved.batch_in_epoch * saved.world_size * saved.batch_size;
+  const int64_t global_batch = static_cast<int64_t>(world_size) * batch_size;
+  if (samples % global_batch != 0) {
+    throw ConfigError("the checkpoint stopped " + std::to_string(samples) + " samples into epoch " +
+                      std::to_string(saved.epoch) + ", inside a global micro-batch of " + std::to_string(world_size) +
+                      " ranks x data.batch_size " + std::to_string(batch_size) + " = " + std::to_string(global_batch) +
+                      "; resume with a world size and batch size whose product divides " + std::to_string(samples));
+  }
+  return samples / global_batch;
+}
+
+void DataPositionState::save_state(CheckpointWriter& out) {
+  out.put_rank({{"epoch", progress_.epoch},
+                {"batch_in_epoch", progress_.batch_in_epoch},
+                {"batch_size", batch_size_},
+                {"bad_samples", loader_.bad_sample_keys()},
+                {"note", "rank r of world_size takes micro-batch b's slice b*world_size+r of the epoch's seeded "
+                         "permutation; batch_in_epoch micro-batches of epoch are consumed"}});
+}
+
+void DataPositionState::load_state(const CheckpointReader& in) {
+  // Ranks advance in lockstep: every writing rank stands at the same place of the same epoch, so
+  // together they consumed the first batch_in_epoch x world_size x batch_size samples of it.
+  SavedDataPosition saved;
+  saved.world_size = in.written_world_size();
+  std::set<std::string> bad_samples;
+  for (int rank = 0; rank < saved.world_size; ++rank) {
+    const json& state = in.rank_state(rank);
+    const std::string file = checkpoint_rank_file_name(rank);
+    try {
+      const int64_t epoch = state.at("epoch").get<int64_t>();
+      const int64_t batch = state.at("batch_in_epoch").get<int64_t>();
+      const int batch_size = state.at("batch_size").get<int>();
+      if (rank == 0) {
+        saved.epoch = epoch;
+        saved.batch_in_epoch = batch;
+        saved.batch_size = batch_size;
+      } else if (epoch != saved.epoch || batch != saved.batch_in_epoch || batch_size != saved.batch_size) {
+        throw FormatError(in.where(file) + "data position epoch " + std::to_string(epoch) + ", micro-batch " +
+                          std::to_string(batch) + " of " + std::to_string(batch_size) + " differs from rank 0's (epoch " +
+                          std::to_string(saved.epoch) + ", micro-batch " + std::to_string(saved.batch_in_epoch) +
+                          " of " + std::to_string(saved.batch_size) + ")");
+      }
+      if (saved.world_size != in.world_size() || rank == in.rank()) {
+        for (const auto& key : state.at("bad_samples")) bad_samples.insert(key.get<std::string>());
+      }
+    } catch (const json::exception& error) {
+      throw FormatError(in.where(file) + error.what());
+    }
+  }
+  progress_.epoch = saved.epoch;
+  progress_.batch_in_epoch = resumed_batch_in_epoch(saved, in.world_size(), batch_size_);
+  loader_.restore_bad_samples(bad_samples);
+}
+
+void CallbackState::save_state(CheckpointWriter& out) { out.put_shared(callback_.on_save_checkpoint(trainer_)); }
+
+void CallbackState::load_state(const CheckpointReader& in) {
+  if (!in.has_shared()) return;
+  if (!in.shared().is_string()) throw FormatError(in.where(kCheckpointSharedState) + "expected a string");
+  callback_.on_load_checkpoint(trainer_, in.shared().get<std::string>());
+}
+
+void RunRecordState::save_state(CheckpointWriter& out) {
+  out.put_shared({{"config", config_text_}, {"config_dir", config_dir_}});
+}
+
+}  // namespace sdtrain
