@@ -227,7 +227,7 @@ std::string validation_grid(const fs::path& dir, int ranks, int batch) {
                            "callbacks { type: \"tensorboard\" }\n");
   std::string output;
   const int code = test::run_command(mpirun(ranks) + " " + (test::binary_dir() / "bin" / "sdtrain").string() +
-                                         " --config " + config + " " + sets, &output);
+                                         " --config " + config, &output);
   EXPECT_EQ(code, 0) << output;
   std::ifstream in(dir / "out" / "images" / "validation" / "samples_gs-000004_e-000000_b-000000.png", std::ios::binary);
   EXPECT_TRUE(in.good()) << output;
@@ -278,7 +278,7 @@ TEST(MpiTraining, ValidationLossIsTheSameAtWorldSizeOneAndTwo) {
             "gradient_accumulation_steps: 1\n");
     std::string output;
     const int code = test::run_command(mpirun(ranks) + " " + (test::binary_dir() / "bin" / "sdtrain").string() +
-                                           " --config " + config + " " + sets, &output);
+                                           " --config " + config, &output);
     EXPECT_EQ(code, 0) << output;
     return logged_validation_losses(dir / name / "out" / "logs" / "rank-00000.log");
   };
@@ -300,7 +300,7 @@ TEST(MpiTraining, AFailingRankEndsTheJobWithTheReason) {
                            "data { train { type: \"test_colors\" } batch_size: 2 }\n");
   std::string output;
   const int code = test::run_command(mpirun(2) + " " + (test::binary_dir() / "bin" / "sdtrain").string() +
-                                         " --config " + config + " " + sets, &output);
+                                         " --config " + config, &output);
   EXPECT_NE(code, 0) << output;
   EXPECT_NE(output.find("model.options.channels: must be > 0"), std::string::npos) << output;
 }

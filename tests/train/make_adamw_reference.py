@@ -1,9 +1,38 @@
 """Reference for FlatAdamW: torch.optim.AdamW (PyTorch defaults, weight decay 0.01) over a few
-steps with changing learning rates, on parameters of several shapes."""
+steps with changing learning rates, on parameters of several shapes; once with one group and once
+with two param_groups (the second at a tenth of the LR and without weight decay)."""
 import argparse
 import os
 
 import torch
+
+SHAPES = [(4, 3), (5,), (2, 3, 2)]
+LRS = [1e-3, 5e-4, 2e-3, 1e-4, 1e-3]
+
+
+def flat(tensors):
+    return torch.cat([t.detach().flatten().clone() for t in tensors])
+
+
+def record(seed, make_groups):
+    """Steps AdamW over SHAPES' parameters with LRS (times each group's lr_factor); returns the
+    initial flat values, each step's flat gradients and flat values after it."""
+    torch.manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(s)) for s in SHAPES]
+    initial = flat(params)
+    optimizer = torch.optim.AdamW(make_groups(params), lr=LRS[0], foreach=False)
+    grads, after = [], []
+    for lr in LRS:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_factor", 1.0)
+        step_grads = [torch.randn(s) for s in SHAPES]
+        for p, g in zip(params, step_grads):
+            p.grad = g
+        optimizer.step()
+        grads.append(flat(step_grads))
+        after.append(flat(params))
+    return {"initial": initial, "grads": torch.stack(grads), "after": torch.stack(after),
+            "lrs": torch.tensor(LRS, dtype=torch.float64)}
 
 
 def main():
@@ -11,47 +40,13 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    torch.manual_seed(0)
-    shapes = [(4, 3), (5,), (2, 3, 2)]
-    params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
-    initial = torch.cat([p.detach().flatten().clone() for p in params])
-    optimizer = torch.optim.AdamW(params, lr=1e-3, foreach=False)
-    lrs = [1e-3, 5e-4, 2e-3, 1e-4, 1e-3]
-    grads, after = [], []
-    for lr in lrs:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        step_grads = [torch.randn(s) for s in shapes]
-        for p, g in zip(params, step_grads):
-            p.grad = g
-        optimizer.step()
-        grads.append(torch.cat([g.flatten() for g in step_grads]))
-        after.append(torch.cat([p.detach().flatten().clone() for p in params]))
-    torch.save({"initial": initial, "grads": torch.stack(grads), "after": torch.stack(after),
-                "lrs": torch.tensor(lrs, dtype=torch.float64)}, os.path.join(args.out, "adamw.pt"))
-
-    # Parameter groups: the first two parameters at the scheduled LR and the default weight decay,
-    # the last at a tenth of it without weight decay (param_groups, as a model's groups train).
-    torch.manual_seed(1)
-    params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
-    initial = torch.cat([p.detach().flatten().clone() for p in params])
-    optimizer = torch.optim.AdamW([{"params": params[:2]},
-                                   {"params": params[2:], "lr_factor": 0.1, "weight_decay": 0.0}],
-                                  lr=1e-3, foreach=False)
-    grads, after = [], []
-    for lr in lrs:
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_factor", 1.0)
-        step_grads = [torch.randn(s) for s in shapes]
-        for p, g in zip(params, step_grads):
-            p.grad = g
-        optimizer.step()
-        grads.append(torch.cat([g.flatten() for g in step_grads]))
-        after.append(torch.cat([p.detach().flatten().clone() for p in params]))
-    first_group = sum(p.numel() for p in params[:2])
-    torch.save({"initial": initial, "grads": torch.stack(grads), "after": torch.stack(after),
-                "lrs": torch.tensor(lrs, dtype=torch.float64), "first_group": torch.tensor(first_group)},
-               os.path.join(args.out, "adamw_groups.pt"))
+    torch.save(record(0, lambda params: params), os.path.join(args.out, "adamw.pt"))
+    # Parameter groups, as a model's groups train: the first two parameters at the scheduled LR
+    # and the default weight decay, the last at a tenth of it without weight decay.
+    groups = record(1, lambda params: [{"params": params[:2]},
+                                       {"params": params[2:], "lr_factor": 0.1, "weight_decay": 0.0}])
+    groups["first_group"] = torch.tensor(sum(torch.Size(s).numel() for s in SHAPES[:2]))
+    torch.save(groups, os.path.join(args.out, "adamw_groups.pt"))
 
 
 if __name__ == "__main__":

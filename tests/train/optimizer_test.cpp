@@ -21,13 +21,13 @@ c10::Dict<c10::IValue, c10::IValue> load_reference(const std::string& path) {
   return torch::pickle_load(bytes).toGenericDict();
 }
 
-TEST(FlatAdamW, MatchesTorchOptimAdamW) {
-  auto reference = load_reference((test::fixture_dir("adamw_reference") / "adamw.pt").string());
-  torch::Tensor values = reference.at("initial").toTensor().clone();
+/// Steps `optimizer` over the reference's gradients and learning rates and expects the values
+/// torch.optim.AdamW had after each step.
+void expect_matches_reference(const c10::Dict<c10::IValue, c10::IValue>& reference, torch::Tensor& values,
+                              FlatAdamW& optimizer) {
   const torch::Tensor grads = reference.at("grads").toTensor();
   const torch::Tensor after = reference.at("after").toTensor();
   const torch::Tensor lrs = reference.at("lrs").toTensor();
-  FlatAdamW optimizer(values, OptimizerConfig());
   for (int64_t step = 0; step < lrs.size(0); ++step) {
     optimizer.step(values, grads[step], lrs[step].item<double>());
     EXPECT_TRUE(torch::allclose(values, after[step], /*rtol=*/1e-6, /*atol=*/1e-7))
@@ -36,27 +36,31 @@ TEST(FlatAdamW, MatchesTorchOptimAdamW) {
   EXPECT_EQ(optimizer.step_count(), lrs.size(0));
 }
 
+TEST(FlatAdamW, MatchesTorchOptimAdamW) {
+  auto reference = load_reference((test::fixture_dir("adamw_reference") / "adamw.pt").string());
+  torch::Tensor values = reference.at("initial").toTensor().clone();
+  FlatAdamW optimizer(values, OptimizerConfig());
+  expect_matches_reference(reference, values, optimizer);
+}
+
 // Two parameter groups, the second at a tenth of the LR without weight decay, against
 // torch.optim.AdamW with the same param_groups.
 TEST(FlatAdamW, SegmentsMatchTorchParamGroups) {
   auto reference = load_reference((test::fixture_dir("adamw_reference") / "adamw_groups.pt").string());
   torch::Tensor values = reference.at("initial").toTensor().clone();
-  const torch::Tensor grads = reference.at("grads").toTensor();
-  const torch::Tensor after = reference.at("after").toTensor();
-  const torch::Tensor lrs = reference.at("lrs").toTensor();
   const int64_t split = reference.at("first_group").toTensor().item<int64_t>();
   const OptimizerConfig config;
   FlatAdamW optimizer(values, config, {{0, split, 1.0, config.weight_decay()}, {split, values.numel(), 0.1, 0.0}});
-  for (int64_t step = 0; step < lrs.size(0); ++step) {
-    optimizer.step(values, grads[step], lrs[step].item<double>());
-    EXPECT_TRUE(torch::allclose(values, after[step], /*rtol=*/1e-6, /*atol=*/1e-7))
-        << "step " << step << " max diff " << (values - after[step]).abs().max().item<double>();
-  }
-  // The same groups without their own settings are bitwise the single-segment optimizer.
+  expect_matches_reference(reference, values, optimizer);
+
+  // The same groups without settings of their own are bitwise the single-segment optimizer.
   torch::Tensor grouped = reference.at("initial").toTensor().clone();
   torch::Tensor whole = grouped.clone();
-  FlatAdamW two(grouped, config, {{0, split, 1.0, config.weight_decay()}, {split, grouped.numel(), 1.0, config.weight_decay()}});
+  const double decay = config.weight_decay();
+  FlatAdamW two(grouped, config, {{0, split, 1.0, decay}, {split, grouped.numel(), 1.0, decay}});
   FlatAdamW one(whole, config);
+  const torch::Tensor grads = reference.at("grads").toTensor();
+  const torch::Tensor lrs = reference.at("lrs").toTensor();
   for (int64_t step = 0; step < lrs.size(0); ++step) {
     two.step(grouped, grads[step], lrs[step].item<double>());
     one.step(whole, grads[step], lrs[step].item<double>());
