@@ -3,8 +3,9 @@
 
 namespace sdtrain {
 
-/// Returns the number of built-in plugin types. Calling it from a tool's main() also guarantees
-/// that the linker keeps libsdtrain_plugins (and so its static registrars) in the program.
-int builtin_plugin_count();
+/// A linker anchor: does nothing, but a program that calls it (a tool's main(), a test) names a
+/// symbol of libsdtrain_plugins, so the linker keeps the library, and with it the static
+/// registrars of the built-in plugins, in the program.
+void anchor_builtin_plugins();
 
 }  // namespace sdtrain

@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   const int workers = std::stoi(argv[2]);
   const int epochs = argc > 3 ? std::stoi(argv[3]) : 3;
   torch::set_num_threads(1);  // the transforms are ours; torch only allocates the tensors
-  sdtrain::builtin_plugin_count();
+  sdtrain::anchor_builtin_plugins();
   sdtrain::ImageFolderOptions folder;
   folder.set_root(argv[1]);
   sdtrain::PluginSpec spec;

@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   const int images = argc > 1 ? std::stoi(argv[1]) : 16;
   const int resolution = argc > 2 ? std::stoi(argv[2]) : 128;
   const int timed_epochs = argc > 3 ? std::stoi(argv[3]) : 2;
-  builtin_plugin_count();
+  anchor_builtin_plugins();
   const fs::path dir = fs::temp_directory_path() / ("encoder_cache_bench_" + std::to_string(::getpid()));
   make_folder(dir, images, resolution / 2);
   ImageFolderOptions folder;

@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
     std::cerr << "train_step_bench: " << error.what() << "\n";
     return 2;
   }
-  sdtrain::builtin_plugin_count();  // keeps the built-in plugins linked in
+  sdtrain::anchor_builtin_plugins();  // keeps the built-in plugins linked in
   if (args.threads > 0) torch::set_num_threads(args.threads);
   const torch::Device device(args.device);
 

@@ -69,10 +69,9 @@ class DataLoader {
   /// checkpoint instead of from zero.
   void restore_bad_samples(const std::set<std::string>& keys);
 
-  /// Builds the micro-batch from dataset indices (what the workers run). Exposed for tests.
-  Batch build_batch(int64_t epoch, const std::vector<int64_t>& indices);
-
  private:
+  /// Builds the micro-batch from dataset indices (what the workers run).
+  Batch build_batch(int64_t epoch, const std::vector<int64_t>& indices);
   /// Reads sample `index` and fills `origin`; writes its pixels into `slot` (float32 [3, R, R],
   /// contiguous) and returns true, or returns false without touching `slot` when
   /// options_.pixel_cache had it (then *cached holds the cached tensor).

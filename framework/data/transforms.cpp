@@ -1,6 +1,5 @@
 #include "framework/data/transforms.h"
 
-#include <array>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -89,21 +88,6 @@ TransformPlan plan_transforms(int width, int height, const TransformConfig& conf
   return plan;
 }
 
-Image apply_plan(const Image& image, const TransformPlan& plan, const TransformConfig& config) {
-  Image out = resize_window(image, plan.resized_width, plan.resized_height, resample_filter(config.interpolation()),
-                            config.antialias(), {plan.crop_x, plan.crop_y, plan.crop_size, plan.crop_size});
-  if (plan.flip) {
-    const int C = out.channels;
-    for (int y = 0; y < out.height; ++y) {
-      std::uint8_t* row = out.pixels.data() + static_cast<std::size_t>(y) * out.width * C;
-      for (int a = 0, b = out.width - 1; a < b; ++a, --b) {
-        for (int c = 0; c < C; ++c) std::swap(row[a * C + c], row[b * C + c]);
-      }
-    }
-  }
-  return out;
-}
-
 std::string describe_plan(const TransformPlan& plan, const TransformConfig& config) {
   return "resolution=" + std::to_string(config.resolution()) + " resize=" + std::to_string(plan.resized_width) + "x" +
          std::to_string(plan.resized_height) + " " + TransformConfig::Interpolation_Name(config.interpolation()) +
@@ -114,27 +98,6 @@ std::string describe_plan(const TransformPlan& plan, const TransformConfig& conf
 bool plan_fixed_given_flip(const TransformPlan& plan, const TransformConfig& config) {
   return config.crop() == TransformConfig::CENTER ||
          (plan.resized_width == plan.crop_size && plan.resized_height == plan.crop_size);
-}
-
-torch::Tensor image_to_tensor(const Image& image) {
-  TORCH_CHECK(image.channels >= 1 && image.pixels.size() ==
-                  static_cast<std::size_t>(image.width) * image.height * image.channels,
-              "image_to_tensor: inconsistent image");
-  static const auto lut = [] {
-    std::array<float, 256> table{};
-    // torchvision ToTensor (x / 255 in float32) followed by the recipe's x * 2 - 1.
-    for (int v = 0; v < 256; ++v) table[v] = static_cast<float>(v) / 255.0f * 2.0f - 1.0f;
-    return table;
-  }();
-  const int C = image.channels;
-  const std::int64_t plane = static_cast<std::int64_t>(image.width) * image.height;
-  torch::Tensor out = torch::empty({C, image.height, image.width}, torch::kFloat32);
-  float* dst = out.data_ptr<float>();
-  const std::uint8_t* src = image.pixels.data();
-  for (std::int64_t i = 0; i < plane; ++i) {
-    for (int c = 0; c < C; ++c) dst[c * plane + i] = lut[src[i * C + c]];
-  }
-  return out;
 }
 
 void apply_plan_into(const Image& image, const TransformPlan& plan, const TransformConfig& config,
@@ -150,7 +113,7 @@ void apply_plan_into(const Image& image, const TransformPlan& plan, const Transf
                                 std::to_string(size) + ", " + std::to_string(size) + "]");
   }
   // Resize, crop, flip and the split into channel planes in one go, then one vectorised pass to
-  // float: equal to image_to_tensor(apply_plan(...)), which tests check.
+  // float (tests check it against the unfused 8-bit path).
   const std::size_t count = static_cast<std::size_t>(3) * size * size;
   std::unique_ptr<std::uint8_t[]> planes(new std::uint8_t[count]);
   resize_window_planar(image, plan.resized_width, plan.resized_height, resample_filter(config.interpolation()),
@@ -166,11 +129,6 @@ torch::Tensor apply_plan_to_tensor(const Image& image, const TransformPlan& plan
 
 torch::Tensor apply_transforms(const Image& image, const TransformConfig& config, std::uint64_t seed) {
   return apply_plan_to_tensor(image, plan_transforms(image.width, image.height, config, seed), config);
-}
-
-Image resize_image(const Image& image, int width, int height, TransformConfig::Interpolation interpolation,
-                   bool antialias) {
-  return resize_window(image, width, height, resample_filter(interpolation), antialias);
 }
 
 }  // namespace sdtrain

@@ -50,11 +50,8 @@ std::string describe_plan(const TransformPlan& plan, const TransformConfig& conf
 /// is drawn, which is what makes per-flip caching of latents worthwhile.
 bool plan_fixed_given_flip(const TransformPlan& plan, const TransformConfig& config);
 
-/// Resize + crop + flip of `plan` applied to `image` (8-bit, 1-4 channels), as 8-bit pixels.
-Image apply_plan(const Image& image, const TransformPlan& plan, const TransformConfig& config);
-
-/// apply_plan then image_to_tensor, for an RGB image (std::invalid_argument otherwise): what
-/// apply_transforms returns when it draws `plan`. The data loader plans from the file header
+/// Resize + crop + flip of `plan` applied to an RGB image (std::invalid_argument otherwise),
+/// pixels scaled to [-1, 1] (v / 255 * 2 - 1): what apply_transforms returns when it draws `plan`. The data loader plans from the file header
 /// first (to look up caches) and finishes with this.
 torch::Tensor apply_plan_to_tensor(const Image& image, const TransformPlan& plan, const TransformConfig& config);
 
@@ -68,13 +65,6 @@ void apply_plan_into(const Image& image, const TransformPlan& plan, const Transf
 /// CPU tensor [3, R, R] in [-1, 1], R = config.resolution(). Throws std::invalid_argument for an
 /// image that is not 3-channel or a resolution <= 0.
 torch::Tensor apply_transforms(const Image& image, const TransformConfig& config, std::uint64_t seed);
-
-/// 8-bit interleaved image -> float32 [channels, height, width] with v / 255 * 2 - 1.
-torch::Tensor image_to_tensor(const Image& image);
-
-/// PIL's Image.resize(size, resample) (antialias = true; see image_resize.h for false).
-Image resize_image(const Image& image, int width, int height, TransformConfig::Interpolation interpolation,
-                   bool antialias);
 
 /// The resample filter for a TransformConfig interpolation.
 ResampleFilter resample_filter(TransformConfig::Interpolation interpolation);

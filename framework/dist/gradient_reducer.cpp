@@ -75,10 +75,6 @@ GradientReducer::~GradientReducer() {
   }
 }
 
-std::pair<int64_t, int64_t> GradientReducer::bucket_range(std::size_t index) const {
-  return {buckets_.at(index).begin, buckets_.at(index).end};
-}
-
 void GradientReducer::prepare_backward(bool sync) {
   if (buckets_.empty()) return;
   TORCH_CHECK(finished_, "GradientReducer: prepare_backward() before finish() of the previous syncing backward");

@@ -49,10 +49,8 @@ class GradientReducer {
   /// without any syncing backward (then it reduces everything here, without overlap).
   void finish();
 
-  /// Number of buckets and the element range [begin, end) of bucket `index` in the flat buffer
-  /// (bucket 0 holds the last parameters).
+  /// Number of buckets (bucket 0 holds the last parameters).
   std::size_t bucket_count() const { return buckets_.size(); }
-  std::pair<int64_t, int64_t> bucket_range(std::size_t index) const;
 
   /// How many buckets the last finish() found already launched by the hooks during backward
   /// (the overlapped ones); the rest were launched by finish() itself.

@@ -8,7 +8,7 @@ namespace {
 /// Runs `collective` on `tensor`, staging through host memory when the backend (MPI) cannot
 /// take device tensors.
 template <class Collective>
-void on_backend_device(torch::Tensor& tensor, Communicator& communicator, Collective collective) {
+void stage_through_host_for_mpi(torch::Tensor& tensor, Communicator& communicator, Collective collective) {
   if (tensor.device().is_cpu() || communicator.backend() != "mpi") {
     collective(tensor);
     return;
@@ -23,7 +23,7 @@ void on_backend_device(torch::Tensor& tensor, Communicator& communicator, Collec
 void broadcast_parameters(torch::Tensor& values, Communicator& communicator) {
   if (communicator.world_size() == 1) return;
   torch::NoGradGuard no_grad;
-  on_backend_device(values, communicator, [&](torch::Tensor& t) { communicator.broadcast(t, 0); });
+  stage_through_host_for_mpi(values, communicator, [&](torch::Tensor& t) { communicator.broadcast(t, 0); });
 }
 
 void allreduce_gradients(torch::Tensor& grads, Communicator& communicator, int64_t bucket_bytes) {
@@ -32,7 +32,7 @@ void allreduce_gradients(torch::Tensor& grads, Communicator& communicator, int64
   const int64_t bucket = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(grads.element_size()));
   for (int64_t start = 0; start < grads.numel(); start += bucket) {
     torch::Tensor slice = grads.narrow(0, start, std::min(bucket, grads.numel() - start));
-    on_backend_device(slice, communicator, [&](torch::Tensor& t) { communicator.allreduce_sum(t); });
+    stage_through_host_for_mpi(slice, communicator, [&](torch::Tensor& t) { communicator.allreduce_sum(t); });
   }
   grads.div_(communicator.world_size());
 }

@@ -47,8 +47,6 @@ void configure_logging(const LogOptions& options) {
   if (!options.file.empty()) g_file.open(options.file, std::ios::app);
 }
 
-const LogOptions& logging_options() { return g_options; }
-
 bool stderr_is_terminal() { return isatty(STDERR_FILENO) == 1; }
 
 void log_line(LogLevel level, const std::string& message, bool every_rank) {

@@ -30,9 +30,6 @@ void configure_logging(const LogOptions& options);
 /// Writes one line. `every_rank` prints on the console of every rank, not only rank 0.
 void log_line(LogLevel level, const std::string& message, bool every_rank = false);
 
-/// The current options.
-const LogOptions& logging_options();
-
 /// True when standard error is a terminal (progress bars) rather than a file or pipe.
 bool stderr_is_terminal();
 

@@ -6,6 +6,9 @@ namespace sdtrain::test {
 
 // Referencing the built-in plugin library keeps it linked into every test program (the linker
 // would otherwise drop a library whose symbols no test names, and its plugins with it).
-static const int kBuiltinPlugins = builtin_plugin_count();
+[[maybe_unused]] static const bool kBuiltinPluginsAnchored = [] {
+  anchor_builtin_plugins();
+  return true;
+}();
 
 }  // namespace sdtrain::test

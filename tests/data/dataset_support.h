@@ -13,7 +13,7 @@ namespace sdtrain::testing {
 
 inline std::unique_ptr<Dataset> make_dataset(const std::string& type, const google::protobuf::Message& options,
                                              const PluginContext& context = {}) {
-  builtin_plugin_count();  // keeps libsdtrain_plugins (and its registrars) linked in
+  anchor_builtin_plugins();  // keeps libsdtrain_plugins (and its registrars) linked in
   PluginSpec spec;
   spec.set_type(type);
   spec.mutable_options()->PackFrom(options);

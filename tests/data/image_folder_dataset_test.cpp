@@ -190,7 +190,7 @@ TEST(ImageFolderDataset, MalformedMetadataIsAConfigErrorWithTheLine) {
 }
 
 TEST(ImageFolderDataset, IsRegisteredWithItsOptionsType) {
-  builtin_plugin_count();
+  anchor_builtin_plugins();
   const PluginEntry* entry = Registry<Dataset>::instance().find("image_folder");
   ASSERT_NE(entry, nullptr);
   EXPECT_EQ(entry->options_type, ImageFolderOptions::descriptor());

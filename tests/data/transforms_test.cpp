@@ -1,7 +1,10 @@
 // The training transforms against PIL (Image.resize) with torchvision's Resize/CenterCrop rules.
+#include <array>
 #include <cmath>
+#include <cstdint>
 #include <set>
 #include <string>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -14,6 +17,53 @@ namespace {
 
 using testing::fixture_dir;
 using testing::fixture_manifest;
+
+// The unfused 8-bit path the fused transforms (apply_plan_into) must equal: resize + crop +
+// flip as 8-bit pixels, then the scaling to [-1, 1] float.
+
+// Resize + crop + flip of `plan` applied to `image` (8-bit, 1-4 channels), as 8-bit pixels.
+Image apply_plan(const Image& image, const TransformPlan& plan, const TransformConfig& config) {
+  Image out = resize_window(image, plan.resized_width, plan.resized_height, resample_filter(config.interpolation()),
+                            config.antialias(), {plan.crop_x, plan.crop_y, plan.crop_size, plan.crop_size});
+  if (plan.flip) {
+    const int C = out.channels;
+    for (int y = 0; y < out.height; ++y) {
+      std::uint8_t* row = out.pixels.data() + static_cast<std::size_t>(y) * out.width * C;
+      for (int a = 0, b = out.width - 1; a < b; ++a, --b) {
+        for (int c = 0; c < C; ++c) std::swap(row[a * C + c], row[b * C + c]);
+      }
+    }
+  }
+  return out;
+}
+
+// 8-bit interleaved image -> float32 [channels, height, width] with v / 255 * 2 - 1.
+torch::Tensor image_to_tensor(const Image& image) {
+  TORCH_CHECK(image.channels >= 1 && image.pixels.size() ==
+                  static_cast<std::size_t>(image.width) * image.height * image.channels,
+              "image_to_tensor: inconsistent image");
+  static const auto lut = [] {
+    std::array<float, 256> table{};
+    // torchvision ToTensor (x / 255 in float32) followed by the recipe's x * 2 - 1.
+    for (int v = 0; v < 256; ++v) table[v] = static_cast<float>(v) / 255.0f * 2.0f - 1.0f;
+    return table;
+  }();
+  const int C = image.channels;
+  const std::int64_t plane = static_cast<std::int64_t>(image.width) * image.height;
+  torch::Tensor out = torch::empty({C, image.height, image.width}, torch::kFloat32);
+  float* dst = out.data_ptr<float>();
+  const std::uint8_t* src = image.pixels.data();
+  for (std::int64_t i = 0; i < plane; ++i) {
+    for (int c = 0; c < C; ++c) dst[c * plane + i] = lut[src[i * C + c]];
+  }
+  return out;
+}
+
+// PIL's Image.resize(size, resample) (antialias = true; see image_resize.h for false).
+Image resize_image(const Image& image, int width, int height, TransformConfig::Interpolation interpolation,
+                   bool antialias) {
+  return resize_window(image, width, height, resample_filter(interpolation), antialias);
+}
 
 TransformConfig::Interpolation interpolation_named(const std::string& name) {
   TransformConfig::Interpolation value = TransformConfig::BICUBIC;

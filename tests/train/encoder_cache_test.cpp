@@ -47,7 +47,7 @@ StableDiffusionOptions tiny_options(const std::string& extra) {
 /// The same random weights for the same seed (as a run initialises them from run.seed).
 std::unique_ptr<StableDiffusionModel> make_model(const std::string& extra, uint64_t seed = 3,
                                                  const fs::path& base_dir = ".") {
-  builtin_plugin_count();
+  anchor_builtin_plugins();
   torch::manual_seed(seed);
   PluginContext context;
   context.base_dir = base_dir.string();

@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    sdtrain::builtin_plugin_count();  // keeps the built-in plugins linked in
+    sdtrain::anchor_builtin_plugins();  // keeps the built-in plugins linked in
     if (same_path(input, output)) throw sdtrain::ConfigError("--output names the input " + input + "; refusing to overwrite it");
     if (fs::exists(output)) throw sdtrain::ConfigError("--output " + output + " exists; refusing to overwrite it");
     const sdtrain::SdFormat format = to.empty() ? sdtrain::output_format_from_name(output) : sdtrain::parse_sd_format(to);

@@ -196,7 +196,7 @@ int main(int argc, char** argv) {
   settings.use_ema = vm.count("use-ema") != 0;
   settings.grid = vm.count("no-grid") == 0;
   try {
-    sdtrain::builtin_plugin_count();  // keeps the built-in plugins linked in
+    sdtrain::anchor_builtin_plugins();  // keeps the built-in plugins linked in
     validate(settings);
     return sample(settings);
   } catch (const sdtrain::ConfigError& error) {

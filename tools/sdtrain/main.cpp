@@ -50,7 +50,7 @@ void list_plugins() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sdtrain::builtin_plugin_count();  // keeps the built-in plugins linked in
+  sdtrain::anchor_builtin_plugins();  // keeps the built-in plugins linked in
 
   po::options_description options(
       "sdtrain " SDTRAIN_VERSION_STRING

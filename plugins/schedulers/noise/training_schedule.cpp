@@ -8,8 +8,7 @@ namespace noise {
 TrainingSchedule::TrainingSchedule(const NoiseScheduleOptions& options, const std::string& where)
     : options_(options) {
   betas_ = make_betas(options, where);
-  alphas_ = 1.0 - betas_;
-  alphas_cumprod_ = torch::cumprod(alphas_, 0);
+  alphas_cumprod_ = torch::cumprod(1.0 - betas_, 0);
 }
 
 std::pair<torch::Tensor, torch::Tensor> TrainingSchedule::coefficients(const torch::Tensor& like,

@@ -1,6 +1,6 @@
 #pragma once
-/// The training noise schedule shared by the DDPM-family schedulers: betas, alphas and their
-/// cumulative product, with the forward process and the v-prediction target.
+/// The training noise schedule shared by the DDPM-family schedulers: betas and the cumulative
+/// product of the alphas, with the forward process and the v-prediction target.
 #include <string>
 
 #include <torch/torch.h>
@@ -10,7 +10,8 @@
 namespace sdtrain {
 namespace noise {
 
-/// betas / alphas / alphas_cumprod as diffusers builds them (float32, CPU).
+/// betas and alphas_cumprod (the cumulative product of 1 - betas) as diffusers builds them
+/// (float32, CPU).
 class TrainingSchedule {
  public:
   /// Builds the schedule from `options`. Throws ConfigError naming `where` on invalid values.
@@ -19,7 +20,6 @@ class TrainingSchedule {
   const NoiseScheduleOptions& options() const { return options_; }
   int64_t num_train_timesteps() const { return options_.num_train_timesteps(); }
   const torch::Tensor& betas() const { return betas_; }
-  const torch::Tensor& alphas() const { return alphas_; }
   const torch::Tensor& alphas_cumprod() const { return alphas_cumprod_; }
 
   /// sqrt(abar_t) * original + sqrt(1 - abar_t) * noise, abar cast to original's dtype and
@@ -37,7 +37,6 @@ class TrainingSchedule {
 
   NoiseScheduleOptions options_;
   torch::Tensor betas_;
-  torch::Tensor alphas_;
   torch::Tensor alphas_cumprod_;
 };
 

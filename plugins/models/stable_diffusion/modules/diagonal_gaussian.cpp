@@ -22,8 +22,4 @@ torch::Tensor DiagonalGaussian::sample_with_noise(const torch::Tensor& noise) co
   return mean_ + std_ * noise.to(mean_.options());
 }
 
-torch::Tensor DiagonalGaussian::kl() const {
-  return 0.5 * torch::sum(mean_.pow(2) + torch::exp(logvar_) - 1.0 - logvar_, {1, 2, 3});
-}
-
 }  // namespace sdtrain

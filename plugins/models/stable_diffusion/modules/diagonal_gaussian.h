@@ -20,8 +20,6 @@ class DiagonalGaussian {
   torch::Tensor sample_with_noise(const torch::Tensor& noise) const;
   /// The mode (= mean).
   torch::Tensor mode() const { return mean_; }
-  /// KL divergence to N(0, I), summed over C, h, w: [B].
-  torch::Tensor kl() const;
 
  private:
   torch::Tensor mean_, logvar_, std_;

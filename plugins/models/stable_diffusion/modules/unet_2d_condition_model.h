@@ -38,7 +38,6 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   /// Converts the 4-D (conv) weights to channels-last (or back to contiguous) and makes forward
   /// feed channels-last activations. Outputs are returned in the sample's memory format.
   void set_channels_last(bool enabled);
-  bool channels_last() const { return channels_last_; }
 
   const UNet2DConditionConfig& config() const { return config_; }
 

@@ -268,12 +268,10 @@ def write_charmaps(path):
     w = out.append
     w(HEADER)
     encs = chardata.CHARMAP_ENCODINGS
-    w(f"// ftfy.chardata.CHARMAP_ENCODINGS, in the order ftfy tries them.\n")
+    w(f"// ftfy.chardata.CHARMAP_ENCODINGS, in the order ftfy tries them:\n")
+    for i, e in enumerate(encs):
+        w(f"//   {i} {e}\n")
     w(f"static constexpr int kCharmapCount = {len(encs)};\n")
-    w("static constexpr const char* kCharmapNames[kCharmapCount] = {\n")
-    for e in encs:
-        w(f'    "{e}",\n')
-    w("};\n")
     w("// ftfy applies replace_lossy_sequences only to its \"sloppy\" codecs.\n")
     w("static constexpr bool kCharmapSloppy[kCharmapCount] = {\n")
     for e in encs:

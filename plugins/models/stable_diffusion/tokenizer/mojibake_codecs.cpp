@@ -19,7 +19,6 @@ bool in(unsigned char b, unsigned char lo, unsigned char hi) { return b >= lo &&
 }  // namespace
 
 int charmap_count() { return kCharmapCount; }
-const char* charmap_name(int codec) { return kCharmapNames[codec]; }
 bool charmap_is_sloppy(int codec) { return kCharmapSloppy[codec]; }
 int latin1_codec() { return kLatin1; }
 int macroman_codec() { return kMacRoman; }

@@ -13,9 +13,6 @@ namespace sdtrain::clip_text::mojibake {
 /// Number of single-byte codecs, indexed 0..count-1 in the order ftfy tries them.
 int charmap_count();
 
-/// Python codec name of `codec` ("latin-1", "sloppy-windows-1252", ..., "cp437").
-const char* charmap_name(int codec);
-
 /// True for ftfy's "sloppy" codecs (undefined bytes decode to the same-numbered code point, byte
 /// 1A stands for U+FFFD); only those get replace_lossy_sequences.
 bool charmap_is_sloppy(int codec);
