@@ -1,9 +1,6 @@
 #include "framework/checkpoint/checkpoint_manager.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
@@ -19,6 +16,7 @@
 #include "framework/io/safetensors_writer.h"
 #include "framework/log/logger.h"
 #include "framework/util/errors.h"
+#include "framework/util/fault_points.h"
 #include "framework/util/file_util.h"
 
 namespace sdtrain {
@@ -99,16 +97,6 @@ json read_json(const std::string& path) {
   } catch (const std::runtime_error& error) {
     throw FormatError(error.what());
   }
-}
-
-/// The SDTRAIN_TEST_CRASH_IN_CHECKPOINT test hook (see the header).
-void crash_here_if_testing(int64_t step) {
-  const char* value = std::getenv("SDTRAIN_TEST_CRASH_IN_CHECKPOINT");
-  if (value == nullptr || std::to_string(step) != value) return;
-  std::fprintf(stderr, "sdtrain: SDTRAIN_TEST_CRASH_IN_CHECKPOINT test hook: exiting in the middle of writing "
-                       "checkpoint step %lld\n", static_cast<long long>(step));
-  std::fflush(stderr);
-  _exit(86);
 }
 
 /// A manifest entry for a file this rank wrote into `dir`.
@@ -256,7 +244,7 @@ std::string CheckpointManager::save(const TrainingState& state, FlatParameters& 
   if (rank == 0) {
     save_safetensors((temp_dir / kModel).string(), named_views(parameters, parameters.values()));
     written.push_back(kModel);
-    crash_here_if_testing(state.step);
+    fault_point(FaultPoint::kCheckpointAfterModelWrite, state.step);
     if (ema != nullptr) {
       save_safetensors((temp_dir / kEma).string(), named_views(parameters, ema->shadow()));
       written.push_back(kEma);

@@ -38,9 +38,9 @@
 /// size that wrote them (ZeRO-1: its new slice, from the overlapping parts of the old shards;
 /// unsharded: all of them), so a checkpoint of W ranks resumes on any number of ranks.
 ///
-/// Test hook (test-only, never set it in production): SDTRAIN_TEST_CRASH_IN_CHECKPOINT=<step>
-/// makes rank 0 _exit(86) while writing the checkpoint of that step, after model.safetensors and
-/// before the manifest, as a power cut or kill -9 would.
+/// Fault point (framework/util/fault_points.h): checkpoint.after_model_write, indexed by the
+/// checkpoint's step, on rank 0 after model.safetensors and before the other files; the rule
+/// `checkpoint.after_model_write:4=crash` leaves step 4 a partial folder, as kill -9 would.
 #include <map>
 #include <set>
 #include <string>
