@@ -43,8 +43,8 @@ enum class FaultPoint {
   kCheckpointAfterModelWrite,
   /// `collective.before`: just before a collective (allreduce, broadcast, barrier) on this
   /// rank's communicator, MPI or NCCL, at any world size. INDEX: the collective's sequence number
-  /// on this rank, counting from 1; every rank issues the same sequence, and collective-timeout
-  /// messages name the same number.
+  /// on this rank, counting from 1; every rank issues the same sequence, and the MPI backend's
+  /// collective-timeout messages name the same number.
   kCollectiveBefore,
   /// `step.after_backward`: after the backward pass of a micro-batch, before the optimizer
   /// update. INDEX: the optimizer step the micro-batch belongs to, counting from 1 and continuing
