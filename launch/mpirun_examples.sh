@@ -10,7 +10,8 @@
 # Every line resumes from the newest checkpoint (--resume auto), so the same command restarts a
 # stopped job. mpirun forwards SIGUSR1 to every rank: `kill -USR1 <mpirun pid>` makes all ranks
 # checkpoint at the next optimizer step and exit with 75. Each rank takes the GPU of its local
-# rank; NCCL_* variables of this shell are passed on (docs/multi-node.md).
+# rank; NCCL_* variables and SDTRAIN_FAULTS (docs/fault-injection.md) of this shell are passed on
+# (docs/multi-node.md).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 sdtrain=${SDTRAIN_BIN:-$repo/build/bin/sdtrain}
@@ -43,7 +44,7 @@ case $mode in
     ;;
   *) usage ;;
 esac
-for name in $(compgen -e | grep '^NCCL_' || true); do command+=(-x "$name"); done
+for name in $(compgen -e | grep -E '^(NCCL_|SDTRAIN_FAULTS$)' || true); do command+=(-x "$name"); done
 command+=("$sdtrain" --config "$1" --resume auto "${@:2}")
 
 if [[ $dry_run -eq 1 ]]; then

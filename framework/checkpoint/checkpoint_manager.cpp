@@ -1,7 +1,5 @@
 #include "framework/checkpoint/checkpoint_manager.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +13,7 @@
 #include "framework/io/safetensors_writer.h"
 #include "framework/log/logger.h"
 #include "framework/util/errors.h"
+#include "framework/util/fault_points.h"
 #include "framework/util/file_util.h"
 
 namespace sdtrain {
@@ -42,16 +41,6 @@ void write_json(const std::string& path, const json& value) {
   AtomicFile file(path);
   file.write(text.data(), text.size());
   file.commit();
-}
-
-/// The SDTRAIN_TEST_CRASH_IN_CHECKPOINT test hook (see the header).
-void crash_here_if_testing(int64_t step) {
-  const char* value = std::getenv("SDTRAIN_TEST_CRASH_IN_CHECKPOINT");
-  if (value == nullptr || std::to_string(step) != value) return;
-  std::fprintf(stderr, "sdtrain: SDTRAIN_TEST_CRASH_IN_CHECKPOINT test hook: exiting in the middle of writing "
-                       "checkpoint step %lld\n", static_cast<long long>(step));
-  std::fflush(stderr);
-  _exit(86);
 }
 
 /// A manifest entry for a file this rank wrote into `dir`.
@@ -203,7 +192,7 @@ std::string CheckpointManager::save(int64_t step) {
     part->save_state(writer);
   }
   if (rank == 0) {
-    crash_here_if_testing(step);
+    fault_point(FaultPoint::kCheckpointAfterPartsWrite, step);
     write_json((temp_dir / kCheckpointSharedState).string(), {{"step", step}, {"parts", shared}});
     written.push_back(kCheckpointSharedState);
   }

@@ -26,6 +26,11 @@
 /// Resume: every rank loads every registered part; a part reads only the files it needs, each
 /// verified against the manifest before it is opened, so a checkpoint of W ranks resumes on any
 /// number of ranks without every rank hashing every shard.
+///
+/// Fault point (framework/util/fault_points.h): checkpoint.after_parts_write, indexed by the
+/// checkpoint's step, on rank 0 after its parts' files and before trainer_state.json, its rank
+/// file and the manifest; the rule `checkpoint.after_parts_write:4=crash` leaves step 4 a partial
+/// folder, as kill -9 would.
 #include <cstdint>
 #include <string>
 #include <utility>

@@ -23,6 +23,11 @@ class PendingCollective {
   virtual void wait() = 0;
 };
 
+/// Whether a communicator passes the collective.before fault point before each collective.
+/// kOff is for a communicator used inside another that counts the collectives itself (the NCCL
+/// backend's MPI communicator for CPU tensors), so that each collective is counted once.
+enum class CollectiveFaultPoints { kOn, kOff };
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -53,9 +58,11 @@ class Communicator {
 /// period (a tenth of the timeout, 2 to 10 s); the lowest of them prints one message naming the
 /// collective, its sequence number and the ranks that never arrived (the hung or dead ones).
 ///
-/// Test hook (test-only, never set it in production): with SDTRAIN_TEST_STALL_RANK=r and
-/// SDTRAIN_TEST_STALL_AT_COLLECTIVE=n (default 1) in its environment, rank r stops forever just
-/// before its n-th collective, as a hung GPU or a deadlocked data worker would.
-std::unique_ptr<Communicator> make_mpi_communicator(const RankInfo& info, double timeout_s);
+/// Collectives are numbered from 1 on each rank (at any world size; world size 1 communicates
+/// nothing but still counts). With `faults` kOn each passes the fault point collective.before at
+/// its number (framework/util/fault_points.h): a rule such as `collective.before:8@rank1=stall`
+/// makes rank 1 stop for good before its 8th collective, as a hung GPU would.
+std::unique_ptr<Communicator> make_mpi_communicator(const RankInfo& info, double timeout_s,
+                                                    CollectiveFaultPoints faults = CollectiveFaultPoints::kOn);
 
 }  // namespace sdtrain

@@ -1,15 +1,12 @@
 #include <mpi.h>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
-#include <iostream>
 #include <thread>
 #include <vector>
 
 #include "framework/dist/communicator.h"
+#include "framework/util/fault_points.h"
 
 namespace sdtrain {
 namespace {
@@ -31,24 +28,15 @@ MPI_Datatype mpi_type(const torch::Tensor& tensor) {
   }
 }
 
-long env_long(const char* name, long fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr && *value != '\0' ? std::strtol(value, nullptr, 10) : fallback;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 class MpiCommunicator : public Communicator {
  public:
-  MpiCommunicator(const RankInfo& info, double timeout_s) : info_(info), timeout_s_(timeout_s) {
+  MpiCommunicator(const RankInfo& info, double timeout_s, CollectiveFaultPoints faults)
+      : info_(info), timeout_s_(timeout_s), faults_(faults) {
     if (info_.world_size > 1) MPI_Comm_dup(MPI_COMM_WORLD, &reports_);
-    if (std::getenv("SDTRAIN_TEST_STALL_RANK") != nullptr) {
-      stall_at_ = env_long("SDTRAIN_TEST_STALL_RANK", -1) == info_.rank
-                      ? env_long("SDTRAIN_TEST_STALL_AT_COLLECTIVE", 1)
-                      : 0;
-    }
   }
   ~MpiCommunicator() override {
     int finalized = 0;
@@ -60,16 +48,14 @@ class MpiCommunicator : public Communicator {
   int world_size() const override { return info_.world_size; }
   std::string backend() const override { return "mpi"; }
 
-  void allreduce_sum(torch::Tensor& tensor) override {
-    if (info_.world_size == 1) return check_cpu(tensor, "allreduce");
-    allreduce_sum_async(tensor)->wait();
-  }
+  void allreduce_sum(torch::Tensor& tensor) override { allreduce_sum_async(tensor)->wait(); }
 
   std::unique_ptr<PendingCollective> allreduce_sum_async(const torch::Tensor& tensor) override {
     check_cpu(tensor, "allreduce");
+    const long long sequence = enter();
+    if (info_.world_size == 1) return std::make_unique<MpiPending>(*this, std::string());  // already complete
     auto pending = std::make_unique<MpiPending>(*this, "allreduce of " + std::to_string(tensor.numel()) + " elements");
-    if (info_.world_size == 1) return pending;
-    pending->sequence = enter(pending->what);
+    pending->sequence = sequence;
     MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()), mpi_type(tensor), MPI_SUM,
                    MPI_COMM_WORLD, &pending->request);
     return pending;
@@ -77,9 +63,9 @@ class MpiCommunicator : public Communicator {
 
   void broadcast(torch::Tensor& tensor, int root) override {
     check_cpu(tensor, "broadcast");
+    const long long sequence = enter();
     if (info_.world_size == 1) return;
     const std::string what = "broadcast from rank " + std::to_string(root);
-    const long long sequence = enter(what);
     MPI_Request request;
     MPI_Ibcast(tensor.data_ptr(), static_cast<int>(tensor.numel()), mpi_type(tensor), root, MPI_COMM_WORLD,
                &request);
@@ -100,8 +86,8 @@ class MpiCommunicator : public Communicator {
   }
 
   void barrier_with(double timeout_s, const std::string& what, const std::string& setting) {
+    const long long sequence = enter();
     if (info_.world_size == 1) return;
-    const long long sequence = enter(what);
     MPI_Request request;
     MPI_Ibarrier(MPI_COMM_WORLD, &request);
     wait(request, sequence, what, timeout_s, setting);
@@ -127,15 +113,11 @@ class MpiCommunicator : public Communicator {
     MPI_Request request = MPI_REQUEST_NULL;
   };
 
-  /// Counts collectives (every rank issues the same sequence) and runs the stall test hook;
-  /// returns this collective's sequence number.
-  long long enter(const std::string& what) {
+  /// Counts collectives (every rank issues the same sequence, at any world size) and passes the
+  /// collective.before fault point; returns this collective's sequence number.
+  long long enter() {
     ++sequence_;
-    if (stall_at_ > 0 && sequence_ == stall_at_) {
-      std::cerr << "sdtrain: rank " << info_.rank << ": SDTRAIN_TEST_STALL_RANK test hook: stalling before "
-                << "collective #" << sequence_ << " (" << what << ")" << std::endl;
-      for (;;) pause();
-    }
+    if (faults_ == CollectiveFaultPoints::kOn) fault_point(FaultPoint::kCollectiveBefore, sequence_);
     return sequence_;
   }
 
@@ -198,14 +180,15 @@ class MpiCommunicator : public Communicator {
   RankInfo info_;
   double timeout_s_;
   MPI_Comm reports_ = MPI_COMM_NULL;
+  CollectiveFaultPoints faults_;
   long long sequence_ = 0;
-  long long stall_at_ = 0;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_mpi_communicator(const RankInfo& info, double timeout_s) {
-  return std::make_unique<MpiCommunicator>(info, timeout_s);
+std::unique_ptr<Communicator> make_mpi_communicator(const RankInfo& info, double timeout_s,
+                                                    CollectiveFaultPoints faults) {
+  return std::make_unique<MpiCommunicator>(info, timeout_s, faults);
 }
 
 }  // namespace sdtrain

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <thread>
 
+#include "framework/util/fault_points.h"
+
 namespace sdtrain {
 namespace {
 
@@ -35,7 +37,10 @@ void check_cuda(cudaError_t result, const char* call) {
 class NcclCommunicator : public Communicator {
  public:
   NcclCommunicator(const RankInfo& info, const torch::Device& device, double timeout_s)
-      : info_(info), device_(device), timeout_s_(timeout_s), host_(make_mpi_communicator(info, timeout_s)) {
+      : info_(info),
+        device_(device),
+        timeout_s_(timeout_s),
+        host_(make_mpi_communicator(info, timeout_s, CollectiveFaultPoints::kOff)) {
     TORCH_CHECK(device_.is_cuda() && device_.has_index(), "NCCL communicator: needs a CUDA device with an index, got ",
                 device_.str());
     try {
@@ -54,6 +59,7 @@ class NcclCommunicator : public Communicator {
   std::string backend() const override { return "nccl"; }
 
   void allreduce_sum(torch::Tensor& tensor) override {
+    enter();
     if (tensor.device().is_cpu()) return host_->allreduce_sum(tensor);
     check_tensor(tensor, "allreduce");
     const ncclDataType_t type = nccl_type(tensor.scalar_type());
@@ -65,6 +71,7 @@ class NcclCommunicator : public Communicator {
   }
 
   std::unique_ptr<PendingCollective> allreduce_sum_async(const torch::Tensor& tensor) override {
+    enter();
     if (tensor.device().is_cpu()) return host_->allreduce_sum_async(tensor);
     check_tensor(tensor, "allreduce");
     const ncclDataType_t type = nccl_type(tensor.scalar_type());
@@ -80,6 +87,7 @@ class NcclCommunicator : public Communicator {
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
+    enter();
     if (tensor.device().is_cpu()) return host_->broadcast(tensor, root);
     check_tensor(tensor, "broadcast");
     TORCH_CHECK(root >= 0 && root < info_.world_size, "NCCL communicator: broadcast root ", root,
@@ -99,6 +107,7 @@ class NcclCommunicator : public Communicator {
   /// A barrier with its own timeout, for fences around work whose length differs between ranks;
   /// `purpose` names it in the timeout message.
   void barrier(double timeout_s, const std::string& purpose) override {
+    enter();
     run(
         purpose,
         [&] {
@@ -109,6 +118,10 @@ class NcclCommunicator : public Communicator {
   }
 
  private:
+  /// Counts the collectives of this communicator, on CUDA and CPU tensors alike (the host
+  /// communicator does not count), and passes the collective.before fault point.
+  void enter() { fault_point(FaultPoint::kCollectiveBefore, ++sequence_); }
+
   void init() {
     c10::cuda::CUDAGuard guard(device_);
     check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
@@ -298,6 +311,7 @@ class NcclCommunicator : public Communicator {
   cudaEvent_t inputs_ready_ = nullptr;
   cudaEvent_t done_ = nullptr;
   torch::Tensor barrier_scratch_;
+  long long sequence_ = 0;
 };
 
 }  // namespace

@@ -28,6 +28,9 @@ namespace sdtrain {
 /// the same timeout. CUDA tensors must be contiguous, on `device`, and float32, float16,
 /// bfloat16, float64, int32, int64, int8 or uint8. World size 1 runs real NCCL calls (a one-rank
 /// communicator), so a single GPU exercises the whole path.
+///
+/// Every collective, on CUDA or CPU tensors, is numbered from 1 and passes the fault point
+/// collective.before at its number, as in the MPI backend (make_mpi_communicator).
 std::unique_ptr<Communicator> make_nccl_communicator(const RankInfo& info, const torch::Device& device,
                                                      double timeout_s);
 

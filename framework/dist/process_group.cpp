@@ -1,6 +1,7 @@
 #include "framework/dist/process_group.h"
 
 #include "framework/dist/launcher_environment.h"
+#include "framework/util/fault_points.h"
 
 #include <mpi.h>
 
@@ -26,6 +27,7 @@ ProcessGroup::ProcessGroup() {
   }
   MPI_Comm_rank(MPI_COMM_WORLD, &info_.rank);
   MPI_Comm_size(MPI_COMM_WORLD, &info_.world_size);
+  set_fault_point_rank(info_.rank);  // for fault rules with @rank
   MPI_Comm node;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, info_.rank, MPI_INFO_NULL, &node);
   MPI_Comm_rank(node, &info_.local_rank);

@@ -21,6 +21,7 @@ struct RankInfo {
 /// SLURM_* variables under every launcher. Throws std::runtime_error if MPI cannot provide the
 /// thread level, or if the launcher's variables disagree with MPI's rank or world size (a job
 /// started by `srun` without MPI support: see check_launcher_environment()).
+/// It tells the fault points (framework/util/fault_points.h) this process's rank.
 class ProcessGroup {
  public:
   ProcessGroup();

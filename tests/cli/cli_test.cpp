@@ -19,7 +19,8 @@ std::string good_config() {
 TEST(Cli, HelpDocumentsTheOptions) {
   std::string out;
   ASSERT_EQ(test::run_command(sdtrain_bin() + " --help", &out), 0) << out;
-  for (const char* option : {"--config", "--set", "--plugin", "--print-config", "--list-plugins", "--resume"}) {
+  for (const char* option :
+       {"--config", "--set", "--plugin", "--print-config", "--list-plugins", "--resume", "--fault"}) {
     EXPECT_NE(out.find(option), std::string::npos) << option << "\n" << out;
   }
 }
@@ -58,6 +59,22 @@ TEST(Cli, BadOverrideExitsTwoNamingTheField) {
   EXPECT_EQ(test::run_command(sdtrain_bin() + " --config " + good_config() + " --set data.batch_size=four", &out), 2) << out;
   EXPECT_NE(out.find("--set data.batch_size: sdtrain.DataConfig.batch_size expects int32, got 'four'"), std::string::npos)
       << out;
+}
+
+TEST(Cli, MalformedFaultRuleExitsTwoBeforeAnyWork) {
+  const std::string config = good_config();
+  const auto output_dir = std::filesystem::path(config).parent_path() / "out";
+  std::string out;
+  const std::string sdtrain_run = sdtrain_bin() + " --config " + config;
+  EXPECT_EQ(test::run_command("SDTRAIN_FAULTS='collective.before:x=stall' " + sdtrain_run, &out), 2) << out;
+  EXPECT_NE(out.find("config error: SDTRAIN_FAULTS: rule 'collective.before:x=stall': index 'x' is not a whole number"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(test::run_command(sdtrain_run + " --fault checkpoint.after_parts_write:4=explode", &out), 2) << out;
+  EXPECT_NE(out.find("--fault: rule 'checkpoint.after_parts_write:4=explode': unknown action 'explode'"),
+            std::string::npos)
+      << out;
+  EXPECT_FALSE(std::filesystem::exists(output_dir)) << "the run started before the rules were checked";
 }
 
 TEST(Cli, UnknownOptionAndMissingConfig) {

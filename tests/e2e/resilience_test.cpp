@@ -1,7 +1,8 @@
 // Failure handling with real processes under `mpirun -np 2`: a stop signal to one rank, kill -9
 // of a rank, a crash in the middle of a checkpoint write, a corrupted checkpoint, a hung rank and
-// a launcher whose ranks MPI does not see. Each resumed run is compared bitwise with a run that
-// never stopped (CPU, same world size).
+// a launcher whose ranks MPI does not see; the crash and the hang are injected through the fault
+// points (SDTRAIN_FAULTS and --fault, docs/fault-injection.md). Each resumed run is compared
+// bitwise with a run that never stopped (CPU, same world size).
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -250,11 +251,15 @@ TEST(Resilience, CrashInTheMiddleOfACheckpointWriteKeepsThePreviousOne) {
   const fs::path dir = test::scratch_dir() / "crashed";
   const std::string config = write_config(dir, "max_steps: 6 checkpoint_every_n_steps: 2");
   std::string output;
-  EXPECT_NE(run(mpirun(2, {"SDTRAIN_TEST_CRASH_IN_CHECKPOINT=4"}) + " " + sdtrain_binary() + " --config " + config,
+  // Rank 0 dies (as kill -9 would) after writing step 4's model file, before the manifest.
+  EXPECT_NE(run(mpirun(2, {"SDTRAIN_FAULTS=checkpoint.after_parts_write:4=crash"}) + " " + sdtrain_binary() +
+                    " --config " + config,
                 dir / "log.txt", &output),
             0)
       << output;
-  EXPECT_NE(output.find("SDTRAIN_TEST_CRASH_IN_CHECKPOINT test hook"), std::string::npos) << output;
+  EXPECT_NE(output.find("sdtrain: rank 0: fault point checkpoint.after_parts_write:4 fired: crash (exit status 137)"),
+            std::string::npos)
+      << output;
   // The interrupted write is only a hidden partial folder; step 2 is intact and complete.
   EXPECT_EQ(complete_checkpoints(dir / "out"), std::vector<int64_t>{2});
   EXPECT_TRUE(fs::exists(dir / "out" / "checkpoints" / ".step-00000004.partial" / "model.safetensors"));
@@ -292,17 +297,16 @@ TEST(Resilience, AHungRankEndsTheJobWithinTheTimeoutNamingRankAndCollective) {
   std::string output;
   const auto started = Clock::now();
   // Rank 1 stops for good before its 8th collective (a few optimizer steps in).
-  const int code = run(mpirun(2, {"SDTRAIN_TEST_STALL_RANK=1", "SDTRAIN_TEST_STALL_AT_COLLECTIVE=8"}) + " " +
-                           sdtrain_binary() + " --config " + config,
+  const int code = run(mpirun(2) + " " + sdtrain_binary() + " --config " + config +
+                           " --fault collective.before:8@rank1=stall",
                        dir / "log.txt", &output, 120);
   const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
   EXPECT_NE(code, 0) << output;
   EXPECT_NE(code, -1) << "the job had to be killed by the test: " << output;
   // Start-up (a few seconds) + the 3 s timeout + the 2 s grace for the report, with slack.
   EXPECT_LT(elapsed, 45) << output;
-  EXPECT_NE(output.find("rank 1: SDTRAIN_TEST_STALL_RANK test hook: stalling before collective #8"),
-            std::string::npos)
-      << output;
+  EXPECT_NE(output.find("sdtrain: rank 1: fault point collective.before:8 fired: stall"), std::string::npos) << output;
+  EXPECT_EQ(output.find("rank 0: fault point"), std::string::npos) << output;
   EXPECT_NE(output.find("sdtrain: rank 0: collective #8 ("), std::string::npos) << output;
   EXPECT_NE(output.find("did not complete within distributed.collective_timeout_s=3"), std::string::npos) << output;
   EXPECT_NE(output.find("rank(s) 1 never reached it (hung or dead)"), std::string::npos) << output;

@@ -9,7 +9,7 @@ expect() {  # expect NAME ACTUAL WANTED
   echo "ok: $1"
 }
 clean_env=(env -u SLURM_NTASKS -u SLURM_NTASKS_PER_NODE -u SDTRAIN_LAUNCHER -u SDTRAIN_BIN -u SDTRAIN_SRUN_MPI
-           -u SLURM_SUBMIT_DIR -u OMP_NUM_THREADS)
+           -u SLURM_SUBMIT_DIR -u OMP_NUM_THREADS -u SDTRAIN_FAULTS)
 for name in $(compgen -e | grep '^NCCL_' || true); do clean_env+=(-u "$name"); done
 
 expect "srun line" \

@@ -20,6 +20,7 @@
 #include "framework/registry/registry.h"
 #include "framework/train/run_training.h"
 #include "framework/util/errors.h"
+#include "framework/util/fault_points.h"
 #include "framework/util/version.h"
 #include "plugins/builtin_plugins.h"
 
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   std::vector<std::string> plugins;
   std::string resume;
+  std::vector<std::string> faults;
   options.add_options()
       ("help,h", "print this help and exit")
       ("version", "print the version and exit")
@@ -78,6 +80,10 @@ int main(int argc, char** argv) {
        "load an external plugin library (repeatable), in addition to the config's plugin_libraries")
       ("resume", po::value(&resume)->value_name("auto|DIR"),
        "resume from the newest checkpoint in run.output_dir (auto) or from DIR; same as --set run.resume=...")
+      ("fault", po::value(&faults)->composing()->value_name("RULES"),
+       "inject a failure to rehearse it, e.g. collective.before:8@rank1=stall or\n"
+       "checkpoint.after_parts_write:4=crash (repeatable; added to the rules of the\n"
+       "SDTRAIN_FAULTS variable; see docs/fault-injection.md)")
       ("print-config", "print the effective config (file + overrides + defaults) and exit")
       ("list-plugins", "print every registered plugin type per family and exit");
 
@@ -107,6 +113,7 @@ int main(int argc, char** argv) {
       std::cerr << "sdtrain: --config FILE is required (see sdtrain --help)\n";
       return 2;
     }
+    sdtrain::configure_fault_points(faults);  // a malformed rule ends the run here, before any work
     if (!resume.empty()) overrides.push_back("run.resume=" + resume);
     sdtrain::LoadedConfig loaded = sdtrain::load_train_config(config_path, overrides, plugins);
     if (vm.count("print-config")) {
