@@ -10,6 +10,7 @@
 #include "framework/log/logger.h"
 #include "framework/train/checkpoint_parts.h"
 #include "framework/util/errors.h"
+#include "framework/util/fault_points.h"
 #include "framework/util/strings.h"
 
 namespace sdtrain {
@@ -183,6 +184,7 @@ bool Trainer::train_epoch() {
     const bool epoch_ends = progress_.batch_in_epoch + 1 == progress_.batches_per_epoch;
     const bool step_ends = step_->micro_batches() + 1 == config_.gradient_accumulation_steps() || epoch_ends;
     step_->accumulate(*batch, step_ends);
+    fault_point(FaultPoint::kStepAfterBackward, progress_.step + 1);
     ++progress_.batch_in_epoch;
     if (!step_ends) continue;
     end_step();

@@ -247,6 +247,28 @@ TEST(Resilience, KillNineOfOneRankThenResumeAutoEqualsTheStraightRun) {
   expect_identical_checkpoints(checkpoint(dir / "out", end), straight_run(dir.parent_path() / "straight", end, 3));
 }
 
+// A rank that dies in the middle of a step (after a backward, before the update): the rule's exit
+// status ends the job, the previous checkpoint is the last complete one, and the run resumes from
+// it to the weights of the run that never stopped.
+TEST(Resilience, ExitAfterABackwardResumesFromThePreviousCheckpoint) {
+  const fs::path dir = test::scratch_dir() / "died_mid_step";
+  const std::string config = write_config(dir, "max_steps: 4 checkpoint_every_n_steps: 2");
+  std::string output;
+  EXPECT_NE(run(mpirun(2) + " " + sdtrain_binary() + " --config " + config + " --fault step.after_backward:3@rank1=exit:42",
+                dir / "log.txt", &output),
+            0)
+      << output;
+  EXPECT_NE(output.find("sdtrain: rank 1: fault point step.after_backward:3 fired: exit:42"), std::string::npos)
+      << output;
+  EXPECT_EQ(complete_checkpoints(dir / "out"), std::vector<int64_t>{2});
+  ASSERT_EQ(run(mpirun(2) + " " + sdtrain_binary() + " --config " + config + " --resume auto", dir / "resume_log.txt",
+                &output),
+            0)
+      << output;
+  EXPECT_NE(output.find("resumed from " + checkpoint(dir / "out", 2).string()), std::string::npos) << output;
+  expect_identical_checkpoints(checkpoint(dir / "out", 4), straight_run(dir.parent_path() / "straight", 4, 2));
+}
+
 TEST(Resilience, CrashInTheMiddleOfACheckpointWriteKeepsThePreviousOne) {
   const fs::path dir = test::scratch_dir() / "crashed";
   const std::string config = write_config(dir, "max_steps: 6 checkpoint_every_n_steps: 2");
