@@ -24,7 +24,27 @@ function(sdtrain_target_defaults target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
   # Debian's protobuf headers ahead of the copy inside the torch wheel (see SdtrainDependencies).
   target_include_directories(${target} BEFORE PRIVATE "${SDTRAIN_PROTOBUF_SHIM_DIR}")
-  target_include_directories(${target} PRIVATE "${PROJECT_SOURCE_DIR}" "${PROJECT_BINARY_DIR}")
+  target_include_directories(${target} PRIVATE "${PROJECT_SOURCE_DIR}/include" "${PROJECT_BINARY_DIR}/include"
+                                                "${PROJECT_SOURCE_DIR}" "${PROJECT_BINARY_DIR}")
+endfunction()
+
+# sdtrain_plugin_abi_digest(<var>): the plugin ABI stamp, the first 16 hex digits of a SHA-256
+# over the public headers (include/sdtrain/*.h, each as its name, a newline and its text, in name
+# order). Any edit to a public header changes it; the configure step reruns when one changes.
+function(sdtrain_plugin_abi_digest var)
+  file(GLOB headers RELATIVE "${PROJECT_SOURCE_DIR}/include/sdtrain" CONFIGURE_DEPENDS
+       "${PROJECT_SOURCE_DIR}/include/sdtrain/*.h")
+  list(SORT headers)
+  set(text "")
+  foreach(header IN LISTS headers)
+    set(path "${PROJECT_SOURCE_DIR}/include/sdtrain/${header}")
+    file(READ "${path}" content)
+    string(APPEND text "${header}\n${content}")
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${path}")
+  endforeach()
+  string(SHA256 digest "${text}")
+  string(SUBSTRING "${digest}" 0 16 digest)
+  set(${var} "${digest}" PARENT_SCOPE)
 endfunction()
 
 # sdtrain_add_plugin_library(<name> SOURCES ...): a shared library of plugins that registers

@@ -18,7 +18,7 @@
 #include "framework/data/data_loader.h"
 #include "framework/registry/registry.h"
 #include "plugins/builtin_plugins.h"
-#include "proto/datasets.pb.h"
+#include "plugins/datasets/datasets.pb.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {

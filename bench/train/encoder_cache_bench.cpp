@@ -23,8 +23,8 @@
 #include "framework/data/image_codec.h"
 #include "framework/registry/registry.h"
 #include "plugins/builtin_plugins.h"
+#include "plugins/datasets/datasets.pb.h"
 #include "plugins/models/stable_diffusion/stable_diffusion_model.h"
-#include "proto/datasets.pb.h"
 
 namespace {
 namespace fs = std::filesystem;

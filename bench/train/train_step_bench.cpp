@@ -25,15 +25,15 @@
 
 #include <torch/torch.h>
 
-#include "framework/plugin/model.h"
 #include "framework/registry/registry.h"
 #include "framework/train/adamw.h"
 #include "framework/train/autocast.h"
 #include "framework/train/device_memory.h"
 #include "framework/train/flat_parameters.h"
 #include "plugins/builtin_plugins.h"
+#include "plugins/models/stable_diffusion/stable_diffusion.pb.h"
 #include "plugins/models/stable_diffusion/stable_diffusion_model.h"
-#include "proto/stable_diffusion.pb.h"
+#include "sdtrain/model.h"
 
 namespace {
 
@@ -116,10 +116,9 @@ int main(int argc, char** argv) {
 
   torch::manual_seed(0);
   const sdtrain::Precision precision = args.precision == "bf16" ? sdtrain::BF16 : sdtrain::FP32;
-  sdtrain::TrainConfig run;  // the run's precision: the encoder caches key their entries by it
-  run.set_precision(precision);
-  sdtrain::PluginContext context;
-  context.config = &run;
+  sdtrain::PluginContext context;  // the run's precision: the encoder caches key their entries by it
+  context.device = device;
+  context.compute_dtype = sdtrain::autocast_dtype(precision);
   std::unique_ptr<sdtrain::Model> model =
       sdtrain::Registry<sdtrain::Model>::instance().create(model_spec(args), context, "model");
   model->to(device);

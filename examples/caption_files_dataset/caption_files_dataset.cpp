@@ -7,10 +7,10 @@
 #include <sstream>
 
 #include "caption_files.pb.h"
-#include "framework/plugin/dataset.h"
-#include "framework/registry/plugin_abi.h"
-#include "framework/registry/registry.h"
-#include "framework/util/errors.h"
+#include "sdtrain/dataset.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/log.h"
+#include "sdtrain/plugin.h"
 
 SDTRAIN_PLUGIN_LIBRARY()  // the version stamp sdtrain checks when it loads this library
 
@@ -32,6 +32,7 @@ class CaptionFilesDataset : public sdtrain::Dataset {
     }
     std::sort(images_.begin(), images_.end());  // a stable order, whatever the file system's
     if (images_.empty()) throw sdtrain::ConfigError("root: no images in " + root_.string());
+    SDTRAIN_LOG(INFO) << "caption_files: " << images_.size() << " images in " << root_.string();
   }
 
   std::size_t size() const override { return images_.size(); }
@@ -42,6 +43,7 @@ class CaptionFilesDataset : public sdtrain::Dataset {
     caption_file.replace_extension(options_.caption_extension());
     sdtrain::Sample sample;
     sample.key = fs::relative(image, root_).string();
+    sample.location = image.string();  // bad-data messages name the full path
     sample.caption = read(caption_file);
     sample.encoded = read(image);  // sdtrain's workers decode it
     return sample;

@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "framework/util/errors.h"
 #include "framework/util/file_util.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace fs = std::filesystem;

@@ -12,9 +12,9 @@
 #include "framework/io/atomic_file.h"
 #include "framework/io/safetensors_writer.h"
 #include "framework/log/logger.h"
-#include "framework/util/errors.h"
 #include "framework/util/fault_points.h"
 #include "framework/util/file_util.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace fs = std::filesystem;

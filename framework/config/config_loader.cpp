@@ -14,14 +14,15 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
-#include "framework/plugin/callback.h"
-#include "framework/plugin/dataset.h"
-#include "framework/plugin/model.h"
-#include "framework/plugin/scheduler.h"
 #include "framework/registry/plugin_loader.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
 #include "framework/util/strings.h"
+#include "sdtrain/callback.h"
+#include "sdtrain/dataset.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/lr_schedule.h"
+#include "sdtrain/model.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 namespace fs = std::filesystem;

@@ -5,8 +5,8 @@
 #include "framework/data/image_codec.h"
 #include "framework/data/transforms.h"
 #include "framework/log/logger.h"
-#include "framework/util/errors.h"
 #include "framework/util/file_util.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 
@@ -83,8 +83,6 @@ std::optional<Batch> DataLoader::next() {
   auto found = pending_.find(next_batch_);
   Batch batch = found->second.get();
   pending_.erase(found);
-  batch.epoch = epoch_;
-  batch.ends_epoch = next_batch_ + 1 == batches_per_epoch();
   ++next_batch_;
   return batch;
 }

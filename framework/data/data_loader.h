@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "framework/data/sampler.h"
-#include "framework/plugin/dataset.h"
-#include "framework/plugin/model.h"
 #include "proto/sdtrain.pb.h"
+#include "sdtrain/dataset.h"
+#include "sdtrain/model.h"
 
 namespace sdtrain {
 

@@ -19,7 +19,7 @@
 #include <png.h>
 #include <webp/decode.h>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

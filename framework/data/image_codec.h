@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "framework/data/image.h"
+#include "sdtrain/image.h"
 
 namespace sdtrain {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "framework/data/image.h"
+#include "sdtrain/image.h"
 
 namespace sdtrain {
 

@@ -11,7 +11,7 @@
 /// in the environment (PyTorch's switch to its scalar kernels) selects PIL's scalar loops instead.
 #include <cstdint>
 
-#include "framework/data/image.h"
+#include "sdtrain/image.h"
 
 namespace sdtrain {
 

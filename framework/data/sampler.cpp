@@ -3,7 +3,7 @@
 #include <numeric>
 #include <string>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "framework/data/sampler.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 

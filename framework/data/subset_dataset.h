@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "framework/plugin/dataset.h"
+#include "sdtrain/dataset.h"
 
 namespace sdtrain {
 

@@ -5,8 +5,8 @@
 
 #include "framework/io/safetensors.h"
 #include "framework/log/logger.h"
-#include "framework/util/errors.h"
 #include "framework/util/file_util.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -14,9 +14,9 @@
 
 #include <torch/torch.h>
 
-#include "framework/data/image.h"
 #include "framework/data/image_resize.h"
 #include "proto/sdtrain.pb.h"
+#include "sdtrain/image.h"
 
 namespace sdtrain {
 

@@ -1,6 +1,6 @@
 #include "framework/dist/communicator_factory.h"
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 #ifdef SDTRAIN_WITH_NCCL
 #include "framework/dist/nccl_communicator.h"

@@ -2,7 +2,7 @@
 
 #include <torch/cuda.h>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 

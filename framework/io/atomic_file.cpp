@@ -8,7 +8,7 @@
 #include <cstring>
 #include <random>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

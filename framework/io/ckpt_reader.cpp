@@ -6,8 +6,8 @@
 
 #include "framework/io/torch_pickle_types.h"
 #include "framework/io/zip_archive.h"
-#include "framework/util/errors.h"
 #include "framework/util/strings.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

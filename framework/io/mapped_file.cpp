@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 

@@ -5,8 +5,8 @@
 #include <unordered_set>
 
 #include "framework/io/torch_pickle_types.h"
-#include "framework/util/errors.h"
 #include "framework/util/strings.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

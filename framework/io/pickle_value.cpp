@@ -3,7 +3,7 @@
 #include <sstream>
 #include <unordered_set>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

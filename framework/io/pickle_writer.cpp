@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "framework/io/torch_pickle_types.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 

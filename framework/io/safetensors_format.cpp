@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <set>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -2,8 +2,8 @@
 
 #include <cstring>
 
-#include "framework/util/errors.h"
 #include "framework/util/strings.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 

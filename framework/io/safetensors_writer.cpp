@@ -6,7 +6,7 @@
 
 #include "framework/io/atomic_file.h"
 #include "framework/io/safetensors_format.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 

@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

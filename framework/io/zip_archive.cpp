@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -5,9 +5,9 @@
 #include <filesystem>
 #include <set>
 
-#include "framework/registry/plugin_abi.h"
 #include "framework/registry/registration_scope.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/plugin.h"
 
 namespace sdtrain {
 namespace fs = std::filesystem;
@@ -43,11 +43,10 @@ int load_plugin_library(const std::string& path, const std::string& base_dir) {
                       "one of its source files)");
   }
   const SdtrainPluginInfo* info = info_function();
-  if (info->plugin_abi_version != SDTRAIN_PLUGIN_ABI_VERSION) {
+  if (std::string(info->plugin_abi) != SDTRAIN_PLUGIN_ABI) {
     throw PluginError("plugin library " + name + " was built against sdtrain " + info->sdtrain_version +
-                      " (plugin ABI " + std::to_string(info->plugin_abi_version) +
-                      "), but this is sdtrain " SDTRAIN_VERSION_STRING " (plugin ABI " +
-                      std::to_string(SDTRAIN_PLUGIN_ABI_VERSION) + "); rebuild the plugin");
+                      " (plugin ABI " + info->plugin_abi + "), but this is sdtrain " SDTRAIN_VERSION_STRING
+                      " (plugin ABI " SDTRAIN_PLUGIN_ABI "); its public headers differ, rebuild the plugin");
   }
   if (info->torch_version_major != TORCH_VERSION_MAJOR || info->torch_version_minor != TORCH_VERSION_MINOR) {
     throw PluginError("plugin library " + name + " was built against torch " +

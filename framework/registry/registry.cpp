@@ -5,13 +5,14 @@
 
 #include <google/protobuf/any.pb.h>
 
-#include "framework/plugin/callback.h"
-#include "framework/plugin/dataset.h"
-#include "framework/plugin/model.h"
-#include "framework/plugin/scheduler.h"
 #include "framework/registry/registration_scope.h"
-#include "framework/util/errors.h"
 #include "framework/util/strings.h"
+#include "sdtrain/callback.h"
+#include "sdtrain/dataset.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/lr_schedule.h"
+#include "sdtrain/model.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 namespace {
@@ -151,5 +152,16 @@ template class Registry<Model>;
 template class Registry<NoiseScheduler>;
 template class Registry<LrSchedule>;
 template class Registry<Callback>;
+
+template <class Interface>
+void register_plugin(PluginEntry entry, PluginFactory<Interface> factory) {
+  Registry<Interface>::instance().add(std::move(entry), std::move(factory));
+}
+
+template void register_plugin<Dataset>(PluginEntry, PluginFactory<Dataset>);
+template void register_plugin<Model>(PluginEntry, PluginFactory<Model>);
+template void register_plugin<NoiseScheduler>(PluginEntry, PluginFactory<NoiseScheduler>);
+template void register_plugin<LrSchedule>(PluginEntry, PluginFactory<LrSchedule>);
+template void register_plugin<Callback>(PluginEntry, PluginFactory<Callback>);
 
 }  // namespace sdtrain

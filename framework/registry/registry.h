@@ -1,18 +1,17 @@
 #pragma once
-/// Typed factories by name, one registry per plugin family.
+/// Typed factories by name, one registry per plugin family: what the framework looks plugins up
+/// and builds them with.
 ///
-/// A plugin registers itself with one of the SDTRAIN_REGISTER_* macros below in any .cpp of a
-/// shared library (built-in plugins live in libsdtrain_plugins; external ones are dlopen'ed, see
-/// plugin_loader.h). The registry's storage lives in libsdtrain, so every library sees one map.
+/// Plugins add themselves with the SDTRAIN_REGISTER_* macros of sdtrain/plugin.h (built-in
+/// plugins live in libsdtrain_plugins; external ones are dlopen'ed, see plugin_loader.h). The
+/// registry's storage lives in libsdtrain, so every library sees one map.
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/message.h>
-
 #include "proto/sdtrain.pb.h"
+#include "sdtrain/plugin.h"
 
 namespace sdtrain {
 
@@ -22,33 +21,12 @@ class NoiseScheduler;
 class LrSchedule;
 class Callback;
 
-/// What every plugin factory is given besides its own options.
-struct PluginContext {
-  /// The run's config; null when a tool (sdsample, sdconvert) builds a plugin outside a run.
-  const TrainConfig* config = nullptr;
-  /// Directory against which relative paths in the options are resolved (the config's folder).
-  std::string base_dir = ".";
-  int rank = 0;
-  int world_size = 1;
-};
-
-/// One registered type.
-struct PluginEntry {
-  std::string name;
-  std::string description;  ///< one line, shown by `sdtrain --list-plugins`
-  /// The options message this plugin takes (never null).
-  const google::protobuf::Descriptor* options_type = nullptr;
-  /// The library that registered it ("" for built-ins).
-  std::string library;
-};
-
 /// Registry of one plugin family. Thread-compatible: registration happens while libraries load,
 /// before any concurrent use.
 template <class Interface>
 class Registry {
  public:
-  using Factory = std::function<std::unique_ptr<Interface>(const google::protobuf::Message& options,
-                                                           const PluginContext& context)>;
+  using Factory = PluginFactory<Interface>;
 
   /// The process-wide registry of this family.
   static Registry& instance();
@@ -105,42 +83,4 @@ extern template class Registry<NoiseScheduler>;
 extern template class Registry<LrSchedule>;
 extern template class Registry<Callback>;
 
-/// Registers a factory taking the concrete options type `Options` at static-initialisation time.
-template <class Interface, class Options>
-class Registrar {
- public:
-  using TypedFactory = std::function<std::unique_ptr<Interface>(const Options&, const PluginContext&)>;
-  Registrar(const char* name, const char* description, TypedFactory factory) {
-    PluginEntry entry;
-    entry.name = name;
-    entry.description = description;
-    entry.options_type = Options::descriptor();
-    Registry<Interface>::instance().add(
-        std::move(entry), [factory = std::move(factory)](const google::protobuf::Message& options,
-                                                         const PluginContext& context) {
-          return factory(static_cast<const Options&>(options), context);
-        });
-  }
-};
-
 }  // namespace sdtrain
-
-#define SDTRAIN_INTERNAL_CONCAT2(a, b) a##b
-#define SDTRAIN_INTERNAL_CONCAT(a, b) SDTRAIN_INTERNAL_CONCAT2(a, b)
-
-/// SDTRAIN_REGISTER_PLUGIN(Interface, "name", OptionsMessage, "one-line description", factory)
-/// where factory is callable as std::unique_ptr<Interface>(const OptionsMessage&, const PluginContext&).
-#define SDTRAIN_REGISTER_PLUGIN(Interface, name, Options, description, factory)         \
-  static const ::sdtrain::Registrar<Interface, Options> SDTRAIN_INTERNAL_CONCAT(         \
-      sdtrain_registrar_, __COUNTER__)(name, description, factory)
-
-#define SDTRAIN_REGISTER_DATASET(name, Options, description, factory) \
-  SDTRAIN_REGISTER_PLUGIN(::sdtrain::Dataset, name, Options, description, factory)
-#define SDTRAIN_REGISTER_MODEL(name, Options, description, factory) \
-  SDTRAIN_REGISTER_PLUGIN(::sdtrain::Model, name, Options, description, factory)
-#define SDTRAIN_REGISTER_SCHEDULER(name, Options, description, factory) \
-  SDTRAIN_REGISTER_PLUGIN(::sdtrain::NoiseScheduler, name, Options, description, factory)
-#define SDTRAIN_REGISTER_LR_SCHEDULE(name, Options, description, factory) \
-  SDTRAIN_REGISTER_PLUGIN(::sdtrain::LrSchedule, name, Options, description, factory)
-#define SDTRAIN_REGISTER_CALLBACK(name, Options, description, factory) \
-  SDTRAIN_REGISTER_PLUGIN(::sdtrain::Callback, name, Options, description, factory)

@@ -5,8 +5,8 @@
 #include "framework/checkpoint/checkpoint_folder.h"
 #include "framework/data/data_loader.h"
 #include "framework/io/safetensors_reader.h"
-#include "framework/plugin/callback.h"
-#include "framework/util/errors.h"
+#include "sdtrain/callback.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 using nlohmann::json;

@@ -9,8 +9,8 @@
 #include "framework/io/safetensors_reader.h"
 #include "framework/log/logger.h"
 #include "framework/registry/plugin_loader.h"
-#include "framework/util/errors.h"
 #include "framework/train/checkpoint_parts.h"
+#include "sdtrain/errors.h"
 
 namespace fs = std::filesystem;
 

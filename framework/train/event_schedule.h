@@ -9,8 +9,8 @@
 ///               or a SIGTERM/SIGUSR1 on any rank)
 #include <cstdint>
 
-#include "framework/plugin/callback.h"
 #include "proto/sdtrain.pb.h"
+#include "sdtrain/callback.h"
 
 namespace sdtrain {
 

@@ -1,7 +1,7 @@
 #include "framework/train/flat_parameters.h"
 
-#include "framework/util/errors.h"
 #include "framework/util/strings.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 

@@ -7,7 +7,7 @@
 
 #include <torch/torch.h>
 
-#include "framework/plugin/model.h"
+#include "sdtrain/model.h"
 
 namespace sdtrain {
 

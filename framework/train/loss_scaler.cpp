@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 

@@ -7,7 +7,7 @@
 
 #include "framework/io/safetensors_reader.h"
 #include "framework/train/sharded_adamw.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 

@@ -8,7 +8,7 @@
 #include "framework/dist/stop_signal.h"
 #include "framework/log/logger.h"
 #include "framework/train/trainer.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace fs = std::filesystem;

@@ -19,15 +19,16 @@
 #include "framework/checkpoint/checkpoint_manager.h"
 #include "framework/dist/communicator.h"
 #include "framework/dist/gradient_reducer.h"
-#include "framework/plugin/callback.h"
-#include "framework/plugin/model.h"
-#include "framework/plugin/scheduler.h"
 #include "framework/train/adamw.h"
 #include "framework/train/ema.h"
 #include "framework/train/flat_parameters.h"
 #include "framework/train/loss_scaler.h"
 #include "framework/train/sharded_adamw.h"
 #include "proto/sdtrain.pb.h"
+#include "sdtrain/callback.h"
+#include "sdtrain/lr_schedule.h"
+#include "sdtrain/model.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 

@@ -8,10 +8,11 @@
 #include "framework/dist/parameter_check.h"
 #include "framework/dist/stop_signal.h"
 #include "framework/log/logger.h"
+#include "framework/train/autocast.h"
 #include "framework/train/checkpoint_parts.h"
-#include "framework/util/errors.h"
 #include "framework/util/fault_points.h"
 #include "framework/util/strings.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace fs = std::filesystem;
@@ -22,6 +23,16 @@ PluginSpec default_lr_schedule() {
   PluginSpec spec;
   spec.set_type("lambda_linear");
   return spec;
+}
+
+// The step the run ends at: run.max_steps or the end of run.max_epochs, whichever comes first.
+int64_t total_steps_of(const TrainConfig& config, int64_t batches_per_epoch) {
+  const int64_t accumulation = config.gradient_accumulation_steps();
+  const int64_t steps_per_epoch = (batches_per_epoch + accumulation - 1) / accumulation;
+  int64_t total = config.run().max_steps();
+  const int64_t by_epochs = config.run().max_epochs() * steps_per_epoch;
+  if (config.run().max_epochs() > 0 && (total == 0 || by_epochs < total)) total = by_epochs;
+  return total;
 }
 
 }  // namespace
@@ -51,8 +62,12 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
   schedule_ = std::make_unique<EventSchedule>(config_.run());
   progress_.batches_per_epoch = loader_->batches_per_epoch();
   progress_.max_steps = config_.run().max_steps();
+  progress_.total_steps = total_steps_of(config_, progress_.batches_per_epoch);
   check_export_folder();
   register_checkpoint_parts();
+  if (!validation_prompts_.empty() && config_.run().val_every_n_epochs() <= 0) {
+    SDTRAIN_LOG(WARNING) << "data.validation is set but run.val_every_n_epochs is 0: no validation will run";
+  }
 
   SDTRAIN_LOG(INFO) << "model: " << config_.model().type() << ", " << flat_->names().size()
                     << " trained tensors, " << flat_->numel() << " parameters on " << device_.str();
@@ -65,10 +80,12 @@ Trainer::~Trainer() = default;
 
 void Trainer::build_plugins() {
   PluginContext context;
-  context.config = &config_;
   context.base_dir = base_dir_;
   context.rank = rank_info_.rank;
   context.world_size = rank_info_.world_size;
+  context.device = device_;
+  context.compute_dtype = autocast_dtype(config_.precision());
+  context.max_steps = config_.run().max_steps();
 
   torch::manual_seed(config_.run().seed());  // initial weights of anything randomly initialised
   model_ = Registry<Model>::instance().create(config_.model(), context, "model");
@@ -92,7 +109,9 @@ void Trainer::build_plugins() {
                       << (options.has_dataset() ? "" : " taken out of the training set");
   }
   if (config_.data().has_validation()) {
-    validation_set_ = Registry<Dataset>::instance().create(config_.data().validation(), context, "data.validation");
+    const std::unique_ptr<Dataset> prompts =
+        Registry<Dataset>::instance().create(config_.data().validation(), context, "data.validation");
+    for (std::size_t i = 0; i < prompts->size(); ++i) validation_prompts_.push_back(prompts->get(i).caption);
   }
   lr_schedule_ = Registry<LrSchedule>::instance().create(
       config_.has_lr_schedule() ? config_.lr_schedule() : default_lr_schedule(), context, "lr_schedule");
@@ -213,6 +232,7 @@ void Trainer::end_step() {
 }
 
 void Trainer::end_epoch() {
+  model_->on_train_epoch_end(progress_.epoch);
   for_each_callback([&](Callback& callback) { callback.on_train_epoch_end(*this); });
   ++progress_.epoch;
   progress_.batch_in_epoch = 0;

@@ -13,15 +13,16 @@
 #include "framework/config/config_loader.h"
 #include "framework/data/data_loader.h"
 #include "framework/dist/communicator.h"
-#include "framework/plugin/callback.h"
-#include "framework/plugin/dataset.h"
-#include "framework/plugin/model.h"
-#include "framework/plugin/scheduler.h"
 #include "framework/registry/registry.h"
 #include "framework/train/event_schedule.h"
 #include "framework/train/flat_parameters.h"
 #include "framework/train/train_step.h"
 #include "framework/train/validation_loss.h"
+#include "sdtrain/callback.h"
+#include "sdtrain/dataset.h"
+#include "sdtrain/lr_schedule.h"
+#include "sdtrain/model.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 
@@ -36,6 +37,9 @@ class Trainer : public TrainerHandle {
   Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communicator& communicator);
   ~Trainer() override;
 
+  /// The run's config.
+  const TrainConfig& config() const { return config_; }
+
   /// Trains until run.max_steps / run.max_epochs (or a stop request), then writes the final
   /// checkpoint and, when final_export.folder is set, exports the final model (rank 0). Resumes
   /// first when run.resume asks for it.
@@ -46,14 +50,15 @@ class Trainer : public TrainerHandle {
   void add_checkpoint_part(const std::string& name, Stateful& part) { checkpoints_->add_part(name, part); }
 
   // TrainerHandle
-  const TrainConfig& config() const override { return config_; }
   const TrainProgress& progress() const override { return progress_; }
   Model& model() override { return *model_; }
   int rank() const override { return rank_info_.rank; }
   int world_size() const override { return rank_info_.world_size; }
   const std::string& output_dir() const override { return output_dir_; }
   void request_stop() override { schedule_->request_stop(); }
-  Communicator& communicator() override { return communicator_; }
+  const std::vector<std::string>& validation_prompts() const override { return validation_prompts_; }
+  int resolution() const override { return config_.data().transforms().resolution(); }
+  void allreduce_sum(torch::Tensor& tensor) override { communicator_.allreduce_sum(tensor); }
   const std::map<std::string, double>& metrics() const override { return metrics_; }
 
   /// Whether fit() ended early because a rank received SIGTERM/SIGUSR1 (its checkpoint is written).
@@ -103,7 +108,7 @@ class Trainer : public TrainerHandle {
 
   std::unique_ptr<Model> model_;
   std::shared_ptr<const Dataset> train_set_;
-  std::shared_ptr<const Dataset> validation_set_;
+  std::vector<std::string> validation_prompts_;
   std::unique_ptr<DataLoader> loader_;
   std::unique_ptr<LrSchedule> lr_schedule_;
   std::vector<std::unique_ptr<Callback>> callbacks_;

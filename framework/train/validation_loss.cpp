@@ -7,7 +7,7 @@
 #include "framework/data/transforms.h"
 #include "framework/log/logger.h"
 #include "framework/train/autocast.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 

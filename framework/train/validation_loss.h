@@ -14,9 +14,9 @@
 #include <memory>
 
 #include "framework/dist/communicator.h"
-#include "framework/plugin/dataset.h"
-#include "framework/plugin/model.h"
 #include "proto/sdtrain.pb.h"
+#include "sdtrain/dataset.h"
+#include "sdtrain/model.h"
 
 namespace sdtrain {
 

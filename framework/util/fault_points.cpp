@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <mutex>
 
-#include "framework/util/errors.h"
 #include "framework/util/strings.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace detail {

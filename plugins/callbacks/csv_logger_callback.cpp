@@ -7,10 +7,10 @@
 #include <iomanip>
 #include <memory>
 
-#include "framework/plugin/callback.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
-#include "proto/callbacks.pb.h"
+#include "plugins/callbacks/callbacks.pb.h"
+#include "sdtrain/callback.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -9,19 +9,17 @@
 #include <string>
 #include <vector>
 
-#include "framework/config/config_loader.h"
 #include "framework/data/image_codec.h"
 #include "framework/data/image_grid.h"
-#include "framework/dist/communicator.h"
 #include "framework/io/atomic_file.h"
-#include "framework/log/logger.h"
-#include "framework/plugin/callback.h"
-#include "framework/plugin/dataset.h"
-#include "framework/plugin/model.h"
-#include "framework/plugin/scheduler.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
-#include "proto/callbacks.pb.h"
+#include "plugins/callbacks/callbacks.pb.h"
+#include "plugins/schedulers/noise/schedulers.pb.h"
+#include "sdtrain/callback.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/log.h"
+#include "sdtrain/model.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 namespace {
@@ -29,8 +27,31 @@ namespace fs = std::filesystem;
 
 class ImageLoggerCallback : public Callback {
  public:
-  ImageLoggerCallback(const ImageLoggerOptions& options, std::vector<std::string> prompts, int height, int width)
-      : options_(options), prompts_(std::move(prompts)), height_(height), width_(width) {}
+  explicit ImageLoggerCallback(const ImageLoggerOptions& options) : options_(options) {
+    if (options_.sampler() == "ddim") {
+      auto ddim = std::make_shared<DdimSchedulerOptions>();
+      ddim->set_eta(options_.eta());
+      sampler_options_ = std::move(ddim);
+    }
+  }
+
+  /// The grid's prompts (each distinct validation prompt images_per_prompt times) and image size.
+  void on_fit_start(TrainerHandle& trainer) override {
+    std::vector<std::string> distinct;
+    for (const std::string& caption : trainer.validation_prompts()) {
+      if (std::find(distinct.begin(), distinct.end(), caption) == distinct.end()) distinct.push_back(caption);
+    }
+    if (distinct.empty()) {
+      throw ConfigError("image_logger: needs prompts to sample: data.validation (a text_only dataset) is "
+                        "missing or empty");
+    }
+    prompts_.clear();
+    for (const std::string& prompt : distinct) {
+      for (int copy = 0; copy < options_.images_per_prompt(); ++copy) prompts_.push_back(prompt);
+    }
+    height_ = options_.height() > 0 ? options_.height() : trainer.resolution();
+    width_ = options_.width() > 0 ? options_.width() : trainer.resolution();
+  }
 
   void on_validation_end(TrainerHandle& trainer) override {
     const int count = static_cast<int>(prompts_.size());
@@ -51,7 +72,7 @@ class ImageLoggerCallback : public Callback {
       }
       std::memcpy(gathered[i].data_ptr(), images[0].pixels.data(), images[0].pixels.size());
     }
-    if (world > 1) trainer.communicator().allreduce_sum(gathered);
+    if (world > 1) trainer.allreduce_sum(gathered);
     if (rank != 0) return;
 
     std::vector<Image> images(count);
@@ -76,7 +97,7 @@ class ImageLoggerCallback : public Callback {
     request.steps = options_.steps();
     request.guidance_scale = options_.guidance_scale();
     request.sampler = options_.sampler();
-    request.eta = options_.eta();
+    request.sampler_options = sampler_options_;
     return request;
   }
 
@@ -112,12 +133,13 @@ class ImageLoggerCallback : public Callback {
   }
 
   ImageLoggerOptions options_;
+  std::shared_ptr<const DdimSchedulerOptions> sampler_options_;  ///< eta for ddim; null for other samplers
   std::vector<std::string> prompts_;  ///< grid order: distinct prompts, each images_per_prompt times
-  int height_;
-  int width_;
+  int height_ = 0;
+  int width_ = 0;
 };
 
-std::unique_ptr<Callback> make_image_logger(const ImageLoggerOptions& options, const PluginContext& context) {
+std::unique_ptr<Callback> make_image_logger(const ImageLoggerOptions& options, const PluginContext&) {
   if (options.steps() < 1) throw ConfigError("steps: must be >= 1, got " + std::to_string(options.steps()));
   if (options.images_per_prompt() < 1) {
     throw ConfigError("images_per_prompt: must be >= 1, got " + std::to_string(options.images_per_prompt()));
@@ -131,29 +153,7 @@ std::unique_ptr<Callback> make_image_logger(const ImageLoggerOptions& options, c
   PluginSpec sampler;
   sampler.set_type(options.sampler());
   Registry<NoiseScheduler>::instance().check(sampler, "sampler");
-  if (!context.config || !context.config->data().has_validation()) {
-    throw ConfigError("needs data.validation (a text_only dataset with the prompts to sample)");
-  }
-  const TrainConfig& config = *context.config;
-  std::unique_ptr<Dataset> validation =
-      Registry<Dataset>::instance().create(config.data().validation(), context, "data.validation");
-  std::vector<std::string> distinct;
-  for (std::size_t i = 0; i < validation->size(); ++i) {
-    const std::string caption = validation->get(i).caption;
-    if (std::find(distinct.begin(), distinct.end(), caption) == distinct.end()) distinct.push_back(caption);
-  }
-  if (distinct.empty()) throw ConfigError("data.validation has no prompts");
-  std::vector<std::string> prompts;
-  for (const std::string& prompt : distinct) {
-    for (int copy = 0; copy < options.images_per_prompt(); ++copy) prompts.push_back(prompt);
-  }
-  const int resolution = config.data().transforms().resolution();
-  const int height = options.height() > 0 ? options.height() : resolution;
-  const int width = options.width() > 0 ? options.width() : resolution;
-  if (config.run().val_every_n_epochs() <= 0) {
-    SDTRAIN_LOG(WARNING) << "image_logger: run.val_every_n_epochs is 0, so no validation grids will be drawn";
-  }
-  return std::make_unique<ImageLoggerCallback>(options, std::move(prompts), height, width);
+  return std::make_unique<ImageLoggerCallback>(options);
 }
 
 SDTRAIN_REGISTER_CALLBACK("image_logger", ImageLoggerOptions,

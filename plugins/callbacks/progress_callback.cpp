@@ -2,11 +2,11 @@
 #include <cstdio>
 #include <memory>
 
-#include "framework/log/logger.h"
 #include "framework/log/progress_bar.h"
-#include "framework/plugin/callback.h"
 #include "framework/registry/registry.h"
-#include "proto/callbacks.pb.h"
+#include "plugins/callbacks/callbacks.pb.h"
+#include "sdtrain/callback.h"
+#include "sdtrain/log.h"
 
 namespace sdtrain {
 namespace {
@@ -16,13 +16,8 @@ class ProgressCallback : public Callback {
   explicit ProgressCallback(const ProgressOptions& options) : options_(options) {}
 
   void on_fit_start(TrainerHandle& trainer) override {
-    const TrainProgress& progress = trainer.progress();
-    int64_t total = progress.max_steps;
-    const int64_t max_epochs = trainer.config().run().max_epochs();
-    const int64_t accumulation = trainer.config().gradient_accumulation_steps();
-    const int64_t steps_per_epoch = (progress.batches_per_epoch + accumulation - 1) / accumulation;
-    if (max_epochs > 0 && (total == 0 || max_epochs * steps_per_epoch < total)) total = max_epochs * steps_per_epoch;
-    bar_ = std::make_unique<ProgressBar>(total, "train", trainer.rank() == 0, options_.plain_interval_s());
+    bar_ = std::make_unique<ProgressBar>(trainer.progress().total_steps, "train", trainer.rank() == 0,
+                                         options_.plain_interval_s());
   }
 
   void on_step_end(TrainerHandle& trainer, const StepMetrics& metrics) override {

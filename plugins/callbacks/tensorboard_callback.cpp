@@ -3,12 +3,12 @@
 #include <filesystem>
 #include <memory>
 
-#include "framework/log/logger.h"
-#include "framework/plugin/callback.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
+#include "plugins/callbacks/callbacks.pb.h"
 #include "plugins/callbacks/tensorboard/event_file_writer.h"
-#include "proto/callbacks.pb.h"
+#include "sdtrain/callback.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/log.h"
 
 namespace sdtrain {
 namespace {

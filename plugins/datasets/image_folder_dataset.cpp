@@ -6,12 +6,12 @@
 #include <vector>
 
 #include "framework/data/image_codec.h"
-#include "framework/plugin/dataset.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
 #include "framework/util/strings.h"
 #include "plugins/datasets/csv_table.h"
-#include "proto/datasets.pb.h"
+#include "plugins/datasets/datasets.pb.h"
+#include "sdtrain/dataset.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -6,10 +6,10 @@
 #include <vector>
 
 #include "framework/data/image_codec.h"
-#include "framework/plugin/dataset.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
-#include "proto/datasets.pb.h"
+#include "plugins/datasets/datasets.pb.h"
+#include "sdtrain/dataset.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -11,8 +11,8 @@
 #include "framework/data/image_codec.h"
 #include "framework/dist/process_group.h"
 #include "framework/train/trainer.h"
-#include "framework/util/errors.h"
-#include "proto/callbacks.pb.h"
+#include "plugins/callbacks/callbacks.pb.h"
+#include "sdtrain/errors.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {
@@ -156,7 +156,9 @@ TEST(TensorBoardImageLogger, ConfigErrorsNameTheField) {
   LoadedConfig no_validation = make_config(dir, {"run.max_steps=1"});
   no_validation.config.mutable_data()->clear_validation();
   try {
+    // Refused when the run starts, before its first step.
     Trainer trainer(no_validation, process_group().info(), *comm);
+    trainer.fit();
     FAIL() << "expected a ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("data.validation"), std::string::npos) << e.what();

@@ -2,9 +2,9 @@
 #include <gtest/gtest.h>
 
 #include "framework/config/config_loader.h"
-#include "framework/plugin/model.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/model.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {

@@ -5,9 +5,9 @@
 
 #include "framework/config/config_loader.h"
 #include "framework/registry/plugin_loader.h"
-#include "framework/util/errors.h"
-#include "tests/common/test_env.h"
+#include "sdtrain/errors.h"
 #include "test_plugins.pb.h"
+#include "tests/common/test_env.h"
 
 namespace sdtrain {
 namespace {

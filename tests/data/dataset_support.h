@@ -3,11 +3,11 @@
 #include <memory>
 #include <string>
 
-#include "framework/plugin/dataset.h"
-#include "framework/util/errors.h"
-#include "plugins/builtin_plugins.h"
 #include "framework/registry/registry.h"
-#include "proto/datasets.pb.h"
+#include "plugins/builtin_plugins.h"
+#include "plugins/datasets/datasets.pb.h"
+#include "sdtrain/dataset.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain::testing {
 

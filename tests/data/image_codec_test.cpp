@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "framework/data/image_codec.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 #include "tests/data/test_support.h"
 
 namespace sdtrain {

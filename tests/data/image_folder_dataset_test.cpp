@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "framework/data/image_codec.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 #include "tests/data/dataset_support.h"
 #include "tests/data/test_support.h"
 

@@ -14,7 +14,7 @@
 
 #include "framework/dist/communicator_factory.h"
 #include "framework/dist/parameter_check.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {

@@ -16,8 +16,8 @@
 #include "framework/config/config_loader.h"
 #include "framework/data/image_codec.h"
 #include "framework/io/safetensors_reader.h"
-#include "framework/plugin/model.h"
 #include "framework/registry/registry.h"
+#include "sdtrain/model.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {
@@ -174,7 +174,6 @@ TEST(Demo, TrainsLogsAndLearnsColour) {
   // Colour: the trained model (EMA weights, as validation and export use) follows "red"/"blue";
   // the same model before training does not.
   PluginContext context;
-  context.config = &config;
   context.base_dir = loaded.base_dir;
   torch::manual_seed(config.run().seed());  // the trainer's initialisation
   std::unique_ptr<Model> model = Registry<Model>::instance().create(config.model(), context, "model");

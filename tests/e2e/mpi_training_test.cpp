@@ -13,6 +13,7 @@
 #include "framework/io/safetensors_reader.h"
 #include "framework/train/sharded_adamw.h"
 #include "framework/util/file_util.h"
+#include "plugins/schedulers/lr/lr_schedules.pb.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {

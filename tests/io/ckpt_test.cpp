@@ -5,7 +5,7 @@
 
 #include "framework/io/ckpt.h"
 #include "framework/io/safetensors.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 #include "tests/io/io_test_util.h"
 
 namespace sdtrain {

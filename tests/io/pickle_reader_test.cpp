@@ -8,7 +8,7 @@
 #include "framework/io/torch_pickle_types.h"
 #include "framework/io/zip_archive.h"
 #include "framework/util/strings.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 #include "tests/io/io_test_util.h"
 
 namespace sdtrain {

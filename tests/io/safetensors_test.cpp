@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "framework/io/safetensors.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 #include "tests/io/io_test_util.h"
 
 namespace sdtrain {

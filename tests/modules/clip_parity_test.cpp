@@ -2,8 +2,8 @@
 // padding mask, checkpointing.
 #include <gtest/gtest.h>
 
-#include "framework/util/errors.h"
 #include "plugins/models/stable_diffusion/modules/clip_text_model.h"
+#include "sdtrain/errors.h"
 #include "tests/modules/module_test_util.h"
 
 namespace sdtrain {

@@ -2,8 +2,8 @@
 // timesteps, odd latent sizes), every parameter gradient, gradient checkpointing, channels-last.
 #include <gtest/gtest.h>
 
-#include "framework/util/errors.h"
 #include "plugins/models/stable_diffusion/modules/unet_2d_condition_model.h"
+#include "sdtrain/errors.h"
 #include "tests/modules/module_test_util.h"
 
 namespace sdtrain {

@@ -14,7 +14,7 @@
 #include "framework/dist/communicator_factory.h"
 #include "framework/dist/parameter_check.h"
 #include "framework/dist/process_group.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -1,11 +1,13 @@
 // The registries: lookup, listing, unknown types with suggestions, typed options.
 #include <gtest/gtest.h>
 
-#include "framework/plugin/callback.h"
-#include "framework/plugin/scheduler.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
 #include "framework/util/strings.h"
+#include "plugins/schedulers/lr/lr_schedules.pb.h"
+#include "sdtrain/callback.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/lr_schedule.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 namespace {

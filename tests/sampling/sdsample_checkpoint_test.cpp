@@ -11,8 +11,8 @@
 #include "framework/config/config_loader.h"
 #include "framework/data/image_codec.h"
 #include "framework/io/safetensors_reader.h"
-#include "framework/plugin/model.h"
 #include "framework/registry/registry.h"
+#include "sdtrain/model.h"
 #include "tests/common/test_env.h"
 
 namespace fs = std::filesystem;
@@ -76,7 +76,6 @@ TEST(SdsampleCheckpoint, RandomlyInitialisedFrozenPartsAreTheTrainersOwn) {
 
   LoadedConfig loaded = load_train_config((dir / "configs" / "demo.pbtxt").string(), {});
   PluginContext context;
-  context.config = &loaded.config;
   context.base_dir = loaded.base_dir;
   torch::manual_seed(loaded.config.run().seed());  // as the Trainer does before creating the model
   std::unique_ptr<Model> model = Registry<Model>::instance().create(loaded.config.model(), context, "model");

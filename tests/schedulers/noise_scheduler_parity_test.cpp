@@ -11,9 +11,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
-#include "framework/plugin/scheduler.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/noise_scheduler.h"
 #include "tests/schedulers/fixture_reader.h"
 
 namespace sdtrain {

@@ -6,11 +6,11 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
-#include "framework/plugin/scheduler.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
 #include "plugins/schedulers/noise/ddim_scheduler.h"
-#include "proto/schedulers.pb.h"
+#include "plugins/schedulers/noise/schedulers.pb.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 namespace {

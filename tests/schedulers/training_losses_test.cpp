@@ -6,11 +6,11 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
-#include "framework/plugin/scheduler.h"
-#include "framework/util/errors.h"
 #include "plugins/schedulers/noise/ddpm_scheduler.h"
 #include "plugins/schedulers/noise/guidance.h"
 #include "plugins/schedulers/noise/training_losses.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/noise_scheduler.h"
 #include "tests/schedulers/fixture_reader.h"
 
 namespace sdtrain {

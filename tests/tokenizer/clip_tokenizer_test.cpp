@@ -12,10 +12,10 @@
 #include <thread>
 #include <vector>
 
-#include "framework/util/errors.h"
 #include "plugins/models/stable_diffusion/tokenizer/clip_tokenizer.h"
 #include "plugins/models/stable_diffusion/tokenizer/text_fixer.h"
 #include "plugins/models/stable_diffusion/tokenizer/unicode_text.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

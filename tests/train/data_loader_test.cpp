@@ -7,9 +7,9 @@
 #include "framework/data/data_loader.h"
 #include "framework/registry/plugin_loader.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
-#include "tests/common/test_env.h"
+#include "sdtrain/errors.h"
 #include "test_plugins.pb.h"
+#include "tests/common/test_env.h"
 
 namespace sdtrain {
 namespace {

@@ -19,10 +19,10 @@
 #include "framework/dist/process_group.h"
 #include "framework/log/logger.h"
 #include "framework/train/trainer.h"
-#include "framework/util/errors.h"
 #include "plugins/builtin_plugins.h"
+#include "plugins/datasets/datasets.pb.h"
 #include "plugins/models/stable_diffusion/stable_diffusion_model.h"
-#include "proto/datasets.pb.h"
+#include "sdtrain/errors.h"
 #include "tests/common/test_env.h"
 #include "tests/data/dataset_support.h"
 
@@ -118,6 +118,7 @@ std::vector<double> run_epoch(StableDiffusionModel& model, DataLoader& loader, i
     if (decoded) *decoded += batch->pixels.size(0);
     losses.push_back(model.training_loss(*batch).item<double>());
   }
+  model.on_train_epoch_end(epoch);  // as the trainer does after the epoch's last micro-batch
   return losses;
 }
 

@@ -7,7 +7,7 @@
 
 #include "framework/dist/process_group.h"
 #include "framework/train/trainer.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {

@@ -14,6 +14,7 @@
 #include "framework/train/autocast.h"
 #include "framework/train/loss_scaler.h"
 #include "framework/train/trainer.h"
+#include "plugins/schedulers/lr/lr_schedules.pb.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {

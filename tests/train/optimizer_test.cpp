@@ -7,8 +7,9 @@
 #include "framework/train/adamw.h"
 #include "framework/train/ema.h"
 #include "framework/train/flat_parameters.h"
-#include "framework/util/errors.h"
 #include "plugins/schedulers/lr/lr_schedules.h"
+#include "plugins/schedulers/lr/lr_schedules.pb.h"
+#include "sdtrain/errors.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {

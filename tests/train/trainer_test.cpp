@@ -12,8 +12,8 @@
 #include "framework/io/safetensors_reader.h"
 #include "framework/train/checkpoint_parts.h"
 #include "framework/train/trainer.h"
-#include "framework/util/errors.h"
 #include "framework/util/file_util.h"
+#include "sdtrain/errors.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {
@@ -55,6 +55,25 @@ TEST(Trainer, LossFallsAndTheFinalCheckpointIsComplete) {
                            "optimizer-rank-00000-of-00001.safetensors", "rank-00000.json", "trainer_state.json"}) {
     EXPECT_TRUE(fs::exists(dir / "out" / "checkpoints" / "step-00000040" / file)) << file;
   }
+}
+
+TEST(Trainer, TotalStepsIsTheFirstOfTheStepAndEpochLimits) {
+  const fs::path dir = test::scratch_dir();
+  auto comm = communicator();
+  // 16 samples / batch 4 = 4 micro-batches per epoch; accumulation 3 makes 2 steps of an epoch
+  // (the last one short), so 5 epochs end at step 10.
+  const std::vector<std::string> common{"gradient_accumulation_steps=3", "data.train.options.count=16",
+                                        "run.max_epochs=5"};
+  auto total_steps = [&](const std::string& max_steps) {
+    std::vector<std::string> overrides = common;
+    overrides.push_back("run.max_steps=" + max_steps);
+    LoadedConfig config = make_config(dir, overrides);
+    Trainer trainer(config, process_group().info(), *comm);
+    return trainer.progress().total_steps;
+  };
+  EXPECT_EQ(total_steps("0"), 10);
+  EXPECT_EQ(total_steps("7"), 7);
+  EXPECT_EQ(total_steps("25"), 10);
 }
 
 TEST(Trainer, ResumedRunEqualsTheUninterruptedRun) {

@@ -7,8 +7,8 @@
 #include <csignal>
 #include <cstdlib>
 
-#include "framework/util/errors.h"
 #include "framework/util/fault_points.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

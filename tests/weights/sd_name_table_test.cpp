@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
-#include "framework/util/errors.h"
 #include "plugins/models/stable_diffusion/weights/sd_name_table.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

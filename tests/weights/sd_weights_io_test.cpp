@@ -6,10 +6,10 @@
 
 #include "framework/io/safetensors_reader.h"
 #include "framework/io/safetensors_writer.h"
-#include "framework/util/errors.h"
 #include "framework/util/file_util.h"
 #include "plugins/models/stable_diffusion/weights/sd_tokenizer_files.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
+#include "sdtrain/errors.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes docs/config-reference.md from the comments and defaults in proto/*.proto.
+"""Writes docs/config-reference.md from the comments and defaults of the config schema
+(proto/*.proto) and of the built-in plugins' options (plugins/**/*.proto).
 
     python3 tools/docs/gen_config_reference.py            # rewrite the file
     python3 tools/docs/gen_config_reference.py --check    # exit 1 if it is out of date
@@ -50,15 +51,23 @@ def parse(path):
     return messages
 
 
+def config_protos():
+    """The schema first, then each plugin's options; not the TensorBoard event format, which is a
+    file format and no config."""
+    plugins = [p for p in sorted((ROOT / "plugins").rglob("*.proto")) if p.parent.name != "tensorboard"]
+    return sorted((ROOT / "proto").glob("*.proto")) + plugins
+
+
 def render():
     out = ["# Config reference", "",
-           "Generated from `proto/*.proto` by `tools/docs/gen_config_reference.py`; do not edit by hand.",
+           "Generated from `proto/*.proto` (the run's schema) and `plugins/**/*.proto` (the built-in plugins'",
+           "options) by `tools/docs/gen_config_reference.py`; do not edit by hand.",
            "Configs are protobuf text files (`sdtrain.TrainConfig`); plugin options go in a plugin's",
            "`options { [type.googleapis.com/<package>.<Message>] { ... } }`. Relative paths are relative",
            "to the config file's folder. Any scalar can be overridden with `--set path.to.field=value`.", ""]
-    for path in sorted((ROOT / "proto").glob("*.proto")):
+    for path in config_protos():
         package = re.search(r"^package\s+([\w.]+);", path.read_text(), re.M).group(1)
-        out += [f"## {path.name}", ""]
+        out += [f"## {path.relative_to(ROOT)}", ""]
         for message in parse(path):
             out += [f"### {package}.{message['name']}", ""]
             if message["doc"]:

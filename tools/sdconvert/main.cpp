@@ -7,9 +7,9 @@
 #include <iostream>
 #include <string>
 
-#include "framework/util/errors.h"
 #include "plugins/builtin_plugins.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
+#include "sdtrain/errors.h"
 
 namespace fs = std::filesystem;
 namespace po = boost::program_options;

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string>
 
-#include "framework/data/image.h"
+#include "sdtrain/image.h"
 
 namespace sdtrain {
 

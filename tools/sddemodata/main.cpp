@@ -14,7 +14,7 @@
 #include <boost/program_options.hpp>
 
 #include "framework/data/image_codec.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 #include "tools/sddemodata/demo_shapes.h"
 
 namespace fs = std::filesystem;

@@ -13,14 +13,14 @@
 
 #include "framework/data/image_grid.h"
 #include "framework/log/progress_bar.h"
-#include "framework/plugin/scheduler.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
 #include "framework/util/strings.h"
 #include "plugins/builtin_plugins.h"
 #include "plugins/models/stable_diffusion/sd_pipeline.h"
 #include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
-#include "proto/schedulers.pb.h"
+#include "plugins/schedulers/noise/schedulers.pb.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/noise_scheduler.h"
 #include "tools/sdsample/sample_outputs.h"
 
 namespace fs = std::filesystem;
@@ -33,6 +33,7 @@ struct Settings {
   std::vector<std::string> prompts;
   std::string from_file;
   sdtrain::SampleRequest request;
+  double eta = 0.0;  ///< DDIM's eta (--eta), given to the ddim sampler's options
   int n_samples = 4;
   std::string outdir = "outputs/txt2img-samples";
   bool use_ema = false;
@@ -71,7 +72,7 @@ void validate(Settings& settings) {
   if (request.steps < 1) throw sdtrain::ConfigError("--steps must be >= 1");
   if (settings.n_samples < 1) throw sdtrain::ConfigError("--n-samples must be >= 1");
   if (request.guidance_scale < 0) throw sdtrain::ConfigError("--scale must be >= 0");
-  if (request.eta < 0) throw sdtrain::ConfigError("--eta must be >= 0");
+  if (settings.eta < 0) throw sdtrain::ConfigError("--eta must be >= 0");
   // Unknown sampler: the registry's message lists the registered ones.
   sdtrain::sampler_spec_from_scheduler_config(request.sampler, "", "--sampler");
   if (settings.device != "auto" && settings.device != "cpu" && settings.device != "cuda") {
@@ -104,7 +105,7 @@ int sample(Settings& settings) {
   if (request.sampler == "ddim") {
     sdtrain::DdimSchedulerOptions ddim;
     if (spec.has_options()) spec.options().UnpackTo(&ddim);
-    ddim.set_eta(request.eta);
+    ddim.set_eta(settings.eta);
     spec.mutable_options()->PackFrom(ddim);
   }
   auto sampler = sdtrain::Registry<sdtrain::NoiseScheduler>::instance().create(spec, sdtrain::PluginContext{}, "--sampler");
@@ -172,7 +173,7 @@ int main(int argc, char** argv) {
        "classifier-free guidance scale (<= 1 disables guidance)")
       ("sampler", po::value(&request.sampler)->default_value("pndm"),
        "a noise scheduler: ddim, pndm (PLMS), euler, euler_ancestral, dpmpp_2m, ddpm")
-      ("eta", po::value(&request.eta)->default_value(0.0, "0"), "DDIM eta (0 = deterministic)")
+      ("eta", po::value(&settings.eta)->default_value(0.0, "0"), "DDIM eta (0 = deterministic)")
       ("seed", po::value(&request.seed)->default_value(42), "seed of the initial noise")
       ("H", po::value(&request.height)->default_value(512), "image height in pixels (multiple of 8)")
       ("W", po::value(&request.width)->default_value(512), "image width in pixels (multiple of 8)")

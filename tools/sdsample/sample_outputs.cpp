@@ -8,7 +8,7 @@
 #include <system_error>
 
 #include "framework/data/image_codec.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace fs = std::filesystem;
 

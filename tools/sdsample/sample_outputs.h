@@ -7,8 +7,8 @@
 #include <utility>
 #include <vector>
 
-#include "framework/data/image.h"
-#include "framework/plugin/model.h"
+#include "sdtrain/image.h"
+#include "sdtrain/model.h"
 
 namespace sdtrain {
 

@@ -12,17 +12,18 @@
 #include <boost/program_options.hpp>
 
 #include "framework/config/config_loader.h"
-#include "framework/plugin/callback.h"
-#include "framework/plugin/dataset.h"
-#include "framework/plugin/model.h"
-#include "framework/plugin/scheduler.h"
 #include "framework/registry/plugin_loader.h"
 #include "framework/registry/registry.h"
 #include "framework/train/run_training.h"
-#include "framework/util/errors.h"
 #include "framework/util/fault_points.h"
-#include "framework/util/version.h"
 #include "plugins/builtin_plugins.h"
+#include "sdtrain/callback.h"
+#include "sdtrain/dataset.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/lr_schedule.h"
+#include "sdtrain/model.h"
+#include "sdtrain/noise_scheduler.h"
+#include "sdtrain/version.h"
 
 namespace po = boost::program_options;
 

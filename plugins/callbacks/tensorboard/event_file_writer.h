@@ -12,7 +12,7 @@
 #include <cstdio>
 #include <string>
 
-#include "framework/data/image.h"
+#include "sdtrain/image.h"
 
 namespace sdtrain {
 

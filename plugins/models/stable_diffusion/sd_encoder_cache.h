@@ -26,7 +26,7 @@
 #include <torch/torch.h>
 
 #include "framework/data/tensor_cache.h"
-#include "framework/plugin/pixel_cache.h"
+#include "sdtrain/pixel_cache.h"
 
 namespace sdtrain {
 

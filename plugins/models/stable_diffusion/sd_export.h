@@ -6,9 +6,9 @@
 #include <map>
 #include <string>
 
+#include "plugins/models/stable_diffusion/stable_diffusion.pb.h"
 #include "plugins/models/stable_diffusion/txt2img.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights.h"
-#include "proto/stable_diffusion.pb.h"
 
 namespace sdtrain {
 

@@ -3,14 +3,15 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "framework/train/autocast.h"
 #include "framework/train/checkpoint_snapshot.h"
-#include "framework/util/errors.h"
 #include "framework/util/strings.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
 #include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
+#include "sdtrain/errors.h"
 
 namespace fs = std::filesystem;
 
@@ -63,7 +64,8 @@ std::unique_ptr<SdPipeline> SdPipeline::load_checkpoint(const std::string& folde
     throw FormatError(folder + ": model.options is not a StableDiffusionOptions message");
   }
   PluginContext context;
-  context.config = &snapshot.config;
+  context.compute_dtype = autocast_dtype(snapshot.config.precision());
+  context.max_steps = snapshot.config.run().max_steps();
   context.base_dir = snapshot.config_dir;
   std::unique_ptr<SdPipeline> pipeline(new SdPipeline());
   // The checkpoint holds the trained UNet only; frozen parts that the run initialised randomly

@@ -4,14 +4,14 @@
 #include <unordered_map>
 
 #include "framework/config/config_loader.h"
-#include "framework/log/logger.h"
-#include "framework/util/errors.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/sd_export.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
+#include "plugins/schedulers/noise/schedulers.pb.h"
 #include "plugins/schedulers/noise/training_losses.h"
-#include "proto/schedulers.pb.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/log.h"
 
 namespace sdtrain {
 namespace {
@@ -115,8 +115,9 @@ void StableDiffusionModel::setup_caches(const PluginContext& context) {
   // The encoders run under the run's autocast (AutocastScope in the trainer), so their outputs
   // depend on it: the precision is part of every key, and training_loss checks it is the one in
   // force before using the caches.
-  const Precision precision = context.config ? context.config->precision() : FP32;
-  const std::string tag = precision == BF16 ? "bf16" : precision == FP16 ? "fp16" : "fp32";
+  const std::string tag = context.compute_dtype == torch::kBFloat16 ? "bf16"
+                          : context.compute_dtype == torch::kHalf   ? "fp16"
+                                                                    : "fp32";
   const int64_t memory_limit = dir.empty() ? cache.max_memory_mb() * 1024 * 1024 : 0;
   if (cache.latents()) {
     latent_cache_ = std::make_shared<SdLatentCache>(dir, module_fingerprint(*networks_.vae), tag, memory_limit);
@@ -136,12 +137,14 @@ void StableDiffusionModel::setup_caches(const PluginContext& context) {
 }
 
 void StableDiffusionModel::count(const Batch& batch, int64_t SdCacheCounts::*field) {
-  if (batch.epoch < 0) return;  // not a training batch (validation loss): not part of an epoch's figures
+  // Only the training loader gives origins: validation-loss batches are not part of an epoch's figures.
+  if (batch.origins.empty()) return;
   ++(epoch_counts_.*field);
   ++(total_counts_.*field);
 }
 
-void StableDiffusionModel::log_epoch_counts(int64_t epoch) {
+void StableDiffusionModel::on_train_epoch_end(int64_t epoch) {
+  if (!latent_cache_ && !text_cache_) return;
   const SdCacheCounts& c = epoch_counts_;
   std::string line = "cache, epoch " + std::to_string(epoch) + " (this rank):";
   if (latent_cache_) {
@@ -322,18 +325,13 @@ torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
     per_sample = per_sample * noise::min_snr_loss_weights(snr, options_.min_snr_gamma(), noise_scheduler_->prediction_type())
                                   .to(per_sample.device());
   }
-  if (batch.ends_epoch && (latent_cache_ || text_cache_)) log_epoch_counts(batch.epoch);
   return per_sample.mean();
 }
 
 std::vector<Image> StableDiffusionModel::sample(const SampleRequest& request) {
   PluginSpec spec;
   spec.set_type(request.sampler);
-  if (request.sampler == "ddim") {
-    DdimSchedulerOptions ddim;
-    ddim.set_eta(request.eta);
-    spec.mutable_options()->PackFrom(ddim);
-  }
+  if (request.sampler_options) spec.mutable_options()->PackFrom(*request.sampler_options);
   std::unique_ptr<NoiseScheduler> sampler = Registry<NoiseScheduler>::instance().create(spec, context_, "sampler");
   const bool was_training = networks_.unet->is_training();
   networks_.unet->eval();

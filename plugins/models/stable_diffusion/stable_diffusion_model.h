@@ -5,12 +5,12 @@
 #include <string>
 #include <vector>
 
-#include "framework/plugin/model.h"
-#include "framework/plugin/scheduler.h"
 #include "framework/registry/registry.h"
 #include "plugins/models/stable_diffusion/sd_encoder_cache.h"
+#include "plugins/models/stable_diffusion/stable_diffusion.pb.h"
 #include "plugins/models/stable_diffusion/txt2img.h"
-#include "proto/stable_diffusion.pb.h"
+#include "sdtrain/model.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 
@@ -36,11 +36,14 @@ class StableDiffusionModel : public Model {
   /// samples seen before come from the caches (batch.cached, filled by the data loader, or a
   /// lookup by batch.origins); batches without origins (validation loss) bypass the latent cache.
   /// The draws above are unchanged, so the loss equals the uncached one up to the encoders'
-  /// batch-composition rounding. Hits and misses are logged at each batch.ends_epoch (rank 0).
+  /// batch-composition rounding. Hits and misses are logged at each on_train_epoch_end (rank 0).
   torch::Tensor training_loss(const Batch& batch) override;
 
   /// The latent cache when options.cache.latents, for the data loader (no decoding on hits).
   std::shared_ptr<const PixelCache> pixel_cache() const override { return latent_cache_; }
+
+  /// Logs the epoch's cache hits and misses (rank 0) when a cache is on.
+  void on_train_epoch_end(int64_t epoch) override;
 
   std::vector<Image> sample(const SampleRequest& request) override;
 
@@ -69,7 +72,6 @@ class StableDiffusionModel : public Model {
   torch::Tensor text_context(const Batch& batch);
   /// Adds one to `field` of the epoch and total counts, for training-loader batches only.
   void count(const Batch& batch, int64_t SdCacheCounts::*field);
-  void log_epoch_counts(int64_t epoch);
 
   StableDiffusionOptions options_;
   PluginContext context_;

@@ -6,13 +6,13 @@
 
 #include <torch/torch.h>
 
-#include "framework/data/image.h"
-#include "framework/plugin/model.h"
-#include "framework/plugin/scheduler.h"
 #include "plugins/models/stable_diffusion/modules/autoencoder_kl.h"
 #include "plugins/models/stable_diffusion/modules/clip_text_model.h"
 #include "plugins/models/stable_diffusion/modules/unet_2d_condition_model.h"
 #include "plugins/models/stable_diffusion/tokenizer/clip_tokenizer.h"
+#include "sdtrain/image.h"
+#include "sdtrain/model.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 
@@ -52,7 +52,7 @@ double DecaySchedule::factor(int64_t step) const {
 
 namespace {
 int64_t max_steps_of(const PluginContext& context) {
-  return context.config ? context.config->run().max_steps() : 0;
+  return context.max_steps;
 }
 }  // namespace
 

@@ -1,7 +1,7 @@
 #pragma once
-/// The built-in learning-rate schedules (scheduler family, registered as lr_schedule plugins).
-#include "framework/plugin/scheduler.h"
-#include "proto/sdtrain.pb.h"
+/// The built-in learning-rate schedules (registered as lr_schedule plugins).
+#include "plugins/schedulers/lr/lr_schedules.pb.h"
+#include "sdtrain/lr_schedule.h"
 
 namespace sdtrain {
 

@@ -1,8 +1,8 @@
 #include "plugins/schedulers/noise/ddpm_scheduler.h"
 
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
 #include "plugins/schedulers/noise/schedule_math.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace noise {

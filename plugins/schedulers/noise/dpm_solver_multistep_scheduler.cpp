@@ -4,8 +4,8 @@
 #include <cmath>
 
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
 #include "plugins/schedulers/noise/schedule_math.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace noise {

@@ -8,8 +8,8 @@
 /// generator=generator); the same seeded CPU generator gives the same values as Python.
 #include <torch/torch.h>
 
+#include "plugins/schedulers/noise/schedulers.pb.h"
 #include "plugins/schedulers/noise/sigma_scheduler.h"
-#include "proto/schedulers.pb.h"
 
 namespace sdtrain {
 namespace noise {

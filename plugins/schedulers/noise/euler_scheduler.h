@@ -3,8 +3,8 @@
 /// (s_churn = 0, as StableDiffusionPipeline calls it), so it is deterministic and draws no noise.
 #include <torch/torch.h>
 
+#include "plugins/schedulers/noise/schedulers.pb.h"
 #include "plugins/schedulers/noise/sigma_scheduler.h"
-#include "proto/schedulers.pb.h"
 
 namespace sdtrain {
 namespace noise {

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
 #include "plugins/schedulers/noise/schedule_math.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace noise {

@@ -8,9 +8,9 @@
 
 #include <torch/torch.h>
 
-#include "framework/plugin/scheduler.h"
+#include "plugins/schedulers/noise/schedulers.pb.h"
 #include "plugins/schedulers/noise/training_schedule.h"
-#include "proto/schedulers.pb.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 namespace noise {

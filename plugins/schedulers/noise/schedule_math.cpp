@@ -5,7 +5,7 @@
 #include <cmath>
 #include <optional>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace noise {

@@ -9,7 +9,7 @@
 
 #include <torch/torch.h>
 
-#include "proto/schedulers.pb.h"
+#include "plugins/schedulers/noise/schedulers.pb.h"
 
 namespace sdtrain {
 namespace noise {

@@ -2,7 +2,7 @@
 
 #include <optional>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace noise {

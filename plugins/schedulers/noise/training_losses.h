@@ -5,7 +5,7 @@
 
 #include <torch/torch.h>
 
-#include "framework/plugin/scheduler.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 namespace noise {

@@ -6,7 +6,7 @@
 #include "plugins/models/stable_diffusion/modules/diagonal_gaussian.h"
 #include "plugins/models/stable_diffusion/modules/vae_decoder.h"
 #include "plugins/models/stable_diffusion/modules/vae_encoder.h"
-#include "proto/sd_modules.pb.h"
+#include "plugins/models/stable_diffusion/sd_modules.pb.h"
 
 namespace sdtrain {
 

@@ -8,7 +8,7 @@
 #include <torch/torch.h>
 
 #include "plugins/models/stable_diffusion/modules/clip_encoder_layer.h"
-#include "proto/sd_modules.pb.h"
+#include "plugins/models/stable_diffusion/sd_modules.pb.h"
 
 namespace sdtrain {
 

@@ -1,6 +1,6 @@
 #include "plugins/models/stable_diffusion/modules/module_config.h"
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

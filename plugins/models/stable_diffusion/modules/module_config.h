@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "proto/sd_modules.pb.h"
+#include "plugins/models/stable_diffusion/sd_modules.pb.h"
 
 namespace sdtrain {
 

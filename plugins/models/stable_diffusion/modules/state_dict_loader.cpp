@@ -5,7 +5,7 @@
 #include <sstream>
 #include <vector>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -15,7 +15,7 @@
 #include "plugins/models/stable_diffusion/modules/unet_down_block.h"
 #include "plugins/models/stable_diffusion/modules/unet_mid_block.h"
 #include "plugins/models/stable_diffusion/modules/unet_up_block.h"
-#include "proto/sd_modules.pb.h"
+#include "plugins/models/stable_diffusion/sd_modules.pb.h"
 
 namespace sdtrain {
 

@@ -7,7 +7,7 @@
 
 #include "plugins/models/stable_diffusion/modules/vae_mid_block.h"
 #include "plugins/models/stable_diffusion/modules/vae_up_block.h"
-#include "proto/sd_modules.pb.h"
+#include "plugins/models/stable_diffusion/sd_modules.pb.h"
 
 namespace sdtrain {
 

@@ -8,7 +8,7 @@
 
 #include "plugins/models/stable_diffusion/modules/unet_down_block.h"
 #include "plugins/models/stable_diffusion/modules/vae_mid_block.h"
-#include "proto/sd_modules.pb.h"
+#include "plugins/models/stable_diffusion/sd_modules.pb.h"
 
 namespace sdtrain {
 

@@ -2,8 +2,8 @@
 
 #include <limits>
 
-#include "framework/util/errors.h"
 #include "plugins/models/stable_diffusion/tokenizer/unicode_text.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain::clip_text {
 namespace {

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain::clip_text {
 

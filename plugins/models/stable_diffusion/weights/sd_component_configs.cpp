@@ -9,9 +9,9 @@
 #include <google/protobuf/message.h>
 #include <nlohmann/json.hpp>
 
-#include "framework/plugin/scheduler.h"
 #include "framework/registry/registry.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/noise_scheduler.h"
 
 namespace sdtrain {
 namespace {

@@ -5,7 +5,7 @@
 /// `XScheduler.from_config(pipe.scheduler.config)` does in diffusers).
 #include <string>
 
-#include "proto/sd_modules.pb.h"
+#include "plugins/models/stable_diffusion/sd_modules.pb.h"
 #include "proto/sdtrain.pb.h"
 
 namespace sdtrain {

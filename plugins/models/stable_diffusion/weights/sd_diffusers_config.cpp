@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

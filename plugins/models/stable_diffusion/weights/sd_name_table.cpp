@@ -4,7 +4,7 @@
 #include <set>
 #include <utility>
 
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -5,9 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "framework/util/errors.h"
 #include "plugins/models/stable_diffusion/tokenizer/clip_bpe.h"
 #include "plugins/models/stable_diffusion/tokenizer/merges_source.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain {
 namespace {

@@ -3,8 +3,8 @@
 #include <set>
 #include <sstream>
 
-#include "framework/log/logger.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/log.h"
 
 namespace sdtrain {
 namespace {

@@ -12,11 +12,11 @@
 #include "framework/io/ckpt_writer.h"
 #include "framework/io/safetensors_reader.h"
 #include "framework/io/safetensors_writer.h"
-#include "framework/log/logger.h"
-#include "framework/util/errors.h"
 #include "framework/util/file_util.h"
 #include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
 #include "plugins/models/stable_diffusion/weights/sd_tokenizer_files.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/log.h"
 
 namespace sdtrain {
 namespace fs = std::filesystem;

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <string>
 
-#include "framework/data/image.h"
+#include "sdtrain/image.h"
 
 namespace sdtrain {
 

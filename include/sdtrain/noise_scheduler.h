@@ -1,6 +1,7 @@
 #pragma once
-/// The scheduler plugin family: noise schedulers/samplers (diffusers' scheduler contract) and
-/// learning-rate schedules. Both are registered by name; see registry.h.
+/// The noise scheduler plugin family: the forward (noising) process for training and the samplers
+/// for inference, with diffusers' scheduler contract. Registered with SDTRAIN_REGISTER_SCHEDULER
+/// (plugin.h).
 #include <cstdint>
 #include <string>
 
@@ -49,14 +50,6 @@ class NoiseScheduler {
   /// previous sample. Stochastic samplers draw noise from `generator` (nullptr: default CPU one).
   virtual torch::Tensor step(const torch::Tensor& model_output, const torch::Tensor& timestep,
                              const torch::Tensor& sample, at::Generator* generator) = 0;
-};
-
-/// A learning-rate schedule: LR(step) = base LR * factor(step).
-class LrSchedule {
- public:
-  virtual ~LrSchedule() = default;
-  /// The multiplier for the optimizer step with 0-based index `step` (steps taken so far).
-  virtual double factor(int64_t step) const = 0;
 };
 
 }  // namespace sdtrain

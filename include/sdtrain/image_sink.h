@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "framework/data/image.h"
+#include "sdtrain/image.h"
 
 namespace sdtrain {
 

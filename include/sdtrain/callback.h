@@ -3,13 +3,14 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
-#include "framework/plugin/image_sink.h"
-#include "proto/sdtrain.pb.h"
+#include <torch/types.h>
+
+#include "sdtrain/image_sink.h"
 
 namespace sdtrain {
 
-class Communicator;
 class Model;
 
 /// Where training stands. Steps count optimizer steps; epochs and batches count micro-batches
@@ -20,6 +21,9 @@ struct TrainProgress {
   int64_t batch_in_epoch = 0;     ///< micro-batches done in this epoch
   int64_t batches_per_epoch = 0;  ///< micro-batches per epoch on each rank
   int64_t max_steps = 0;          ///< step limit of the run (0 = none)
+  /// The step the run ends at: the step limit or the end of the epoch limit, whichever comes
+  /// first (0 = neither is set).
+  int64_t total_steps = 0;
   int64_t images_seen = 0;        ///< images trained on, over all ranks
 };
 
@@ -45,7 +49,6 @@ struct StepMetrics {
 class TrainerHandle {
  public:
   virtual ~TrainerHandle() = default;
-  virtual const TrainConfig& config() const = 0;
   virtual const TrainProgress& progress() const = 0;
   virtual Model& model() = 0;
   virtual int rank() const = 0;
@@ -62,9 +65,14 @@ class TrainerHandle {
     static const std::map<std::string, double> none;
     return none;
   }
-  /// The collectives of the job's ranks (CPU tensors). A hook that uses it must make the same
-  /// calls in the same order on every rank (see Callback).
-  virtual Communicator& communicator() = 0;
+  /// The captions of the run's validation prompts (data.validation), in the dataset's order;
+  /// empty when the run has none.
+  virtual const std::vector<std::string>& validation_prompts() const = 0;
+  /// The training images' side in pixels (data.transforms.resolution).
+  virtual int resolution() const = 0;
+  /// Sums a CPU tensor over the job's ranks, in place. A hook that calls it must do so the same
+  /// number of times on every rank (see Callback).
+  virtual void allreduce_sum(torch::Tensor& tensor) = 0;
   /// Where callbacks exchange images (see image_sink.h). Owned by the handle, lives as long as
   /// the trainer.
   ImageSinks& image_sinks() { return image_sinks_; }

@@ -5,11 +5,12 @@
 #include <string>
 #include <vector>
 
+#include <google/protobuf/message.h>
 #include <torch/torch.h>
 
-#include "framework/data/image.h"
-#include "framework/plugin/pixel_cache.h"
-#include "framework/util/errors.h"
+#include "sdtrain/errors.h"
+#include "sdtrain/image.h"
+#include "sdtrain/pixel_cache.h"
 
 namespace sdtrain {
 
@@ -34,11 +35,6 @@ struct Batch {
   /// Per sample, the tensor the model's PixelCache returned for origins[i] (then the image was
   /// not decoded and has no row in `pixels`), or undefined. Empty when no sample was found.
   std::vector<torch::Tensor> cached;
-  /// The training epoch the batch belongs to, and whether it is the last micro-batch of that
-  /// epoch on this rank (models with caches report per-epoch statistics then); -1 / false for
-  /// batches that are not from the training loader.
-  std::int64_t epoch = -1;
-  bool ends_epoch = false;
 };
 
 /// Settings for drawing validation samples.
@@ -50,7 +46,9 @@ struct SampleRequest {
   int steps = 50;                   ///< sampler steps
   double guidance_scale = 7.5;      ///< classifier-free guidance; 1 disables the uncond. pass
   std::string sampler = "ddim";     ///< a registered scheduler name
-  double eta = 0.0;                 ///< DDIM eta (ancestral noise)
+  /// The sampler's own options message (e.g. DdimSchedulerOptions with its eta); null: the
+  /// sampler's defaults.
+  std::shared_ptr<const google::protobuf::Message> sampler_options;
   std::uint64_t seed = 42;          ///< initial latents (and ancestral noise) come from this
 };
 
@@ -97,6 +95,10 @@ class Model {
   /// parameter name (e.g. the EMA copy inside a pretrained checkpoint). Empty: start from the
   /// trained weights. Called once, after to().
   virtual std::map<std::string, torch::Tensor> ema_start_weights() { return {}; }
+
+  /// Called on every rank after this rank trained its last micro-batch of training epoch `epoch`
+  /// (0-based), e.g. to report per-epoch statistics.
+  virtual void on_train_epoch_end(std::int64_t epoch) {}
 
   /// Draws one image per prompt with the current trainable weights. Returns RGB images.
   virtual std::vector<Image> sample(const SampleRequest& request) = 0;
