@@ -16,7 +16,13 @@ struct CheckpointState : torch::CustomClassHolder {
   at::ScalarType autocast_cpu_dtype = at::kBFloat16;
 };
 
-/// Sets the autocast state for a scope and restores the previous one.
+/// Sets the forward's autocast state for the recompute and restores the previous one, with
+/// autocast's nesting protocol (as torch.utils.checkpoint's `with torch.autocast(...)`): the
+/// low-precision copies of weights that the recompute casts are cached only while a scope is
+/// open, and the outermost scope's exit drops them. Without it they outlive the optimizer step
+/// and the next recompute (or, on the CPU, the next forward) computes with the previous step's
+/// weights; on CUDA, where backward runs on the autograd engine's device thread, they would never
+/// be dropped at all.
 class AutocastScope {
  public:
   explicit AutocastScope(const CheckpointState& s)
@@ -28,8 +34,10 @@ class AutocastScope {
     at::autocast::set_autocast_dtype(at::kCUDA, s.autocast_cuda_dtype);
     at::autocast::set_autocast_enabled(at::kCPU, s.autocast_cpu);
     at::autocast::set_autocast_dtype(at::kCPU, s.autocast_cpu_dtype);
+    at::autocast::increment_nesting();
   }
   ~AutocastScope() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
     at::autocast::set_autocast_enabled(at::kCUDA, cuda_);
     at::autocast::set_autocast_dtype(at::kCUDA, cuda_dtype_);
     at::autocast::set_autocast_enabled(at::kCPU, cpu_);
