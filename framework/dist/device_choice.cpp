@@ -1,5 +1,6 @@
 #include "framework/dist/device_choice.h"
 
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
 
 #include "sdtrain/errors.h"
@@ -16,6 +17,13 @@ torch::Device pick_device(const std::string& wanted, int local_rank) {
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
   }
   return torch::Device(wanted);
+}
+
+void make_current_device(const torch::Device& device) {
+  if (!device.is_cuda()) return;
+  // The device-generic form of c10::cuda::set_device: the same call, and it compiles against the
+  // CPU wheel's headers too.
+  c10::impl::getDeviceGuardImpl(device.type())->setDevice(device);
 }
 
 }  // namespace sdtrain

@@ -13,4 +13,10 @@ namespace sdtrain {
 /// run.device when CUDA is asked for but none is available.
 torch::Device pick_device(const std::string& wanted, int local_rank);
 
+/// Makes a CUDA `device` this process's current device (as torch.cuda.set_device), so that calls
+/// that take no device index (the current stream, synchronize, pinned host allocations, NCCL's
+/// communicator set-up) land on this rank's GPU rather than on GPU 0. Nothing for the CPU.
+/// Call it right after pick_device, before anything touches CUDA.
+void make_current_device(const torch::Device& device);
+
 }  // namespace sdtrain

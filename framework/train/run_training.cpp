@@ -50,6 +50,7 @@ int run_training(const LoadedConfig& loaded) {
   bool stopped_by_signal = false;
   try {
     const torch::Device device = pick_device(loaded.config.run().device(), info.local_rank);
+    make_current_device(device);
     communicator = make_communicator(communicator_backend(loaded.config.distributed().backend()), info, device,
                                      loaded.config.distributed().collective_timeout_s());
     SDTRAIN_LOG(INFO) << "collectives: " << communicator->backend();

@@ -47,6 +47,7 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
       rank_info_(rank_info),
       communicator_(communicator),
       device_(device) {
+  make_current_device(device_);
   output_dir_ = fs::absolute(resolve_config_path(base_dir_, config_.run().output_dir())).string();
   if (rank_info_.rank == 0) fs::create_directories(output_dir_);
   communicator_.barrier();
