@@ -1,5 +1,6 @@
 #pragma once
-/// Image decoding (JPEG, PNG, WebP through libjpeg-turbo, libpng and libwebp) and PNG encoding.
+/// Image decoding (JPEG, PNG, WebP through libjpeg-turbo, libpng and libwebp; image_decode.cpp)
+/// and PNG encoding (image_png_encode.cpp).
 ///
 /// Decoding reproduces what `PIL.Image.open(f).convert("RGB")` gives, so that a dataset trained
 /// here sees the same pixels as the Python tools it replaces:
