@@ -39,12 +39,9 @@ std::pair<int, int> read_image_size(const std::string& bytes, const std::string&
 /// unsupported data. Never aborts the process: codec errors are turned into exceptions.
 Image decode_image(const std::string& bytes, const std::string& source, std::int64_t max_pixels);
 
-/// Reads `path` and decodes it with decode_image(). Throws DataError naming `path` when the file
-/// cannot be read.
+/// Reads `path` (read_file) and decodes it with decode_image(). Throws DataError
+/// "<path>: cannot read: <reason>" when the file cannot be read.
 Image read_image_file(const std::string& path, std::int64_t max_pixels);
-
-/// Reads a whole file into memory. Throws DataError "<path>: cannot read: <reason>".
-std::string read_file_bytes(const std::string& path);
 
 /// Encodes an 8-bit image (1 = gray, 2 = gray+alpha, 3 = RGB or 4 = RGBA channels) as PNG, with
 /// optional text chunks (key: 1-79 Latin-1 characters; value: UTF-8 text, stored as tEXt when it

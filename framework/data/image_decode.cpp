@@ -3,11 +3,9 @@
 // image_png_encode.cpp.
 #include "framework/data/image_codec.h"
 
-#include <cerrno>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -19,6 +17,7 @@
 #include <webp/decode.h>
 
 #include "framework/util/errors.h"
+#include "framework/util/file_util.h"
 
 namespace sdtrain {
 namespace {
@@ -383,21 +382,8 @@ Image decode_image(const std::string& bytes, const std::string& source, std::int
   return decode_impl(bytes, source, max_pixels, false, nullptr);
 }
 
-std::string read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, std::string("cannot read: ") + std::strerror(errno));
-  std::string bytes;
-  in.seekg(0, std::ios::end);
-  const std::streamoff length = in.tellg();
-  if (length < 0) fail(path, "cannot read: not a regular file");
-  in.seekg(0, std::ios::beg);
-  bytes.resize(static_cast<std::size_t>(length));
-  if (length > 0 && !in.read(&bytes[0], length)) fail(path, "cannot read: read error");
-  return bytes;
-}
-
 Image read_image_file(const std::string& path, std::int64_t max_pixels) {
-  return decode_image(read_file_bytes(path), path, max_pixels);
+  return decode_image(read_file<DataError>(path), path, max_pixels);
 }
 
 }  // namespace sdtrain
