@@ -50,8 +50,8 @@ Image read_image_file(const std::string& path, std::int64_t max_pixels);
 std::string encode_png(const Image& image,
                        const std::vector<std::pair<std::string, std::string>>& text = {});
 
-/// encode_png() written to `path` atomically: a temporary file beside it, flushed, then renamed
-/// over `path`. Throws DataError naming `path` when it cannot be written.
+/// encode_png() written to `path` atomically (write_file_atomic: a temporary file beside it,
+/// fsynced, then renamed over `path`). Throws DataError naming `path` when it cannot be written.
 void write_png_file(const std::string& path, const Image& image,
                     const std::vector<std::pair<std::string, std::string>>& text = {});
 

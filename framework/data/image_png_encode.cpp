@@ -1,15 +1,14 @@
 // PNG encoding (libpng) with text chunks, and the atomic PNG file writer.
 #include <png.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
 #include "framework/data/image_codec.h"
+#include "framework/io/atomic_file.h"
 #include "framework/util/errors.h"
 
 namespace sdtrain {
@@ -114,21 +113,12 @@ std::string encode_png(const Image& image, const std::vector<std::pair<std::stri
 void write_png_file(const std::string& path, const Image& image,
                     const std::vector<std::pair<std::string, std::string>>& text) {
   const std::string bytes = encode_png(image, text);
-  const std::string temp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::FILE* file = std::fopen(temp.c_str(), "wb");
-    if (file == nullptr) throw DataError(path + ": cannot write: " + std::strerror(errno));
-    const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size();
-    const bool flushed = std::fflush(file) == 0 && ::fsync(fileno(file)) == 0;
-    if (std::fclose(file) != 0 || !ok || !flushed) {
-      std::remove(temp.c_str());
-      throw DataError(path + ": cannot write: write error");
-    }
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    std::remove(temp.c_str());
-    throw DataError(path + ": cannot write: " + std::strerror(error));
+  try {
+    write_file_atomic(path, bytes);
+  } catch (const FormatError& error) {
+    // The atomic writer reports FormatError ("a malformed file" to the tools); an image that
+    // cannot be written keeps this function's documented DataError, with the writer's message.
+    throw DataError(error.what());
   }
 }
 

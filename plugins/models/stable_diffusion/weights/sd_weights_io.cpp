@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
 
+#include "framework/io/atomic_file.h"
 #include "framework/io/ckpt_reader.h"
 #include "framework/io/ckpt_writer.h"
 #include "framework/io/safetensors_reader.h"
@@ -133,12 +133,7 @@ SdWeights load_diffusers_folder(const std::string& path, bool use_ema, WeightIss
   return w;
 }
 
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  out.close();
-  if (!out) throw FormatError(path.string() + ": cannot write");
-}
+void write_text(const fs::path& path, const std::string& text) { write_file_atomic(path.string(), text); }
 
 std::vector<std::pair<std::string, torch::Tensor>> as_list(const NamedTensors& map) {
   return {map.begin(), map.end()};
@@ -178,11 +173,9 @@ void save_diffusers_folder(const SdWeights& w, const std::string& path) {
                                            "tokens and no tokenizer folder was given)");
       }
     }
+    // Every file above went through AtomicFile (fsynced with its directory); the rename below
+    // publishes the folder at once.
     write_text(temp / "model_index.json", sd_model_index_json(tokenizer));
-    for (const char* file : {"unet/config.json", "vae/config.json", "text_encoder/config.json",
-                             "scheduler/scheduler_config.json", "model_index.json"}) {
-      fsync_path((temp / file).string());
-    }
     if (fs::exists(target)) throw FormatError(path + ": exists; refusing to overwrite it");
     fs::rename(temp, target);
     fsync_path(target.parent_path().string());
