@@ -1,6 +1,7 @@
 #pragma once
-/// Helpers shared by the SD module parity tests: fixture paths, JSON configs into the protos,
-/// and tensor comparison relative to the reference's scale.
+/// Helpers shared by the SD module parity tests: fixture paths, the fixtures' tensor files (read
+/// by the restricted unpickler), JSON configs into the protos, and tensor comparison relative to
+/// the reference's scale.
 #include <cstdlib>
 #include <string>
 
@@ -8,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "framework/io/ckpt_reader.h"
 #include "framework/util/file_util.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 
@@ -17,6 +19,14 @@ namespace sdtrain::testing {
 inline std::string fixture_path(const std::string& fixture, const std::string& file) {
   const char* dir = std::getenv("SDTRAIN_FIXTURE_DIR");
   return std::string(dir ? dir : "test_fixtures") + "/" + fixture + "/" + file;
+}
+
+/// The tensors of a file make_module_fixtures.py wrote (torch.save of a dict of tensors), read
+/// through sdtrain's restricted unpickler: any entry that is not a tensor is an error.
+inline TensorMap read_tensor_file(const std::string& path) {
+  TensorMap out;
+  for (auto& [name, tensor] : load_ckpt_state_dict(path)) out.emplace(name, std::move(tensor));
+  return out;
 }
 
 /// Parses a JSON file (proto field names) into a config message; fails the test on a parse error
