@@ -17,12 +17,7 @@ std::string checkpoint_rank_file_name(int rank) {
 }
 
 json read_json_file(const std::string& path) {
-  std::string text;
-  try {
-    text = read_file(path);
-  } catch (const std::runtime_error& error) {
-    throw FormatError(error.what());
-  }
+  const std::string text = read_file<FormatError>(path);
   try {
     return json::parse(text);
   } catch (const json::exception& error) {

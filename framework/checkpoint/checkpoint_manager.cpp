@@ -37,10 +37,7 @@ std::string step_folder_name(int64_t step) {
 }
 
 void write_json(const std::string& path, const json& value) {
-  const std::string text = value.dump(2) + "\n";
-  AtomicFile file(path);
-  file.write(text.data(), text.size());
-  file.commit();
+  write_file_atomic(path, value.dump(2) + "\n");
 }
 
 /// A manifest entry for a file this rank wrote into `dir`.

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <regex>
 #include <sstream>
@@ -16,6 +15,7 @@
 
 #include "framework/registry/plugin_loader.h"
 #include "framework/registry/registry.h"
+#include "framework/util/file_util.h"
 #include "framework/util/strings.h"
 #include "sdtrain/callback.h"
 #include "sdtrain/dataset.h"
@@ -98,14 +98,6 @@ class CollectingErrors : public google::protobuf::io::ErrorCollector {
   const std::string& text_;
   std::string first_;
 };
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot open the config file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 /// Parses `name` or `name[index]`.
 struct PathSegment {
@@ -457,7 +449,7 @@ LoadedConfig load_train_config(const std::string& path, const std::vector<std::s
   loaded.base_dir = fs::path(path).parent_path().string();
   if (loaded.base_dir.empty()) loaded.base_dir = ".";
   if (!fs::exists(path)) throw ConfigError(path + ": config file not found");
-  const std::string text = read_file(path);
+  const std::string text = read_file<ConfigError>(path);
   load_plugin_libraries(read_plugin_libraries(text, path), loaded.base_dir);
   load_plugin_libraries(extra_plugins, ".");
   parse_text_config(text, path, &loaded.config);

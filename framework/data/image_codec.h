@@ -1,5 +1,6 @@
 #pragma once
-/// Image decoding (JPEG, PNG, WebP through libjpeg-turbo, libpng and libwebp) and PNG encoding.
+/// Image decoding (JPEG, PNG, WebP through libjpeg-turbo, libpng and libwebp; image_decode.cpp)
+/// and PNG encoding (image_png_encode.cpp).
 ///
 /// Decoding reproduces what `PIL.Image.open(f).convert("RGB")` gives, so that a dataset trained
 /// here sees the same pixels as the Python tools it replaces:
@@ -38,12 +39,9 @@ std::pair<int, int> read_image_size(const std::string& bytes, const std::string&
 /// unsupported data. Never aborts the process: codec errors are turned into exceptions.
 Image decode_image(const std::string& bytes, const std::string& source, std::int64_t max_pixels);
 
-/// Reads `path` and decodes it with decode_image(). Throws DataError naming `path` when the file
-/// cannot be read.
+/// Reads `path` (read_file) and decodes it with decode_image(). Throws DataError
+/// "<path>: cannot read: <reason>" when the file cannot be read.
 Image read_image_file(const std::string& path, std::int64_t max_pixels);
-
-/// Reads a whole file into memory. Throws DataError "<path>: cannot read: <reason>".
-std::string read_file_bytes(const std::string& path);
 
 /// Encodes an 8-bit image (1 = gray, 2 = gray+alpha, 3 = RGB or 4 = RGBA channels) as PNG, with
 /// optional text chunks (key: 1-79 Latin-1 characters; value: UTF-8 text, stored as tEXt when it
@@ -52,8 +50,8 @@ std::string read_file_bytes(const std::string& path);
 std::string encode_png(const Image& image,
                        const std::vector<std::pair<std::string, std::string>>& text = {});
 
-/// encode_png() written to `path` atomically: a temporary file beside it, flushed, then renamed
-/// over `path`. Throws DataError naming `path` when it cannot be written.
+/// encode_png() written to `path` atomically (write_file_atomic: a temporary file beside it,
+/// fsynced, then renamed over `path`). Throws DataError naming `path` when it cannot be written.
 void write_png_file(const std::string& path, const Image& image,
                     const std::vector<std::pair<std::string, std::string>>& text = {});
 

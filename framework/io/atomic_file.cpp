@@ -83,15 +83,6 @@ void AtomicFile::write(const void* data, std::size_t size) {
   }
 }
 
-void AtomicFile::write_zeros(std::size_t count) {
-  static const char zeros[256] = {};
-  while (count > 0) {
-    const std::size_t n = count < sizeof(zeros) ? count : sizeof(zeros);
-    write(zeros, n);
-    count -= n;
-  }
-}
-
 void AtomicFile::commit() {
   if (fd_ < 0) throw FormatError(path_ + ": commit twice");
   flush_buffer();
@@ -124,6 +115,12 @@ void AtomicFile::commit() {
     ::fsync(dir);  // best effort: makes the rename durable
     ::close(dir);
   }
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite) {
+  AtomicFile file(path, overwrite);
+  file.write(bytes.data(), bytes.size());
+  file.commit();
 }
 
 }  // namespace sdtrain

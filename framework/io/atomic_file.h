@@ -6,8 +6,9 @@
 
 namespace sdtrain {
 
-/// Streams bytes into a temporary file next to `path` (same directory, so the final rename stays
-/// on one file system); commit() flushes, fsyncs, renames it onto `path` and fsyncs the directory.
+/// The one way sdtrain writes a file that readers may see: bytes stream into a temporary file next
+/// to `path` (same directory, so the final rename stays on one file system); commit() flushes,
+/// fsyncs, renames it onto `path` and fsyncs the directory.
 /// Destroying an uncommitted AtomicFile (an exception while writing) deletes the temporary, so
 /// `path` is never left half-written. Errors throw FormatError naming `path`.
 class AtomicFile {
@@ -21,8 +22,6 @@ class AtomicFile {
 
   /// Appends `size` bytes (buffered).
   void write(const void* data, std::size_t size);
-  /// Appends `count` zero bytes.
-  void write_zeros(std::size_t count);
   /// Bytes written so far (the offset of the next byte).
   std::uint64_t offset() const { return offset_; }
   /// Makes the file visible at `path`. Afterwards the object holds nothing.
@@ -39,5 +38,9 @@ class AtomicFile {
   std::uint64_t offset_ = 0;
   std::string buffer_;
 };
+
+/// Writes `bytes` to `path` through an AtomicFile (the whole file at once, for small files such as
+/// JSON, text and PNGs). Same errors and `overwrite` meaning as AtomicFile.
+void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite = true);
 
 }  // namespace sdtrain

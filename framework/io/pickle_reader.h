@@ -2,7 +2,8 @@
 /// A restricted unpickler: it decodes Python pickles (protocols 0-5) into PickleValues and never
 /// imports or calls anything. Only an allow-list of globals has a meaning (tensor rebuilding,
 /// storage types, OrderedDict, set, bytes via _codecs.encode, torch dtypes); every other global
-/// is refused by name.
+/// is refused by name. Implemented in pickle_reader.cpp (input, stack, result checks),
+/// pickle_opcodes.cpp (the opcodes) and pickle_globals.cpp (the allow-list and its calls).
 #include <cstddef>
 #include <cstdint>
 #include <functional>

@@ -234,7 +234,9 @@ bool PickleValue::key_equals(const PickleValue& other) const {
   const bool numeric = (kind_ == Kind::kInt || kind_ == Kind::kBool || kind_ == Kind::kFloat);
   const bool other_numeric = (other.kind_ == Kind::kInt || other.kind_ == Kind::kBool || other.kind_ == Kind::kFloat);
   if (numeric && other_numeric) {
-    if (kind_ == Kind::kFloat || other.kind_ == Kind::kFloat) return as_float() == other.as_float();
+    // As in Python, True == 1 == 1.0: a bool compares by its int value, also against a float.
+    auto number = [](const PickleValue& v) { return v.kind_ == Kind::kFloat ? v.float_ : static_cast<double>(v.as_int()); };
+    if (kind_ == Kind::kFloat || other.kind_ == Kind::kFloat) return number(*this) == number(other);
     return as_int() == other.as_int();
   }
   if (kind_ != other.kind_) return false;

@@ -1,13 +1,13 @@
 #include "framework/util/file_util.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <vector>
 
@@ -54,12 +54,31 @@ void fsync_path(const std::string& path) {
   if (result != 0) throw std::runtime_error("fsync failed for " + path + ": " + errno_text());
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path + ": " + errno_text());
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+bool try_read_file(const std::string& path, std::string& bytes, std::string& error) {
+  bytes.clear();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error = path + ": cannot read: " + errno_text();
+    return false;
+  }
+  struct stat st {};
+  // Regular files are read into a buffer of their size at once; others (pipes) grow as they come.
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) bytes.reserve(static_cast<std::size_t>(st.st_size));
+  char buffer[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error = path + ": cannot read: " + errno_text();
+      ::close(fd);
+      bytes.clear();
+      return false;
+    }
+    bytes.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return true;
 }
 
 std::string sha256_file(const std::string& path) {

@@ -1,6 +1,7 @@
 #pragma once
 /// File helpers: syncing, reading and hashing files (atomic writes: framework/io/atomic_file.h).
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 namespace sdtrain {
@@ -8,8 +9,21 @@ namespace sdtrain {
 /// fsync()s a file or directory by path. Throws std::runtime_error naming it.
 void fsync_path(const std::string& path);
 
-/// Reads a whole file. Throws std::runtime_error naming the path.
-std::string read_file(const std::string& path);
+/// Reads the whole file at `path` into `bytes` (binary-exact; also pipes and files whose size the
+/// system does not report). On failure returns false and sets `error` to
+/// "<path>: cannot read: <reason>", the reason being the system's ("No such file or directory",
+/// "Is a directory", "Permission denied", ...).
+bool try_read_file(const std::string& path, std::string& bytes, std::string& error);
+
+/// The tree's one whole-file reader: try_read_file, throwing `Error` with its message on failure.
+/// `Error` is the exception type the caller's contract promises (DataError for a data sample,
+/// ConfigError for a config, FormatError for weights); std::runtime_error by default.
+template <class Error = std::runtime_error>
+std::string read_file(const std::string& path) {
+  std::string bytes, error;
+  if (!try_read_file(path, bytes, error)) throw Error(error);
+  return bytes;
+}
 
 /// Lower-case hex SHA-256 of a file's contents (streamed, constant memory). Throws
 /// std::runtime_error naming the path.

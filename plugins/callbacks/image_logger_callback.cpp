@@ -126,9 +126,7 @@ class ImageLoggerCallback : public Callback {
 
     std::string listing;
     for (const std::string& prompt : prompts_) listing += prompt + "\n";
-    AtomicFile sidecar((directory / (std::string(name) + ".txt")).string());
-    sidecar.write(listing.data(), listing.size());
-    sidecar.commit();
+    write_file_atomic((directory / (std::string(name) + ".txt")).string(), listing);
     SDTRAIN_LOG(INFO) << "image_logger: wrote " << png.string();
   }
 

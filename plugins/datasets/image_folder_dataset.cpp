@@ -7,6 +7,7 @@
 
 #include "framework/data/image_codec.h"
 #include "framework/registry/registry.h"
+#include "framework/util/file_util.h"
 #include "framework/util/strings.h"
 #include "plugins/datasets/csv_table.h"
 #include "plugins/datasets/datasets.pb.h"
@@ -60,8 +61,8 @@ class ImageFolderDataset : public Dataset {
     metadata_name_ = metadata.filename().string();
     std::string text;
     try {
-      text = read_file_bytes(metadata_path_);
-    } catch (const DataError& e) {
+      text = read_file(metadata_path_);
+    } catch (const std::runtime_error& e) {
       throw ConfigError(std::string("metadata_file: ") + e.what());
     }
     const MetadataTable table = ends_with(metadata_path_, ".jsonl") ? parse_jsonl_table(text, metadata_path_)
@@ -106,10 +107,9 @@ class ImageFolderDataset : public Dataset {
     sample.key = row.file_name;
     sample.location = path;
     sample.caption = row.caption;
-    try {
-      sample.encoded = read_file_bytes(path);
-    } catch (const DataError& error) {
-      throw DataError(error.what(), row.file_name);  // a missing file is recorded by its name
+    std::string error;
+    if (!try_read_file(path, sample.encoded, error)) {
+      throw DataError(error, row.file_name);  // a missing file is recorded by its name
     }
     return sample;
   }

@@ -7,6 +7,7 @@
 
 #include "framework/data/image_codec.h"
 #include "framework/registry/registry.h"
+#include "framework/util/file_util.h"
 #include "plugins/datasets/datasets.pb.h"
 #include "sdtrain/dataset.h"
 #include "sdtrain/errors.h"
@@ -31,8 +32,8 @@ class TextOnlyDataset : public Dataset {
       const std::string file = path.lexically_normal().string();
       std::string text;
       try {
-        text = read_file_bytes(file);
-      } catch (const DataError& e) {
+        text = read_file(file);
+      } catch (const std::runtime_error& e) {
         throw ConfigError(std::string("prompts_file: ") + e.what());
       }
       if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);

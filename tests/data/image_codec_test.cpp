@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "framework/data/image_codec.h"
+#include "framework/util/file_util.h"
 #include "sdtrain/errors.h"
 #include "tests/data/test_support.h"
 
@@ -72,8 +73,8 @@ TEST(ImageCodec, BombIsRefusedFromTheHeaderWithItsSize) {
         << error.what();
   }
   // The size comes from the header alone.
-  EXPECT_EQ(read_image_size(read_file_bytes(path), path), std::make_pair(100000, 100000));
-  EXPECT_EQ(read_image_size(read_file_bytes((fixture_dir() / "bomb.jpg").string()), "x"),
+  EXPECT_EQ(read_image_size(read_file(path), path), std::make_pair(100000, 100000));
+  EXPECT_EQ(read_image_size(read_file((fixture_dir() / "bomb.jpg").string()), "x"),
             std::make_pair(60000, 60000));
 }
 
@@ -94,11 +95,11 @@ TEST(ImageCodec, MissingFileNamesThePath) {
 }
 
 TEST(ImageCodec, SniffsTheFormatFromTheBytesNotTheName) {
-  const std::string png = read_file_bytes((fixture_dir() / "rgb.png").string());
+  const std::string png = read_file((fixture_dir() / "rgb.png").string());
   EXPECT_EQ(sniff_image_format(png), ImageFormat::PNG);
   EXPECT_EQ(decode_image(png, "named_like_a.jpg", 0).width, 131);
-  EXPECT_EQ(sniff_image_format(read_file_bytes((fixture_dir() / "lossy.webp").string())), ImageFormat::WEBP);
-  EXPECT_EQ(sniff_image_format(read_file_bytes((fixture_dir() / "baseline.jpg").string())), ImageFormat::JPEG);
+  EXPECT_EQ(sniff_image_format(read_file((fixture_dir() / "lossy.webp").string())), ImageFormat::WEBP);
+  EXPECT_EQ(sniff_image_format(read_file((fixture_dir() / "baseline.jpg").string())), ImageFormat::JPEG);
   EXPECT_EQ(sniff_image_format("hello"), ImageFormat::UNKNOWN);
 }
 
@@ -106,7 +107,7 @@ TEST(ImageCodec, RandomGarbageAfterValidSignaturesNeverCrashes) {
   // Every prefix length and a few byte flips of a real JPEG/PNG/WebP: either decodes or throws
   // DataError, never crashes.
   for (const char* name : {"baseline.jpg", "rgb.png", "lossy.webp", "progressive.jpg"}) {
-    const std::string bytes = read_file_bytes((fixture_dir() / name).string());
+    const std::string bytes = read_file((fixture_dir() / name).string());
     for (std::size_t cut = 0; cut < bytes.size(); cut += 1 + bytes.size() / 97) {
       try {
         decode_image(bytes.substr(0, cut), name, kPilMaxPixels);

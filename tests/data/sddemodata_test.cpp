@@ -55,9 +55,9 @@ TEST(SdDemoData, WritesAnImageFolderThatImageFolderReads) {
   ASSERT_EQ(run_tool("--out " + again + " --count 12 --size 32 --seed 5"), 0);
   const std::string other = (dir.path() / "other").string();
   ASSERT_EQ(run_tool("--out " + other + " --count 12 --size 32 --seed 6"), 0);
-  EXPECT_EQ(read_file_bytes(out + "/metadata.csv"), read_file_bytes(again + "/metadata.csv"));
-  EXPECT_EQ(read_file_bytes(out + "/images/000007.png"), read_file_bytes(again + "/images/000007.png"));
-  EXPECT_NE(read_file_bytes(out + "/metadata.csv"), read_file_bytes(other + "/metadata.csv"));
+  EXPECT_EQ(read_file(out + "/metadata.csv"), read_file(again + "/metadata.csv"));
+  EXPECT_EQ(read_file(out + "/images/000007.png"), read_file(again + "/images/000007.png"));
+  EXPECT_NE(read_file(out + "/metadata.csv"), read_file(other + "/metadata.csv"));
   EXPECT_EQ(run_tool("--out " + out + " --count 3 --size 32"), 2);
   EXPECT_EQ(dataset->size(), 12u);
   ASSERT_EQ(run_tool("--out " + out + " --count 3 --size 32 --force"), 0);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "framework/data/image_codec.h"
+#include "framework/util/file_util.h"
 
 namespace sdtrain::testing {
 
@@ -40,7 +41,7 @@ inline Image read_raw_rgb(const std::string& path, int width, int height) {
   image.width = width;
   image.height = height;
   image.channels = 3;
-  const std::string bytes = read_file_bytes(path);
+  const std::string bytes = read_file(path);
   image.pixels.assign(bytes.begin(), bytes.end());
   EXPECT_EQ(image.pixels.size(), static_cast<std::size_t>(width) * height * 3) << path;
   return image;

@@ -1,7 +1,14 @@
 // torch.save checkpoints: Lightning-layout files load (state dict exact, shared storages kept,
 // Lightning's extra objects inert), hostile pickles are refused by the global's name without
-// anything running, and what sdtrain writes torch.load(weights_only=True) reads identically.
+// anything running, and what sdtrain writes (through LibTorch's pickler and zip writer)
+// torch.load(weights_only=True) reads identically, atomically even when a write fails.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
 
 #include "framework/io/ckpt.h"
 #include "framework/io/safetensors.h"
@@ -185,21 +192,18 @@ TEST(Ckpt, WrittenCheckpointIsReadIdenticallyByTorchLoadWeightsOnly) {
   }
 }
 
+PickleValue str(const std::string& s) { return PickleValue::from_string(s); }
+PickleValue num(std::int64_t v) { return PickleValue::from_int(v); }
+
 TEST(Ckpt, WriterRoundTripsPlainValues) {
   ScratchDir dir;
   PickleValue root = PickleValue::dict();
   auto& d = root.mutable_dict();
-  d.set(PickleValue::from_string("ints"), PickleValue::list({PickleValue::from_int(0), PickleValue::from_int(255),
-                                                             PickleValue::from_int(256), PickleValue::from_int(65536),
-                                                             PickleValue::from_int(-1), PickleValue::from_int(INT64_MIN),
-                                                             PickleValue::from_int(INT64_MAX)}));
-  d.set(PickleValue::from_string("f"), PickleValue::from_float(-2.5e-300));
-  d.set(PickleValue::from_string("b"), PickleValue::from_bytes(std::string("\x00\x80\xff", 3)));
-  d.set(PickleValue::from_string("s"), PickleValue::set({PickleValue::from_string("x")}));
-  d.set(PickleValue::from_string("none"), PickleValue());
-  d.set(PickleValue::from_string("yes"), PickleValue::from_bool(true));
-  d.set(PickleValue::from_string("dtype"), PickleValue::global("torch.bfloat16"));
-  d.set(PickleValue::from_int(5), PickleValue::tuple({}));
+  d.set(str("ints"), PickleValue::list({num(0), num(255), num(256), num(65536), num(-1), num(INT64_MIN), num(INT64_MAX)}));
+  d.set(str("f"), PickleValue::from_float(-2.5e-300));
+  d.set(str("none"), PickleValue());
+  d.set(str("yes"), PickleValue::from_bool(true));
+  d.set(num(5), PickleValue::tuple({}));
   save_ckpt(dir.file("v.ckpt"), root);
   const PickleValue back = load_ckpt(dir.file("v.ckpt")).root;
   const auto& ints = back.as_dict().find("ints")->items();
@@ -210,16 +214,151 @@ TEST(Ckpt, WriterRoundTripsPlainValues) {
   EXPECT_EQ(ints[5].as_int(), INT64_MIN);
   EXPECT_EQ(ints[6].as_int(), INT64_MAX);
   EXPECT_EQ(back.as_dict().find("f")->as_float(), -2.5e-300);
-  EXPECT_EQ(back.as_dict().find("b")->as_bytes(), std::string("\x00\x80\xff", 3));
-  EXPECT_EQ(back.as_dict().find("s")->items().at(0).as_string(), "x");
   EXPECT_TRUE(back.as_dict().find("none")->is_none());
+  EXPECT_EQ(back.as_dict().find("yes")->kind(), PickleValue::Kind::kBool);
   EXPECT_TRUE(back.as_dict().find("yes")->as_bool());
-  EXPECT_EQ(back.as_dict().find("dtype")->global_name(), "torch.bfloat16");
-  EXPECT_EQ(back.as_dict().find(PickleValue::from_int(5))->items().size(), 0u);
-  // Placeholders cannot be written back; nothing is left behind.
-  EXPECT_FORMAT_ERROR(save_ckpt(dir.file("bad.ckpt"), PickleValue::refused("argparse.Namespace")), "refused global 'argparse.Namespace'");
-  EXPECT_FALSE(std::filesystem::exists(dir.file("bad.ckpt")));
-  EXPECT_FORMAT_ERROR(save_ckpt(dir.file("v.ckpt"), root, /*overwrite=*/false), "already exists");
+  EXPECT_EQ(back.as_dict().find(num(5))->kind(), PickleValue::Kind::kTuple);
+  EXPECT_EQ(back.as_dict().find(num(5))->items().size(), 0u);
+  // Insertion order survives (Python dicts keep it, and so does the pickle).
+  const auto& items = back.as_dict().items();
+  ASSERT_EQ(items.size(), 5u);
+  EXPECT_EQ(items[0].first.as_string(), "ints");
+  EXPECT_EQ(items[4].first.as_int(), 5);
+  EXPECT_FORMAT_ERROR(save_ckpt(dir.file("v.ckpt"), root, /*overwrite=*/false), "v.ckpt", "already exists");
+}
+
+TEST(Ckpt, ValuesLibTorchCannotPickleAreRefusedBeforeAnyFileExists) {
+  ScratchDir dir;
+  const std::string path = dir.file("bad.ckpt");
+  auto in_dict = [](PickleValue v) {
+    PickleValue root = PickleValue::dict();
+    root.mutable_dict().set(PickleValue::from_string("x"), std::move(v));
+    return root;
+  };
+  EXPECT_FORMAT_ERROR(save_ckpt(path, PickleValue::refused("argparse.Namespace")), path,
+                      "refused global 'argparse.Namespace'");
+  EXPECT_FORMAT_ERROR(save_ckpt(path, in_dict(PickleValue::set({num(1)}))), path, "no sets, bytes or bare globals");
+  EXPECT_FORMAT_ERROR(save_ckpt(path, in_dict(PickleValue::from_bytes("ab"))), path, "no sets, bytes or bare globals");
+  EXPECT_FORMAT_ERROR(save_ckpt(path, in_dict(PickleValue::global("torch.bfloat16"))), path,
+                      "no sets, bytes or bare globals");
+  PickleValue tuple_key = PickleValue::dict();
+  tuple_key.mutable_dict().set(PickleValue::tuple({num(1)}), num(2));
+  EXPECT_FORMAT_ERROR(save_ckpt(path, tuple_key), path, "dict key", "bool, int, float or str");
+  EXPECT_FORMAT_ERROR(save_ckpt_state_dict(path, {{"f8", torch::zeros({2}).to(torch::kFloat8_e4m3fn)}}), path,
+                      "has no torch storage type");
+  const torch::Tensor bytes = torch::zeros({8}, torch::kUInt8);
+  EXPECT_FORMAT_ERROR(save_ckpt_state_dict(path, {{"a", bytes}, {"b", bytes.view(torch::kInt32)}}), path,
+                      "different dtypes");
+  PickleValue deep = PickleValue::list();
+  PickleValue cursor = deep;
+  for (int i = 0; i < 1100; ++i) {
+    PickleValue inner = PickleValue::list();
+    cursor.mutable_items().push_back(inner);
+    cursor = inner;
+  }
+  EXPECT_FORMAT_ERROR(save_ckpt(path, deep), path, "nested deeper than 1000");
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+TEST(Ckpt, WrittenValuesAreReadIdenticallyByTorchLoadWeightsOnly) {
+  ScratchDir dir;
+  SafetensorsReader all_dtypes(fixture("all_dtypes.safetensors"));
+  // Keep in step with expected_ckpt_values() in make_io_fixtures.py.
+  PickleValue root = PickleValue::dict();
+  auto& d = root.mutable_dict();
+  d.set(str("ints"), PickleValue::list({num(0), num(255), num(256), num(65535), num(65536), num(-1), num(-129),
+                                        num(INT32_MAX), num(INT32_MIN), num(INT64_MIN), num(INT64_MAX)}));
+  std::vector<PickleValue> floats;
+  for (double f : {0.0, -0.0, -2.5e-300, 0.1, 1e300, std::numeric_limits<double>::infinity()}) {
+    floats.push_back(PickleValue::from_float(f));
+  }
+  d.set(str("floats"), PickleValue::list(floats));
+  d.set(str("text"), str("gr\xc3\xbc\xc3\x9f" "e \xe2\x9c\x93"));
+  d.set(str("empty"), str(""));
+  d.set(str("none"), PickleValue());
+  d.set(str("flags"), PickleValue::tuple({PickleValue::from_bool(true), PickleValue::from_bool(false)}));
+  PickleValue nested = PickleValue::dict();
+  nested.mutable_dict().set(str("list"), PickleValue::list({num(1), PickleValue::list({num(2), PickleValue::tuple({num(3), PickleValue()})})}));
+  nested.mutable_dict().set(num(5), str("five"));
+  nested.mutable_dict().set(PickleValue::from_float(2.5), str("two and a half"));
+  nested.mutable_dict().set(PickleValue::from_bool(true), str("yes"));
+  d.set(str("nested"), nested);
+  d.set(str("tuple"), PickleValue::tuple());
+  PickleValue tensors = PickleValue::dict();
+  torch::Tensor f64, f32;
+  for (const char* name : {"f64", "f32", "f16", "bf16", "i64", "i32", "i16", "i8", "u8", "bool", "empty", "scalar"}) {
+    torch::Tensor t = all_dtypes.tensor(name).clone();
+    if (std::string(name) == "f64") f64 = t;
+    if (std::string(name) == "f32") f32 = t;
+    tensors.mutable_dict().set(str(name), PickleValue::from_tensor(t));
+  }
+  d.set(str("tensors"), tensors);
+  PickleValue views = PickleValue::dict();
+  views.mutable_dict().set(str("f64_row"), PickleValue::from_tensor(f64[1]));  // shares f64's storage
+  views.mutable_dict().set(str("f32_t"), PickleValue::from_tensor(f32.transpose(0, 2)));
+  d.set(str("views"), views);
+  const std::string path = dir.file("values.ckpt");
+  save_ckpt(path, root);
+
+  std::string log;
+  EXPECT_EQ(testing::run_python_check("--compare-ckpt-values '" + path + "' '" + fixture("all_dtypes.safetensors") + "'",
+                                      log), 0) << log;
+  // The restricted reader reads the same file strictly.
+  const CkptContents back = load_ckpt(path);
+  const PickleDict& r = back.root.as_dict();
+  EXPECT_EQ(r.find("ints")->items().at(9).as_int(), INT64_MIN);
+  EXPECT_TRUE(std::signbit(r.find("floats")->items().at(1).as_float()));
+  EXPECT_EQ(r.find("text")->as_string(), d.find("text")->as_string());
+  EXPECT_EQ(r.find("nested")->as_dict().find(PickleValue::from_float(2.5))->as_string(), "two and a half");
+  for (const auto& [name, t] : tensors.as_dict().items()) {
+    SCOPED_TRACE(name.as_string());
+    const torch::Tensor& got = r.find("tensors")->as_dict().find(name)->as_tensor();
+    EXPECT_EQ(got.scalar_type(), t.as_tensor().scalar_type());
+    EXPECT_TRUE(torch::equal(got, t.as_tensor()));
+  }
+  const torch::Tensor& row = r.find("views")->as_dict().find("f64_row")->as_tensor();
+  EXPECT_TRUE(row.is_alias_of(r.find("tensors")->as_dict().find("f64")->as_tensor()));
+  EXPECT_TRUE(torch::equal(row, f64[1]));
+  EXPECT_EQ(r.find("views")->as_dict().find("f32_t")->as_tensor().strides(), f32.transpose(0, 2).strides());
+}
+
+/// Lowers this process's file-size limit for its lifetime, so write(2) fails with EFBIG past it.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;  // EFBIG instead of death by SIGXFSZ
+    ::sigaction(SIGXFSZ, &ignore, &previous_signal_);
+    ::getrlimit(RLIMIT_FSIZE, &previous_);
+    rlimit lowered = previous_;
+    lowered.rlim_cur = bytes;
+    ::setrlimit(RLIMIT_FSIZE, &lowered);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &previous_);
+    ::sigaction(SIGXFSZ, &previous_signal_, nullptr);
+  }
+
+ private:
+  rlimit previous_{};
+  struct sigaction previous_signal_ {};
+};
+
+TEST(Ckpt, AWriteThatFailsHalfwayLeavesTheOldFileAndNoTemporary) {
+  ScratchDir dir;
+  const std::string path = dir.file("model.ckpt");
+  save_ckpt_state_dict(path, {{"w", torch::full({4}, 7.0f)}});
+  const std::string before = testing::read_bytes(path);
+  {
+    // 16 MiB of data against a 1 MiB limit: the failure happens inside LibTorch's zip writer.
+    FileSizeLimit limit(1 << 20);
+    EXPECT_FORMAT_ERROR(save_ckpt_state_dict(path, {{"w", torch::ones({4 << 20})}}), path, "write failed");
+  }
+  EXPECT_EQ(testing::read_bytes(path), before);
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) names.push_back(entry.path().filename());
+  EXPECT_EQ(names, std::vector<std::string>{"model.ckpt"});
+  EXPECT_TRUE(torch::equal(load_ckpt_state_dict(path).at(0).second, torch::full({4}, 7.0f)));
 }
 
 }  // namespace

@@ -12,6 +12,8 @@
 #include <fstream>
 #include <string>
 
+#include "framework/util/file_util.h"
+
 namespace sdtrain::testing {
 
 inline std::string env_or_fail(const char* name) {
@@ -45,10 +47,7 @@ inline void write_bytes(const std::string& path, const std::string& bytes) {
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-inline std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+inline std::string read_bytes(const std::string& path) { return read_file(path); }
 
 /// Runs tests/io/make_io_fixtures.py with `args` through $SDTRAIN_PYTHON; returns its exit status
 /// and puts its output in `output`.

@@ -4,6 +4,7 @@ Generate:  make_io_fixtures.py --out DIR
 Check a file written by sdtrain (exit status 0 when it matches, 1 with a message otherwise):
   make_io_fixtures.py --compare-safetensors WRITTEN REFERENCE.safetensors
   make_io_fixtures.py --compare-ckpt WRITTEN REFERENCE.safetensors [--extras-json '{"global_step": 7}']
+  make_io_fixtures.py --compare-ckpt-values WRITTEN ALL_DTYPES.safetensors
 """
 import argparse
 import collections
@@ -11,6 +12,7 @@ import json
 import os
 import pathlib
 import pickle
+import struct
 import subprocess
 import sys
 import types
@@ -194,17 +196,79 @@ def compare_ckpt(written, reference, extras):
             sys.exit(f"{a} and {b} no longer share a storage")
 
 
+# Dtypes torch.save writes through a legacy storage type (the ones sdtrain's .ckpt writer accepts).
+CKPT_WRITABLE = ["f64", "f32", "f16", "bf16", "i64", "i32", "i16", "i8", "u8", "bool", "empty", "scalar"]
+
+
+def expected_ckpt_values(all_dtypes):
+    """What ckpt_test.cpp's WrittenValuesAreReadIdenticallyByTorchLoadWeightsOnly saves; keep in step."""
+    return {
+        "ints": [0, 255, 256, 65535, 65536, -1, -129, 2**31 - 1, -(2**31), -(2**63), 2**63 - 1],
+        "floats": [0.0, -0.0, -2.5e-300, 0.1, 1e300, float("inf")],
+        "text": "gr\u00fc\u00dfe \u2713",
+        "empty": "",
+        "none": None,
+        "flags": (True, False),
+        "nested": {"list": [1, [2, (3, None)]], 5: "five", 2.5: "two and a half", True: "yes"},
+        "tuple": (),
+        "tensors": {name: all_dtypes[name] for name in CKPT_WRITABLE},
+        "views": {"f64_row": all_dtypes["f64"][1], "f32_t": all_dtypes["f32"].transpose(0, 2)},
+    }
+
+
+def same(got, want, where):
+    """Exact equality that also tells apart bool/int/float, tuple/list, and -0.0/0.0."""
+    if torch.is_tensor(want):
+        if not torch.is_tensor(got) or not tensors_equal(got, want):
+            sys.exit(f"{where}: tensor differs: {got!r} vs {want!r}")
+        if got.requires_grad:
+            sys.exit(f"{where}: loaded with requires_grad")
+        return
+    if type(got) is not type(want):
+        sys.exit(f"{where}: {type(got).__name__} {got!r}, expected {type(want).__name__} {want!r}")
+    if isinstance(want, dict):
+        if [(type(k), k) for k in got] != [(type(k), k) for k in want]:
+            sys.exit(f"{where}: keys {list(got)!r}, expected {list(want)!r} (in this order)")
+        for k in want:
+            same(got[k], want[k], f"{where}[{k!r}]")
+    elif isinstance(want, (list, tuple)):
+        if len(got) != len(want):
+            sys.exit(f"{where}: {len(got)} items, expected {len(want)}")
+        for i, (g, w) in enumerate(zip(got, want)):
+            same(g, w, f"{where}[{i}]")
+    elif isinstance(want, float):
+        if struct.pack("<d", got) != struct.pack("<d", want):
+            sys.exit(f"{where}: {got!r}, expected {want!r}")
+    elif got != want:
+        sys.exit(f"{where}: {got!r}, expected {want!r}")
+
+
+def compare_ckpt_values(written, all_dtypes_file):
+    obj = torch.load(written, weights_only=True)
+    want = expected_ckpt_values(load_file(all_dtypes_file))
+    same(obj, want, "root")
+    views, tensors = obj["views"], obj["tensors"]
+    if views["f64_row"].untyped_storage().data_ptr() != tensors["f64"].untyped_storage().data_ptr():
+        sys.exit("views['f64_row'] no longer shares tensors['f64']'s storage")
+    if views["f32_t"].stride() != want["views"]["f32_t"].stride():
+        sys.exit(f"views['f32_t'] has strides {views['f32_t'].stride()}, expected {want['views']['f32_t'].stride()}")
+    print("ckpt values match:", len(want), "top-level entries")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out")
     p.add_argument("--compare-safetensors", nargs=2)
     p.add_argument("--compare-ckpt", nargs=2)
+    p.add_argument("--compare-ckpt-values", nargs=2)
     p.add_argument("--extras-json", default="{}")
     a = p.parse_args()
     if a.compare_safetensors:
         compare_safetensors(*a.compare_safetensors)
     elif a.compare_ckpt:
         compare_ckpt(*a.compare_ckpt, json.loads(a.extras_json))
+    elif a.compare_ckpt_values:
+        compare_ckpt_values(*a.compare_ckpt_values)
     else:
         write_fixtures(pathlib.Path(a.out))
 

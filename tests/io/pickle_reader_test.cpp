@@ -141,5 +141,17 @@ TEST(PickleReader, RandomCorruptionOfATorchPickleNeverCrashes) {
   EXPECT_GT(refused, 500);
 }
 
+TEST(PickleValue, NumericDictKeysCompareAsInPython) {
+  // {2.5: 'a', True: 'b'} then d[1.0] = 'c': True == 1 == 1.0, so 'c' replaces 'b'.
+  PickleDict d;
+  d.set(PickleValue::from_float(2.5), PickleValue::from_string("a"));
+  d.set(PickleValue::from_bool(true), PickleValue::from_string("b"));
+  d.set(PickleValue::from_float(1.0), PickleValue::from_string("c"));
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d.find(PickleValue::from_int(1))->as_string(), "c");
+  EXPECT_EQ(d.find(PickleValue::from_float(2.5))->as_string(), "a");
+  EXPECT_EQ(d.find(PickleValue::from_bool(false)), nullptr);
+}
+
 }  // namespace
 }  // namespace sdtrain

@@ -18,8 +18,8 @@ class ClipParityTest : public ::testing::Test {
  protected:
   void SetUp() override {
     config_ = testing::read_json_config<ClipTextConfig>(fixture_path("sd_modules", "clip_config.json"));
-    weights_ = read_torch_tensor_dict(fixture_path("sd_modules", "clip_weights.pt"));
-    io_ = read_torch_tensor_dict(fixture_path("sd_modules", "clip_io.pt"));
+    weights_ = testing::read_tensor_file(fixture_path("sd_modules", "clip_weights.pt"));
+    io_ = testing::read_tensor_file(fixture_path("sd_modules", "clip_io.pt"));
     clip_ = ClipTextModel(config_);
     load_state_dict_strict(*clip_, weights_, "clip_weights.pt");
     clip_->eval();

@@ -29,7 +29,7 @@ void fill_deterministic(torch::nn::Module& module) {
 }
 
 TEST(FullUNetParityTest, StableDiffusionV1ForwardMatchesDiffusers) {
-  auto io = read_torch_tensor_dict(testing::fixture_path("sd_modules_full", "full_unet_io.pt"));
+  auto io = testing::read_tensor_file(testing::fixture_path("sd_modules_full", "full_unet_io.pt"));
   UNet2DConditionModel unet;  // empty config = SD v1
   int64_t count = 0;
   for (const auto& p : unet->parameters()) count += p.numel();

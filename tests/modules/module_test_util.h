@@ -1,15 +1,16 @@
 #pragma once
-/// Helpers shared by the SD module parity tests: fixture paths, JSON configs into the protos,
-/// and tensor comparison relative to the reference's scale.
+/// Helpers shared by the SD module parity tests: fixture paths, the fixtures' tensor files (read
+/// by the restricted unpickler), JSON configs into the protos, and tensor comparison relative to
+/// the reference's scale.
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "framework/io/ckpt_reader.h"
+#include "framework/util/file_util.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 
 namespace sdtrain::testing {
@@ -20,15 +21,20 @@ inline std::string fixture_path(const std::string& fixture, const std::string& f
   return std::string(dir ? dir : "test_fixtures") + "/" + fixture + "/" + file;
 }
 
-/// Parses a JSON file (proto field names) into a config message; fails the test on error.
+/// The tensors of a file make_module_fixtures.py wrote (torch.save of a dict of tensors), read
+/// through sdtrain's restricted unpickler: any entry that is not a tensor is an error.
+inline TensorMap read_tensor_file(const std::string& path) {
+  TensorMap out;
+  for (auto& [name, tensor] : load_ckpt_state_dict(path)) out.emplace(name, std::move(tensor));
+  return out;
+}
+
+/// Parses a JSON file (proto field names) into a config message; fails the test on a parse error
+/// (an unreadable file throws, naming it).
 template <typename Message>
 Message read_json_config(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << "cannot open " << path;
-  std::stringstream ss;
-  ss << in.rdbuf();
   Message message;
-  auto status = google::protobuf::util::JsonStringToMessage(ss.str(), &message);
+  auto status = google::protobuf::util::JsonStringToMessage(read_file(path), &message);
   EXPECT_TRUE(status.ok()) << path << ": " << status.ToString();
   return message;
 }

@@ -18,8 +18,8 @@ class UNetParityTest : public ::testing::Test {
  protected:
   void SetUp() override {
     config_ = testing::read_json_config<UNet2DConditionConfig>(fixture_path("sd_modules", "unet_config.json"));
-    weights_ = read_torch_tensor_dict(fixture_path("sd_modules", "unet_weights.pt"));
-    io_ = read_torch_tensor_dict(fixture_path("sd_modules", "unet_io.pt"));
+    weights_ = testing::read_tensor_file(fixture_path("sd_modules", "unet_weights.pt"));
+    io_ = testing::read_tensor_file(fixture_path("sd_modules", "unet_io.pt"));
   }
   UNet2DConditionModel build(bool checkpointing = false) {
     UNet2DConditionConfig config = config_;
@@ -72,7 +72,7 @@ TEST_F(UNetParityTest, ForwardMatchesDiffusers) {
 
 TEST_F(UNetParityTest, GradientsMatchDiffusers) {
   auto unet = build();
-  auto ref = read_torch_tensor_dict(fixture_path("sd_modules", "unet_grads.pt"));
+  auto ref = testing::read_tensor_file(fixture_path("sd_modules", "unet_grads.pt"));
   torch::Tensor loss;
   auto grads = loss_gradients(unet, &loss);
   expect_close(loss, io_["loss"], kTol, "loss");

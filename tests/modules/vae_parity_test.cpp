@@ -18,8 +18,8 @@ class VaeParityTest : public ::testing::Test {
  protected:
   void SetUp() override {
     config_ = testing::read_json_config<AutoencoderKLConfig>(fixture_path("sd_modules", "vae_config.json"));
-    weights_ = read_torch_tensor_dict(fixture_path("sd_modules", "vae_weights.pt"));
-    io_ = read_torch_tensor_dict(fixture_path("sd_modules", "vae_io.pt"));
+    weights_ = testing::read_tensor_file(fixture_path("sd_modules", "vae_weights.pt"));
+    io_ = testing::read_tensor_file(fixture_path("sd_modules", "vae_io.pt"));
     vae_ = AutoencoderKL(config_);
     load_state_dict_strict(*vae_, weights_, "vae_weights.pt");
     vae_->eval();

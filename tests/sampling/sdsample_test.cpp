@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "framework/data/image_codec.h"
+#include "framework/util/file_util.h"
 #include "tests/common/test_env.h"
 
 namespace fs = std::filesystem;
@@ -51,7 +52,7 @@ std::string command_for(const nlohmann::json& c, const fs::path& outdir, int siz
   return command.str();
 }
 
-std::string read_bytes(const fs::path& path) { return read_file_bytes(path.string()); }
+std::string read_bytes(const fs::path& path) { return read_file(path.string()); }
 
 TEST(Sdsample, SameImagesAsDiffusersPipeline) {
   const nlohmann::json all = cases();

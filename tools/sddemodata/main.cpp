@@ -7,13 +7,13 @@
 // folder is built as <out>.tmp and renamed into place, so a reader never sees half a data set.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <string>
 
 #include <boost/program_options.hpp>
 
 #include "framework/data/image_codec.h"
+#include "framework/io/atomic_file.h"
 #include "sdtrain/errors.h"
 #include "tools/sddemodata/demo_shapes.h"
 
@@ -82,11 +82,7 @@ int run(int argc, char** argv) {
     sdtrain::write_png_file((temp / name).string(), demo.image, {{"Description", demo.caption}});
     metadata += csv_field(name) + "," + csv_field(demo.caption) + "\n";
   }
-  {
-    std::ofstream file(temp / "metadata.csv", std::ios::binary);
-    file << metadata;
-    if (!file.flush()) throw sdtrain::DataError((temp / "metadata.csv").string() + ": cannot write");
-  }
+  sdtrain::write_file_atomic((temp / "metadata.csv").string(), metadata);
   if (fs::exists(target)) {
     const fs::path old(out + ".old");
     fs::remove_all(old);

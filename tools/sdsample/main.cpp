@@ -6,14 +6,15 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "framework/data/image_grid.h"
 #include "framework/log/progress_bar.h"
 #include "framework/registry/registry.h"
+#include "framework/util/file_util.h"
 #include "framework/util/strings.h"
 #include "plugins/builtin_plugins.h"
 #include "plugins/models/stable_diffusion/sd_pipeline.h"
@@ -44,10 +45,15 @@ struct Settings {
 
 /// Non-empty lines of `path`, stripped (the CompVis script's --from-file).
 std::vector<std::string> read_prompt_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw sdtrain::ConfigError("--from-file " + path + ": cannot read it");
+  std::string text;
+  try {
+    text = sdtrain::read_file(path);
+  } catch (const std::runtime_error& error) {
+    throw sdtrain::ConfigError(std::string("--from-file ") + error.what());
+  }
   std::vector<std::string> prompts;
-  for (std::string line; std::getline(in, line);) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
     line = sdtrain::trim(line);
     if (!line.empty()) prompts.push_back(line);
   }

@@ -1,7 +1,5 @@
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 
-#include <fstream>
-#include <iterator>
 #include <sstream>
 #include <vector>
 
@@ -62,25 +60,6 @@ void load_state_dict_strict(torch::nn::Module& module, const TensorMap& state,
   }
   torch::NoGradGuard no_grad;
   for (auto& [name, tensor] : own) tensor.copy_(state.at(name));
-}
-
-TensorMap read_torch_tensor_dict(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw FormatError(path + ": cannot open file");
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  torch::IValue value;
-  try {
-    value = torch::pickle_load(bytes);
-  } catch (const c10::Error& e) {
-    throw FormatError(path + ": not a torch.save file: " + e.what_without_backtrace());
-  }
-  if (!value.isGenericDict()) throw FormatError(path + ": expected a dict of tensors");
-  TensorMap out;
-  for (const auto& entry : value.toGenericDict()) {
-    if (!entry.key().isString()) throw FormatError(path + ": dict key is not a string");
-    if (entry.value().isTensor()) out[entry.key().toStringRef()] = entry.value().toTensor();
-  }
-  return out;
 }
 
 }  // namespace sdtrain

@@ -21,9 +21,4 @@ void load_state_dict_strict(torch::nn::Module& module, const TensorMap& state,
 /// The module's parameters and buffers as a map (detached views, not copies).
 TensorMap module_state_dict(const torch::nn::Module& module);
 
-/// Reads a file written by Python's `torch.save(dict_of_tensors)` (zip format) through
-/// torch::pickle_load. Non-tensor values are skipped.
-/// @throws FormatError if the file is missing or is not a dict with string keys.
-TensorMap read_torch_tensor_dict(const std::string& path);
-
 }  // namespace sdtrain

@@ -2,11 +2,7 @@
 
 #include <zlib.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
+#include "framework/util/file_util.h"
 #include "sdtrain/errors.h"
 
 namespace sdtrain::clip_text {
@@ -45,13 +41,7 @@ std::string gunzip(std::string_view data, const std::string& source) {
 }
 
 std::string read_merges_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw FormatError("CLIP merges file " + path + ": cannot open (" + std::strerror(errno) + ")");
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return gunzip(ss.str(), path);
+  return gunzip(read_file<FormatError>(path), path);
 }
 
 }  // namespace sdtrain::clip_text

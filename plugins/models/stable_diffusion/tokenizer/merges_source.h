@@ -13,7 +13,7 @@ std::string_view embedded_merges_gz();
 /// Throws FormatError naming `source` on corrupt or truncated data.
 std::string gunzip(std::string_view data, const std::string& source);
 
-/// Reads and decompresses a merges file. Throws FormatError naming the path.
+/// Reads (read_file) and decompresses a merges file. Throws FormatError naming the path.
 std::string read_merges_file(const std::string& path);
 
 }  // namespace sdtrain::clip_text

@@ -1,10 +1,10 @@
 #include "plugins/models/stable_diffusion/weights/sd_tokenizer_files.h"
 
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "framework/io/atomic_file.h"
 #include "plugins/models/stable_diffusion/tokenizer/clip_bpe.h"
 #include "plugins/models/stable_diffusion/tokenizer/merges_source.h"
 #include "sdtrain/errors.h"
@@ -12,12 +12,7 @@
 namespace sdtrain {
 namespace {
 
-void write(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  out.close();
-  if (!out) throw FormatError(path.string() + ": cannot write");
-}
+void write(const std::filesystem::path& path, const std::string& text) { write_file_atomic(path.string(), text); }
 
 }  // namespace
 

@@ -5,9 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "framework/io/atomic_file.h"
 #include "framework/io/ckpt_reader.h"
 #include "framework/io/ckpt_writer.h"
 #include "framework/io/safetensors_reader.h"
@@ -54,8 +53,6 @@ NamedTensors read_component(const fs::path& folder, const std::string& component
   }
   return read_safetensors(path.string());
 }
-
-std::string read_text_if_exists(const fs::path& path) { return fs::exists(path) ? read_file(path.string()) : ""; }
 
 /// transformers >= 5.6 saves CLIPTextModel without the "text_model." prefix; old files carry a
 /// position_ids buffer. Both normalise to the prefixed names without the buffer.
@@ -118,12 +115,16 @@ SdWeights load_diffusers_folder(const std::string& path, bool use_ema, WeightIss
   w.unet = read_component(folder, "unet", "diffusion_pytorch_model.safetensors");
   w.vae = normalise_vae(read_component(folder, "vae", "diffusion_pytorch_model.safetensors"));
   w.text_encoder = normalise_text_encoder(read_component(folder, "text_encoder", "model.safetensors"));
-  for (const std::string component : {"unet", "vae", "text_encoder"}) {
-    std::string text = read_text_if_exists(folder / component / "config.json");
-    if (!text.empty()) w.configs[component] = text;
+  // The configs are optional; an empty one counts as absent.
+  static const std::pair<const char*, const char*> kConfigFiles[] = {
+      {"unet", "config.json"}, {"vae", "config.json"}, {"text_encoder", "config.json"},
+      {"scheduler", "scheduler_config.json"}};
+  for (const auto& [component, file] : kConfigFiles) {
+    const fs::path config = folder / component / file;
+    if (!fs::exists(config)) continue;
+    std::string text = read_file<FormatError>(config.string());
+    if (!text.empty()) w.configs[component] = std::move(text);
   }
-  std::string scheduler = read_text_if_exists(folder / "scheduler" / "scheduler_config.json");
-  if (!scheduler.empty()) w.configs["scheduler"] = scheduler;
   if (fs::exists(folder / "tokenizer" / "tokenizer_config.json") || fs::exists(folder / "tokenizer" / "vocab.json")) {
     w.tokenizer_dir = (folder / "tokenizer").string();
   }
@@ -132,12 +133,7 @@ SdWeights load_diffusers_folder(const std::string& path, bool use_ema, WeightIss
   return w;
 }
 
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  out.close();
-  if (!out) throw FormatError(path.string() + ": cannot write");
-}
+void write_text(const fs::path& path, const std::string& text) { write_file_atomic(path.string(), text); }
 
 std::vector<std::pair<std::string, torch::Tensor>> as_list(const NamedTensors& map) {
   return {map.begin(), map.end()};
@@ -177,11 +173,9 @@ void save_diffusers_folder(const SdWeights& w, const std::string& path) {
                                            "tokens and no tokenizer folder was given)");
       }
     }
+    // Every file above went through AtomicFile (fsynced with its directory); the rename below
+    // publishes the folder at once.
     write_text(temp / "model_index.json", sd_model_index_json(tokenizer));
-    for (const char* file : {"unet/config.json", "vae/config.json", "text_encoder/config.json",
-                             "scheduler/scheduler_config.json", "model_index.json"}) {
-      fsync_path((temp / file).string());
-    }
     if (fs::exists(target)) throw FormatError(path + ": exists; refusing to overwrite it");
     fs::rename(temp, target);
     fsync_path(target.parent_path().string());
