@@ -1,8 +1,11 @@
 #pragma once
-/// AdamW over one flat parameter buffer: the same arithmetic as torch.optim.AdamW (decoupled
-/// weight decay, bias correction), as a handful of vectorised ops over all parameters at once,
-/// per segment when parameter groups train with their own learning-rate factor or weight decay
-/// (torch.optim's param_groups; the step count and so the bias correction are shared).
+/// AdamW over one flat parameter buffer: the arithmetic of torch.optim.AdamW (decoupled weight
+/// decay, bias correction) through ATen's fused kernel (torch.optim.AdamW(fused=True)), one pass
+/// over parameters, gradients and moments per segment with no full-size temporary; segments when
+/// parameter groups train with their own learning-rate factor or weight decay (torch.optim's
+/// param_groups; the step count and so the bias correction are shared). The fused kernel rounds
+/// differently from the op-by-op formula (single-tensor torch.optim.AdamW): results agree within
+/// float32 rounding, and are bitwise the same for any slicing of the buffer (ZeRO-1 shards).
 #include <cstdint>
 #include <vector>
 
@@ -48,6 +51,7 @@ class FlatAdamW {
   std::vector<AdamWSegment> segments_;
   torch::Tensor exp_avg_;
   torch::Tensor exp_avg_sq_;
+  torch::Tensor step_tensor_;  // float32 scalar on the buffer's device: the fused kernel's step
   int64_t step_count_ = 0;
 };
 

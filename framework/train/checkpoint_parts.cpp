@@ -38,6 +38,8 @@ void FlatTensorState::load_state(const CheckpointReader& in) {
 }
 
 void EmaState::save_state(CheckpointWriter& out) {
+  // While swapped in, the shadow buffer holds the trained weights (ema.h).
+  TORCH_CHECK(!ema_.swapped_in(), "checkpoint: the EMA weights are swapped in");
   shadow_.save_state(out);
   out.put_shared({{"num_updates", ema_.num_updates()}});
 }

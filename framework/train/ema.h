@@ -20,19 +20,27 @@ class ExponentialMovingAverage {
   /// The decay the next update will use.
   double next_decay() const;
 
-  /// Swaps the shadow into `values` (keeping a copy of the trained weights) / back. Used to
-  /// sample and export with the EMA weights.
+  /// Swaps the shadow into `values` / back. Used to sample and export with the EMA weights. The
+  /// two buffers are exchanged in place through a scratch chunk (kExchangeChunkElements), so no
+  /// second copy of the weights exists at any time; between the two calls shadow() holds the
+  /// trained weights, and update() refuses to run.
   void swap_in(torch::Tensor& values);
   void swap_out(torch::Tensor& values);
+  bool swapped_in() const { return swapped_in_; }
 
+  /// The EMA weights (the trained weights while swapped in).
   torch::Tensor& shadow() { return shadow_; }
   int64_t num_updates() const { return num_updates_; }
   void set_num_updates(int64_t updates) { num_updates_ = updates; }
 
  private:
+  /// Exchanges the contents of `values` and shadow_, chunk by chunk.
+  void exchange(torch::Tensor& values);
+
+  static constexpr int64_t kExchangeChunkElements = int64_t{16} << 20;  // 64 MB of float32
   EmaConfig config_;
   torch::Tensor shadow_;
-  torch::Tensor backup_;
+  bool swapped_in_ = false;
   int64_t num_updates_ = 0;
 };
 

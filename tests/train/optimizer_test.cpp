@@ -23,15 +23,16 @@ c10::Dict<c10::IValue, c10::IValue> load_reference(const std::string& path) {
 }
 
 /// Steps `optimizer` over the reference's gradients and learning rates and expects the values
-/// torch.optim.AdamW had after each step.
+/// torch.optim.AdamW had after each step (within float32 rounding, or `bitwise`).
 void expect_matches_reference(const c10::Dict<c10::IValue, c10::IValue>& reference, torch::Tensor& values,
-                              FlatAdamW& optimizer) {
+                              FlatAdamW& optimizer, bool bitwise = false) {
   const torch::Tensor grads = reference.at("grads").toTensor();
   const torch::Tensor after = reference.at("after").toTensor();
   const torch::Tensor lrs = reference.at("lrs").toTensor();
   for (int64_t step = 0; step < lrs.size(0); ++step) {
     optimizer.step(values, grads[step], lrs[step].item<double>());
-    EXPECT_TRUE(torch::allclose(values, after[step], /*rtol=*/1e-6, /*atol=*/1e-7))
+    EXPECT_TRUE(bitwise ? torch::equal(values, after[step])
+                        : torch::allclose(values, after[step], /*rtol=*/1e-6, /*atol=*/1e-7))
         << "step " << step << " max diff " << (values - after[step]).abs().max().item<double>();
   }
   EXPECT_EQ(optimizer.step_count(), lrs.size(0));
@@ -42,6 +43,15 @@ TEST(FlatAdamW, MatchesTorchOptimAdamW) {
   torch::Tensor values = reference.at("initial").toTensor().clone();
   FlatAdamW optimizer(values, OptimizerConfig());
   expect_matches_reference(reference, values, optimizer);
+}
+
+// FlatAdamW runs ATen's fused kernel over the flat buffer: bit for bit what
+// torch.optim.AdamW(fused=True) computes on the separate parameters.
+TEST(FlatAdamW, IsBitwiseTorchOptimAdamWFused) {
+  auto reference = load_reference((test::fixture_dir("adamw_reference") / "adamw_fused.pt").string());
+  torch::Tensor values = reference.at("initial").toTensor().clone();
+  FlatAdamW optimizer(values, OptimizerConfig());
+  expect_matches_reference(reference, values, optimizer, /*bitwise=*/true);
 }
 
 // Two parameter groups, the second at a tenth of the LR without weight decay, against
@@ -145,6 +155,27 @@ TEST(Ema, SwapInAndOutRestoresTrainedWeights) {
   EXPECT_TRUE(torch::equal(weights, torch::full({4}, 2.0)));
   ema.swap_out(weights);
   EXPECT_TRUE(torch::equal(weights, torch::full({4}, 5.0)));
+}
+
+TEST(Ema, SwapExchangesBuffersLargerThanItsScratchChunkExactly) {
+  // 16M float32 is the swap's scratch chunk: three chunks, the last one partial.
+  const int64_t numel = (int64_t{16} << 20) * 2 + 12345;
+  torch::Tensor weights = torch::randn({numel}, torch::TensorOptions().dtype(torch::kFloat32));
+  ExponentialMovingAverage ema(weights, EmaConfig());
+  const torch::Tensor ema_weights = weights.clone();
+  weights.mul_(-3.0).add_(1.0);
+  const torch::Tensor trained = weights.clone();
+
+  ema.swap_in(weights);
+  EXPECT_TRUE(torch::equal(weights, ema_weights));
+  EXPECT_TRUE(ema.swapped_in());
+  // While swapped in the shadow buffer holds the trained weights: updating it would corrupt both.
+  EXPECT_THROW(ema.update(weights), c10::Error);
+  EXPECT_THROW(ema.swap_in(weights), c10::Error);
+  ema.swap_out(weights);
+  EXPECT_TRUE(torch::equal(weights, trained));
+  EXPECT_TRUE(torch::equal(ema.shadow(), ema_weights));
+  EXPECT_THROW(ema.swap_out(weights), c10::Error);
 }
 
 TEST(LrSchedules, LambdaLinearIsTheRecipeWarmup) {
