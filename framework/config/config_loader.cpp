@@ -429,7 +429,7 @@ void validate_train_config(const TrainConfig& config, const std::string& base_di
   require(ema.update_every() >= 1, "ema.update_every", "must be >= 1");
 
   const DistributedConfig& distributed = config.distributed();
-  require(distributed.bucket_size_mb() > 0, "distributed.bucket_size_mb", "must be > 0");
+  require(distributed.bucket_size_mb() >= 0, "distributed.bucket_size_mb", "must be >= 0 (0: the backend's default)");
   require(distributed.collective_timeout_s() > 0, "distributed.collective_timeout_s", "must be > 0");
 
   require(config.has_model(), "model", "missing: the model plugin (e.g. type: \"stable_diffusion\")");

@@ -10,7 +10,7 @@
 
 namespace sdtrain {
 
-/// A collective that was started and has not been awaited yet (Communicator::allreduce_sum_async).
+/// A collective that was started and has not been awaited yet (Communicator::allreduce_async).
 class PendingCollective {
  public:
   virtual ~PendingCollective() = default;
@@ -22,6 +22,12 @@ class PendingCollective {
   /// caller's current stream. Calling it again is a no-op.
   virtual void wait() = 0;
 };
+
+/// The reduction of an allreduce. kAverage is the sum divided by the world size: NCCL folds the
+/// division into the collective (ncclAvg, which scales each input by 1/world_size before summing,
+/// so it rounds differently from sum-then-divide); MPI, which has no average, divides the summed
+/// result once it has arrived.
+enum class ReduceOp { kSum, kAverage };
 
 /// Whether a communicator passes the collective.before fault point before each collective.
 /// kOff is for a communicator used inside another that counts the collectives itself (the NCCL
@@ -35,11 +41,12 @@ class Communicator {
   virtual int world_size() const = 0;
   /// In-place sum over all ranks. `tensor` must be contiguous.
   virtual void allreduce_sum(torch::Tensor& tensor) = 0;
-  /// Starts an in-place sum over all ranks and returns without waiting for it. Every rank must
+  /// Starts an in-place reduction over all ranks and returns without waiting for it (the result,
+  /// divided by the world size for kAverage, is in `tensor` once wait() returns). Every rank must
   /// start the same collectives in the same order, and `tensor` (contiguous) must stay alive and
   /// unmodified until wait() returns. Other collectives may be issued while it is in flight; they
   /// count in the same order on every rank. Used to overlap gradient allreduce with backward.
-  virtual std::unique_ptr<PendingCollective> allreduce_sum_async(const torch::Tensor& tensor) = 0;
+  virtual std::unique_ptr<PendingCollective> allreduce_async(const torch::Tensor& tensor, ReduceOp op) = 0;
   /// In-place: every rank receives root's `tensor` (same shape and dtype on all ranks).
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
   /// Blocks until every rank arrived (within the communicator's collective timeout).

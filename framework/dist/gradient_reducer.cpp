@@ -25,6 +25,13 @@ class GradientReducer::Hook : public torch::autograd::FunctionPostHook {
   std::size_t index_;
 };
 
+int64_t gradient_bucket_bytes(int configured_mb, const Communicator& communicator) {
+  constexpr int kNcclDefaultMb = 128;
+  constexpr int kMpiDefaultMb = 25;
+  const int mb = configured_mb > 0 ? configured_mb : communicator.backend() == "nccl" ? kNcclDefaultMb : kMpiDefaultMb;
+  return static_cast<int64_t>(mb) * 1024 * 1024;
+}
+
 GradientReducer::GradientReducer(const std::vector<torch::Tensor>& parameters, const std::vector<int64_t>& offsets,
                                  torch::Tensor flat_grads, Communicator& communicator, int64_t bucket_bytes)
     : communicator_(communicator), flat_grads_(std::move(flat_grads)) {
@@ -115,9 +122,9 @@ void GradientReducer::launch(Bucket& bucket) {
   if (!slice.device().is_cpu() && communicator_.backend() == "mpi") {
     // MPI takes host memory only: stage the bucket (copied back in finish()).
     bucket.host_copy = slice.to(torch::kCPU);
-    bucket.collective = communicator_.allreduce_sum_async(bucket.host_copy);
+    bucket.collective = communicator_.allreduce_async(bucket.host_copy, ReduceOp::kAverage);
   } else {
-    bucket.collective = communicator_.allreduce_sum_async(slice);
+    bucket.collective = communicator_.allreduce_async(slice, ReduceOp::kAverage);
   }
 }
 
@@ -147,7 +154,6 @@ void GradientReducer::finish() {
       bucket.host_copy = torch::Tensor();
     }
   }
-  flat_grads_.div_(communicator_.world_size());
   finished_ = true;
 }
 

@@ -9,8 +9,9 @@
 /// reverse order of the forward, so the first bucket is ready first) and launched strictly in
 /// bucket order, so every rank issues the same collectives in the same order whatever the order
 /// its hooks fire in. A bucket whose parameters got no gradient in this backward (unused in the
-/// forward) is launched by finish(). The result equals a sum-allreduce of the whole buffer
-/// divided by the world size (allreduce_gradients), element for element.
+/// forward) is launched by finish(). Each bucket is averaged by the collective itself
+/// (ReduceOp::kAverage); the result equals allreduce_gradients of the whole buffer element for
+/// element.
 ///
 /// Gradient accumulation: only the backward of the last micro-batch of a step syncs
 /// (`prepare_backward(true)`); earlier micro-batches just accumulate locally (DDP's no_sync), so
@@ -25,6 +26,10 @@
 #include "framework/dist/communicator.h"
 
 namespace sdtrain {
+
+/// The gradient bucket size in bytes for `configured_mb` (distributed.bucket_size_mb) on
+/// `communicator`: 0 means the backend's default, 128 MB for NCCL and 25 MB for MPI.
+int64_t gradient_bucket_bytes(int configured_mb, const Communicator& communicator);
 
 class GradientReducer {
  public:
@@ -44,8 +49,8 @@ class GradientReducer {
   /// communication; gradients accumulate locally).
   void prepare_backward(bool sync);
 
-  /// After the syncing backward: launches the buckets not launched yet (in order), waits for all,
-  /// and divides the buffer by the world size, so it holds the mean over ranks. Also valid
+  /// After the syncing backward: launches the buckets not launched yet (in order) and waits for
+  /// all, so the buffer holds the mean over ranks. Also valid
   /// without any syncing backward (then it reduces everything here, without overlap).
   void finish();
 

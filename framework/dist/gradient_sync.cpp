@@ -32,9 +32,9 @@ void allreduce_gradients(torch::Tensor& grads, Communicator& communicator, int64
   const int64_t bucket = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(grads.element_size()));
   for (int64_t start = 0; start < grads.numel(); start += bucket) {
     torch::Tensor slice = grads.narrow(0, start, std::min(bucket, grads.numel() - start));
-    stage_through_host_for_mpi(slice, communicator, [&](torch::Tensor& t) { communicator.allreduce_sum(t); });
+    stage_through_host_for_mpi(slice, communicator,
+                               [&](torch::Tensor& t) { communicator.allreduce_async(t, ReduceOp::kAverage)->wait(); });
   }
-  grads.div_(communicator.world_size());
 }
 
 }  // namespace sdtrain

@@ -48,14 +48,16 @@ class MpiCommunicator : public Communicator {
   int world_size() const override { return info_.world_size; }
   std::string backend() const override { return "mpi"; }
 
-  void allreduce_sum(torch::Tensor& tensor) override { allreduce_sum_async(tensor)->wait(); }
+  void allreduce_sum(torch::Tensor& tensor) override { allreduce_async(tensor, ReduceOp::kSum)->wait(); }
 
-  std::unique_ptr<PendingCollective> allreduce_sum_async(const torch::Tensor& tensor) override {
+  std::unique_ptr<PendingCollective> allreduce_async(const torch::Tensor& tensor, ReduceOp op) override {
     check_cpu(tensor, "allreduce");
     const long long sequence = enter();
-    if (info_.world_size == 1) return std::make_unique<MpiPending>(*this, std::string());  // already complete
+    // World size 1: already complete (the average of one rank is its own tensor).
+    if (info_.world_size == 1) return std::make_unique<MpiPending>(*this, std::string());
     auto pending = std::make_unique<MpiPending>(*this, "allreduce of " + std::to_string(tensor.numel()) + " elements");
     pending->sequence = sequence;
+    if (op == ReduceOp::kAverage) pending->average_over = tensor;
     MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()), mpi_type(tensor), MPI_SUM,
                    MPI_COMM_WORLD, &pending->request);
     return pending;
@@ -93,7 +95,9 @@ class MpiCommunicator : public Communicator {
     wait(request, sequence, what, timeout_s, setting);
   }
 
-  /// A started MPI_Iallreduce; its wait() is the blocking collectives' wait.
+  /// A started MPI_Iallreduce; its wait() is the blocking collectives' wait. For an average,
+  /// wait() divides the sum by the world size (once; test() only reports completion, so the
+  /// caller never sees a half-finished result as finished).
   struct MpiPending : PendingCollective {
     MpiPending(MpiCommunicator& owner, std::string description) : communicator(owner), what(std::move(description)) {}
     bool test() override {
@@ -106,11 +110,17 @@ class MpiCommunicator : public Communicator {
       if (request != MPI_REQUEST_NULL) {
         communicator.wait(request, sequence, what, communicator.timeout_s_, kCollectiveTimeoutSetting);
       }
+      if (average_over.defined()) {
+        torch::NoGradGuard no_grad;
+        average_over.div_(communicator.info_.world_size);
+        average_over = torch::Tensor();
+      }
     }
     MpiCommunicator& communicator;
     std::string what;
     long long sequence = 0;
     MPI_Request request = MPI_REQUEST_NULL;
+    torch::Tensor average_over;  // the tensor to divide by the world size once complete, if any
   };
 
   /// Counts collectives (every rank issues the same sequence, at any world size) and passes the

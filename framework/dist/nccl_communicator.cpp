@@ -70,16 +70,16 @@ class NcclCommunicator : public Communicator {
     });
   }
 
-  std::unique_ptr<PendingCollective> allreduce_sum_async(const torch::Tensor& tensor) override {
+  std::unique_ptr<PendingCollective> allreduce_async(const torch::Tensor& tensor, ReduceOp op) override {
     enter();
-    if (tensor.device().is_cpu()) return host_->allreduce_sum_async(tensor);
+    if (tensor.device().is_cpu()) return host_->allreduce_async(tensor, op);
     check_tensor(tensor, "allreduce");
     const ncclDataType_t type = nccl_type(tensor.scalar_type());
     auto pending = std::make_unique<NcclPending>(*this, describe("allreduce", tensor));
     c10::cuda::CUDAGuard guard(device_);
     enqueue(pending->what, timeout_s_, [&] {
-      return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()), type, ncclSum,
-                           comm_, stream_);
+      return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()), type,
+                           op == ReduceOp::kAverage ? ncclAvg : ncclSum, comm_, stream_);
     });
     check_cuda(cudaEventCreateWithFlags(&pending->done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
     check_cuda(cudaEventRecord(pending->done, stream_), "cudaEventRecord");

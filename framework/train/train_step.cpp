@@ -46,7 +46,7 @@ TrainStep::TrainStep(Model& model, FlatParameters& parameters, Communicator& com
       world_size_(communicator.world_size()) {
   gradient_reducer_ = std::make_unique<GradientReducer>(
       parameters_.tensors(), parameters_.offsets(), parameters_.grads(), communicator_,
-      static_cast<int64_t>(config_.distributed().bucket_size_mb()) * 1024 * 1024);
+      gradient_bucket_bytes(config_.distributed().bucket_size_mb(), communicator_));
   const std::vector<AdamWSegment> segments = adamw_segments(parameters_, config_.optimizer());
   if (config_.distributed().zero_stage1()) {
     sharded_optimizer_ =

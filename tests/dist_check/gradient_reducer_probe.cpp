@@ -25,9 +25,10 @@ class CountingCommunicator : public sdtrain::Communicator {
   int rank() const override { return inner_.rank(); }
   int world_size() const override { return inner_.world_size(); }
   void allreduce_sum(torch::Tensor& tensor) override { inner_.allreduce_sum(tensor); }
-  std::unique_ptr<sdtrain::PendingCollective> allreduce_sum_async(const torch::Tensor& tensor) override {
+  std::unique_ptr<sdtrain::PendingCollective> allreduce_async(const torch::Tensor& tensor,
+                                                              sdtrain::ReduceOp op) override {
     ++started;
-    return inner_.allreduce_sum_async(tensor);
+    return inner_.allreduce_async(tensor, op);
   }
   void broadcast(torch::Tensor& tensor, int root) override { inner_.broadcast(tensor, root); }
   void barrier() override { inner_.barrier(); }
