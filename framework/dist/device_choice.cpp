@@ -1,5 +1,6 @@
 #include "framework/dist/device_choice.h"
 
+#include <ATen/Context.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
 
@@ -24,6 +25,13 @@ void make_current_device(const torch::Device& device) {
   // The device-generic form of c10::cuda::set_device: the same call, and it compiles against the
   // CPU wheel's headers too.
   c10::impl::getDeviceGuardImpl(device.type())->setDevice(device);
+}
+
+void apply_cuda_math_settings(const torch::Device& device, bool allow_tf32, bool cudnn_benchmark) {
+  if (!device.is_cuda()) return;
+  at::globalContext().setAllowTF32CuBLAS(allow_tf32);
+  at::globalContext().setAllowTF32CuDNN(allow_tf32);
+  at::globalContext().setBenchmarkCuDNN(cudnn_benchmark);
 }
 
 }  // namespace sdtrain

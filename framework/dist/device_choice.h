@@ -19,4 +19,9 @@ torch::Device pick_device(const std::string& wanted, int local_rank);
 /// Call it right after pick_device, before anything touches CUDA.
 void make_current_device(const torch::Device& device);
 
+/// For a CUDA `device`, sets the process-wide CUDA math options (run.allow_tf32: TensorFloat-32
+/// for float32 matmuls and cuDNN convolutions; run.cudnn_benchmark: cuDNN's algorithm search per
+/// input shape). Leaves them untouched for the CPU, where they mean nothing.
+void apply_cuda_math_settings(const torch::Device& device, bool allow_tf32, bool cudnn_benchmark);
+
 }  // namespace sdtrain

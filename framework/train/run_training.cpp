@@ -51,6 +51,12 @@ int run_training(const LoadedConfig& loaded) {
   try {
     const torch::Device device = pick_device(loaded.config.run().device(), info.local_rank);
     make_current_device(device);
+    const RunConfig& run = loaded.config.run();
+    apply_cuda_math_settings(device, run.allow_tf32(), run.cudnn_benchmark());
+    if (device.is_cuda()) {
+      SDTRAIN_LOG(INFO) << "CUDA math: TF32 " << (run.allow_tf32() ? "on" : "off") << ", cuDNN benchmark "
+                        << (run.cudnn_benchmark() ? "on" : "off");
+    }
     communicator = make_communicator(communicator_backend(loaded.config.distributed().backend()), info, device,
                                      loaded.config.distributed().collective_timeout_s());
     SDTRAIN_LOG(INFO) << "collectives: " << communicator->backend();
