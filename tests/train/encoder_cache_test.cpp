@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 #include <google/protobuf/text_format.h>
 
+#include <ATen/autocast_mode.h>
+
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -18,6 +21,7 @@
 #include "framework/data/tensor_cache.h"
 #include "framework/dist/process_group.h"
 #include "framework/log/logger.h"
+#include "framework/train/autocast.h"
 #include "framework/train/trainer.h"
 #include "plugins/builtin_plugins.h"
 #include "plugins/datasets/datasets.pb.h"
@@ -46,11 +50,13 @@ StableDiffusionOptions tiny_options(const std::string& extra) {
 
 /// The same random weights for the same seed (as a run initialises them from run.seed).
 std::unique_ptr<StableDiffusionModel> make_model(const std::string& extra, uint64_t seed = 3,
-                                                 const fs::path& base_dir = ".") {
+                                                 const fs::path& base_dir = ".",
+                                                 torch::ScalarType compute_dtype = torch::kFloat32) {
   anchor_builtin_plugins();
   torch::manual_seed(seed);
   PluginContext context;
   context.base_dir = base_dir.string();
+  context.compute_dtype = compute_dtype;
   StableDiffusionOptions options = tiny_options(extra);
   if (options.first_stage() == StableDiffusionOptions::PIXELS) {
     options.mutable_unet()->set_in_channels(3);
@@ -476,6 +482,42 @@ TEST(EncoderCache, TrainerRunsLogHitsAndMissesPerEpoch) {
   EXPECT_EQ(count_occurrences(text, "cache, epoch 0 (this rank): latents 4 hits, 0 misses (encoded and stored)"), 1)
       << text;
   EXPECT_NE(text.find("text embeddings 4 hits, 0 misses"), std::string::npos) << text;
+}
+
+// frozen_in_compute_dtype: a bf16 run holds the autoencoder and the text encoder in bf16 and runs
+// them without autocast (diffusers' weight_dtype); the UNet stays float32 (its master weights), the
+// loss is the autocast one's within bf16 rounding, and an fp32 run or the option off changes nothing.
+TEST(FrozenInComputeDtype, Bf16RunHoldsTheFrozenPartsInBf16WithTheSameLoss) {
+  const auto dtypes = [](StableDiffusionModel& model) {
+    const SdNetworks& networks = model.networks();
+    return std::vector<torch::ScalarType>{networks.unet->parameters().front().scalar_type(),
+                                          networks.vae->parameters().front().scalar_type(),
+                                          networks.text_encoder->parameters().front().scalar_type()};
+  };
+  auto low = make_model("", 3, ".", torch::kBFloat16);
+  auto autocast_only = make_model("frozen_in_compute_dtype: false", 3, ".", torch::kBFloat16);
+  auto fp32 = make_model("", 3, ".", torch::kFloat32);
+  EXPECT_EQ(dtypes(*low), (std::vector<torch::ScalarType>{torch::kFloat32, torch::kBFloat16, torch::kBFloat16}));
+  EXPECT_EQ(dtypes(*autocast_only), std::vector<torch::ScalarType>(3, torch::kFloat32));
+  EXPECT_EQ(dtypes(*fp32), std::vector<torch::ScalarType>(3, torch::kFloat32));
+
+  Batch batch;
+  torch::manual_seed(7);
+  batch.pixels = torch::rand({2, 3, 32, 32}) * 2 - 1;
+  batch.seeds = {11, 12};
+  batch.captions = {"a red square", "a blue square"};
+  double losses[2];
+  StableDiffusionModel* models[2] = {low.get(), autocast_only.get()};
+  for (int i = 0; i < 2; ++i) {
+    AutocastScope autocast(BF16, torch::Device(torch::kCPU));
+    const torch::Tensor loss = models[i]->training_loss(batch);
+    EXPECT_EQ(loss.scalar_type(), torch::kFloat32);
+    losses[i] = loss.item<double>();
+  }
+  EXPECT_TRUE(std::isfinite(losses[0]));
+  EXPECT_NEAR(losses[0], losses[1], 0.02 * std::abs(losses[1])) << "bf16 parts " << losses[0] << ", autocast "
+                                                                 << losses[1];
+  EXPECT_FALSE(at::autocast::is_autocast_enabled(at::kCPU)) << "the scopes restored autocast";
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "framework/train/autocast.h"
 #include "framework/train/checkpoint_snapshot.h"
 #include "framework/util/strings.h"
+#include "plugins/models/stable_diffusion/modules/module_cast.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
 #include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
@@ -63,6 +64,8 @@ std::unique_ptr<SdPipeline> SdPipeline::load_checkpoint(const std::string& folde
   if (spec.has_options() && !spec.options().UnpackTo(&options)) {
     throw FormatError(folder + ": model.options is not a StableDiffusionOptions message");
   }
+  // Sampling chooses its own precision (to()): the frozen parts as loaded, not at the run's.
+  options.set_frozen_in_compute_dtype(false);
   PluginContext context;
   context.compute_dtype = autocast_dtype(snapshot.config.precision());
   context.max_steps = snapshot.config.run().max_steps();
@@ -126,18 +129,9 @@ std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_e
 }
 
 void SdPipeline::to(const torch::Device& device, torch::ScalarType dtype) {
-  // Module::to(device, dtype) would cast integer buffers too; only floating-point ones change type.
-  torch::NoGradGuard no_grad;
-  std::vector<torch::nn::Module*> modules{networks_.unet.get(), networks_.text_encoder.get()};
-  if (!networks_.vae.is_empty()) modules.push_back(networks_.vae.get());  // pixel-space models have none
-  for (torch::nn::Module* module : modules) {
-    for (auto& tensor : module->parameters()) {
-      tensor.set_data(tensor.is_floating_point() ? tensor.to(device, dtype) : tensor.to(device));
-    }
-    for (auto& tensor : module->buffers()) {
-      tensor.set_data(tensor.is_floating_point() ? tensor.to(device, dtype) : tensor.to(device));
-    }
-  }
+  cast_floating(*networks_.unet, device, dtype);
+  cast_floating(*networks_.text_encoder, device, dtype);
+  if (!networks_.vae.is_empty()) cast_floating(*networks_.vae, device, dtype);  // pixel-space models have none
 }
 
 }  // namespace sdtrain

@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "framework/config/config_loader.h"
+#include "plugins/models/stable_diffusion/modules/module_cast.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/sd_export.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights.h"
@@ -94,6 +95,13 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
   if (networks_.vae) {
     for (auto& parameter : networks_.vae->parameters()) parameter.set_requires_grad(false);
     networks_.vae->eval();
+  }
+  frozen_in_compute_dtype_ = options.frozen_in_compute_dtype() && context.compute_dtype != torch::kFloat32;
+  if (frozen_in_compute_dtype_) {
+    cast_floating(*networks_.text_encoder, torch::kCPU, context.compute_dtype);
+    if (networks_.vae) cast_floating(*networks_.vae, torch::kCPU, context.compute_dtype);
+    SDTRAIN_LOG(INFO) << "frozen text encoder" << (networks_.vae ? " and autoencoder" : "") << " held in "
+                      << c10::toString(context.compute_dtype) << " (frozen_in_compute_dtype)";
   }
   setup_caches(context);
 }
@@ -226,8 +234,7 @@ torch::Tensor StableDiffusionModel::posterior_moments(const Batch& batch, const 
             : pixels.index_select(0, torch::tensor(rows, torch::kInt64).to(pixels.device()));
     // The moments exactly as DiagonalGaussian holds them (mean, clamped log-variance): rebuilding
     // the posterior from them gives the same tensors, cached or not.
-    const DiagonalGaussian posterior = networks_.vae->encode(selected);
-    const torch::Tensor encoded = torch::cat({posterior.mean(), posterior.logvar()}, 1);
+    const torch::Tensor encoded = encode_moments(selected);
     // Nothing cached: the batch as it is, in the standard layout that stacking cached rows gives
     // too (the encoder's output may come channels-last, which changes the UNet's rounding).
     if (static_cast<int64_t>(to_encode.size()) == size && !use_cache) return encoded.contiguous();
@@ -241,9 +248,25 @@ torch::Tensor StableDiffusionModel::posterior_moments(const Batch& batch, const 
   return torch::stack(moments);
 }
 
+torch::Tensor StableDiffusionModel::encode_moments(const torch::Tensor& pixels) {
+  if (!frozen_in_compute_dtype_) {
+    const DiagonalGaussian posterior = networks_.vae->encode(pixels);
+    return torch::cat({posterior.mean(), posterior.logvar()}, 1);
+  }
+  AutocastDisabled plain(device_.type());
+  const DiagonalGaussian posterior = networks_.vae->encode(pixels.to(context_.compute_dtype));
+  return torch::cat({posterior.mean(), posterior.logvar()}, 1).to(torch::kFloat32);
+}
+
+torch::Tensor StableDiffusionModel::encode_captions(const std::vector<std::string>& captions) {
+  if (!frozen_in_compute_dtype_) return encode_prompts(networks_, captions, device_);
+  AutocastDisabled plain(device_.type());
+  return encode_prompts(networks_, captions, device_).to(torch::kFloat32);
+}
+
 torch::Tensor StableDiffusionModel::text_context(const Batch& batch) {
   torch::NoGradGuard no_grad;
-  if (!text_cache_) return encode_prompts(networks_, batch.captions, device_);
+  if (!text_cache_) return encode_captions(batch.captions);
   TORCH_CHECK(autocast_tag(device_) == text_cache_->precision(), "stable_diffusion: the text cache holds ",
               text_cache_->precision(), " encoder outputs but training_loss runs in ", autocast_tag(device_));
   std::unordered_map<std::string, torch::Tensor> embeddings;
@@ -263,7 +286,7 @@ torch::Tensor StableDiffusionModel::text_context(const Batch& batch) {
     embeddings[caption] = found;  // undefined until encoded below
   }
   if (!missing.empty()) {
-    const torch::Tensor encoded = encode_prompts(networks_, missing, device_);
+    const torch::Tensor encoded = encode_captions(missing);
     for (std::size_t j = 0; j < missing.size(); ++j) {
       embeddings[missing[j]] = encoded[static_cast<int64_t>(j)];
       text_cache_->store(missing[j], embeddings[missing[j]]);

@@ -18,7 +18,9 @@ class StableDiffusionModel : public Model {
  public:
   /// Builds the networks from `options` (sizes; SD v1 when unset), loads options.weights when
   /// given (non-strict unless strict_weights; mismatches are logged by name), freezes the text
-  /// encoder and the autoencoder. Throws ConfigError naming the option at fault.
+  /// encoder and the autoencoder, and casts them to context.compute_dtype when that is bf16/fp16
+  /// and options.frozen_in_compute_dtype (exports then hold them at that precision, as diffusers'
+  /// train_text_to_image.py saves them). Throws ConfigError naming the option at fault.
   StableDiffusionModel(const StableDiffusionOptions& options, const PluginContext& context);
 
   torch::nn::Module& trainable_module() override { return *networks_.unet; }
@@ -70,6 +72,11 @@ class StableDiffusionModel : public Model {
   torch::Tensor posterior_moments(const Batch& batch, const torch::Tensor& pixels);
   /// The UNet's context [B, 77, hidden] for the batch's captions, through the text cache if on.
   torch::Tensor text_context(const Batch& batch);
+  /// The autoencoder's posterior moments (mean, clamped log-variance) of `pixels`, and the text
+  /// encoder's last hidden state for `captions`: under the run's autocast, or, with
+  /// frozen_in_compute_dtype_, in the parts' own precision with autocast off, returned as float32.
+  torch::Tensor encode_moments(const torch::Tensor& pixels);
+  torch::Tensor encode_captions(const std::vector<std::string>& captions);
   /// Adds one to `field` of the epoch and total counts, for training-loader batches only.
   void count(const Batch& batch, int64_t SdCacheCounts::*field);
 
@@ -87,6 +94,7 @@ class StableDiffusionModel : public Model {
   SdCacheCounts epoch_counts_;
   SdCacheCounts total_counts_;
   bool warned_uncacheable_ = false;
+  bool frozen_in_compute_dtype_ = false;  ///< options.frozen_in_compute_dtype with a bf16/fp16 run
 };
 
 }  // namespace sdtrain
