@@ -122,7 +122,10 @@ void TrainStep::accumulate(Batch& batch, bool ends_step) {
   } else {
     (loss / accumulation).backward();
   }
-  loss_sum_ += loss.item<double>();
+  // Summed on the loss's device, read once per step in finish(): on CUDA an item() here would
+  // make the host wait for every micro-batch's forward. float64, as the host sum it replaces.
+  const torch::Tensor loss_value = loss.detach().to(torch::kFloat64);
+  loss_sum_ = loss_sum_.defined() ? loss_sum_ + loss_value : loss_value;
   ++micro_batches_;
 }
 
@@ -132,7 +135,8 @@ StepOutcome TrainStep::finish(int64_t steps_done) {
   gradient_reducer_->finish();
 
   // Mean of the micro-batch losses, averaged over ranks (for logging only).
-  torch::Tensor loss_stats = torch::tensor({loss_sum_, static_cast<double>(micro_batches_)}, torch::kFloat64);
+  torch::Tensor loss_stats = torch::tensor({0.0, static_cast<double>(micro_batches_)}, torch::kFloat64);
+  if (loss_sum_.defined()) loss_stats.select(0, 0).copy_(loss_sum_);  // the step's one wait for the losses
   communicator_.allreduce_sum(loss_stats);
   StepOutcome outcome;
   StepMetrics& metrics = outcome.metrics;
@@ -172,7 +176,7 @@ StepOutcome TrainStep::finish(int64_t steps_done) {
   metrics.step_time_s = now_s() - step_start_s_;
   metrics.images_per_s = metrics.step_time_s > 0 ? outcome.images / metrics.step_time_s : 0;
   metrics.peak_device_memory_bytes = peak_device_memory_bytes(device_);
-  loss_sum_ = 0;
+  loss_sum_ = torch::Tensor();
   micro_batches_ = 0;
   return outcome;
 }

@@ -93,7 +93,7 @@ class TrainStep {
   std::unique_ptr<DynamicLossScaler> loss_scaler_;
   std::vector<std::unique_ptr<Stateful>> checkpoint_parts_;
 
-  double loss_sum_ = 0;
+  torch::Tensor loss_sum_;  ///< float64 sum of the micro-batch losses on the device (undefined: none)
   int micro_batches_ = 0;
   double step_start_s_ = 0;
   int consecutive_skips_ = 0;

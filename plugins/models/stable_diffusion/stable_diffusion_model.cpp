@@ -298,6 +298,45 @@ torch::Tensor StableDiffusionModel::text_context(const Batch& batch) {
   return torch::stack(rows);
 }
 
+StableDiffusionModel::SampleDraws StableDiffusionModel::draw_per_sample(std::vector<at::Generator>& generators,
+                                                                       const std::vector<int64_t>& latent_shape,
+                                                                       bool posterior) const {
+  const auto size = static_cast<int64_t>(generators.size());
+  int64_t per_sample = 1;
+  for (const int64_t extent : latent_shape) per_sample *= extent;
+  const int64_t noise_begin = posterior ? size * per_sample : 0;
+  const int64_t timesteps_begin = noise_begin + size * per_sample;
+  // One host buffer (pinned for a GPU) holds every draw, so that one non-blocking copy moves
+  // them all; the timesteps travel as float32, exact below 2^24.
+  torch::Tensor host = torch::empty({timesteps_begin + size}, torch::TensorOptions()
+                                                                  .dtype(torch::kFloat32)
+                                                                  .pinned_memory(device_.is_cuda()));
+  const int64_t num_timesteps = noise_scheduler_->num_train_timesteps();
+  for (int64_t i = 0; i < size; ++i) {
+    at::Generator& generator = generators[static_cast<std::size_t>(i)];
+    if (posterior) {
+      const torch::Tensor posterior_noise = torch::randn(latent_shape, generator, torch::kFloat32);
+      host.narrow(0, i * per_sample, per_sample).copy_(posterior_noise.flatten());
+    }
+    torch::Tensor sample_noise = torch::randn(latent_shape, generator, torch::kFloat32);
+    if (options_.noise_offset() != 0) {
+      const torch::Tensor offset = torch::randn({latent_shape[0], 1, 1}, generator, torch::kFloat32);
+      sample_noise = sample_noise + options_.noise_offset() * offset;
+    }
+    host.narrow(0, noise_begin + i * per_sample, per_sample).copy_(sample_noise.flatten());
+    const int64_t timestep = torch::randint(0, num_timesteps, {1}, generator, torch::kInt64).item<int64_t>();
+    host[timesteps_begin + i] = static_cast<double>(timestep);
+  }
+  const torch::Tensor on_device = host.to(device_, /*non_blocking=*/true);
+  std::vector<int64_t> batch_shape{size};
+  batch_shape.insert(batch_shape.end(), latent_shape.begin(), latent_shape.end());
+  SampleDraws draws;
+  if (posterior) draws.posterior_noise = on_device.narrow(0, 0, size * per_sample).view(batch_shape);
+  draws.noise = on_device.narrow(0, noise_begin, size * per_sample).view(batch_shape);
+  draws.timesteps = on_device.narrow(0, timesteps_begin, size).to(torch::kInt64);
+  return draws;
+}
+
 torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
   TORCH_CHECK(batch.pixels.defined() && !batch.seeds.empty() && batch.captions.size() == batch.seeds.size(),
               "stable_diffusion: a training batch needs pixels, one seed and one caption per sample");
@@ -315,28 +354,15 @@ torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
     latent_shape = {pixels.size(1), pixels.size(2), pixels.size(3)};
   }
 
+  const SampleDraws draws = draw_per_sample(generators, latent_shape, /*posterior=*/static_cast<bool>(networks_.vae));
   torch::Tensor latents = pixels;
   if (networks_.vae) {
-    std::vector<torch::Tensor> posterior_noise;
-    for (auto& generator : generators) posterior_noise.push_back(torch::randn(latent_shape, generator, torch::kFloat32));
     torch::NoGradGuard no_grad;
     const DiagonalGaussian posterior(moments);
-    latents = posterior.sample_with_noise(torch::stack(posterior_noise).to(device_)) * networks_.scaling_factor;
+    latents = posterior.sample_with_noise(draws.posterior_noise) * networks_.scaling_factor;
   }
-
-  std::vector<torch::Tensor> noise;
-  std::vector<int64_t> timesteps;
-  const int64_t num_timesteps = noise_scheduler_->num_train_timesteps();
-  for (auto& generator : generators) {
-    torch::Tensor sample_noise = torch::randn(latent_shape, generator, torch::kFloat32);
-    if (options_.noise_offset() != 0) {
-      sample_noise = sample_noise + options_.noise_offset() * torch::randn({latent_shape[0], 1, 1}, generator, torch::kFloat32);
-    }
-    noise.push_back(sample_noise);
-    timesteps.push_back(torch::randint(0, num_timesteps, {1}, generator, torch::kInt64).item<int64_t>());
-  }
-  const torch::Tensor noise_batch = torch::stack(noise).to(device_);
-  const torch::Tensor t = torch::tensor(timesteps, torch::kInt64).to(device_);
+  const torch::Tensor& noise_batch = draws.noise;
+  const torch::Tensor& t = draws.timesteps;
 
   const torch::Tensor context = text_context(batch);
   const torch::Tensor noisy = noise_scheduler_->add_noise(latents, noise_batch, t);

@@ -77,6 +77,14 @@ class StableDiffusionModel : public Model {
   /// frozen_in_compute_dtype_, in the parts' own precision with autocast off, returned as float32.
   torch::Tensor encode_moments(const torch::Tensor& pixels);
   torch::Tensor encode_captions(const std::vector<std::string>& captions);
+  /// Each sample's draws from its generator, in training_loss's order, on the model's device.
+  struct SampleDraws {
+    torch::Tensor posterior_noise;  ///< [B, latent_shape...], VAE only
+    torch::Tensor noise;            ///< [B, latent_shape...]
+    torch::Tensor timesteps;        ///< [B] int64
+  };
+  SampleDraws draw_per_sample(std::vector<at::Generator>& generators, const std::vector<int64_t>& latent_shape,
+                              bool posterior) const;
   /// Adds one to `field` of the epoch and total counts, for training-loader batches only.
   void count(const Batch& batch, int64_t SdCacheCounts::*field);
 
