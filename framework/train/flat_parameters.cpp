@@ -1,5 +1,7 @@
 #include "framework/train/flat_parameters.h"
 
+#include <c10/util/strides.h>
+
 #include "framework/util/strings.h"
 #include "sdtrain/errors.h"
 
@@ -24,6 +26,12 @@ FlatParameters::FlatParameters(torch::nn::Module& module, const std::vector<Para
       names_.push_back(name);
       offsets_.push_back(total);
       shapes_.push_back(parameter.sizes().vec());
+      // A dense parameter keeps its strides (channels-last weights stay channels-last); any
+      // other is stored row-major.
+      const bool dense = parameter.is_non_overlapping_and_dense();
+      const c10::DimVector row_major = c10::contiguous_strides(parameter.sizes());
+      strides_.push_back(dense ? parameter.strides().vec() : std::vector<int64_t>(row_major.begin(), row_major.end()));
+      reordered_ = reordered_ || (dense && !parameter.is_contiguous());
       total += parameter.numel();
       parameters.push_back(parameter);
     }
@@ -61,7 +69,9 @@ FlatParameters::FlatParameters(torch::nn::Module& module, const std::vector<Para
 torch::Tensor FlatParameters::view(const torch::Tensor& flat, std::size_t index) const {
   int64_t numel = 1;
   for (int64_t size : shapes_[index]) numel *= size;
-  return flat.narrow(0, offsets_[index], numel).view(shapes_[index]);
+  return flat.narrow(0, offsets_[index], numel).as_strided(shapes_[index], strides_[index]);
 }
+
+std::string FlatParameters::layout() const { return reordered_ ? "channels-last" : "standard"; }
 
 }  // namespace sdtrain

@@ -2,6 +2,9 @@
 /// The trainable parameters of a module re-homed into one contiguous buffer, and their gradients
 /// into another. The optimizer, the EMA, gradient allreduce buckets and checkpoints then work on a
 /// few large tensors instead of ~700 small ones (one fused update instead of a per-tensor loop).
+/// A 4-D parameter that is channels-last (UNet2DConditionConfig.channels_last) keeps that memory
+/// layout inside the buffers: its value and gradient views have channels-last strides, so the
+/// convolutions read their weights as they are and gradients accumulate without strided copies.
 #include <string>
 #include <vector>
 
@@ -47,13 +50,20 @@ class FlatParameters {
   /// Zeroes the gradients in place (keeping the views).
   void zero_grad() { grads_.zero_(); }
 
-  /// The view of parameter `index` in `flat` (any tensor laid out like values()).
+  /// The view of parameter `index` in `flat` (any tensor laid out like values()), with the
+  /// parameter's own strides (channels-last ones where the parameter had them).
   torch::Tensor view(const torch::Tensor& flat, std::size_t index) const;
+  /// How the flat buffers order the parameters' elements: "standard" (each parameter row-major),
+  /// or "channels-last" when some are stored in another memory order (channels-last 4-D
+  /// weights). A flat state (the optimizer's moments) is only meaningful for the same layout.
+  std::string layout() const;
 
  private:
   std::vector<std::string> names_;
   std::vector<int64_t> offsets_;
   std::vector<std::vector<int64_t>> shapes_;
+  std::vector<std::vector<int64_t>> strides_;  ///< per parameter: its strides (dense), kept in the buffers
+  bool reordered_ = false;                     ///< some parameter's memory order is not the standard one
   std::vector<torch::Tensor> parameters_;
   std::vector<FlatGroup> groups_;
   torch::Tensor values_;

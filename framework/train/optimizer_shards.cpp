@@ -56,7 +56,8 @@ void OptimizerShardState::save_state(CheckpointWriter& out) {
                      {"begin", std::to_string(mine.begin)},
                      {"end", std::to_string(mine.end)},
                      {"numel", std::to_string(numel_)},
-                     {"adam_step", std::to_string(held_.step_count())}});
+                     {"adam_step", std::to_string(held_.step_count())},
+                     {"layout", layout_}});
 }
 
 std::vector<int> optimizer_shards_to_read(int world_size, int64_t numel, int64_t held_begin, int64_t held_end) {
@@ -93,6 +94,13 @@ void OptimizerShardState::load_state(const CheckpointReader& in) {
                         std::to_string(metadata_int(reader, "end")) + "), expected [" + std::to_string(range.begin) +
                         ", " + std::to_string(range.end) + ") for rank " + std::to_string(rank) + " of " +
                         std::to_string(world_size));
+    }
+    const auto layout = reader.metadata().find("layout");
+    const std::string written_layout = layout == reader.metadata().end() ? "standard" : layout->second;
+    if (written_layout != layout_) {
+      throw FormatError(reader.path() + ": the optimizer state is ordered for " + written_layout +
+                        " parameters, this run stores them " + layout_ +
+                        " (resume with the unet's channels_last as the run that wrote the checkpoint)");
     }
     const int64_t step = metadata_int(reader, "adam_step");
     if (adam_step >= 0 && step != adam_step) {

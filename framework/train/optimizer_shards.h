@@ -6,7 +6,8 @@
 /// writes its slice to optimizer-rank-<r:05>-of-<W:05>.safetensors:
 ///   exp_avg, exp_avg_sq   1-D, elements [begin, end) of the flat state, in the state's dtype
 ///   __metadata__          format "sdtrain-optimizer-shard-1", rank, world_size, begin, end, numel,
-///                         adam_step (the step count AdamW's bias correction uses)
+///                         adam_step (the step count AdamW's bias correction uses), layout
+///                         (FlatParameters::layout(); a shard without it is "standard")
 /// With ZeRO-1 that slice is exactly the state the rank keeps; without it every rank keeps the
 /// whole (replicated) state and still writes only its slice, so the writing is spread over ranks
 /// and nothing is gathered.
@@ -16,6 +17,7 @@
 /// overlapping bytes of each file are read (the files are memory-mapped).
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "framework/checkpoint/stateful.h"
@@ -37,11 +39,12 @@ std::vector<int> optimizer_shards_to_read(int world_size, int64_t numel, int64_t
 /// Save: rank r writes its shard_range(numel, r, W) slice (std::logic_error if `held` does not
 /// cover it). Load: fills `held` and its step count from the shards of whatever world size wrote
 /// the checkpoint, verifying each shard it opens; FormatError naming the file when a shard is
-/// missing, describes another state size or range (another model), or disagrees on the step count.
+/// missing, describes another state size or range (another model), another element layout
+/// (channels-last on in one run and off in the other), or disagrees on the step count.
 class OptimizerShardState final : public Stateful {
  public:
-  OptimizerShardState(FlatAdamW& held, int64_t held_begin, int64_t numel)
-      : held_(held), held_begin_(held_begin), numel_(numel) {}
+  OptimizerShardState(FlatAdamW& held, int64_t held_begin, int64_t numel, std::string layout)
+      : held_(held), held_begin_(held_begin), numel_(numel), layout_(std::move(layout)) {}
   void save_state(CheckpointWriter& out) override;
   void load_state(const CheckpointReader& in) override;
 
@@ -49,6 +52,7 @@ class OptimizerShardState final : public Stateful {
   FlatAdamW& held_;
   int64_t held_begin_;
   int64_t numel_;
+  std::string layout_;
 };
 
 }  // namespace sdtrain

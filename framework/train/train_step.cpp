@@ -87,7 +87,8 @@ void TrainStep::add_checkpoint_parts(CheckpointManager& checkpoints) {
   // The AdamW state this rank keeps (ZeRO-1: its slice; otherwise all of it).
   FlatAdamW& kept = sharded_optimizer_ ? sharded_optimizer_->shard() : *optimizer_;
   const int64_t kept_begin = sharded_optimizer_ ? sharded_optimizer_->range().begin : 0;
-  checkpoint_parts_.push_back(std::make_unique<OptimizerShardState>(kept, kept_begin, parameters_.numel()));
+  checkpoint_parts_.push_back(std::make_unique<OptimizerShardState>(kept, kept_begin, parameters_.numel(),
+                                                                    parameters_.layout()));
   checkpoints.add_part("optimizer", *checkpoint_parts_.back());
   if (ema_) {
     checkpoint_parts_.push_back(std::make_unique<EmaState>(parameters_, *ema_));

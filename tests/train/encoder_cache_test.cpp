@@ -520,5 +520,46 @@ TEST(FrozenInComputeDtype, Bf16RunHoldsTheFrozenPartsInBf16WithTheSameLoss) {
   EXPECT_FALSE(at::autocast::is_autocast_enabled(at::kCPU)) << "the scopes restored autocast";
 }
 
+// unet.channels_last changes the order of the flat optimizer state (FlatParameters::layout()), so
+// a resume across that change is refused, naming the shard and the setting.
+TEST(ChannelsLastLayout, AResumeWithAnotherParameterLayoutIsRefusedByName) {
+  const fs::path dir = test::scratch_dir();
+  make_folder(dir / "data", 2);
+  auto comm = make_mpi_communicator(test::process_group().info(), 60.0);
+  auto config_for = [&](bool channels_last, int64_t steps, const std::string& resume) {
+    std::string model = kTinySd;
+    if (channels_last) model.replace(model.find("unet { "), 7, "unet { channels_last: true ");
+    const std::string text =
+        "run { output_dir: \"out\" seed: 3 max_steps: " + std::to_string(steps) +
+        " val_every_n_epochs: 0 checkpoint_every_n_steps: 1 device: \"cpu\" resume: \"" + resume + "\" }\n"
+        "model { type: \"stable_diffusion\" options { [type.googleapis.com/sdtrain.StableDiffusionOptions] {\n" +
+        model + " } } }\n"
+        "data { train { type: \"image_folder\" options { [type.googleapis.com/sdtrain.ImageFolderOptions] {"
+        " root: \"data\" } } } batch_size: 2 num_workers: 1 transforms { resolution: 32 } }\n"
+        "gradient_accumulation_steps: 1\n"
+        "lr_schedule { type: \"constant\" }\n";
+    return load_train_config(test::write_text(dir / "cfg.pbtxt", text), {});
+  };
+  {
+    Trainer trainer(config_for(false, 1, ""), test::process_group().info(), *comm);
+    trainer.fit();
+  }
+  try {
+    Trainer trainer(config_for(true, 2, "auto"), test::process_group().info(), *comm);
+    trainer.fit();
+    FAIL() << "resumed a standard-layout optimizer state into channels-last parameters";
+  } catch (const FormatError& error) {
+    const std::string what = error.what();
+    EXPECT_NE(what.find("optimizer-rank-00000-of-00001.safetensors: the optimizer state is ordered for standard "
+                        "parameters, this run stores them channels-last"),
+              std::string::npos)
+        << what;
+  }
+  // The same setting resumes.
+  Trainer trainer(config_for(false, 2, "auto"), test::process_group().info(), *comm);
+  trainer.fit();
+  EXPECT_EQ(trainer.progress().step, 2);
+}
+
 }  // namespace
 }  // namespace sdtrain
