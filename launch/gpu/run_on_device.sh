@@ -111,8 +111,15 @@ if [[ ! -f $root/.unpacked || $(cat "$root/.unpacked") != "$stamp" ]]; then
   for link in "$lib"/*.so; do
     [[ -L $link && ! -e $link ]] || continue
     stem=$(basename "$link")
-    system=$(ldconfig -p 2>/dev/null | awk -v s="$stem." '/x86-64/ && index($1, s) == 1 {print $NF; exit}') || system=
-    if [[ -n $system ]]; then ln -sfn "$system" "$link"; else say "warning: $link dangles and the machine has no ${stem}.*"; fi
+    # awk reads to the end: leaving early would kill ldconfig with SIGPIPE, and under pipefail
+    # the lookup would then fail at random.
+    system=$(ldconfig -p 2>/dev/null | awk -v s="$stem." '/x86-64/ && index($1, s) == 1 && !found {print $NF; found = 1}') || system=
+    if [[ -n $system ]]; then ln -sfn "$system" "$link"; fi
+  done
+  # Warned only now: a link to another dev link (libpng.so -> libpng16.so) resolves once that one
+  # has been repointed.
+  for link in "$lib"/*.so; do
+    if [[ -L $link && ! -e $link ]]; then say "warning: $link dangles and the machine has no $(basename "$link").*"; fi
   done
   [[ ${#pruned[@]} -gt 0 ]] && say "taken from the machine instead of the bundle: ${pruned[*]}"
   # Debian makes these with update-alternatives, which dpkg -x does not run.
