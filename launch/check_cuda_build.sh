@@ -46,13 +46,8 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$torch_pin" ]]; then
   say "venv ready after $((SECONDS - start)) s"
 fi
 
-# Torch's CMake config links CUDA::nvrtc; a toolkit installed without it (only nvcc and cudart,
-# as on the CI machine) is completed from the nvidia-cuda-nvrtc wheel the CUDA torch depends on.
-cuda_extra=()
-if ! compgen -G "$CUDA_HOME/lib64/libnvrtc.so*" >/dev/null; then
-  nvrtc=$("$python" -c 'import glob, os, nvidia; hits = [h for p in nvidia.__path__ for h in sorted(glob.glob(os.path.join(p, "*", "lib", "libnvrtc.so.*")))]; print(hits[0] if hits else "", end="")' 2>/dev/null || true)
-  if [[ -n $nvrtc ]]; then cuda_extra+=(-DCUDA_nvrtc_LIBRARY="$nvrtc" -DCUDA_NVRTC_LIB="$nvrtc"); fi
-fi
+# Torch's CMake config links CUDA::nvrtc, which a toolkit of only nvcc and cudart lacks.
+mapfile -t cuda_extra < <(bash "$repo/launch/nvrtc_cmake_args.sh" "$python" "$CUDA_HOME")
 
 export CCACHE_BASEDIR=$repo
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}

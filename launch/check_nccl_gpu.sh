@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # On a machine with a GPU: builds the NCCL tests against the torch that is installed there and
 # runs them at world size 1 (a real one-rank NCCL communicator): allreduce/broadcast of
-# float32/float16/bfloat16/float64/int64, barrier, CPU tensors through MPI, refusals, the
-# parameter hash on the device, a collective timeout that must abort naming rank and
-# collective, and the world-size-1 time of allreducing a UNet's gradients in 25 MB buckets.
+# float32/float16/bfloat16/float64/int64 each ordered behind a long kernel on the compute stream
+# (blocking and asynchronous), barrier, CPU tensors through MPI, refusals, a second communicator
+# torn down beside the first, the parameter hash on the device, a collective timeout that must
+# abort naming rank and collective (alone, by launch/gpu/run_nccl_tests.sh), and the world-size-1
+# time of allreducing a UNet's gradients in 25/100/200 MB buckets.
 #   launch/check_nccl_gpu.sh [BUILD_DIR]      (default: build-gpu/)
 # Environment: SDTRAIN_PYTHON (python with CUDA torch; default: python3), CUDA_HOME (toolkit
 # with nvcc, needed by torch's CMake config; default /usr/local/cuda), SDTRAIN_JOBS.
-# Prints the test report; the XML lands in BUILD_DIR/nccl_gpu_tests.xml.
+# Prints the test report; the XML files land in BUILD_DIR (nccl_gpu_*.xml).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,13 +25,8 @@ export CUDAToolkit_ROOT=$CUDA_HOME CUDACXX=$CUDA_HOME/bin/nvcc PATH=$CUDA_HOME/b
   { say "$python has no CUDA torch or sees no GPU"; exit 1; }
 nvidia-smi -L || true
 
-# Torch's CMake config links CUDA::nvrtc; a toolkit installed without it (only nvcc and cudart,
-# as on the CI machine) is completed from the nvidia-cuda-nvrtc wheel the CUDA torch depends on.
-cuda_extra=()
-if ! compgen -G "$CUDA_HOME/lib64/libnvrtc.so*" >/dev/null; then
-  nvrtc=$("$python" -c 'import glob, os, nvidia; hits = [h for p in nvidia.__path__ for h in sorted(glob.glob(os.path.join(p, "*", "lib", "libnvrtc.so.*")))]; print(hits[0] if hits else "", end="")' 2>/dev/null || true)
-  if [[ -n $nvrtc ]]; then cuda_extra+=(-DCUDA_nvrtc_LIBRARY="$nvrtc" -DCUDA_NVRTC_LIB="$nvrtc"); fi
-fi
+# Torch's CMake config links CUDA::nvrtc, which a toolkit of only nvcc and cudart lacks.
+mapfile -t cuda_extra < <(bash "$repo/launch/nvrtc_cmake_args.sh" "$python" "$CUDA_HOME")
 
 mkdir -p "$build_dir"
 cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSDTRAIN_PYTHON="$python" \
@@ -39,6 +36,5 @@ grep 'sdtrain:' "$build_dir/configure.log" >&2
 grep -q 'sdtrain: CUDA ON, NCCL ON' "$build_dir/configure.log" || { say "CUDA/NCCL not ON"; exit 1; }
 cmake --build "$build_dir" --target nccl_gpu_tests -j "$jobs"
 say "built in $((SECONDS - start)) s; running"
-cd "$build_dir"
-NCCL_DEBUG=${NCCL_DEBUG:-WARN} OMP_NUM_THREADS=1 ./bin/nccl_gpu_tests --gtest_output=xml:nccl_gpu_tests.xml
+bash "$repo/launch/gpu/run_nccl_tests.sh" "$build_dir"
 say "all NCCL world-size-1 tests passed in $((SECONDS - start)) s"

@@ -3,21 +3,30 @@ the same networks, shapes and thread count, measured side by side in the same ru
 times and the speed-up (diffusers time / sdtrain time; > 1 means sdtrain is faster).
 
     .venv/bin/python bench/train/bench_train_step.py --bench build/bin/train_step_bench \
-        [--config small|sd] [--latent 64] [--batch 1] [--iters 3] [--warmup 1] [--threads 2] \
-        [--device cuda] [--precision bf16] [--gradient-checkpointing] [--cached]
+        [--config small|sd] [--latent 64] [--batch 1[,8...]] [--iters 3] [--warmup 1] [--threads 2] \
+        [--device cuda] [--precision bf16] [--gradient-checkpointing [0,1]] [--cached [0,1]]
 
 The step, both sides: VAE encode + posterior sample x scaling factor, CLIP text encoding of a
 77-token caption, noise, t ~ U{0, 999}, add_noise, UNet forward, MSE loss, backward, AdamW
 (lr 1e-4, betas 0.9/0.999, weight decay 1e-2, eps 1e-8), zero_grad. Both initialise randomly:
-weights do not change the time.
+weights do not change the time. Pixels (and the token ids) start in host memory, pinned on CUDA,
+and are copied to the device each step, as a data loader delivers them.
 
 --precision bf16 runs diffusers as train_text_to_image.py --mixed_precision bf16 does (frozen
-autoencoder and text encoder cast to bf16, the UNet's forward under bf16 autocast) and sdtrain as
-its trainer does with precision BF16. --gradient-checkpointing turns it on for both UNets.
---cached skips both encoders in the timed steps: sdtrain's encoder caches (filled by the warm-up),
-and on the diffusers side the posterior and text embeddings computed once before timing (the same
-work; train_text_to_image.py itself has no cache). On a GPU both sides also print their peak
-memory (torch.cuda.max_memory_allocated(), from the first warm-up step on)."""
+autoencoder and text encoder stored in bf16, the UNet's forward under bf16 autocast) and sdtrain as
+its trainer does with precision BF16, its frozen encoders stored in bf16 too.
+--gradient-checkpointing turns it on for both UNets. --cached skips both encoders in the timed
+steps: sdtrain's encoder caches (filled by the warm-up; the batch carries the cached moments and
+no pixels, as the data loader delivers it), and on the diffusers side the posterior and text
+embeddings computed once before timing (the same work; train_text_to_image.py itself has no
+cache), so neither side copies pixels in the timed steps. On a GPU both sides also print their
+peak memory (torch.cuda.max_memory_allocated(), from the first warm-up step on).
+
+Lists (--batch 4,8 --cached 0,1 --gradient-checkpointing 0,1) run every combination (cached
+outermost, then batch, then gradient checkpointing), each side in one process that builds its
+networks once (sdtrain once per cache setting, its caches being part of the model), and end with
+a Markdown table of all settings for bench/RESULTS.md.
+Each side's result lines are echoed to stderr as they come, so a run cut short keeps them."""
 import argparse
 import os
 import re
@@ -28,11 +37,38 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "modules"))
 
 
-def diffusers_step_ms(args):
+def positive_list(text):
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers > 0")
+    return values
+
+
+def switch_list(text):
+    parts = text.split(",")
+    if any(p not in ("0", "1") for p in parts):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a list of 0 and 1")
+    return [p == "1" for p in parts]
+
+
+def settings(args):
+    """(cached, batch, gradient_checkpointing) in the order both sides run them."""
+    return [(c, b, g) for c in args.cached for b in args.batch for g in args.gradient_checkpointing]
+
+
+def result_line(batch, cached, checkpointing, ms, peak_mb):
+    line = f"result batch={batch} cached={int(cached)} gradient_checkpointing={int(checkpointing)} step_ms={ms:.1f}"
+    return line + (f" peak_memory_mb={peak_mb:.1f}" if peak_mb is not None else "")
+
+
+def run_reference(args):
+    """The diffusers side: prints the parameter counts, then one result line per setting."""
     import torch
-    import torch.nn.functional as F
     from bench_sd_modules import unet_config, vae_config
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     if args.threads > 0:
@@ -51,27 +87,49 @@ def diffusers_step_ms(args):
     weight_dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     vae.to(dtype=weight_dtype)
     text_encoder.to(dtype=weight_dtype)
-    if args.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
+    counts = {name: sum(p.numel() for p in net.parameters())
+              for name, net in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder))}
+    print("parameters " + " ".join(f"{name}={n}" for name, n in counts.items()), flush=True)
+    # One set of networks for every setting: diffusers has no cache to configure at construction.
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
+    for cached, batch, checkpointing in settings(args):
+        if checkpointing:
+            unet.enable_gradient_checkpointing()
+        else:
+            unet.disable_gradient_checkpointing()
+        ms, peak_mb = reference_step_ms(args, device, weight_dtype, (unet, vae, text_encoder), optimizer, batch, cached)
+        print(result_line(batch, cached, checkpointing, ms, peak_mb), flush=True)
+
+
+def reference_step_ms(args, device, weight_dtype, networks, optimizer, batch, cached):
+    """Mean ms per timed step of one setting, and the peak MiB on CUDA (else None)."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import DDPMScheduler
+
+    unet, vae, text_encoder = networks
     scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               num_train_timesteps=1000)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
-    pixels = torch.rand(args.batch, 3, args.latent * 8, args.latent * 8, device=device) * 2 - 1
-    input_ids = torch.randint(0, 49407, (args.batch, 77), device=device)
-    if args.cached:
+    pixels = torch.rand(batch, 3, args.latent * 8, args.latent * 8) * 2 - 1
+    input_ids = torch.randint(0, 49407, (batch, 77))
+    if device.type == "cuda":
+        pixels, input_ids = pixels.pin_memory(), input_ids.pin_memory()
+    if cached:
         with torch.no_grad():
-            cached_posterior = vae.encode(pixels.to(weight_dtype)).latent_dist
-            cached_text = text_encoder(input_ids, return_dict=False)[0]
+            cached_posterior = vae.encode(pixels.to(device).to(weight_dtype)).latent_dist
+            cached_text = text_encoder(input_ids.to(device), return_dict=False)[0]
 
     def step():
-        if args.cached:
+        if cached:
             latents = cached_posterior.sample() * vae.config.scaling_factor
             encoder_hidden_states = cached_text
         else:
-            latents = vae.encode(pixels.to(weight_dtype)).latent_dist.sample() * vae.config.scaling_factor
-            encoder_hidden_states = text_encoder(input_ids, return_dict=False)[0]
+            # accelerate's prepared data loader moves each batch to the device.
+            latents = vae.encode(pixels.to(device, non_blocking=True).to(weight_dtype)).latent_dist.sample()
+            latents = latents * vae.config.scaling_factor
+            encoder_hidden_states = text_encoder(input_ids.to(device, non_blocking=True), return_dict=False)[0]
         noise = torch.randn_like(latents)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,), device=device)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), device=device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
         # accelerate's mixed precision: the prepared UNet's forward under autocast.
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
@@ -92,29 +150,65 @@ def diffusers_step_ms(args):
         step()
     elapsed = time.perf_counter() - start
     peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    counts = {name: sum(p.numel() for p in net.parameters())
-              for name, net in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder))}
-    return elapsed * 1000.0 / args.iters, counts, peak_mb
+    return elapsed * 1000.0 / args.iters, peak_mb
 
 
-def parameter_line(counts):
-    return "parameters " + " ".join(f"{name}={n}" for name, n in counts.items())
+def run_side(name, command):
+    """Runs one side, echoing its result lines to stderr as they come; returns (parameters line,
+    {(cached, batch, checkpointing): (ms, peak MiB or None)}). Errors show on stderr."""
+    results, parameters = {}, None
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1) as process:
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            if line.startswith("parameters "):
+                parameters = line
+            found = re.match(r"result batch=(\d+) cached=([01]) gradient_checkpointing=([01]) step_ms=(\S+)"
+                             r"(?: peak_memory_mb=(\S+))?$", line)
+            if found:
+                print(f"  [{name}] {line}", file=sys.stderr, flush=True)
+                batch, cached, checkpointing, ms, peak = found.groups()
+                results[(cached == "1", int(batch), checkpointing == "1")] = \
+                    (float(ms), float(peak) if peak is not None else None)
+    if process.returncode != 0:
+        sys.exit(f"the {name} side failed (exit {process.returncode}): {' '.join(command)}")
+    if parameters is None:
+        sys.exit(f"the {name} side printed no parameter counts")
+    return parameters, results
 
 
-def sdtrain_step_ms(args):
-    command = [args.bench, "--config", args.config, "--latent", str(args.latent), "--batch", str(args.batch),
-               "--iters", str(args.iters), "--warmup", str(args.warmup), "--threads", str(args.threads),
-               "--device", args.device, "--precision", args.precision] + \
-              (["--gradient-checkpointing"] if args.gradient_checkpointing else []) + (["--cached"] if args.cached else [])
-    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout  # errors show on stderr
-    return (float(re.search(r"^step_ms (\S+)", output, re.M).group(1)),
-            re.search(r"^parameters .*$", output, re.M).group(0), peak_memory(output))
+def joined(values):
+    return ",".join(str(int(v)) for v in values)
 
 
-def peak_memory(output):
-    """The "peak_memory_mb X" line of a side's output, or None (CPU)."""
-    found = re.search(r"^peak_memory_mb (\S+)", output, re.M)
-    return float(found.group(1)) if found else None
+def side_arguments(args):
+    return ["--config", args.config, "--latent", str(args.latent), "--batch", joined(args.batch),
+            "--iters", str(args.iters), "--warmup", str(args.warmup), "--threads", str(args.threads),
+            "--device", args.device, "--precision", args.precision,
+            f"--gradient-checkpointing={joined(args.gradient_checkpointing)}", f"--cached={joined(args.cached)}"]
+
+
+def print_comparison(args, reference, ours):
+    rows = []
+    for setting in settings(args):
+        cached, batch, checkpointing = setting
+        (diffusers_ms, diffusers_peak), (ours_ms, our_peak) = reference[setting], ours[setting]
+        print(f"training step, config={args.config} latent={args.latent}x{args.latent} batch={batch} "
+              f"threads={args.threads} device={args.device} precision={args.precision} "
+              f"gradient_checkpointing={int(checkpointing)} cached={int(cached)}")
+        print(f"  diffusers {diffusers_ms:.1f} ms/step, sdtrain {ours_ms:.1f} ms/step, "
+              f"speed-up {diffusers_ms / ours_ms:.2f}x")
+        print(f"  images/s: diffusers {batch * 1000.0 / diffusers_ms:.2f}, sdtrain {batch * 1000.0 / ours_ms:.2f}")
+        if diffusers_peak is not None and our_peak is not None:
+            print(f"  peak memory: diffusers {diffusers_peak / 1024:.2f} GiB, sdtrain {our_peak / 1024:.2f} GiB")
+        peaks = [f"{p / 1024:.2f}" if p is not None else "-" for p in (diffusers_peak, our_peak)]
+        rows.append(f"| {batch} | {'yes' if cached else 'no'} | {'yes' if checkpointing else 'no'} | "
+                    f"{batch * 1000.0 / diffusers_ms:.2f} | {batch * 1000.0 / ours_ms:.2f} | "
+                    f"{diffusers_ms / ours_ms:.2f}x | {peaks[0]} | {peaks[1]} |")
+    if len(rows) > 1:
+        print("\n| batch | cached latents + text | gradient checkpointing | diffusers img/s | sdtrain img/s | "
+              "speed-up | diffusers peak GiB | sdtrain peak GiB |")
+        print("|---|---|---|---|---|---|---|---|")
+        print("\n".join(rows))
 
 
 def main():
@@ -122,46 +216,40 @@ def main():
     parser.add_argument("--bench", help="path of build/bin/train_step_bench")
     parser.add_argument("--config", default="small", choices=["small", "sd"])
     parser.add_argument("--latent", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=positive_list, default=[1], help="batch sizes, e.g. 4,8")
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--cached", action="store_true", help="time the steps without the encoders (cached)")
+    parser.add_argument("--gradient-checkpointing", type=switch_list, nargs="?", const=[True], default=[False],
+                        help="on (no value), or the settings to run, e.g. 0,1")
+    parser.add_argument("--cached", type=switch_list, nargs="?", const=[True], default=[False],
+                        help="time the steps without the encoders (cached); or the settings to run, e.g. 0,1")
     parser.add_argument("--reference-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.latent <= 0 or args.iters <= 0 or args.warmup < 0:
+        parser.error("--latent and --iters must be > 0, --warmup >= 0")
+    if any(args.cached) and args.warmup < 1:
+        parser.error("--cached needs --warmup >= 1 (sdtrain's warm-up fills its caches)")
     if args.reference_only:
-        ms, counts, peak_mb = diffusers_step_ms(args)
-        print(f"step_ms {ms:.1f}")
-        print(parameter_line(counts))
-        if peak_mb is not None:
-            print(f"peak_memory_mb {peak_mb:.1f}")
+        run_reference(args)
         return
     if not args.bench:
         parser.error("--bench is required")
     # Each side in its own process, one after the other, so neither holds the other's memory.
-    reference = subprocess.run([sys.executable, os.path.abspath(__file__), "--reference-only"] +
-                               [a for a in sys.argv[1:] if not a.startswith("--bench") and a != args.bench],
-                               check=True, stdout=subprocess.PIPE, text=True).stdout
-    diffusers_ms = float(re.search(r"^step_ms (\S+)", reference, re.M).group(1))
-    reference_parameters = re.search(r"^parameters .*$", reference, re.M).group(0)
-    diffusers_peak = peak_memory(reference)
-    ours_ms, our_parameters, our_peak = sdtrain_step_ms(args)
+    reference_parameters, reference = run_side(
+        "diffusers", [sys.executable, os.path.abspath(__file__), "--reference-only"] + side_arguments(args))
+    our_parameters, ours = run_side("sdtrain", [args.bench] + side_arguments(args))
     if our_parameters != reference_parameters:
         # A ratio between different networks means nothing (a config default that differs
         # between the two libraries once made this benchmark compare unequal autoencoders).
         sys.exit(f"the two sides built different networks:\n  diffusers {reference_parameters}\n"
                  f"  sdtrain   {our_parameters}")
-    print(f"training step, config={args.config} latent={args.latent}x{args.latent} batch={args.batch} "
-          f"threads={args.threads} device={args.device} precision={args.precision} "
-          f"gradient_checkpointing={int(args.gradient_checkpointing)} cached={int(args.cached)}")
-    print(f"  diffusers {diffusers_ms:.1f} ms/step, sdtrain {ours_ms:.1f} ms/step, "
-          f"speed-up {diffusers_ms / ours_ms:.2f}x")
-    print(f"  images/s: diffusers {args.batch * 1000.0 / diffusers_ms:.2f}, sdtrain {args.batch * 1000.0 / ours_ms:.2f}")
-    if diffusers_peak is not None and our_peak is not None:
-        print(f"  peak memory: diffusers {diffusers_peak / 1024:.2f} GiB, sdtrain {our_peak / 1024:.2f} GiB")
+    missing = [s for s in settings(args) if s not in reference or s not in ours]
+    if missing:
+        sys.exit(f"settings without a result on both sides (cached, batch, gradient checkpointing): {missing}")
+    print_comparison(args, reference, ours)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ wheels=(diffusers==0.42.1 requests==2.34.2 urllib3==2.8.0 idna==3.20 charset-nor
 
 rm -rf "$bundle/debs" "$bundle/wheels" "$bundle/root"
 mkdir -p "$bundle/debs" "$bundle/wheels"
-exclude=$repo/.git/info/exclude
+# Through git: in a worktree .git is a file, and info/exclude lives in the common git folder.
+exclude=$(git -C "$repo" rev-parse --path-format=absolute --git-path info/exclude)
 mkdir -p "$(dirname "$exclude")"
 grep -qxF '/.device-bundle/' "$exclude" 2>/dev/null || echo '/.device-bundle/' >>"$exclude"
 

@@ -1,190 +1,217 @@
 #!/usr/bin/env bash
-# Run THERE, on the lent GPU machine (one H200, 16 cores, Ubuntu 24.04-like, no internet, python3
-# with CUDA torch but without diffusers and without the Debian -dev packages sdtrain builds
+# Run THERE, on the lent GPU machine (one H100/H200, 16 cores, Ubuntu 24.04-like, no internet,
+# python3 with CUDA torch but without diffusers and without the Debian -dev packages sdtrain builds
 # against), from the repository root, with .device-bundle/ carried (made here by
 # launch/gpu/fetch_bundle.sh). The run tool call:
 #   run(command="bash launch/gpu/run_on_device.sh", carry=[".device-bundle"], timeout_s=600)
-# It does, logging to $OUT (else build-gpu/gpu-logs; build-gpu/ is ignored, so it stays on a warm
-# machine between calls):
-#   1. unpack   dpkg -x every .deb into build-gpu/bundle-root (not into /, and not under the
-#               carried .device-bundle/, which each call replaces: build-gpu/ stays, so a second
-#               call reuses it); drop the runtime libraries the machine already has (same soname
-#               in its linker cache; Open MPI with PMIx/hwloc/libevent/UCX/libfabric/PSM, protobuf
-#               and boost always come from the bundle); point the dev links at what remains;
-#               relocated .pc files; the mpirun/mpicxx links Debian makes with update-alternatives.
-#               ~10 s the first time
-#   2. env      PATH, LD_LIBRARY_PATH, PKG_CONFIG_PATH, CMAKE_PREFIX_PATH, <Pkg>_ROOT, OPAL_PREFIX
-#               and PMIX_PKGLIBDIR (relocated Open MPI 4.1 / PMIx), OMPI_MCA_* as Debian's
-#               /etc/openmpi sets them; diffusers (and requests & co. when missing) from
-#               .device-bundle/wheels into /tmp/site, on PYTHONPATH.                    ~5 s
-#   3. nccl     launch/check_nccl_gpu.sh build-gpu: configure (CUDA and NCCL must be ON), build
-#               nccl_gpu_tests (-j16), run the world-size-1 NCCL tests.               ~1.5-2 min
-#   4. build    configure with -DSDTRAIN_BUILD_BENCH=ON, build sdtrain, train_step_bench
-#               (libsdtrain + plugins: the bulk of the build).                        ~4-5 min (estimate)
-#   5. bench    bench/train/bench_train_step.py --device cuda --config sd --latent 64 --batch 4
-#               --precision bf16 --iters 10 --warmup 3: plain, --cached, --gradient-checkpointing
-#               (diffusers vs sdtrain, each side in its own process).           ~1-2 min each
-# The whole can exceed one 600 s call. It stops itself before SDTRAIN_DEVICE_BUDGET_S (default 570)
-# and says so; then call it again the same way at once (a machine stays warm only ~30 s after a
-# call; a fresh one starts bare): the build resumes and stages that already passed (markers in
-# build-gpu/gpu-done/) are skipped and their results reprinted. --fresh forgets them.
-#   bash launch/gpu/run_on_device.sh [--configure-only] [--stages nccl,build,plain,cached,gc] [--fresh]
-# --configure-only: steps 1-2 and the configure of step 4, no GPU needed (the check done here,
-# off the device: SDTRAIN_BUNDLE_ROOT=/tmp/x SDTRAIN_BUILD_DIR=/tmp/y SDTRAIN_PYTHON=.venv/bin/python).
+#
+#   bash launch/gpu/run_on_device.sh [--quick] [--stages nccl,bench,demo] [--fresh] [--dry-run]
+#   bash launch/gpu/run_on_device.sh --configure-only
+#
+# The stages and the time each is expected to take on a 16-core H100/H200 machine from a cold
+# build are the table `plan` below (`--dry-run` prints them with their total and exits; it needs
+# neither the bundle nor a GPU). The machine is lent for 15 minutes in all, its start-up included,
+# and one command runs at most 600 s: the default run is planned to fit one call, --quick with
+# more room. What each stage does:
+#   machine    GPU, driver, CPU, torch/CUDA/cuDNN/NCCL versions into machine.txt (for RESULTS.md)
+#   unpack     launch/gpu/unpack_bundle.sh: the bundle's .debs into build-gpu/bundle-root
+#   env        launch/gpu/device_env.sh: PATH & co. onto the bundle, diffusers wheels, CUDA toolkit
+#   configure  CMake (tests and bench ON); CUDA and NCCL must come out ON
+#   build      only the targets the chosen stages run: nccl_gpu_tests, train_step_bench, and for the
+#              demo the sdtrain CLI and sddemodata (-j nproc, -k 0: one failing target does not
+#              stop the others)
+#   nccl       launch/gpu/run_nccl_tests.sh: the world-size-1 NCCL tests (ordering, dtypes,
+#              refusals, teardown, the UNet-gradient allreduce timed), then the death test alone
+#              with MPI's job environment cleared, each part under its own short timeout
+#   bench      bench/train/bench_train_step.py, SD v1 at 512 px (64x64 latents), bf16: diffusers
+#              and sdtrain each in one process over batch 4 and 8 x cached or not x gradient
+#              checkpointing or not (8 settings): img/s, speed-up and peak memory per setting
+#   demo       (not with --quick) configs/demo.pbtxt trained on the GPU by the sdtrain CLI for a
+#              few hundred steps: the trainer's own CUDA path (NCCL at world size 1, pinned
+#              batches, validation samples) end to end
+# --quick builds only what the NCCL tests and train_step_bench need and skips the demo.
+# --stages picks among nccl, bench, demo (default: all three; with --quick: nccl,bench); the
+# stages before them run as needed.
+#
+# Everything lands in build-gpu/gpu-logs/ (build-gpu/ is ignored, so it stays on a warm machine
+# between calls), which is packed after every stage into ONE archive, $OUT/gpu-logs.tar.gz (else
+# build-gpu/gpu-logs.tar.gz), so that one file carries all of it back; the summary at the end
+# (also summary.txt) holds the figures bench/RESULTS.md needs: the bench's Markdown table and the
+# "[nccl]" allreduce lines.
+#
+# Time: the script stops itself before SDTRAIN_DEVICE_BUDGET_S (default 570 s) and says so; then
+# call it again the same way at once (a machine stays warm only ~30 s after a call; a fresh one
+# starts bare): the build resumes and the stages that already passed (markers in
+# build-gpu/gpu-done/) are skipped and their results reprinted. --fresh forgets them. Each stage
+# runs under `timeout` (its own limit, and never past the budget), so a hang costs that stage only.
+# --configure-only: unpack, env and configure, no GPU needed (the check done here, off the device:
+# SDTRAIN_BUNDLE_ROOT=/tmp/x SDTRAIN_BUILD_DIR=/tmp/y SDTRAIN_PYTHON=.venv/bin/python).
 # Environment: SDTRAIN_BUNDLE (default .device-bundle), SDTRAIN_BUNDLE_ROOT (default
-# BUILD_DIR/bundle-root), SDTRAIN_BUILD_DIR (default build-gpu), SDTRAIN_PYTHON (default python3,
-# else /opt/torch/.venv/bin/python3), SDTRAIN_SITE (default /tmp/site), SDTRAIN_JOBS (default
-# nproc), SDTRAIN_BUNDLE_KEEP_ALL=1 (keep every bundled runtime library), CUDA_HOME.
-# Exit status: 0 all requested stages passed, 1 a stage failed, 3 stopped for time (rerun).
+# BUILD_DIR/bundle-root), SDTRAIN_BUILD_DIR (default build-gpu), SDTRAIN_JOBS (default nproc),
+# SDTRAIN_DEVICE_BUDGET_S, and those of device_env.sh (SDTRAIN_PYTHON, SDTRAIN_SITE, CUDA_HOME).
+# Exit status: 0 all requested stages passed, 1 a stage failed, 2 bad arguments, 3 stopped for
+# time (rerun).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
 say() { printf '[run_on_device] %s\n' "$*" >&2; }
+usage_error() { say "$*"; say "usage: run_on_device.sh [--quick] [--stages nccl,bench,demo] [--fresh] [--dry-run] | --configure-only | --help"; exit 2; }
 start=$SECONDS
 
-configure_only=0 fresh=0 stages=nccl,build,plain,cached,gc
+# The plan: stage, expected seconds on a 16-core H100/H200 machine from a cold build, the least
+# time that must be left to start it (the budget check), and what the estimate rests on. The
+# expected times add up to the total --dry-run prints.
+plan=(
+  "machine    5   5 nvidia-smi, lscpu, one python import of torch"
+  "unpack    15  15 dpkg -x of ~60 .debs (~35 MiB) and the library pruning: ~10 s measured on the 2-core CI machine"
+  "env       10  10 pip install --no-deps from disk of the wheels the python lacks (diffusers & co.), one import"
+  "configure 30  30 CMake's CUDA compiler detection and torch's config: 25-60 s measured on the 2-core CI machine"
+  "build    200  30 cold, -j16, -g1: the torch.h precompiled header alone ~45 s (the protos alongside), then objects of ~1300 CPU-s (measured with -g on the CI machine: 1570 s for train_step_bench and its libraries, ~300 s for nccl_gpu_tests; -g1 saves ~30%), /16 = ~85 s, links ~15 s"
+  "nccl      40  60 2 processes of CUDA + NCCL start-up (~5 s each), 5 dtypes x 2 collectives behind a ~0.1 s kernel, 3 bucket sizes x 2 passes over 3.4 GB"
+  "bench    150 120 diffusers, then sdtrain: imports + SD v1 built on the CPU (~10 s on the CI machine) + moved to the GPU, sdtrain twice; 8 settings x 10 steps of 0.1-0.4 s each (a guess: no GPU has run them)"
+  "demo      45  40 the CLI and sddemodata (built with the rest, ~5 s more), 512 demo images, 330 steps of a 16 px model, 4 validation samples"
+)
+stage_names=$(for row in "${plan[@]}"; do echo "${row%% *}"; done)
+work_stages=(nccl bench demo)  # what --stages picks among; the ones before them run as needed
+
+quick=0 fresh=0 dry_run=0 configure_only=0 stages=
 while [[ $# -gt 0 ]]; do
   case $1 in
-    --configure-only) configure_only=1 ;;
+    --quick) quick=1 ;;
     --fresh) fresh=1 ;;
-    --stages) stages=$2; shift ;;
+    --dry-run) dry_run=1 ;;
+    --configure-only) configure_only=1 ;;
+    --stages)
+      [[ $# -ge 2 && $2 != --* ]] || usage_error "--stages needs a value: a comma-separated list of ${work_stages[*]}"
+      stages=$2; shift ;;
+    --stages=*) stages=${1#--stages=} ;;
     -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
-    *) say "unknown argument '$1'"; exit 2 ;;
+    *) usage_error "unknown argument '$1'" ;;
   esac
   shift
 done
+if [[ -z $stages ]]; then
+  stages=nccl,bench,demo
+  [[ $quick -eq 1 ]] && stages=nccl,bench
+fi
+IFS=, read -r -a chosen <<<"$stages"
+[[ ${#chosen[@]} -gt 0 ]] || usage_error "--stages: empty list (choose among ${work_stages[*]})"
+for stage in "${chosen[@]}"; do
+  [[ " ${work_stages[*]} " == *" $stage "* ]] || usage_error "--stages: unknown stage '$stage' (choose among ${work_stages[*]})"
+  [[ $quick -eq 1 && $stage == demo ]] && usage_error "--stages: demo is not part of --quick (it builds the CLI)"
+done
+has() { [[ ,$stages, == *,$1,* ]]; }
+
+# The stages this call would run, in order.
+selected=()
+for name in $stage_names; do
+  case $name in
+    nccl | bench | demo) [[ $configure_only -eq 0 ]] && has "$name" && selected+=("$name") ;;
+    unpack | env | configure) selected+=("$name") ;;
+    *) [[ $configure_only -eq 0 ]] && selected+=("$name") ;;
+  esac
+done
+row_of() { local row; for row in "${plan[@]}"; do [[ ${row%% *} == "$1" ]] && { echo "$row"; return; }; done; }
+least_s() { row_of "$1" | awk '{print $3}'; }
+
+if [[ $dry_run -eq 1 ]]; then
+  total=0
+  echo "plan ($([[ $quick -eq 1 ]] && echo quick || echo default); stages: $stages), expected seconds on a 16-core H100/H200 machine from a cold build:"
+  for name in "${selected[@]}"; do
+    row=$(row_of "$name")
+    read -r _ seconds _ basis <<<"$row"
+    printf '  %-10s %4d s  %s\n' "$name" "$seconds" "$basis"
+    total=$((total + seconds))
+  done
+  printf '  %-10s %4d s  (%d min %02d s; one run call may take 600 s)\n' total "$total" $((total / 60)) $((total % 60))
+  exit 0
+fi
 
 bundle=$(realpath -m "${SDTRAIN_BUNDLE:-$repo/.device-bundle}")
 build_dir=$(realpath -m "${SDTRAIN_BUILD_DIR:-$repo/build-gpu}")
 root=$(realpath -m "${SDTRAIN_BUNDLE_ROOT:-$build_dir/bundle-root}")
-logs=${OUT:-$build_dir/gpu-logs}
+logs=$build_dir/gpu-logs
+archive=${OUT:-$build_dir}/gpu-logs.tar.gz
 done_dir=$build_dir/gpu-done
 budget=${SDTRAIN_DEVICE_BUDGET_S:-570}
+[[ $budget =~ ^[0-9]+$ ]] || usage_error "SDTRAIN_DEVICE_BUDGET_S: '$budget' is not a number of seconds"
 jobs=${SDTRAIN_JOBS:-$(nproc)}
-mkdir -p "$logs" "$build_dir"
+mkdir -p "$logs" "$build_dir" "$(dirname "$archive")"
 [[ $fresh -eq 1 ]] && rm -rf "$done_dir"
 mkdir -p "$done_dir"
 left() { echo $((budget - (SECONDS - start))); }
-[[ -f $bundle/MANIFEST ]] || { say "no $bundle/MANIFEST: run launch/gpu/fetch_bundle.sh first and carry .device-bundle"; exit 1; }
 
-# --- 1. unpack -------------------------------------------------------------------------------------
-lib=$root/usr/lib/x86_64-linux-gnu
-stamp=$( (cat "$bundle/MANIFEST" "${BASH_SOURCE[0]}"; echo "keep_all=${SDTRAIN_BUNDLE_KEEP_ALL:-0}") | sha256sum | cut -d' ' -f1)
-if [[ ! -f $root/.unpacked || $(cat "$root/.unpacked") != "$stamp" ]]; then
-  say "unpacking $(ls "$bundle"/debs/*.deb | wc -l) .deb files into $root"
-  rm -rf "$root"
-  mkdir -p "$root"
-  for deb in "$bundle"/debs/*.deb; do dpkg -x "$deb" "$root"; done
-  # Debian 12 still splits /lib from /usr/lib: merge, and make absolute dev links relative.
-  if [[ -d $root/lib/x86_64-linux-gnu ]]; then cp -a "$root/lib/x86_64-linux-gnu/." "$lib/"; rm -rf "$root/lib"; fi
-  for link in "$lib"/*; do
-    [[ -L $link ]] || continue
-    target=$(readlink "$link")
-    if [[ $target =~ ^/(usr/)?lib/x86_64-linux-gnu/([^/]+)$ && -e $lib/${BASH_REMATCH[2]} ]]; then
-      ln -sfn "${BASH_REMATCH[2]}" "$link"
-    fi
-  done
-  # Prefer the machine's own copy of a standalone runtime library (newer there, and a bundled older
-  # one on LD_LIBRARY_PATH would shadow it for python and every other program).
-  pruned=()
-  if [[ ${SDTRAIN_BUNDLE_KEEP_ALL:-0} != 1 ]]; then
-    ldcache=$(ldconfig -p 2>/dev/null | awk '/x86-64/ {print $1, $NF}') || ldcache=
-    declare -A resolves=()
-    for link in "$lib"/*; do [[ -L $link ]] && resolves[$link]=$(readlink -f "$link"); done
-    for file in "$lib"/lib*.so.*; do
-      [[ -f $file && ! -L $file ]] || continue
-      soname=$(readelf -d "$file" 2>/dev/null | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p') || soname=
-      case $soname in
-        "" | libprotobuf* | libprotoc* | libboost* | libhwloc* | libevent* | libpmix* | libmpi* | libopen-* | \
-        libmca_* | libompitrace* | liboshmem* | libuc[mpst]* | libfabric* | libpsm* | libinfinipath*) continue ;;
-      esac
-      system=$(awk -v s="$soname" '$1 == s {print $2; exit}' <<<"$ldcache")
-      [[ -n $system && -e $system && $system != "$root"/* ]] || continue
-      # its soname links go; its dev link (libfoo.so) stays, to be pointed at the machine's below
-      for link in "${!resolves[@]}"; do [[ ${resolves[$link]} == "$file" && $link != *.so ]] && rm -f "$link"; done
-      rm -f "$file"
-      pruned+=("$soname")
-    done
+# One archive of every log, rewritten after each stage and on exit, so that whatever happened
+# (a failure, the budget, a kill between stages) the last state comes back as one file.
+pack() { tar -czf "$archive.tmp" -C "$build_dir" gpu-logs 2>/dev/null && mv -f "$archive.tmp" "$archive"; }
+trap pack EXIT
+
+failed=() stopped=() summary=()
+passed_before() {  # a stage that passed in an earlier call: reprint its result, skip it
+  [[ -f $done_dir/$1 ]] || return 1
+  summary+=("$1: passed in an earlier call: $(cat "$done_dir/$1")")
+}
+may_start() {  # $1 stage: enough time left to start it?
+  (( $(left) >= $(least_s "$1") )) && return 0
+  stopped+=("$1"); summary+=("$1: not started, $(left) s left of $budget (rerun the same command)"); return 1
+}
+run_limited() {  # $1 stage, $2 its own limit in seconds, $3 log, then the command: sets $rc
+  # Never past the budget (5 s kept for packing); a stage cut by the budget is "stopped" (rerun),
+  # one that ran into its own limit has hung or is far slower than planned: "FAILED".
+  local stage=$1 own=$2 log=$3 cut=0 limit=$(( $(left) - 5 ))
+  shift 3
+  if (( limit >= own )); then limit=$own; else cut=1; fi
+  stage_start=$SECONDS rc=0
+  timeout -k 10 "$limit" "$@" >>"$log" 2>&1 || rc=$?
+  if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+    tail -20 "$log" >&2
+    if [[ $cut -eq 1 ]]; then stopped+=("$stage"); summary+=("$stage: stopped after $limit s by the budget (rerun the same command)")
+    else failed+=("$stage"); summary+=("$stage: FAILED: still running after its limit of $limit s (log: $(basename "$log"))"); fi
+    rc=124
+  elif [[ $rc -ne 0 ]]; then
+    tail -30 "$log" >&2; failed+=("$stage"); summary+=("$stage: FAILED (exit $rc, log: $(basename "$log"))")
   fi
-  # Dev links (libz.so, libcrypto.so, ...) whose library was pruned: point them at the machine's.
-  for link in "$lib"/*.so; do
-    [[ -L $link && ! -e $link ]] || continue
-    stem=$(basename "$link")
-    system=$(ldconfig -p 2>/dev/null | awk -v s="$stem." '/x86-64/ && index($1, s) == 1 {print $NF; exit}') || system=
-    if [[ -n $system ]]; then ln -sfn "$system" "$link"; else say "warning: $link dangles and the machine has no ${stem}.*"; fi
-  done
-  [[ ${#pruned[@]} -gt 0 ]] && say "taken from the machine instead of the bundle: ${pruned[*]}"
-  # Debian makes these with update-alternatives, which dpkg -x does not run.
-  for name in mpirun mpiexec mpicc mpicxx mpic++ mpiCC; do ln -sfn "$name.openmpi" "$root/usr/bin/$name"; done
-  # pkg-config files with prefix=/usr (and literal /usr paths) rewritten into the bundle.
-  mkdir -p "$root/pkgconfig"
-  for pc in "$lib"/openmpi/lib/pkgconfig/*.pc "$lib"/pkgconfig/*.pc "$root"/usr/share/pkgconfig/*.pc; do
-    [[ -e $pc ]] || continue
-    sed -E "s#(=|-I|-L)/usr(/|\$|[[:space:]])#\\1$root/usr\\2#g" "$pc" >"$root/pkgconfig/$(basename "$pc")"
-  done
-  echo "$stamp" >"$root/.unpacked"
+}
+passed() {  # $1 stage, $2 result text: records a stage that passed (its marker skips it next call)
+  echo "$2" >"$done_dir/$1"; summary+=("$1: passed in $((SECONDS - stage_start)) s: $2")
+}
+declare -A target_ok=()  # the targets this call's build stage left built and up to date
+built() { [[ -n ${target_ok[$1]:-} ]]; }
+
+# --- machine, unpack, env -----------------------------------------------------------------------
+if [[ $configure_only -eq 0 ]]; then
+  { date -u; uname -a; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
+    nproc; lscpu | grep -E 'Model name|^CPU\(s\)|MHz' || true; free -g | head -2
+  } >"$logs/machine.txt" 2>&1
+fi
+bash "$repo/launch/gpu/unpack_bundle.sh" "$bundle" "$root"
+# shellcheck source=launch/gpu/device_env.sh
+source "$repo/launch/gpu/device_env.sh"
+if [[ $configure_only -eq 0 ]]; then
+  "$python" - >>"$logs/machine.txt" 2>&1 <<'EOF' || true
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(),
+      "gpus", [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())])
+try:
+    print("nccl (torch's)", torch.cuda.nccl.version())
+except Exception as error:  # a CPU torch has none
+    print("nccl (torch's): none:", error)
+EOF
+  cat "$logs/machine.txt" >&2
 fi
 
-# --- 2. environment ----------------------------------------------------------------------------------
-export PATH=$root/usr/bin:$PATH
-export LD_LIBRARY_PATH=$lib:$lib/openmpi/lib:$lib/pmix2/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export PKG_CONFIG_PATH=$root/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
-export CMAKE_PREFIX_PATH=$root/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
-export Protobuf_ROOT=$root/usr Boost_ROOT=$root/usr OPENSSL_ROOT_DIR=$root/usr MPI_HOME=$root/usr
-# A relocated Open MPI finds its components, help files and wrapper data through OPAL_PREFIX; PMIx
-# its components through PMIX_PKGLIBDIR (PMIX_PREFIX alone does not move them).
-export OPAL_PREFIX=$root/usr PMIX_PREFIX=$lib/pmix2 PMIX_PKGLIBDIR=$lib/pmix2/lib/pmix
-# What Debian's /etc/openmpi/openmpi-mca-params.conf sets (that file is not there).
-export OMPI_MCA_btl_base_warn_component_unused=${OMPI_MCA_btl_base_warn_component_unused:-0}
-export OMPI_MCA_mtl=${OMPI_MCA_mtl:-^ofi} OMPI_MCA_btl=${OMPI_MCA_btl:-^uct,openib,ofi}
-export OMPI_MCA_pml=${OMPI_MCA_pml:-^ucx} OMPI_MCA_osc=${OMPI_MCA_osc:-^ucx,pt2pt}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-{ protoc --version && mpirun --version | head -1 && mpicxx -showme && pkg-config --version &&
-  pkg-config --cflags --libs libwebp; } >"$logs/bundle-env.txt" 2>&1 || { cat "$logs/bundle-env.txt" >&2; say "the unpacked bundle does not run"; exit 1; }
-cat "$logs/bundle-env.txt" >&2
-
-python=${SDTRAIN_PYTHON:-python3}
-if [[ -z ${SDTRAIN_PYTHON:-} ]] && ! "$python" -c 'import torch' 2>/dev/null && [[ -x /opt/torch/.venv/bin/python3 ]]; then
-  python=/opt/torch/.venv/bin/python3
-fi
-python=$(command -v "$python")
-export SDTRAIN_PYTHON=$python
-# Wheels: only those whose distribution this python lacks (never shadow its own packages).
-site=${SDTRAIN_SITE:-/tmp/site}
-missing=()
-for wheel in "$bundle"/wheels/*.whl; do
-  dist=$(basename "$wheel" | cut -d- -f1)
-  PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH} "$python" -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" "$dist" 2>/dev/null ||
-    missing+=("$wheel")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-  say "installing into $site: $(for w in "${missing[@]}"; do basename "$w" | cut -d- -f1-2; done | tr '\n' ' ')"
-  mkdir -p "$site"
-  if ! "$python" -m pip install -q --no-index --no-deps --target "$site" "${missing[@]}" 2>"$logs/pip.log"; then
-    say "pip failed (see pip.log); unzipping the wheels instead"
-    for wheel in "${missing[@]}"; do "$python" -m zipfile -e "$wheel" "$site"; done
-  fi
-fi
-export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
-"$python" -c 'import diffusers; print("diffusers", diffusers.__version__, "from", diffusers.__file__)' >&2 ||
-  say "warning: diffusers does not import; the bench stages will fail"
-
-# CUDA toolkit and nvrtc, as launch/check_nccl_gpu.sh does (torch's CMake config links CUDA::nvrtc).
-export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
-export CUDAToolkit_ROOT=$CUDA_HOME CUDACXX=$CUDA_HOME/bin/nvcc PATH=$PATH:$CUDA_HOME/bin
-cuda_extra=()
-if ! compgen -G "$CUDA_HOME/lib64/libnvrtc.so*" >/dev/null; then
-  nvrtc=$("$python" -c 'import glob, os, nvidia; hits = [h for p in nvidia.__path__ for h in sorted(glob.glob(os.path.join(p, "*", "lib", "libnvrtc.so.*")))]; print(hits[0] if hits else "", end="")' 2>/dev/null || true)
-  if [[ -n $nvrtc ]]; then cuda_extra+=(-DCUDA_nvrtc_LIBRARY="$nvrtc" -DCUDA_NVRTC_LIB="$nvrtc"); fi
-fi
-
-configure() {  # the bench build: check_nccl_gpu.sh configures the same directory with BENCH=OFF
+# --- configure ----------------------------------------------------------------------------------
+# Line tables only (-g1), as the top CMakeLists.txt means RelWithDebInfo to be: its *_INIT flags
+# get CMake's own "-O2 -g" appended, so the cache holds full debug info, which costs ~30% more
+# compile time per object (measured: checkpoint_manager.cpp 23.4 s with -g, 16.3 s with -g1).
+configure() {
   cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSDTRAIN_PYTHON="$python" \
+        -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
         -DSDTRAIN_BUILD_TESTS=ON -DSDTRAIN_BUILD_BENCH=ON \
         -DProtobuf_PROTOC_EXECUTABLE="$root/usr/bin/protoc" -DMPI_CXX_COMPILER="$root/usr/bin/mpicxx" \
         -DMPIEXEC_EXECUTABLE="$root/usr/bin/mpirun" "${cuda_extra[@]}" >"$logs/configure.log" 2>&1 ||
-    { tail -40 "$logs/configure.log" >&2; say "configure failed (log: $logs/configure.log)"; return 1; }
+    { tail -40 "$logs/configure.log" >&2; say "configure failed (log: configure.log)"; return 1; }
   grep 'sdtrain:' "$logs/configure.log" >&2 || true
 }
 if [[ $configure_only -eq 1 ]]; then
@@ -194,76 +221,101 @@ if [[ $configure_only -eq 1 ]]; then
   say "configured $build_dir in $((SECONDS - start)) s; what it found: $logs/found.txt"
   exit 0
 fi
+"$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' || { say "$python sees no CUDA GPU"; exit 1; }
+if ! configure; then
+  failed+=(configure); summary+=("configure: FAILED (log: configure.log)")
+elif ! grep -q 'sdtrain: CUDA ON, NCCL ON' "$logs/configure.log"; then
+  failed+=(configure); summary+=("configure: CUDA and NCCL are not both ON (log: configure.log)")
+fi
+pack
 
-# --- 3-5. stages -------------------------------------------------------------------------------------
-"$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' ||
-  { say "$python sees no CUDA GPU"; exit 1; }
-failed=() stopped=()
-summary=()
-has() { [[ ,$stages, == *,$1,* ]]; }
-passed_before() {  # a stage that passed in an earlier call: reprint its result, skip it
-  [[ -f $done_dir/$1 ]] || return 1
-  summary+=("$1: passed in an earlier call: $(cat "$done_dir/$1")")
-}
-enough_time() {  # $1 stage, $2 seconds it needs at least
-  (( $(left) >= $2 )) && return 0
-  stopped+=("$1"); summary+=("$1: not started, $(left) s left of $budget (rerun the same command)"); return 1
-}
-
-if has nccl && ! passed_before nccl && enough_time nccl 150; then
-  say "nccl: launch/check_nccl_gpu.sh $build_dir (log: $logs/nccl.log)"
-  if SDTRAIN_JOBS=$jobs timeout -k 10 "$(( $(left) - 10 ))" bash launch/check_nccl_gpu.sh "$build_dir" >"$logs/nccl.log" 2>&1; then
-    result=$(grep -E '^\[  PASSED  \]|tests passed in' "$logs/nccl.log" | tr '\n' ' ') || true
-    echo "$result" >"$done_dir/nccl"; summary+=("nccl: PASSED $result")
-  else
-    rc=$?; tail -40 "$logs/nccl.log" >&2
-    if [[ $rc -eq 124 ]]; then stopped+=(nccl); summary+=("nccl: stopped for time (rerun)")
-    else failed+=(nccl); summary+=("nccl: FAILED (exit $rc): $(grep -E '^\[  FAILED  \]' "$logs/nccl.log" | head -5 | tr '\n' ' ' || true)"); fi
+# --- build --------------------------------------------------------------------------------------
+targets=()
+has nccl && targets+=(nccl_gpu_tests)
+has bench && targets+=(train_step_bench)
+has demo && targets+=(sdtrain_cli sddemodata)
+if [[ ${#failed[@]} -eq 0 ]] && may_start build; then
+  say "build: ${targets[*]} -j$jobs (log: build.log)"
+  : >"$logs/build.log"
+  # -k 0: a target that fails to build does not stop the others. Never marked done: the build is
+  # checked again on every call (a no-op when up to date).
+  run_limited build 100000 "$logs/build.log" cmake --build "$build_dir" --target "${targets[@]}" -j "$jobs" -- -k 0
+  if [[ $rc -eq 0 ]]; then
+    summary+=("build: ok in $((SECONDS - stage_start)) s")
+    for target in "${targets[@]}"; do target_ok[$target]=1; done
+  elif [[ $rc -ne 124 ]]; then
+    grep -E -m 20 'error|FAILED' "$logs/build.log" >&2 || true
+    # Which targets did build: asking again per target is a no-op for those (ninja's dry run
+    # cannot tell: CMake's glob check always has work). A failing one fails again, within 60 s.
+    for target in "${targets[@]}"; do
+      echo "--- $target alone" >>"$logs/build.log"
+      if timeout -k 5 60 cmake --build "$build_dir" --target "$target" -j "$jobs" >>"$logs/build.log" 2>&1; then
+        target_ok[$target]=1
+      fi
+    done
+    summary+=("build: built ${!target_ok[*]}")
   fi
-  [[ -f $logs/nccl.log ]] && cp -f "$build_dir/nccl_gpu_tests.xml" "$logs/" 2>/dev/null || true
+  pack
 fi
 
-built=0
-if has build || has plain || has cached || has gc; then
-  if enough_time build 60 && { configure || { failed+=(configure); summary+=("configure: FAILED (log: configure.log)"); false; }; }; then
-    say "build: sdtrain train_step_bench -j$jobs (log: $logs/build.log)"
-    build_start=$SECONDS
-    if timeout -k 10 "$(( $(left) - 5 ))" cmake --build "$build_dir" --target sdtrain train_step_bench -j "$jobs" >"$logs/build.log" 2>&1; then
-      built=1; summary+=("build: ok in $((SECONDS - build_start)) s")
-    else
-      rc=$?
-      if [[ $rc -eq 124 ]]; then stopped+=(build); summary+=("build: stopped for time after $((SECONDS - build_start)) s (rerun: it resumes)")
-      else grep -E -m 20 'error|FAILED' "$logs/build.log" >&2 || tail -30 "$logs/build.log" >&2
-           failed+=(build); summary+=("build: FAILED (log: build.log)"); fi
-    fi
+# --- nccl ---------------------------------------------------------------------------------------
+if has nccl && ! passed_before nccl; then
+  if ! built nccl_gpu_tests; then
+    summary+=("nccl: not run (nccl_gpu_tests not built)")
+  elif may_start nccl; then
+    say "nccl: launch/gpu/run_nccl_tests.sh (log: nccl.log)"
+    : >"$logs/nccl.log"
+    run_limited nccl 300 "$logs/nccl.log" bash "$repo/launch/gpu/run_nccl_tests.sh" "$build_dir" "$logs"
+    [[ $rc -eq 0 ]] && passed nccl "$(grep -c '^\[       OK \]' "$logs/nccl.log") tests OK"
+    pack
   fi
 fi
 
-bench() {  # $1 stage name, then extra arguments of bench_train_step.py
-  local name=$1; shift
-  has "$name" || return 0
-  passed_before "$name" && return 0
-  [[ $built -eq 1 ]] || { summary+=("$name: not run (no build)"); return 0; }
-  enough_time "$name" 90 || return 0
-  local limit=$(( $(left) - 5 )); (( limit > 300 )) && limit=300
-  say "bench $name: $* (log: $logs/bench-$name.log, limit $limit s)"
-  if timeout -k 10 "$limit" "$python" bench/train/bench_train_step.py --bench "$build_dir/bin/train_step_bench" --device cuda \
-       --config sd --latent 64 --batch 4 --precision bf16 --iters 10 --warmup 3 "$@" >"$logs/bench-$name.log" 2>&1; then
-    cat "$logs/bench-$name.log" >&2
-    { grep -E 'ms/step|peak memory' "$logs/bench-$name.log" || true; } | tr -s ' ' | tr '\n' ';' >"$done_dir/$name"
-    summary+=("$name: $(cat "$done_dir/$name")")
-  else
-    local rc=$?; tail -30 "$logs/bench-$name.log" >&2
-    if [[ $rc -eq 124 ]]; then stopped+=("$name"); summary+=("$name: stopped for time after $limit s")
-    else failed+=("$name"); summary+=("$name: FAILED (exit $rc, log: bench-$name.log)"); fi
+# --- bench --------------------------------------------------------------------------------------
+bench_command=("$python" bench/train/bench_train_step.py --bench "$build_dir/bin/train_step_bench" --device cuda
+               --config sd --latent 64 --precision bf16 --batch 4,8 --cached 0,1 --gradient-checkpointing 0,1
+               --iters 8 --warmup 2)
+if has bench && ! passed_before bench; then
+  if ! built train_step_bench; then
+    summary+=("bench: not run (train_step_bench not built)")
+  elif may_start bench; then
+    say "bench: ${bench_command[*]} (log: bench.log)"
+    echo "${bench_command[*]}" >"$logs/bench.log"
+    run_limited bench 420 "$logs/bench.log" "${bench_command[@]}"
+    [[ $rc -eq 0 ]] && passed bench "8 settings (table below)"
+    pack
   fi
-}
-bench plain
-bench cached --cached
-bench gc --gradient-checkpointing
+fi
 
-say "summary after $((SECONDS - start)) s (logs: $logs):"
-printf '  %s\n' "${summary[@]}" | tee "$logs/summary.txt" >&2
+# --- demo ---------------------------------------------------------------------------------------
+demo_out=$build_dir/gpu-demo
+demo_command=("$build_dir/bin/sdtrain" --config configs/demo.pbtxt --set run.device=cuda --set run.max_steps=330
+              --set run.output_dir="$demo_out")
+if has demo && ! passed_before demo; then
+  if ! { built sdtrain_cli && built sddemodata; }; then
+    summary+=("demo: not run (sdtrain or sddemodata not built)")
+  elif may_start demo; then
+    say "demo: ${demo_command[*]} (log: demo.log)"
+    : >"$logs/demo.log"
+    rm -rf "$demo_out"
+    rc=0
+    # The demo config reads its images from runs/demo/data (launch/run_demo.sh writes the same).
+    [[ -f runs/demo/data/metadata.csv ]] ||
+      run_limited demo 60 "$logs/demo.log" "$build_dir/bin/sddemodata" --out runs/demo/data --count 512 --size 64 --seed 0
+    [[ $rc -eq 0 ]] && run_limited demo 120 "$logs/demo.log" "${demo_command[@]}"
+    find "$demo_out" -maxdepth 2 -name '*.csv' -exec cp -f {} "$logs/" \; 2>/dev/null || true
+    [[ $rc -eq 0 ]] && passed demo "330 steps on cuda; last line: $(tail -1 "$logs/demo.log")"
+    pack
+  fi
+fi
+
+# --- summary ------------------------------------------------------------------------------------
+say "summary after $((SECONDS - start)) s (all logs: $archive):"
+{
+  printf '  %s\n' "${summary[@]}"
+  grep -h '^\[nccl\]' "$logs/nccl.log" 2>/dev/null || true
+  grep -h '^|' "$logs/bench.log" 2>/dev/null || true
+} | tee "$logs/summary.txt" >&2
 if [[ ${#failed[@]} -gt 0 ]]; then say "FAILED: ${failed[*]}"; exit 1; fi
 if [[ ${#stopped[@]} -gt 0 ]]; then say "stopped for time: ${stopped[*]}; call the same command again to continue"; exit 3; fi
 say "all requested stages passed"
