@@ -156,18 +156,12 @@ sdtrain::PluginSpec model_spec(const Args& args, bool cached) {
   return spec;
 }
 
-/// The model on `device`, its frozen encoders stored in the compute dtype (see the top).
+/// The model on `device`; with bf16 the model itself stores its frozen encoders in bf16
+/// (StableDiffusionOptions.frozen_in_compute_dtype, on by default; see the top).
 std::unique_ptr<sdtrain::Model> make_model(const Args& args, bool cached, const sdtrain::PluginContext& context) {
   std::unique_ptr<sdtrain::Model> model =
       sdtrain::Registry<sdtrain::Model>::instance().create(model_spec(args, cached), context, "model");
   model->to(context.device);
-  if (context.compute_dtype != torch::kFloat32) {
-    const sdtrain::SdNetworks& networks = dynamic_cast<const sdtrain::StableDiffusionModel&>(*model).networks();
-    sdtrain::AutoencoderKL vae = networks.vae;
-    sdtrain::ClipTextModel text_encoder = networks.text_encoder;
-    vae->to(context.compute_dtype);
-    text_encoder->to(context.compute_dtype);
-  }
   return model;
 }
 

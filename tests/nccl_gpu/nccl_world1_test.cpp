@@ -120,13 +120,13 @@ TEST_F(NcclWorldSizeOne, AllreduceAndBroadcastKeepEveryDtypeExact) {
   nccl().barrier();
 }
 
-/// The gradient buckets' path: started from the compute stream, awaited later.
+/// The gradient buckets' path (ncclAvg): started from the compute stream, awaited later.
 TEST_F(NcclWorldSizeOne, AsyncAllreduceWaitsForTheComputeStream) {
   const torch::Tensor expected = torch::arange(0, 1 << 20, torch::kFloat32);
   const torch::Tensor expected_on_gpu = expected.to(torch::Device(torch::kCUDA, 0));
   torch::Tensor values = torch::empty_like(expected_on_gpu);
   const RecordedEvent written = write_behind_long_kernel(values, expected_on_gpu);
-  std::unique_ptr<PendingCollective> pending = nccl().allreduce_sum_async(values);
+  std::unique_ptr<PendingCollective> pending = nccl().allreduce_async(values, ReduceOp::kAverage);
   pending->wait();
   EXPECT_TRUE(written.reached()) << "the allreduce finished before the copy queued ahead of it";
   EXPECT_TRUE(pending->test());
