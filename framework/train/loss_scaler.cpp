@@ -9,12 +9,13 @@ namespace sdtrain {
 DynamicLossScaler::DynamicLossScaler(const LossScalingConfig& config)
     : config_(config), scale_(static_cast<float>(config.init_scale())) {}
 
-bool DynamicLossScaler::unscale(torch::Tensor& grads) const {
+torch::Tensor DynamicLossScaler::unscale(torch::Tensor& grads) const {
   torch::NoGradGuard no_grad;
-  const auto inverse = static_cast<float>(1.0 / static_cast<double>(scale_));
-  const bool finite = torch::isfinite(grads).all().item<bool>();
-  grads.mul_(inverse);
-  return finite;
+  const auto options = grads.options().dtype(torch::kFloat32);
+  const torch::Tensor inverse = torch::full({1}, static_cast<float>(1.0 / static_cast<double>(scale_)), options);
+  torch::Tensor found_inf = torch::zeros({1}, options);
+  at::_amp_foreach_non_finite_check_and_unscale_({grads}, found_inf, inverse);
+  return found_inf;
 }
 
 void DynamicLossScaler::update(bool found_inf) {

@@ -1,8 +1,8 @@
 #pragma once
 /// Dynamic loss scaling for fp16 training with torch.amp.GradScaler's arithmetic, over the flat
 /// gradient buffer: the loss is multiplied by scale() before backward, unscale() divides the
-/// gradients by it again (multiplying by the float32 reciprocal, as GradScaler) and reports
-/// whether they are all finite, and update() moves the scale: x backoff_factor after a step with
+/// gradients by it again (GradScaler's own kernel, multiplying by the float32 reciprocal) and
+/// flags, on the device, whether any was inf/NaN, and update() moves the scale: x backoff_factor after a step with
 /// an inf/NaN (the growth count restarts), x growth_factor after growth_interval finite steps in
 /// a row (the count restarts; a growth that would overflow float32 is not applied). The scale is
 /// a float32 value, as GradScaler's scale tensor.
@@ -26,9 +26,11 @@ class DynamicLossScaler final : public Stateful {
   /// Finite steps in a row since the last growth or backoff (GradScaler's _growth_tracker).
   int64_t growth_tracker() const { return growth_tracker_; }
 
-  /// Multiplies `grads` in place by 1 / scale() (float32 reciprocal of the float64 reciprocal, as
-  /// GradScaler.unscale_). Returns true when every gradient was finite.
-  bool unscale(torch::Tensor& grads) const;
+  /// Multiplies `grads` in place by 1 / scale() (the float32 value of the float64 reciprocal)
+  /// through _amp_foreach_non_finite_check_and_unscale_, GradScaler.unscale_'s kernel. Returns a
+  /// one-element float32 tensor on the gradients' device, 1 when some gradient was inf or NaN and
+  /// 0 otherwise, without making the host wait for it.
+  torch::Tensor unscale(torch::Tensor& grads) const;
 
   /// Adjusts the scale after an optimizer step attempt; `found_inf` as unscale() reported.
   void update(bool found_inf);

@@ -5,6 +5,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "framework/log/logger.h"
 #include "framework/train/autocast.h"
@@ -135,18 +136,27 @@ StepOutcome TrainStep::finish(int64_t steps_done) {
   // buckets ran during the last backward; average over ranks.
   gradient_reducer_->finish();
 
+  // fp16: unscale before anything reads the gradients (clipping, the norm); every rank holds the
+  // same allreduced gradients, so every rank makes the same skip decision.
+  const torch::Tensor overflow = loss_scaler_ ? loss_scaler_->unscale(parameters_.grads()) : torch::Tensor();
+  // The step's one host wait: the loss sum, the gradient norm and the fp16 overflow flag come
+  // to the host in one copy (each read alone would make the host wait for the device again).
+  const torch::Tensor grad_norm = parameters_.grads().norm();
+  const torch::Tensor loss_sum =
+      loss_sum_.defined() ? loss_sum_.to(grad_norm.device()) : torch::zeros({}, grad_norm.options().dtype(torch::kFloat64));
+  std::vector<torch::Tensor> device_values{loss_sum, grad_norm.to(torch::kFloat64)};
+  if (overflow.defined()) device_values.push_back(overflow.reshape({}).to(torch::kFloat64));
+  const torch::Tensor host_values = torch::stack(device_values).to(torch::kCPU);
+  const double* read = host_values.data_ptr<double>();
+
   // Mean of the micro-batch losses, averaged over ranks (for logging only).
-  torch::Tensor loss_stats = torch::tensor({0.0, static_cast<double>(micro_batches_)}, torch::kFloat64);
-  if (loss_sum_.defined()) loss_stats.select(0, 0).copy_(loss_sum_);  // the step's one wait for the losses
+  torch::Tensor loss_stats = torch::tensor({read[0], static_cast<double>(micro_batches_)}, torch::kFloat64);
   communicator_.allreduce_sum(loss_stats);
   StepOutcome outcome;
   StepMetrics& metrics = outcome.metrics;
   metrics.loss = loss_stats[0].item<double>() / loss_stats[1].item<double>();
-
-  // fp16: unscale before anything reads the gradients (clipping, the norm); every rank holds the
-  // same allreduced gradients, so every rank makes the same skip decision.
-  const bool scaled_finite = loss_scaler_ ? loss_scaler_->unscale(parameters_.grads()) : true;
-  metrics.grad_norm = scaled_finite ? parameters_.grads().norm().item<double>() : std::nan("");
+  const bool overflowed = overflow.defined() && read[2] != 0.0;
+  metrics.grad_norm = overflowed ? std::nan("") : read[1];
   const bool finite = std::isfinite(metrics.grad_norm);
   if (loss_scaler_) {
     const float used_scale = loss_scaler_->scale();

@@ -7,7 +7,9 @@
 ///   finish(): the allreduce completed (mean over ranks), the mean loss over micro-batches and
 ///     ranks, fp16 unscaling and the scaler's update, the skip of a non-finite step (the step
 ///     count does not advance; 100 in a row stop the run), clipping, AdamW (ZeRO-1 sharded or
-///     not) at the scheduled learning rate, the EMA update, and the gradients zeroed.
+///     not) at the scheduled learning rate, the EMA update, and the gradients zeroed. The host
+///     waits for the device once here: the loss sum, the gradient norm and the fp16 overflow
+///     flag come back in one copy (accumulate() itself never waits).
 /// It owns what the step changes: the gradient reducer, the optimizer, the EMA and the loss
 /// scaler, and registers the ones a resume needs as checkpoint parts.
 #include <cstdint>
