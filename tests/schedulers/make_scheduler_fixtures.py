@@ -36,7 +36,11 @@ def pbtxt(schedule, extra):
     """The options message in protobuf text format for the C++ side."""
     fields = []
     for key, value in schedule.items():
-        fields.append(f"{key}: {value.upper() if isinstance(value, str) else value}")
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, str):
+            value = value.upper()
+        fields.append(f"{key}: {value}")
     text = "schedule { " + " ".join(fields) + " }" if fields else ""
     for key, value in extra.items():
         if isinstance(value, bool):
@@ -127,6 +131,17 @@ def cases():
                                   {"lower_order_final": False}, {}, -1)
     yield "dpmpp_3m_cos_16", ("dpmpp_2m", 16, "trailing", {"beta_schedule": "squaredcos_cap_v2"},
                               {"solver_order": 3}, {}, -1)
+    # Zero terminal SNR (rescale_betas_zero_snr) with v-prediction and trailing spacing, as the
+    # paper pairs them; the sigma samplers floor the last alpha-bar at 2^-24.
+    zero_snr = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
+    yield "ddpm_zero_snr_trailing_20", ("ddpm", 20, "trailing", zero_snr, {}, {}, 13)
+    yield "ddim_zero_snr_trailing_25", ("ddim", 25, "trailing", zero_snr, {}, {}, -1)
+    yield "ddim_zero_snr_linspace_10", ("ddim", 10, "linspace", zero_snr, {}, {}, -1)
+    yield "euler_zero_snr_trailing_20", ("euler", 20, "trailing", zero_snr, {}, {}, -1)
+    yield "euler_ancestral_zero_snr_trailing_15", ("euler_ancestral", 15, "trailing", zero_snr, {}, {}, 19)
+    yield "dpmpp_2m_zero_snr_trailing_12", ("dpmpp_2m", 12, "trailing", zero_snr, {}, {}, -1)
+    yield "ddpm_zero_snr_cos_eps_10", ("ddpm", 10, "leading", {"beta_schedule": "squaredcos_cap_v2",
+                                       "rescale_betas_zero_snr": True}, {}, {}, 23)
 
 
 def training_reference():

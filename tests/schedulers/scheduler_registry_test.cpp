@@ -75,5 +75,22 @@ TEST(SchedulerRegistry, BadOptionsNameTheField) {
   }
 }
 
+// diffusers' PNDMScheduler has no zero-terminal-SNR option, so neither has pndm: refused by name.
+TEST(SchedulerRegistry, PndmRefusesZeroTerminalSnr) {
+  PluginSpec spec;
+  spec.set_type("pndm");
+  PndmSchedulerOptions options;
+  options.mutable_schedule()->set_rescale_betas_zero_snr(true);
+  spec.mutable_options()->PackFrom(options);
+  try {
+    Registry<NoiseScheduler>::instance().create(spec, PluginContext{}, "sampler");
+    FAIL() << "pndm accepted rescale_betas_zero_snr";
+  } catch (const ConfigError& error) {
+    EXPECT_NE(std::string(error.what()).find("schedule.rescale_betas_zero_snr: pndm does not support it"),
+              std::string::npos)
+        << error.what();
+  }
+}
+
 }  // namespace
 }  // namespace sdtrain

@@ -443,6 +443,14 @@ TEST(EncoderCache, ImpossibleSettingsAreRefusedNamingTheField) {
   EXPECT_NE(error_of("cache { dir: \"somewhere\" }").find("cache.dir:"), std::string::npos);
   EXPECT_NE(error_of("cache { text_embeddings: true max_memory_mb: -1 }").find("cache.max_memory_mb: must be >= 0"),
             std::string::npos);
+  EXPECT_NE(error_of("min_snr_gamma: 5 noise_scheduler { type: \"ddpm\" options { "
+                     "[type.googleapis.com/sdtrain.DdpmSchedulerOptions] { schedule { rescale_betas_zero_snr: true } } } }")
+                .find("min_snr_gamma: the noise_scheduler has zero terminal SNR"),
+            std::string::npos);
+  EXPECT_EQ(error_of("min_snr_gamma: 5 noise_scheduler { type: \"ddpm\" options { "
+                     "[type.googleapis.com/sdtrain.DdpmSchedulerOptions] { schedule { rescale_betas_zero_snr: true "
+                     "prediction_type: V_PREDICTION } } } }"),
+            "");
   // PIXELS with a text cache is fine.
   EXPECT_EQ(error_of("first_stage: PIXELS cache { text_embeddings: true }"), "");
 }

@@ -88,6 +88,14 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
   noise_scheduler_ = Registry<NoiseScheduler>::instance().create(
       options.has_noise_scheduler() ? options.noise_scheduler() : default_noise_scheduler(), context,
       "noise_scheduler");
+  // At zero terminal SNR (schedule.rescale_betas_zero_snr) the epsilon weight min(SNR, gamma) / SNR
+  // is 0 / 0 at the last timestep: every step drawing it would have a NaN loss and be skipped.
+  if (options.min_snr_gamma() > 0 && noise_scheduler_->prediction_type() == "epsilon" &&
+      noise_scheduler_->alphas_cumprod()[-1].item<double>() == 0.0) {
+    throw ConfigError("min_snr_gamma: the noise_scheduler has zero terminal SNR (rescale_betas_zero_snr) and epsilon "
+                      "prediction, whose min-SNR weight is 0/0 at the last timestep; use prediction_type: "
+                      "V_PREDICTION");
+  }
 
   // Frozen parts: no gradients, inference mode for norms.
   for (auto& parameter : networks_.text_encoder->parameters()) parameter.set_requires_grad(false);

@@ -11,7 +11,7 @@ namespace sdtrain {
 namespace noise {
 
 DpmSolverMultistepScheduler::DpmSolverMultistepScheduler(const DpmSolverMultistepSchedulerOptions& options)
-    : options_(options), schedule_(options.schedule(), "") {
+    : options_(options), schedule_(options.schedule(), "", TrainingSchedule::TerminalAlpha::kFloorAt2Pow24) {
   if (options.solver_order() < 1 || options.solver_order() > 3) {
     throw ConfigError("solver_order must be 1, 2 or 3, got " + std::to_string(options.solver_order()));
   }

@@ -11,6 +11,10 @@ namespace noise {
 
 PndmScheduler::PndmScheduler(const PndmSchedulerOptions& options)
     : options_(options), schedule_(options.schedule(), "") {
+  if (options.schedule().rescale_betas_zero_snr()) {
+    throw ConfigError("schedule.rescale_betas_zero_snr: pndm does not support it (diffusers' PNDMScheduler has no "
+                      "such option); use ddim, euler or dpmpp_2m");
+  }
   if (options.schedule().prediction_type() == NoiseScheduleOptions::SAMPLE) {
     throw ConfigError("schedule.prediction_type: pndm supports EPSILON and V_PREDICTION only");
   }

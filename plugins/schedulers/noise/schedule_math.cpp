@@ -36,9 +36,23 @@ void check_steps(const NoiseScheduleOptions& options, int64_t n, const std::stri
   }
 }
 
-}  // namespace
+/// diffusers' rescale_zero_terminal_snr, float32 and in its order of operations: sqrt(abar)
+/// shifted so the last is 0 and scaled so the first keeps its value, then back to betas.
+torch::Tensor rescale_zero_terminal_snr(const torch::Tensor& betas) {
+  const torch::Tensor alphas_cumprod = torch::cumprod(1.0 - betas, 0);
+  torch::Tensor alphas_bar_sqrt = alphas_cumprod.sqrt();
+  const torch::Tensor first = alphas_bar_sqrt[0].clone();
+  const torch::Tensor last = alphas_bar_sqrt[-1].clone();
+  alphas_bar_sqrt -= last;
+  alphas_bar_sqrt *= first / (first - last);
+  const torch::Tensor alphas_bar = alphas_bar_sqrt.pow(2);
+  const int64_t n = alphas_bar.size(0);
+  const torch::Tensor alphas =
+      torch::cat({alphas_bar.narrow(0, 0, 1), alphas_bar.narrow(0, 1, n - 1) / alphas_bar.narrow(0, 0, n - 1)});
+  return 1 - alphas;
+}
 
-torch::Tensor make_betas(const NoiseScheduleOptions& options, const std::string& where) {
+torch::Tensor schedule_betas(const NoiseScheduleOptions& options, const std::string& where) {
   const int64_t t = options.num_train_timesteps();
   if (t < 2) throw ConfigError(prefix(where) + "schedule.num_train_timesteps must be at least 2, got " + std::to_string(t));
   if (options.beta_start() <= 0 || options.beta_end() <= 0 || options.beta_end() >= 1) {
@@ -54,6 +68,13 @@ torch::Tensor make_betas(const NoiseScheduleOptions& options, const std::string&
       return cosine_betas(t);
   }
   throw ConfigError(prefix(where) + "schedule.beta_schedule: unknown value");
+}
+
+}  // namespace
+
+torch::Tensor make_betas(const NoiseScheduleOptions& options, const std::string& where) {
+  const torch::Tensor betas = schedule_betas(options, where);
+  return options.rescale_betas_zero_snr() ? rescale_zero_terminal_snr(betas) : betas;
 }
 
 std::vector<double> numpy_linspace(double start, double stop, int64_t num) {

@@ -8,7 +8,7 @@ namespace sdtrain {
 namespace noise {
 
 SigmaScheduler::SigmaScheduler(const NoiseScheduleOptions& options, const char* name)
-    : name_(name), schedule_(options, "") {
+    : name_(name), schedule_(options, "", TrainingSchedule::TerminalAlpha::kFloorAt2Pow24) {
   const torch::Tensor sigmas = ((1 - schedule_.alphas_cumprod()) / schedule_.alphas_cumprod()).pow(0.5).flip(0);
   sigmas_ = torch::cat({sigmas, torch::zeros({1}, torch::kFloat32)});
   timesteps_ = torch::arange(num_train_timesteps() - 1, -1, -1, torch::kFloat32);

@@ -1,14 +1,20 @@
 #include "plugins/schedulers/noise/training_schedule.h"
 
+#include <cmath>
+
 #include "plugins/schedulers/noise/schedule_math.h"
 
 namespace sdtrain {
 namespace noise {
 
-TrainingSchedule::TrainingSchedule(const NoiseScheduleOptions& options, const std::string& where)
+TrainingSchedule::TrainingSchedule(const NoiseScheduleOptions& options, const std::string& where,
+                                   TerminalAlpha terminal)
     : options_(options) {
   betas_ = make_betas(options, where);
   alphas_cumprod_ = torch::cumprod(1.0 - betas_, 0);
+  if (options.rescale_betas_zero_snr() && terminal == TerminalAlpha::kFloorAt2Pow24) {
+    alphas_cumprod_[-1] = std::ldexp(1.0, -24);
+  }
 }
 
 std::pair<torch::Tensor, torch::Tensor> TrainingSchedule::coefficients(const torch::Tensor& like,

@@ -14,8 +14,15 @@ namespace noise {
 /// (float32, CPU).
 class TrainingSchedule {
  public:
+  /// Which value the last alpha-bar takes when options.rescale_betas_zero_snr makes it 0.
+  enum class TerminalAlpha {
+    kZero,           ///< the DDPM family: exactly 0, the last timestep is pure noise
+    kFloorAt2Pow24,  ///< the sigma samplers: 2^-24 as diffusers sets it, so the first sigma is finite
+  };
+
   /// Builds the schedule from `options`. Throws ConfigError naming `where` on invalid values.
-  TrainingSchedule(const NoiseScheduleOptions& options, const std::string& where);
+  TrainingSchedule(const NoiseScheduleOptions& options, const std::string& where,
+                   TerminalAlpha terminal = TerminalAlpha::kZero);
 
   const NoiseScheduleOptions& options() const { return options_; }
   int64_t num_train_timesteps() const { return options_.num_train_timesteps(); }
