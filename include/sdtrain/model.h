@@ -45,6 +45,9 @@ struct SampleRequest {
   int width = 512;                  ///< pixels, multiple of 8
   int steps = 50;                   ///< sampler steps
   double guidance_scale = 7.5;      ///< classifier-free guidance; 1 disables the uncond. pass
+  /// Rescales the guided prediction towards the conditional one's standard deviation (Lin et al.
+  /// 2023, sec. 3.4; diffusers' guidance_rescale), in [0, 1]; 0 = off. Used with guidance only.
+  double guidance_rescale = 0.0;
   std::string sampler = "ddim";     ///< a registered scheduler name
   /// The sampler's own options message (e.g. DdimSchedulerOptions with its eta); null: the
   /// sampler's defaults.

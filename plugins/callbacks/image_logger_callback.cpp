@@ -96,6 +96,7 @@ class ImageLoggerCallback : public Callback {
     request.width = width_;
     request.steps = options_.steps();
     request.guidance_scale = options_.guidance_scale();
+    request.guidance_rescale = options_.guidance_rescale();
     request.sampler = options_.sampler();
     request.sampler_options = sampler_options_;
     return request;
@@ -117,7 +118,8 @@ class ImageLoggerCallback : public Callback {
     for (std::size_t i = 0; i < prompts_.size(); ++i) text.emplace_back("prompt_" + std::to_string(i), prompts_[i]);
     std::ostringstream parameters;
     parameters << "sampler: " << options_.sampler() << ", steps: " << options_.steps() << ", eta: " << options_.eta()
-               << ", guidance_scale: " << options_.guidance_scale() << ", negative_prompt: \""
+               << ", guidance_scale: " << options_.guidance_scale()
+               << ", guidance_rescale: " << options_.guidance_rescale() << ", negative_prompt: \""
                << options_.negative_prompt() << "\", seed: " << options_.seed() << " + image index, size: " << width_
                << "x" << height_ << ", step: " << progress.step << ", epoch: " << epoch;
     text.emplace_back("parameters", parameters.str());
@@ -143,6 +145,9 @@ std::unique_ptr<Callback> make_image_logger(const ImageLoggerOptions& options, c
     throw ConfigError("images_per_prompt: must be >= 1, got " + std::to_string(options.images_per_prompt()));
   }
   if (options.columns() < 1) throw ConfigError("columns: must be >= 1, got " + std::to_string(options.columns()));
+  if (!(options.guidance_rescale() >= 0 && options.guidance_rescale() <= 1)) {
+    throw ConfigError("guidance_rescale: must be in [0, 1], got " + std::to_string(options.guidance_rescale()));
+  }
   if (options.subdir().empty()) throw ConfigError("subdir: must not be empty");
   if (options.height() < 0 || options.height() % 8 != 0 || options.width() < 0 || options.width() % 8 != 0) {
     throw ConfigError("height/width: must be 0 or positive multiples of 8, got " + std::to_string(options.height()) +

@@ -27,6 +27,10 @@ CASES = [
     {"name": "euler_ancestral", "scheduler": "EulerAncestralDiscreteScheduler",
      "prompt": "a woman in a red dress", "negative": "blurry, low quality", "steps": 10, "scale": 5.0,
      "seed": 3, "n": 2},
+    # CFG rescale (guidance_rescale) at a high scale, where it changes the image most.
+    {"name": "ddim_guidance_rescale", "sampler": "ddim", "scheduler": "DDIMScheduler",
+     "prompt": "a red circle on a white background", "negative": "", "steps": 10, "scale": 12.0,
+     "rescale": 0.7, "seed": 42, "n": 2},
 ]
 SIZE = 64
 
@@ -89,6 +93,7 @@ def main():
         pipe.scheduler = getattr(diffusers, case["scheduler"]).from_config(base_config)
         result = pipe(case["prompt"], negative_prompt=case["negative"] or None, height=SIZE, width=SIZE,
                       num_inference_steps=case["steps"], guidance_scale=case["scale"],
+                      guidance_rescale=case.get("rescale", 0.0),
                       num_images_per_prompt=case["n"], generator=torch.Generator().manual_seed(case["seed"]),
                       output_type="np")
         images = (result.images * 255).round().astype(np.uint8)

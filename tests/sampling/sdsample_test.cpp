@@ -46,9 +46,10 @@ std::string command_for(const nlohmann::json& c, const fs::path& outdir, int siz
   command << sdsample_bin() << " --model " << quoted((fixture() / "pipeline").string()) << " --prompt "
           << quoted(c["prompt"].get<std::string>()) << " --n-samples " << c["n"].get<int>() << " --steps "
           << c["steps"].get<int>() << " --scale " << c["scale"].get<double>() << " --sampler "
-          << c["name"].get<std::string>() << " --seed " << c["seed"].get<int>() << " --H " << size << " --W " << size
+          << c.value("sampler", c["name"].get<std::string>()) << " --seed " << c["seed"].get<int>() << " --H " << size << " --W " << size
           << " --device cpu --outdir " << quoted(outdir.string());
   if (!c["negative"].get<std::string>().empty()) command << " --negative-prompt " << quoted(c["negative"].get<std::string>());
+  if (c.contains("rescale")) command << " --guidance-rescale " << c["rescale"].get<double>();
   return command.str();
 }
 

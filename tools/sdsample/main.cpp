@@ -78,6 +78,9 @@ void validate(Settings& settings) {
   if (request.steps < 1) throw sdtrain::ConfigError("--steps must be >= 1");
   if (settings.n_samples < 1) throw sdtrain::ConfigError("--n-samples must be >= 1");
   if (request.guidance_scale < 0) throw sdtrain::ConfigError("--scale must be >= 0");
+  if (!(request.guidance_rescale >= 0 && request.guidance_rescale <= 1)) {
+    throw sdtrain::ConfigError("--guidance-rescale must be in [0, 1]");
+  }
   if (settings.eta < 0) throw sdtrain::ConfigError("--eta must be >= 0");
   // Unknown sampler: the registry's message lists the registered ones.
   sdtrain::sampler_spec_from_scheduler_config(request.sampler, "", "--sampler");
@@ -177,6 +180,8 @@ int main(int argc, char** argv) {
       ("steps", po::value(&request.steps)->default_value(50), "sampler steps")
       ("scale", po::value(&request.guidance_scale)->default_value(7.5, "7.5"),
        "classifier-free guidance scale (<= 1 disables guidance)")
+      ("guidance-rescale", po::value(&request.guidance_rescale)->default_value(0.0, "0"),
+       "CFG rescale in [0, 1] (diffusers' guidance_rescale; 0 = off)")
       ("sampler", po::value(&request.sampler)->default_value("pndm"),
        "a noise scheduler: ddim, pndm (PLMS), euler, euler_ancestral, dpmpp_2m, ddpm")
       ("eta", po::value(&settings.eta)->default_value(0.0, "0"), "DDIM eta (0 = deterministic)")

@@ -49,6 +49,7 @@ std::vector<std::pair<std::string, std::string>> sample_png_text(const SampleReq
   parameters += "Steps: " + std::to_string(request.steps) + ", Sampler: " + request.sampler +
                 ", CFG scale: " + format_number(request.guidance_scale) + ", Seed: " + std::to_string(request.seed) +
                 ", Size: " + size;
+  if (request.guidance_rescale > 0) parameters += ", Guidance rescale: " + format_number(request.guidance_rescale);
   return {{"parameters", parameters},
           {"prompt", prompt},
           {"negative_prompt", request.negative_prompt},

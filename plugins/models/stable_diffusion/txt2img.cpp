@@ -69,7 +69,7 @@ std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, 
     torch::Tensor input = guided ? torch::cat({latents, latents}) : latents;
     input = sampler.scale_model_input(input, t).to(unet_dtype);
     torch::Tensor prediction = unet->forward(input, t.to(device), context).to(torch::kFloat32);
-    if (guided) prediction = noise::apply_cfg(prediction, request.guidance_scale);
+    if (guided) prediction = noise::apply_cfg(prediction, request.guidance_scale, request.guidance_rescale);
     latents = sampler.step(prediction, t, latents, &generator);
     if (on_step) on_step(i + 1, total);
   }
