@@ -20,13 +20,7 @@ bool inside(const torch::Tensor& view, const torch::Tensor& buffer) {
 }
 
 UNet2DConditionModel make_unet(bool channels_last) {
-  UNet2DConditionConfig config = testing::read_json_config<UNet2DConditionConfig>(
-      testing::fixture_path("sd_modules", "unet_config.json"));
-  config.set_channels_last(channels_last);
-  torch::manual_seed(3);
-  UNet2DConditionModel unet(config);
-  unet->train();
-  return unet;
+  return testing::tiny_training_unet([&](UNet2DConditionConfig& config) { config.set_channels_last(channels_last); });
 }
 
 struct Trajectory {

@@ -25,12 +25,9 @@ struct Trajectory {
 /// `steps` plain SGD steps of the tiny UNet with the forward under bf16 autocast (the trainer's
 /// AutocastScope), backward outside it, as the trainer runs a step.
 Trajectory train(bool checkpointing, int steps) {
-  UNet2DConditionConfig config = testing::read_json_config<UNet2DConditionConfig>(
-      testing::fixture_path("sd_modules", "unet_config.json"));
-  config.set_gradient_checkpointing(checkpointing);
-  torch::manual_seed(3);
-  UNet2DConditionModel unet(config);
-  unet->train();
+  UNet2DConditionModel unet = testing::tiny_training_unet(
+      [&](UNet2DConditionConfig& config) { config.set_gradient_checkpointing(checkpointing); });
+  const UNet2DConditionConfig& config = unet->config();
   torch::manual_seed(4);
   const int64_t channels = config.in_channels();
   const torch::Tensor sample = torch::randn({2, channels, 8, 8});

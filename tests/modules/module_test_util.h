@@ -12,6 +12,7 @@
 #include "framework/io/ckpt_reader.h"
 #include "framework/util/file_util.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
+#include "plugins/models/stable_diffusion/modules/unet_2d_condition_model.h"
 
 namespace sdtrain::testing {
 
@@ -54,6 +55,19 @@ inline void expect_close(const torch::Tensor& actual, const torch::Tensor& expec
   ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
   const double diff = relative_max_diff(actual, expected);
   EXPECT_LE(diff, tol) << what << ": relative max diff " << diff;
+}
+
+/// The sd_modules fixture's tiny UNet, its config changed by `adjust`, weights drawn from seed 3,
+/// in training mode (the training-step tests compare two such UNets differing in one option).
+template <typename Adjust>
+UNet2DConditionModel tiny_training_unet(Adjust adjust) {
+  UNet2DConditionConfig config =
+      read_json_config<UNet2DConditionConfig>(fixture_path("sd_modules", "unet_config.json"));
+  adjust(config);
+  torch::manual_seed(3);
+  UNet2DConditionModel unet(config);
+  unet->train();
+  return unet;
 }
 
 }  // namespace sdtrain::testing
