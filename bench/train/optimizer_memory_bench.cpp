@@ -99,10 +99,8 @@ int main(int argc, char** argv) try {
 
   Figures reference;
   {
-    torch::Tensor weights = torch::randn({numel}, options);
-    torch::Tensor shadow = weights.clone();
-    torch::Tensor parameter = weights.clone().requires_grad_(false);
-    weights = torch::Tensor();
+    torch::Tensor parameter = torch::randn({numel}, options);
+    torch::Tensor shadow = parameter.clone();
     parameter.mutable_grad() = torch::randn({numel}, options);
     torch::optim::AdamW adamw({parameter}, torch::optim::AdamWOptions(lr)
                                                .betas({optimizer_config.beta1(), optimizer_config.beta2()})

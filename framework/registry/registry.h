@@ -15,12 +15,6 @@
 
 namespace sdtrain {
 
-class Dataset;
-class Model;
-class NoiseScheduler;
-class LrSchedule;
-class Callback;
-
 /// Registry of one plugin family. Thread-compatible: registration happens while libraries load,
 /// before any concurrent use.
 template <class Interface>

@@ -2,14 +2,16 @@
 
 #include <ATen/autocast_mode.h>
 
+#include <vector>
+
 namespace sdtrain {
 
 void cast_floating(torch::nn::Module& module, const torch::Device& device, torch::ScalarType dtype) {
   torch::NoGradGuard no_grad;
-  for (auto& tensor : module.parameters()) {
-    tensor.set_data(tensor.is_floating_point() ? tensor.to(device, dtype) : tensor.to(device));
-  }
-  for (auto& tensor : module.buffers()) {
+  std::vector<torch::Tensor> tensors = module.parameters();
+  const std::vector<torch::Tensor> buffers = module.buffers();
+  tensors.insert(tensors.end(), buffers.begin(), buffers.end());
+  for (auto& tensor : tensors) {
     tensor.set_data(tensor.is_floating_point() ? tensor.to(device, dtype) : tensor.to(device));
   }
 }
