@@ -1,6 +1,11 @@
 #include "plugins/models/stable_diffusion/modules/activation_checkpoint.h"
 
+#include <mutex>
+#include <utility>
+
 #include <ATen/autocast_mode.h>
+
+#include "plugins/models/stable_diffusion/modules/adaptable_layers.h"
 
 namespace sdtrain {
 namespace {
@@ -14,6 +19,48 @@ struct CheckpointState : torch::CustomClassHolder {
   at::ScalarType autocast_cuda_dtype = at::kHalf;
   bool autocast_cpu = false;
   at::ScalarType autocast_cpu_dtype = at::kBFloat16;
+  /// The random generators' states at forward time (the CPU's, and the inputs' device's when it is
+  /// not the CPU), restored for the recompute so that random ops in the function (an adapter's
+  /// dropout) draw what the forward drew, as torch.utils.checkpoint's preserve_rng_state.
+  std::vector<std::pair<at::Generator, torch::Tensor>> rng_states;
+};
+
+/// The default generators that random ops on `device` may draw from: the CPU's, and the device's.
+std::vector<at::Generator> generators_for(const torch::Device& device) {
+  std::vector<at::Generator> generators{at::detail::getDefaultCPUGenerator()};
+  if (!device.is_cpu()) generators.push_back(at::globalContext().defaultGenerator(device));
+  return generators;
+}
+
+torch::Tensor generator_state(at::Generator& generator) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void set_generator_state(at::Generator& generator, const torch::Tensor& state) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
+
+/// Sets the generators to the forward's states for the recompute and puts the current ones back
+/// afterwards, so that the recompute neither sees other draws nor disturbs later ones.
+class RngStateScope {
+ public:
+  explicit RngStateScope(const CheckpointState& s) {
+    for (const auto& [generator, state] : s.rng_states) {
+      at::Generator g = generator;
+      current_.emplace_back(g, generator_state(g));
+      set_generator_state(g, state);
+    }
+  }
+  ~RngStateScope() {
+    for (auto& [generator, state] : current_) set_generator_state(generator, state);
+  }
+  RngStateScope(const RngStateScope&) = delete;
+  RngStateScope& operator=(const RngStateScope&) = delete;
+
+ private:
+  std::vector<std::pair<at::Generator, torch::Tensor>> current_;
 };
 
 /// Sets the forward's autocast state for the recompute and restores the previous one, with
@@ -97,6 +144,7 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     {
       torch::AutoGradMode grad_on(true);
       AutocastScope autocast(*state);
+      RngStateScope rng(*state);
       // The parameters are the same leaf tensors the forward used, so differentiating the
       // recomputation w.r.t. them gives their gradient contribution.
       out = state->fn(inputs);
@@ -141,6 +189,10 @@ torch::Tensor checkpoint(const CheckpointFn& fn, const std::vector<torch::Tensor
   for (const auto& p : module.parameters(/*recurse=*/true)) {
     if (p.requires_grad()) params.push_back(p);
   }
+  // Adapters attached to the module's layers are not its parameters but are used by fn.
+  for (const auto& p : attached_adapter_parameters(module)) {
+    if (p.requires_grad()) params.push_back(p);
+  }
   bool any_grad = !params.empty();
   for (const auto& t : inputs) any_grad = any_grad || (t.defined() && t.requires_grad());
   if (!torch::GradMode::is_enabled() || !any_grad) return fn(inputs);
@@ -152,6 +204,16 @@ torch::Tensor checkpoint(const CheckpointFn& fn, const std::vector<torch::Tensor
   state->autocast_cuda_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
   state->autocast_cpu = at::autocast::is_autocast_enabled(at::kCPU);
   state->autocast_cpu_dtype = at::autocast::get_autocast_dtype(at::kCPU);
+  torch::Device device = torch::kCPU;
+  for (const auto& t : inputs) {
+    if (t.defined()) {
+      device = t.device();
+      break;
+    }
+  }
+  for (at::Generator& generator : generators_for(device)) {
+    state->rng_states.emplace_back(generator, generator_state(generator));
+  }
   torch::autograd::variable_list tensors;
   for (const auto& t : inputs) {
     state->input_defined.push_back(t.defined());

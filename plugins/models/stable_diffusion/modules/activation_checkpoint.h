@@ -4,7 +4,10 @@
 /// without keeping its activations; backward re-runs it with grad enabled and differentiates
 /// the recomputation. Parameters of `module` are inputs of the checkpoint node, so their
 /// gradients flow through the normal autograd graph (AccumulateGrad hooks fire as usual).
-/// No RNG state is restored: the function must be deterministic (SD v1 blocks have no dropout).
+/// The CPU generator and the inputs' device generator are set to their forward-time states for
+/// the recompute (as torch.utils.checkpoint's preserve_rng_state), so random ops inside (an
+/// adapter's dropout) draw the same values; their current states are put back afterwards.
+/// Adapters attached to the module's layers (adaptable_layers.h) are tracked like its parameters.
 /// The autocast state (CUDA and CPU) at forward time is restored for the recomputation.
 #include <functional>
 #include <vector>

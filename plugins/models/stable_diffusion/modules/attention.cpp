@@ -21,10 +21,10 @@ AttentionImpl::AttentionImpl(const AttentionOptions& options) : options_(options
         "group_norm",
         nn::GroupNorm(nn::GroupNormOptions(options.norm_num_groups, options.query_dim).eps(options.norm_eps)));
   }
-  to_q_ = register_module("to_q", nn::Linear(nn::LinearOptions(options.query_dim, inner).bias(options.qkv_bias)));
-  to_k_ = register_module("to_k", nn::Linear(nn::LinearOptions(kv_dim, inner).bias(options.qkv_bias)));
-  to_v_ = register_module("to_v", nn::Linear(nn::LinearOptions(kv_dim, inner).bias(options.qkv_bias)));
-  to_out0_ = nn::Linear(nn::LinearOptions(inner, options.query_dim).bias(true));
+  to_q_ = register_module("to_q", AdaptableLinear(nn::LinearOptions(options.query_dim, inner).bias(options.qkv_bias)));
+  to_k_ = register_module("to_k", AdaptableLinear(nn::LinearOptions(kv_dim, inner).bias(options.qkv_bias)));
+  to_v_ = register_module("to_v", AdaptableLinear(nn::LinearOptions(kv_dim, inner).bias(options.qkv_bias)));
+  to_out0_ = AdaptableLinear(nn::LinearOptions(inner, options.query_dim).bias(true));
   to_out_ = register_module("to_out", nn::ModuleList(to_out0_, nn::Dropout(0.0)));
 }
 

@@ -5,6 +5,8 @@
 /// Keys: group_norm.* (optional), to_q, to_k, to_v, to_out.0 (to_out.1 is dropout).
 #include <torch/torch.h>
 
+#include "plugins/models/stable_diffusion/modules/adaptable_layers.h"
+
 namespace sdtrain {
 
 struct AttentionOptions {
@@ -31,7 +33,7 @@ class AttentionImpl : public torch::nn::Module {
  private:
   AttentionOptions options_;
   torch::nn::GroupNorm group_norm_{nullptr};
-  torch::nn::Linear to_q_{nullptr}, to_k_{nullptr}, to_v_{nullptr}, to_out0_{nullptr};
+  AdaptableLinear to_q_{nullptr}, to_k_{nullptr}, to_v_{nullptr}, to_out0_{nullptr};
   torch::nn::ModuleList to_out_{nullptr};
 };
 TORCH_MODULE(Attention);

@@ -5,10 +5,10 @@
 namespace sdtrain {
 
 ClipAttentionImpl::ClipAttentionImpl(int64_t hidden_size, int64_t heads) : heads_(heads) {
-  q_proj_ = register_module("q_proj", torch::nn::Linear(hidden_size, hidden_size));
-  k_proj_ = register_module("k_proj", torch::nn::Linear(hidden_size, hidden_size));
-  v_proj_ = register_module("v_proj", torch::nn::Linear(hidden_size, hidden_size));
-  out_proj_ = register_module("out_proj", torch::nn::Linear(hidden_size, hidden_size));
+  q_proj_ = register_module("q_proj", AdaptableLinear(hidden_size, hidden_size));
+  k_proj_ = register_module("k_proj", AdaptableLinear(hidden_size, hidden_size));
+  v_proj_ = register_module("v_proj", AdaptableLinear(hidden_size, hidden_size));
+  out_proj_ = register_module("out_proj", AdaptableLinear(hidden_size, hidden_size));
 }
 
 torch::Tensor ClipAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask) {

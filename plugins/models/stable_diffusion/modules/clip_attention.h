@@ -4,6 +4,8 @@
 /// Keys: q_proj, k_proj, v_proj, out_proj.
 #include <torch/torch.h>
 
+#include "plugins/models/stable_diffusion/modules/adaptable_layers.h"
+
 namespace sdtrain {
 
 class ClipAttentionImpl : public torch::nn::Module {
@@ -15,7 +17,7 @@ class ClipAttentionImpl : public torch::nn::Module {
 
  private:
   int64_t heads_;
-  torch::nn::Linear q_proj_{nullptr}, k_proj_{nullptr}, v_proj_{nullptr}, out_proj_{nullptr};
+  AdaptableLinear q_proj_{nullptr}, k_proj_{nullptr}, v_proj_{nullptr}, out_proj_{nullptr};
 };
 TORCH_MODULE(ClipAttention);
 

@@ -5,8 +5,8 @@ namespace sdtrain {
 ClipMlpImpl::ClipMlpImpl(int64_t hidden_size, int64_t intermediate_size, std::string activation)
     : quick_gelu_(activation == "quick_gelu") {
   TORCH_CHECK(activation == "quick_gelu" || activation == "gelu", "ClipMlp: unknown activation ", activation);
-  fc1_ = register_module("fc1", torch::nn::Linear(hidden_size, intermediate_size));
-  fc2_ = register_module("fc2", torch::nn::Linear(intermediate_size, hidden_size));
+  fc1_ = register_module("fc1", AdaptableLinear(hidden_size, intermediate_size));
+  fc2_ = register_module("fc2", AdaptableLinear(intermediate_size, hidden_size));
 }
 
 torch::Tensor ClipMlpImpl::forward(const torch::Tensor& x) {

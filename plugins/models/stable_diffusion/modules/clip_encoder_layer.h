@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include "plugins/models/stable_diffusion/modules/adaptable_layers.h"
+
 #include "plugins/models/stable_diffusion/modules/clip_attention.h"
 
 namespace sdtrain {
@@ -19,7 +21,7 @@ class ClipMlpImpl : public torch::nn::Module {
 
  private:
   bool quick_gelu_;
-  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+  AdaptableLinear fc1_{nullptr}, fc2_{nullptr};
 };
 TORCH_MODULE(ClipMlp);
 

@@ -4,7 +4,7 @@ namespace sdtrain {
 
 Downsample2DImpl::Downsample2DImpl(int64_t channels, int64_t out_channels, int64_t padding)
     : padding_(padding) {
-  conv_ = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, out_channels, 3)
+  conv_ = register_module("conv", AdaptableConv2d(torch::nn::Conv2dOptions(channels, out_channels, 3)
                                                         .stride(2)
                                                         .padding(padding)));
 }

@@ -3,6 +3,8 @@
 /// after an asymmetric (0,1,0,1) zero pad (VAE encoder). Key: conv.*.
 #include <torch/torch.h>
 
+#include "plugins/models/stable_diffusion/modules/adaptable_layers.h"
+
 namespace sdtrain {
 
 class Downsample2DImpl : public torch::nn::Module {
@@ -14,7 +16,7 @@ class Downsample2DImpl : public torch::nn::Module {
 
  private:
   int64_t padding_;
-  torch::nn::Conv2d conv_{nullptr};
+  AdaptableConv2d conv_{nullptr};
 };
 TORCH_MODULE(Downsample2D);
 

@@ -3,7 +3,7 @@
 namespace sdtrain {
 
 GEGLUImpl::GEGLUImpl(int64_t dim_in, int64_t dim_out) {
-  proj_ = register_module("proj", torch::nn::Linear(dim_in, dim_out * 2));
+  proj_ = register_module("proj", AdaptableLinear(dim_in, dim_out * 2));
 }
 
 torch::Tensor GEGLUImpl::forward(const torch::Tensor& x) {
@@ -13,7 +13,7 @@ torch::Tensor GEGLUImpl::forward(const torch::Tensor& x) {
 
 FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult) {
   geglu_ = GEGLU(dim, dim * mult);
-  out_ = torch::nn::Linear(dim * mult, dim);
+  out_ = AdaptableLinear(dim * mult, dim);
   net_ = register_module("net", torch::nn::ModuleList(geglu_, torch::nn::Dropout(0.0), out_));
 }
 

@@ -3,6 +3,8 @@
 /// hidden * gelu(gate)), net.1 = dropout, net.2 = Linear(inner -> dim).
 #include <torch/torch.h>
 
+#include "plugins/models/stable_diffusion/modules/adaptable_layers.h"
+
 namespace sdtrain {
 
 /// diffusers GEGLU: key proj.*; out = a * gelu(b) with [a, b] = proj(x).chunk(2, -1).
@@ -12,7 +14,7 @@ class GEGLUImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  torch::nn::Linear proj_{nullptr};
+  AdaptableLinear proj_{nullptr};
 };
 TORCH_MODULE(GEGLU);
 
@@ -25,7 +27,7 @@ class FeedForwardImpl : public torch::nn::Module {
 
  private:
   GEGLU geglu_{nullptr};
-  torch::nn::Linear out_{nullptr};
+  AdaptableLinear out_{nullptr};
   torch::nn::ModuleList net_{nullptr};
 };
 TORCH_MODULE(FeedForward);

@@ -7,18 +7,18 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetBlock2DOptions& options) : opti
   norm1_ = register_module(
       "norm1", nn::GroupNorm(nn::GroupNormOptions(options.groups, options.in_channels).eps(options.eps)));
   conv1_ = register_module(
-      "conv1", nn::Conv2d(nn::Conv2dOptions(options.in_channels, options.out_channels, 3).padding(1)));
+      "conv1", AdaptableConv2d(nn::Conv2dOptions(options.in_channels, options.out_channels, 3).padding(1)));
   if (options.temb_channels > 0) {
     time_emb_proj_ =
-        register_module("time_emb_proj", nn::Linear(options.temb_channels, options.out_channels));
+        register_module("time_emb_proj", AdaptableLinear(options.temb_channels, options.out_channels));
   }
   norm2_ = register_module(
       "norm2", nn::GroupNorm(nn::GroupNormOptions(options.groups, options.out_channels).eps(options.eps)));
   conv2_ = register_module(
-      "conv2", nn::Conv2d(nn::Conv2dOptions(options.out_channels, options.out_channels, 3).padding(1)));
+      "conv2", AdaptableConv2d(nn::Conv2dOptions(options.out_channels, options.out_channels, 3).padding(1)));
   if (options.in_channels != options.out_channels) {
     conv_shortcut_ = register_module(
-        "conv_shortcut", nn::Conv2d(nn::Conv2dOptions(options.in_channels, options.out_channels, 1)));
+        "conv_shortcut", AdaptableConv2d(nn::Conv2dOptions(options.in_channels, options.out_channels, 1)));
   }
 }
 

@@ -3,6 +3,8 @@
 /// out = (shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb)))))) / scale.
 #include <torch/torch.h>
 
+#include "plugins/models/stable_diffusion/modules/adaptable_layers.h"
+
 namespace sdtrain {
 
 /// Sizes of one ResnetBlock2D.
@@ -27,8 +29,8 @@ class ResnetBlock2DImpl : public torch::nn::Module {
  private:
   ResnetBlock2DOptions options_;
   torch::nn::GroupNorm norm1_{nullptr}, norm2_{nullptr};
-  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv_shortcut_{nullptr};
-  torch::nn::Linear time_emb_proj_{nullptr};
+  AdaptableConv2d conv1_{nullptr}, conv2_{nullptr}, conv_shortcut_{nullptr};
+  AdaptableLinear time_emb_proj_{nullptr};
 };
 TORCH_MODULE(ResnetBlock2D);
 

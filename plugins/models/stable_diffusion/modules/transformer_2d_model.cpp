@@ -8,9 +8,9 @@ Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& optio
   norm_ = register_module(
       "norm", nn::GroupNorm(nn::GroupNormOptions(options.norm_num_groups, options.in_channels).eps(1e-6)));
   if (options.use_linear_projection) {
-    proj_in_linear_ = register_module("proj_in", nn::Linear(options.in_channels, inner));
+    proj_in_linear_ = register_module("proj_in", AdaptableLinear(options.in_channels, inner));
   } else {
-    proj_in_conv_ = register_module("proj_in", nn::Conv2d(nn::Conv2dOptions(options.in_channels, inner, 1)));
+    proj_in_conv_ = register_module("proj_in", AdaptableConv2d(nn::Conv2dOptions(options.in_channels, inner, 1)));
   }
   blocks_ = register_module("transformer_blocks", nn::ModuleList());
   for (int64_t i = 0; i < options.num_layers; ++i) {
@@ -18,9 +18,9 @@ Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& optio
         BasicTransformerBlock(inner, options.heads, options.dim_head, options.cross_attention_dim));
   }
   if (options.use_linear_projection) {
-    proj_out_linear_ = register_module("proj_out", nn::Linear(inner, options.in_channels));
+    proj_out_linear_ = register_module("proj_out", AdaptableLinear(inner, options.in_channels));
   } else {
-    proj_out_conv_ = register_module("proj_out", nn::Conv2d(nn::Conv2dOptions(inner, options.in_channels, 1)));
+    proj_out_conv_ = register_module("proj_out", AdaptableConv2d(nn::Conv2dOptions(inner, options.in_channels, 1)));
   }
 }
 

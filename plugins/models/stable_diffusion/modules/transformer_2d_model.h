@@ -4,6 +4,8 @@
 /// proj_out -> + input. Keys: norm, proj_in, transformer_blocks.N, proj_out.
 #include <torch/torch.h>
 
+#include "plugins/models/stable_diffusion/modules/adaptable_layers.h"
+
 #include "plugins/models/stable_diffusion/modules/basic_transformer_block.h"
 
 namespace sdtrain {
@@ -27,8 +29,8 @@ class Transformer2DModelImpl : public torch::nn::Module {
  private:
   Transformer2DOptions options_;
   torch::nn::GroupNorm norm_{nullptr};
-  torch::nn::Conv2d proj_in_conv_{nullptr}, proj_out_conv_{nullptr};
-  torch::nn::Linear proj_in_linear_{nullptr}, proj_out_linear_{nullptr};
+  AdaptableConv2d proj_in_conv_{nullptr}, proj_out_conv_{nullptr};
+  AdaptableLinear proj_in_linear_{nullptr}, proj_out_linear_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};
 };
 TORCH_MODULE(Transformer2DModel);

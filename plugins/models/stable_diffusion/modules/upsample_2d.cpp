@@ -4,7 +4,7 @@ namespace sdtrain {
 
 Upsample2DImpl::Upsample2DImpl(int64_t channels, int64_t out_channels) {
   conv_ = register_module(
-      "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, out_channels, 3).padding(1)));
+      "conv", AdaptableConv2d(torch::nn::Conv2dOptions(channels, out_channels, 3).padding(1)));
 }
 
 torch::Tensor Upsample2DImpl::forward(const torch::Tensor& x, const std::vector<int64_t>& size) {

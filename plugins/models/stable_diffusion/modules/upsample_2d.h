@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "plugins/models/stable_diffusion/modules/adaptable_layers.h"
+
 namespace sdtrain {
 
 class Upsample2DImpl : public torch::nn::Module {
@@ -15,7 +17,7 @@ class Upsample2DImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const std::vector<int64_t>& size = {});
 
  private:
-  torch::nn::Conv2d conv_{nullptr};
+  AdaptableConv2d conv_{nullptr};
 };
 TORCH_MODULE(Upsample2D);
 
