@@ -16,6 +16,17 @@ void cast_floating(torch::nn::Module& module, const torch::Device& device, torch
   }
 }
 
+void cast_matmul_layers(torch::nn::Module& module, torch::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
+  for (const auto& layer : module.modules()) {
+    if (dynamic_cast<torch::nn::LinearImpl*>(layer.get()) == nullptr &&
+        dynamic_cast<torch::nn::Conv2dImpl*>(layer.get()) == nullptr) {
+      continue;
+    }
+    for (auto& parameter : layer->parameters(/*recurse=*/false)) parameter.set_data(parameter.to(dtype));
+  }
+}
+
 torch::ScalarType floating_dtype(torch::nn::Module& module) {
   for (const auto& tensor : module.parameters()) {
     if (tensor.is_floating_point()) return tensor.scalar_type();

@@ -10,6 +10,12 @@ namespace sdtrain {
 /// too). Tensors keep their identity (set_data), so holders and views of the module stay valid.
 void cast_floating(torch::nn::Module& module, const torch::Device& device, torch::ScalarType dtype);
 
+/// Casts the parameters of every Linear and Conv2d layer of `module` (weights and biases: nearly
+/// all of a UNet's memory) to `dtype` on their device, and leaves the rest (norms) as they are.
+/// For a frozen network run under autocast: autocast lowers exactly these layers' ops, while on
+/// the CPU it runs GroupNorm/LayerNorm without casting, whose kernels need float32 parameters.
+void cast_matmul_layers(torch::nn::Module& module, torch::ScalarType dtype);
+
 /// The floating-point type of `module`'s first parameter (float32 for a module without any).
 torch::ScalarType floating_dtype(torch::nn::Module& module);
 
