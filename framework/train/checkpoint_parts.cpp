@@ -143,4 +143,30 @@ void RunRecordState::save_state(CheckpointWriter& out) {
   out.put_shared({{"config", config_text_}, {"config_dir", config_dir_}});
 }
 
+void ModelIdentityState::save_state(CheckpointWriter& out) {
+  nlohmann::json facts = nlohmann::json::object();
+  for (const auto& [key, value] : identity_) facts[key] = value;
+  out.put_shared(facts);
+}
+
+void ModelIdentityState::load_state(const CheckpointReader& in) {
+  if (identity_.empty()) return;
+  const nlohmann::json empty = nlohmann::json::object();
+  const nlohmann::json& saved = in.has_shared() ? in.shared() : empty;
+  for (const auto& [key, value] : identity_) {
+    const std::string theirs =
+        saved.contains(key) && saved[key].is_string() ? saved[key].get<std::string>() : std::string("(not recorded)");
+    if (theirs == value) continue;
+    std::string message = in.folder() + ": the checkpoint's model " + key + " is " + theirs + " but this run's is " +
+                          value + "; it can resume only on the model it was trained on";
+    if (key != "base_weights" && identity_.count("base_weights")) {
+      const std::string saved_weights = saved.contains("base_weights") && saved["base_weights"].is_string()
+                                            ? saved["base_weights"].get<std::string>()
+                                            : std::string("(not recorded)");
+      message += " (checkpoint's weights: " + saved_weights + ", this run's: " + identity_.at("base_weights") + ")";
+    }
+    throw ConfigError(message);
+  }
+}
+
 }  // namespace sdtrain

@@ -3,6 +3,7 @@
 /// state of one object the trainer owns. The trainer registers them with the CheckpointManager;
 /// the manager knows none of them.
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -125,6 +126,20 @@ class RunRecordState final : public Stateful {
  private:
   std::string config_text_;
   std::string config_dir_;
+};
+
+/// Facts about the model that a checkpoint must share with the run resuming it
+/// (Model::checkpoint_identity(), e.g. the base model adapters were trained on), shared. Load:
+/// ConfigError naming the fact and both values when one differs or is missing from the
+/// checkpoint; nothing is checked when the model states none.
+class ModelIdentityState final : public Stateful {
+ public:
+  explicit ModelIdentityState(std::map<std::string, std::string> identity) : identity_(std::move(identity)) {}
+  void save_state(CheckpointWriter& out) override;
+  void load_state(const CheckpointReader& in) override;
+
+ private:
+  std::map<std::string, std::string> identity_;
 };
 
 /// The part name under which RunRecordState is registered (read by checkpoint_snapshot).

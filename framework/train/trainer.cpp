@@ -163,6 +163,8 @@ void Trainer::register_checkpoint_parts() {
                                                        fs::absolute(base_dir_).lexically_normal().string()));
   add("progress", std::make_unique<ProgressState>(progress_, loss_history_));
   add("data", std::make_unique<DataPositionState>(progress_, *loader_, config_.data().batch_size()));
+  // Before the weights: a checkpoint of adapters for another base is refused by name, not by shape.
+  add("model_identity", std::make_unique<ModelIdentityState>(model_->checkpoint_identity()));
   add("model", std::make_unique<FlatTensorState>(*flat_, flat_->values(), kCheckpointWeightsFile));
   step_->add_checkpoint_parts(*checkpoints_);
   for (std::size_t i = 0; i < callbacks_.size(); ++i) {

@@ -82,6 +82,11 @@ class Model {
   /// (ConfigError naming it otherwise). The default is one group, "trainable", of everything.
   virtual std::vector<ParameterGroup> parameter_groups() const { return {ParameterGroup{"trainable", ""}}; }
 
+  /// Facts a checkpoint of this model records and a resume must find equal, by name (e.g. the
+  /// fingerprint of the frozen base that adapters were trained on). The trainer refuses to resume
+  /// a checkpoint whose facts differ, naming the fact and both values. Empty: nothing to check.
+  virtual std::map<std::string, std::string> checkpoint_identity() const { return {}; }
+
   /// Moves every part of the model to `device` (frozen parts may keep another dtype).
   virtual void to(const torch::Device& device) = 0;
 

@@ -1,6 +1,7 @@
 #include "plugins/models/stable_diffusion/stable_diffusion_model.h"
 
 #include <filesystem>
+#include <mutex>
 #include <unordered_map>
 
 #include "framework/config/config_loader.h"
@@ -104,14 +105,61 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
     for (auto& parameter : networks_.vae->parameters()) parameter.set_requires_grad(false);
     networks_.vae->eval();
   }
+  if (options.has_adapter()) setup_adapters();
   frozen_in_compute_dtype_ = options.frozen_in_compute_dtype() && context.compute_dtype != torch::kFloat32;
   if (frozen_in_compute_dtype_) {
     cast_floating(*networks_.text_encoder, torch::kCPU, context.compute_dtype);
     if (networks_.vae) cast_floating(*networks_.vae, torch::kCPU, context.compute_dtype);
-    SDTRAIN_LOG(INFO) << "frozen text encoder" << (networks_.vae ? " and autoencoder" : "") << " held in "
+    // A frozen UNet runs under the run's autocast (its adapters are float32), which lowers its
+    // Linear and Conv2d layers only; its norms keep float32 parameters as autocast expects.
+    if (lora_) cast_matmul_layers(*networks_.unet, context.compute_dtype);
+    SDTRAIN_LOG(INFO) << "frozen text encoder" << (networks_.vae ? ", autoencoder" : "")
+                      << (lora_ ? ", UNet Linear and Conv2d layers" : "") << " held in "
                       << c10::toString(context.compute_dtype) << " (frozen_in_compute_dtype)";
   }
   setup_caches(context);
+}
+
+void StableDiffusionModel::setup_adapters() {
+  if (!options_.adapter().has_lora()) throw ConfigError("adapter: set, but holds no adapter kind (lora)");
+  const LoraOptions& lora = options_.adapter().lora();
+  if (lora.text_encoder() && options_.cache().text_embeddings()) {
+    throw ConfigError("cache.text_embeddings: cannot be on with adapter.lora.text_encoder: the text encoder's "
+                      "output changes as its adapters train");
+  }
+  // The base as loaded, before any cast to the run's precision: adapters fit this base only.
+  identity_["base_model"] = module_fingerprint(*networks_.unet) + "+" + module_fingerprint(*networks_.text_encoder);
+  identity_["base_weights"] = options_.weights().empty() ? std::string("(random initialisation)") : options_.weights();
+  for (auto& parameter : networks_.unet->parameters()) parameter.set_requires_grad(false);
+  ema_start_.clear();  // the file's EMA is of the base UNet, not of adapters
+  lora_ = LoraNetwork(lora, *networks_.unet, networks_.text_encoder.ptr().get());
+  text_encoder_trained_ = lora.text_encoder();
+  adapter_dropout_ = lora.dropout() > 0 || lora.rank_dropout() > 0 || lora.module_dropout() > 0;
+  SDTRAIN_LOG(INFO) << lora_->describe();
+}
+
+torch::nn::Module& StableDiffusionModel::trainable_module() {
+  if (lora_) return *lora_;
+  return *networks_.unet;
+}
+
+std::vector<ParameterGroup> StableDiffusionModel::parameter_groups() const {
+  if (!lora_) return {ParameterGroup{"unet", ""}};
+  const LoraOptions& lora = options_.adapter().lora();
+  std::vector<ParameterGroup> groups{ParameterGroup{"lora_unet", "lora_unet_", lora.unet_lr_factor()}};
+  if (lora.text_encoder()) groups.push_back(ParameterGroup{"lora_te", "lora_te_", lora.text_encoder_lr_factor()});
+  return groups;
+}
+
+void StableDiffusionModel::seed_adapter_dropout(const Batch& batch) const {
+  // FNV-1a over the sample seeds: the same micro-batch draws the same masks, on a resume too.
+  uint64_t seed = 1469598103934665603ULL;
+  for (const uint64_t sample_seed : batch.seeds) seed = (seed ^ sample_seed) * 1099511628211ULL;
+  for (const torch::Device device : {torch::Device(torch::kCPU), device_}) {
+    at::Generator generator = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_current_seed(seed);
+  }
 }
 
 void StableDiffusionModel::setup_caches(const PluginContext& context) {
@@ -182,6 +230,7 @@ void StableDiffusionModel::on_train_epoch_end(int64_t epoch) {
 void StableDiffusionModel::to(const torch::Device& device) {
   device_ = device;
   networks_.unet->to(device);
+  if (lora_) lora_->to(device);
   networks_.text_encoder->to(device);
   if (networks_.vae) networks_.vae->to(device);
 }
@@ -273,7 +322,7 @@ torch::Tensor StableDiffusionModel::encode_captions(const std::vector<std::strin
 }
 
 torch::Tensor StableDiffusionModel::text_context(const Batch& batch) {
-  torch::NoGradGuard no_grad;
+  torch::AutoGradMode grad_mode(text_encoder_trained_ && torch::GradMode::is_enabled());
   if (!text_cache_) return encode_captions(batch.captions);
   TORCH_CHECK(autocast_tag(device_) == text_cache_->precision(), "stable_diffusion: the text cache holds ",
               text_cache_->precision(), " encoder outputs but training_loss runs in ", autocast_tag(device_));
@@ -351,6 +400,7 @@ torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
   const torch::Tensor pixels = batch.pixels.to(device_);
   const auto size = static_cast<int64_t>(batch.seeds.size());
   std::vector<at::Generator> generators = sample_generators(batch);
+  if (adapter_dropout_) seed_adapter_dropout(batch);
 
   torch::Tensor moments;
   std::vector<int64_t> latent_shape;
@@ -391,9 +441,12 @@ std::vector<Image> StableDiffusionModel::sample(const SampleRequest& request) {
   if (request.sampler_options) spec.mutable_options()->PackFrom(*request.sampler_options);
   std::unique_ptr<NoiseScheduler> sampler = Registry<NoiseScheduler>::instance().create(spec, context_, "sampler");
   const bool was_training = networks_.unet->is_training();
+  const bool adapters_training = lora_ && lora_->is_training();
   networks_.unet->eval();
+  if (lora_) lora_->eval();  // no adapter dropout while sampling
   std::vector<Image> images = txt2img(networks_, *sampler, request, device_);
   if (was_training) networks_.unet->train();
+  if (adapters_training) lora_->train();
   return images;
 }
 

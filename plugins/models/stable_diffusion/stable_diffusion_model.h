@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "framework/registry/registry.h"
+#include "plugins/models/stable_diffusion/modules/lora_network.h"
 #include "plugins/models/stable_diffusion/sd_encoder_cache.h"
 #include "plugins/models/stable_diffusion/stable_diffusion.pb.h"
 #include "plugins/models/stable_diffusion/txt2img.h"
@@ -23,9 +24,14 @@ class StableDiffusionModel : public Model {
   /// train_text_to_image.py saves them). Throws ConfigError naming the option at fault.
   StableDiffusionModel(const StableDiffusionOptions& options, const PluginContext& context);
 
-  torch::nn::Module& trainable_module() override { return *networks_.unet; }
-  /// Only the UNet is trained (the recipe's), as one group.
-  std::vector<ParameterGroup> parameter_groups() const override { return {ParameterGroup{"unet", ""}}; }
+  /// The UNet (the recipe's), or with options.adapter the LoRA network (only its adapters).
+  torch::nn::Module& trainable_module() override;
+  /// One group "unet"; with LoRA "lora_unet" and, with adapter.lora.text_encoder, "lora_te", each
+  /// with its learning-rate factor.
+  std::vector<ParameterGroup> parameter_groups() const override;
+  /// With adapters, the base networks' fingerprint ("base_model": SHA-256 of the UNet's and the
+  /// text encoder's tensors as loaded) and the weights file: adapters fit only their base.
+  std::map<std::string, std::string> checkpoint_identity() const override { return identity_; }
   void to(const torch::Device& device) override;
 
   /// The recipe's training step for each sample i, all randomness from a CPU generator seeded
@@ -61,6 +67,8 @@ class StableDiffusionModel : public Model {
   std::map<std::string, torch::Tensor> ema_start_weights() override { return ema_start_; }
 
   const SdNetworks& networks() const { return networks_; }
+  /// The LoRA adapters (null without options.adapter).
+  const LoraNetwork& lora() const { return lora_; }
   const StableDiffusionOptions& options() const { return options_; }
   /// Cache statistics since construction (all zero without options.cache).
   const SdCacheCounts& cache_counts() const { return total_counts_; }
@@ -68,6 +76,11 @@ class StableDiffusionModel : public Model {
  private:
   void load_weights(const std::string& path);
   void setup_caches(const PluginContext& context);
+  /// Freezes the UNet, wraps the layers options.adapter.lora selects and records the base's
+  /// fingerprint. Throws ConfigError naming the option at fault.
+  void setup_adapters();
+  /// Seeds the default generators from the batch's sample seeds, for the adapters' dropout.
+  void seed_adapter_dropout(const Batch& batch) const;
   /// Posterior moments [B, 2C, h, w] of every sample: cached, or encoded from batch pixels.
   torch::Tensor posterior_moments(const Batch& batch, const torch::Tensor& pixels);
   /// The UNet's context [B, 77, hidden] for the batch's captions, through the text cache if on.
@@ -103,6 +116,10 @@ class StableDiffusionModel : public Model {
   SdCacheCounts total_counts_;
   bool warned_uncacheable_ = false;
   bool frozen_in_compute_dtype_ = false;  ///< options.frozen_in_compute_dtype with a bf16/fp16 run
+  LoraNetwork lora_{nullptr};
+  bool text_encoder_trained_ = false;  ///< gradients flow through the text encoder (its adapters)
+  bool adapter_dropout_ = false;       ///< some adapter dropout is on
+  std::map<std::string, std::string> identity_;
 };
 
 }  // namespace sdtrain

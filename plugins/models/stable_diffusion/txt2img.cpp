@@ -6,7 +6,6 @@ namespace sdtrain {
 
 torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::string>& prompts,
                              const torch::Device& device) {
-  torch::NoGradGuard no_grad;
   const torch::Tensor ids = networks.tokenizer->tokenize(prompts).to(device);
   ClipTextModel text_encoder = networks.text_encoder;  // a holder copy shares the module
   return text_encoder->forward(ids).last_hidden_state;

@@ -26,7 +26,8 @@ struct SdNetworks {
   double scaling_factor = 0.18215;
 };
 
-/// Encodes prompts to the UNet's context: [N, 77, hidden] (last hidden state).
+/// Encodes prompts to the UNet's context: [N, 77, hidden] (last hidden state). Records gradients
+/// when grad mode is on (text-encoder adapters in training); callers that only infer turn it off.
 torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::string>& prompts,
                              const torch::Device& device);
 

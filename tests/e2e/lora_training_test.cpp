@@ -1,0 +1,183 @@
+// `sdtrain` training LoRA / LoCon adapters of a tiny stable_diffusion model for real: only the
+// adapters are trained and checkpointed (kohya's names), two ranks of batch B equal one rank of
+// batch 2B, a stopped run resumes exactly, and a checkpoint refuses to resume on another base.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "framework/data/image_codec.h"
+#include "framework/io/safetensors_reader.h"
+#include "tests/common/test_env.h"
+
+namespace sdtrain {
+namespace {
+namespace fs = std::filesystem;
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void make_folder(const fs::path& dir, int count) {
+  fs::create_directories(dir);
+  std::ofstream csv(dir / "metadata.csv");
+  csv << "file_name,text\n";
+  for (int i = 0; i < count; ++i) {
+    Image image;
+    image.width = image.height = 16;
+    image.channels = 3;
+    image.pixels.resize(16 * 16 * 3);
+    for (std::size_t p = 0; p < image.pixels.size(); ++p) image.pixels[p] = static_cast<uint8_t>(p * 5 + i * 41);
+    write_png_file((dir / ("img" + std::to_string(i) + ".png")).string(), image);
+    csv << "img" << i << ".png," << (i % 2 == 0 ? "a red square" : "a blue circle") << "\n";
+  }
+}
+
+/// Trains a tiny SD model's LoRA + LoCon adapters (UNet and text encoder) up to `steps` steps,
+/// checkpointing every 2, resuming from the last checkpoint in `dir`/out when there is one.
+/// Returns the exit code; `output` receives the console. Norm groups hold 4 channels or more: with
+/// one channel per group GroupNorm removes time_emb_proj's per-channel shift, and its adapters'
+/// gradient would be rounding noise.
+/// Config additions: top-level fields, UNet options and LoRA options.
+struct Variant {
+  std::string top;
+  std::string unet;
+  std::string lora;
+};
+
+int train(const fs::path& dir, int ranks, int batch, int steps, int seed, std::string* output,
+          const Variant& variant = {}) {
+  const std::string config = test::write_text(
+      dir / "lora.pbtxt",
+      "run { output_dir: \"out\" seed: " + std::to_string(seed) + " max_steps: " + std::to_string(steps) +
+          " val_every_n_epochs: 0 checkpoint_every_n_steps: 2 resume: \"auto\" }\n"
+          "model { type: \"stable_diffusion\" options { [type.googleapis.com/sdtrain.StableDiffusionOptions] {\n"
+          "  unet { sample_size: 4 in_channels: 4 out_channels: 4 block_out_channels: [32, 64] layers_per_block: 1\n"
+          "         cross_attention_dim: 32 attention_head_dim: 8 norm_num_groups: 8\n"
+          "         down_block_types: [\"CrossAttnDownBlock2D\", \"DownBlock2D\"]\n"
+          "         up_block_types: [\"UpBlock2D\", \"CrossAttnUpBlock2D\"] " + variant.unet + " }\n"
+          "  vae { block_out_channels: [32, 32, 32, 32] layers_per_block: 1 sample_size: 32 }\n"
+          "  text_encoder { hidden_size: 32 intermediate_size: 37 num_hidden_layers: 2 num_attention_heads: 4 }\n"
+          "  adapter { lora { rank: 4 alpha: 2 conv_rank: 2 text_encoder: true text_encoder_lr_factor: 0.5 " + variant.lora + " } } } } }\n"
+          "data { train { type: \"image_folder\" options { [type.googleapis.com/sdtrain.ImageFolderOptions] {"
+          " root: \"" + (dir.parent_path() / "data").string() + "\" } } } batch_size: " + std::to_string(batch) +
+          " num_workers: 1 transforms { resolution: 32 random_flip: false } }\n"
+          // AdamW's eps well above the gradients makes its first steps proportional to the gradient
+          // instead of its sign, so two ranks' and one rank's summation rounding stays rounding.
+          "optimizer { base_learning_rate: 0.01 eps: 1.0 }\n"
+          "ema { enabled: true decay: 0.9 }\n"
+          "lr_schedule { type: \"constant\" }\n" + variant.top);
+  return test::run_command(test::mpirun(ranks) + " " + (test::binary_dir() / "bin" / "sdtrain").string() +
+                               " --config " + config,
+                           output);
+}
+
+fs::path checkpoint(const fs::path& dir, int step) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%08d", step);
+  return dir / "out" / "checkpoints" / name;
+}
+
+/// Every tensor of `a` equals `b`'s within `tolerance` times b's largest magnitude (0: bitwise).
+void expect_same_tensors(const fs::path& a, const fs::path& b, double tolerance) {
+  SafetensorsReader left(a.string());
+  SafetensorsReader right(b.string());
+  ASSERT_EQ(left.names(), right.names());
+  for (const auto& name : left.names()) {
+    const torch::Tensor x = left.tensor(name);
+    const torch::Tensor y = right.tensor(name);
+    if (tolerance == 0) {
+      EXPECT_TRUE(torch::equal(x, y)) << name;
+      continue;
+    }
+    const double diff = (x - y).abs().max().item<double>();
+    EXPECT_LE(diff, tolerance * y.abs().max().item<double>()) << name << " max diff " << diff;
+  }
+}
+
+class LoraTraining : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = test::scratch_dir();
+    make_folder(dir_ / "data", 8);
+  }
+  fs::path dir_;
+};
+
+TEST_F(LoraTraining, OnlyAdaptersTrainAndTwoRanksEqualOneRankWithTheGlobalBatch) {
+  std::string two_output, one_output;
+  ASSERT_EQ(train(dir_ / "two", 2, 2, 4, 5, &two_output), 0) << two_output;
+  ASSERT_EQ(train(dir_ / "one", 1, 4, 4, 5, &one_output), 0) << one_output;
+  const fs::path two = checkpoint(dir_ / "two", 4);
+  expect_same_tensors(two / "model.safetensors", checkpoint(dir_ / "one", 4) / "model.safetensors", 1e-4);
+  expect_same_tensors(two / "ema.safetensors", checkpoint(dir_ / "one", 4) / "ema.safetensors", 1e-4);
+
+  SafetensorsReader weights((two / "model.safetensors").string());
+  int64_t unet = 0, text = 0, conv = 0;
+  for (const auto& name : weights.names()) {
+    const bool unet_adapter = name.rfind("lora_unet_", 0) == 0;
+    EXPECT_TRUE(unet_adapter || name.rfind("lora_te_", 0) == 0) << "not an adapter tensor: " << name;
+    EXPECT_TRUE(name.find(".lora_down.weight") != std::string::npos || name.find(".lora_up.weight") != std::string::npos)
+        << name;
+    (unet_adapter ? unet : text) += 1;
+    if (name == "lora_unet_down_blocks_0_resnets_0_conv1.lora_down.weight") {
+      ++conv;
+      EXPECT_EQ(weights.tensor(name).sizes(), (std::vector<int64_t>{2, 32, 3, 3}));
+    }
+  }
+  EXPECT_GT(unet, 0);
+  EXPECT_EQ(text, 2 * 2 * 6) << "2 layers x (q, k, v, out_proj, fc1, fc2) x (down, up)";
+  EXPECT_EQ(conv, 1) << "LoCon wraps the ResNet convolutions";
+  // The adapters trained: an up weight (zero at the start) moved.
+  EXPECT_GT(weights.tensor("lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight").abs().max().item<double>(),
+            0.0);
+
+  const std::string log = read_text(dir_ / "two" / "out" / "logs" / "rank-00000.log");
+  EXPECT_NE(log.find("LoRA adapters on "), std::string::npos) << log;
+  EXPECT_NE(log.find("lora_te_text_model_encoder_layers_1_mlp_fc2 (Linear, rank 4, scale 0.5)"), std::string::npos);
+  EXPECT_NE(log.find("parameter group lora_te: "), std::string::npos) << log;
+  EXPECT_NE(log.find("learning rate x0.5"), std::string::npos) << log;
+}
+
+TEST_F(LoraTraining, AStoppedRunResumesExactlyButNotOnAnotherBase) {
+  std::string output;
+  ASSERT_EQ(train(dir_ / "straight", 1, 2, 4, 5, &output), 0) << output;
+  ASSERT_EQ(train(dir_ / "stopped", 1, 2, 2, 5, &output), 0) << output;
+  ASSERT_EQ(train(dir_ / "stopped", 1, 2, 4, 5, &output), 0) << output;
+  EXPECT_NE(output.find("resum"), std::string::npos) << output;
+  expect_same_tensors(checkpoint(dir_ / "stopped", 4) / "model.safetensors",
+                      checkpoint(dir_ / "straight", 4) / "model.safetensors", 0.0);
+  expect_same_tensors(checkpoint(dir_ / "stopped", 4) / "ema.safetensors",
+                      checkpoint(dir_ / "straight", 4) / "ema.safetensors", 0.0);
+
+  // Another seed initialises another random base: the adapters of the checkpoint do not fit it.
+  fs::create_directories(dir_ / "other_base");
+  fs::copy(dir_ / "stopped" / "out", dir_ / "other_base" / "out", fs::copy_options::recursive);
+  ASSERT_NE(train(dir_ / "other_base", 1, 2, 6, 6, &output), 0) << output;
+  EXPECT_NE(output.find("the checkpoint's model base_model is "), std::string::npos) << output;
+  EXPECT_NE(output.find("it can resume only on the model it was trained on"), std::string::npos) << output;
+}
+
+// bf16: the frozen UNet's Linear and Conv2d weights are held in bf16 under autocast (its norms
+// stay float32, as the CPU's norm kernels need), the adapters in float32; dropout is on and the
+// gradient checkpointing recompute draws its masks again. The run trains and resumes exactly.
+TEST_F(LoraTraining, TrainsInBf16WithTheFrozenBaseInBf16) {
+  const Variant extra{"precision: BF16\n", "gradient_checkpointing: true",
+                      "dropout: 0.1 rank_dropout: 0.1 module_dropout: 0.1"};
+  std::string output;
+  ASSERT_EQ(train(dir_ / "straight", 1, 2, 4, 5, &output, extra), 0) << output;
+  const std::string log = read_text(dir_ / "straight" / "out" / "logs" / "rank-00000.log");
+  EXPECT_NE(log.find("UNet Linear and Conv2d layers held in BFloat16 (frozen_in_compute_dtype)"), std::string::npos)
+      << log;
+  ASSERT_EQ(train(dir_ / "stopped", 1, 2, 2, 5, &output, extra), 0) << output;
+  ASSERT_EQ(train(dir_ / "stopped", 1, 2, 4, 5, &output, extra), 0) << output;
+  expect_same_tensors(checkpoint(dir_ / "stopped", 4) / "model.safetensors",
+                      checkpoint(dir_ / "straight", 4) / "model.safetensors", 0.0);
+}
+
+}  // namespace
+}  // namespace sdtrain
