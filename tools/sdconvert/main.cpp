@@ -1,15 +1,21 @@
 // sdconvert: converts Stable Diffusion v1 weights between an original .ckpt, an original single
-// .safetensors and a diffusers folder. Exit codes: 0 ok, 1 unexpected failure, 2 bad usage or
-// bad input (the message names the file and key at fault).
+// .safetensors and a diffusers folder, optionally baking LoRA adapters in (--merge-lora), and
+// converts LoRA adapter files between the kohya/A1111 and diffusers/PEFT layouts (--to kohya|peft).
+// Exit codes: 0 ok, 1 unexpected failure, 2 bad usage or bad input (the message names the file and
+// key at fault).
 #include <boost/program_options.hpp>
 
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <vector>
 
+#include "framework/util/strings.h"
 #include "plugins/builtin_plugins.h"
+#include "plugins/models/stable_diffusion/weights/sd_lora_format.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
 #include "sdtrain/errors.h"
+#include "tools/sdconvert/adapter_networks.h"
 
 namespace fs = std::filesystem;
 namespace po = boost::program_options;
@@ -23,29 +29,85 @@ bool same_path(const std::string& a, const std::string& b) {
   return fs::weakly_canonical(a, error) == fs::weakly_canonical(b, error);
 }
 
+bool is_adapter_format(const std::string& to) { return to == "kohya" || to == "peft"; }
+
+/// --to kohya|peft: an adapter file (any layout read_lora_file reads) rewritten in that layout. The targets (module paths and
+/// shapes the file is checked against) come from --base, else from SD v1's architecture.
+void convert_adapter(const std::string& input, const std::string& output, const std::string& to,
+                     const std::string& base) {
+  const sdtrain::LoraFormat format = sdtrain::parse_lora_format(to);
+  if (fs::path(output).extension() != ".safetensors") {
+    throw sdtrain::ConfigError("--output " + output + ": an adapter is written as a .safetensors file" +
+                               (format == sdtrain::LoraFormat::kPeft
+                                    ? " (diffusers' load_lora_weights(folder) looks for pytorch_lora_weights.safetensors)"
+                                    : ""));
+  }
+  sdtrain::SdNetworks networks;
+  if (base.empty()) {
+    networks = sdtrain::sd_v1_adapter_networks();
+  } else {
+    sdtrain::SdLoadOptions load;
+    load.strict = false;  // adapter_networks names every key at fault
+    sdtrain::SdWeights weights = sdtrain::load_sd_weights(base, load);
+    networks = sdtrain::adapter_networks(weights, base);
+  }
+  const auto targets = sdtrain::lora_targets(networks);
+  const sdtrain::LoraFile lora = sdtrain::read_lora_file(input, targets);
+  sdtrain::write_lora_file(lora, output, format, targets);
+  std::size_t modules = 0;
+  for (const auto& [key, tensor] : lora.tensors) modules += sdtrain::ends_with(key, ".lora_down.weight") ? 1 : 0;
+  std::cout << "sdconvert: wrote " << output << " (" << sdtrain::lora_format_name(format) << " adapter, " << modules
+            << " modules)\n";
+}
+
+/// Bakes each --merge-lora adapter, in order, into the UNet and text encoder of `weights`.
+void merge_adapters(sdtrain::SdWeights& weights, const std::vector<sdtrain::LoraSpec>& specs, const std::string& input) {
+  if (specs.empty()) return;
+  sdtrain::SdNetworks networks = sdtrain::adapter_networks(weights, input);
+  const auto targets = sdtrain::lora_targets(networks);
+  for (const auto& spec : specs) {
+    sdtrain::merge_lora(networks, sdtrain::read_lora_file(spec.path, targets), spec.weight, targets);
+    std::cout << "sdconvert: merged " << spec.path << " (weight " << spec.weight << ")\n";
+  }
+  sdtrain::store_changed_weights(networks, weights);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   po::options_description options(
       "sdconvert: convert Stable Diffusion v1 weights\n\n"
       "Usage:\n"
-      "  sdconvert --input X --output Y [--to ckpt|safetensors|diffusers] [--use-ema] [--half]\n\n"
+      "  sdconvert --input X --output Y [--to ckpt|safetensors|diffusers] [--use-ema] [--half]\n"
+      "            [--merge-lora FILE[:WEIGHT]]...\n"
+      "  sdconvert --input ADAPTER.safetensors --output OUT.safetensors --to kohya|peft [--base MODEL]\n\n"
       "Formats: an original (CompVis/LDM) .ckpt, an original single-file .safetensors (A1111/ComfyUI),\n"
       "or a diffusers folder (model_index.json, unet/, vae/, text_encoder/, ...). The output format\n"
       "comes from --to or else from the output name (.ckpt, .safetensors, anything else a folder).\n"
+      "--merge-lora bakes LoRA/LoCon adapters (kohya/A1111, diffusers/PEFT or LyCORIS) into the UNet and\n"
+      "text encoder: W += WEIGHT * alpha/rank * up.down, in float32, in the order given.\n"
+      "--to kohya|peft converts an adapter file instead: kohya/A1111 keys (lora_unet_..., .alpha) or the\n"
+      "diffusers/PEFT file save_lora_weights writes (unet.<module>.lora_A.weight, alphas in its header).\n"
+      "It is checked against the modules of --base MODEL, or of SD v1's architecture without it.\n"
       "The output must not exist; the input is never modified. Exit codes: 0 ok, 1 failure, 2 bad\n"
       "usage or input.\n\nOptions");
-  std::string input, output, to, tokenizer;
+  std::string input, output, to, tokenizer, base;
+  std::vector<std::string> merge_loras;
   options.add_options()
       ("help,h", "print this help and exit")
       ("input,i", po::value(&input)->value_name("PATH"), "the weights to read (.ckpt, .safetensors or a diffusers folder)")
       ("output,o", po::value(&output)->value_name("PATH"), "where to write (must not exist)")
-      ("to", po::value(&to)->value_name("FORMAT"), "output format: ckpt, safetensors or diffusers")
+      ("to", po::value(&to)->value_name("FORMAT"),
+       "output format: ckpt, safetensors or diffusers for a model; kohya or peft for an adapter")
       ("use-ema", "take the EMA UNet weights (model_ema.*) as the UNet when present, dropping the non-EMA ones")
       ("half", "store floating-point weights as float16")
       ("strict", "fail on any missing or unexpected key instead of warning")
       ("tokenizer", po::value(&tokenizer)->value_name("DIR"),
-       "a tokenizer folder (vocab.json + merges.txt, or tokenizer.json + tokenizer_config.json) to copy into a diffusers output");
+       "a tokenizer folder (vocab.json + merges.txt, or tokenizer.json + tokenizer_config.json) to copy into a diffusers output")
+      ("merge-lora", po::value(&merge_loras)->value_name("FILE[:WEIGHT]"),
+       "bake a LoRA/LoCon adapter into the model at WEIGHT (default 1.0); repeatable")
+      ("base", po::value(&base)->value_name("MODEL"),
+       "with --to kohya|peft: the model the adapter is for (default: SD v1's architecture)");
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
@@ -66,6 +128,22 @@ int main(int argc, char** argv) {
     sdtrain::anchor_builtin_plugins();  // keeps the built-in plugins linked in
     if (same_path(input, output)) throw sdtrain::ConfigError("--output names the input " + input + "; refusing to overwrite it");
     if (fs::exists(output)) throw sdtrain::ConfigError("--output " + output + " exists; refusing to overwrite it");
+    if (is_adapter_format(to)) {
+      for (const char* option : {"merge-lora", "use-ema", "half", "strict", "tokenizer"}) {
+        if (vm.count(option)) throw sdtrain::ConfigError(std::string("--") + option + " converts models, not adapters (--to " + to + ")");
+      }
+      convert_adapter(input, output, to, base);
+      return 0;
+    }
+    if (!base.empty()) throw sdtrain::ConfigError("--base is for adapter conversion (--to kohya or peft)");
+    std::vector<sdtrain::LoraSpec> specs;
+    for (const auto& text : merge_loras) {
+      specs.push_back(sdtrain::parse_lora_spec(text, "--merge-lora"));
+      // Checked before the model is read, which can take a while.
+      if (!fs::is_regular_file(specs.back().path)) {
+        throw sdtrain::ConfigError("--merge-lora " + text + ": no such file " + specs.back().path);
+      }
+    }
     const sdtrain::SdFormat format = to.empty() ? sdtrain::output_format_from_name(output) : sdtrain::parse_sd_format(to);
     if (!tokenizer.empty() && !fs::exists(fs::path(tokenizer) / "vocab.json") &&
         !fs::exists(fs::path(tokenizer) / "tokenizer_config.json")) {
@@ -75,6 +153,7 @@ int main(int argc, char** argv) {
     load.use_ema = vm.count("use-ema") != 0;
     load.strict = vm.count("strict") != 0;
     sdtrain::SdWeights weights = sdtrain::load_sd_weights(input, load);
+    merge_adapters(weights, specs, input);
     if (!tokenizer.empty()) weights.tokenizer_dir = tokenizer;
     sdtrain::SdSaveOptions save;
     save.half = vm.count("half") != 0;

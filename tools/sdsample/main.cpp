@@ -19,6 +19,7 @@
 #include "plugins/builtin_plugins.h"
 #include "plugins/models/stable_diffusion/sd_pipeline.h"
 #include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
+#include "plugins/models/stable_diffusion/weights/sd_lora_format.h"
 #include "plugins/schedulers/noise/schedulers.pb.h"
 #include "sdtrain/errors.h"
 #include "sdtrain/noise_scheduler.h"
@@ -41,6 +42,8 @@ struct Settings {
   bool grid = true;
   std::string device = "auto";
   std::string precision = "fp32";
+  std::vector<std::string> lora_args;     ///< --lora FILE[:WEIGHT], as given
+  std::vector<sdtrain::LoraSpec> loras;   ///< parsed by validate()
 };
 
 /// Non-empty lines of `path`, stripped (the CompVis script's --from-file).
@@ -90,6 +93,12 @@ void validate(Settings& settings) {
   if (settings.precision != "fp32" && settings.precision != "fp16" && settings.precision != "bf16") {
     throw sdtrain::ConfigError("--precision " + settings.precision + ": expected fp32, fp16 or bf16");
   }
+  for (const auto& text : settings.lora_args) {
+    settings.loras.push_back(sdtrain::parse_lora_spec(text, "--lora"));
+    if (!fs::is_regular_file(settings.loras.back().path)) {
+      throw sdtrain::ConfigError("--lora " + text + ": no such file " + settings.loras.back().path);
+    }
+  }
   if (settings.device == "cuda" && !torch::cuda::is_available()) {
     throw sdtrain::ConfigError("--device cuda: no CUDA device is available");
   }
@@ -101,8 +110,22 @@ torch::ScalarType dtype_of(const std::string& precision) {
   return torch::kFloat32;
 }
 
+/// Bakes each --lora adapter into the networks, in order, while they are still the float32
+/// weights as loaded (before to() casts them), so the merge is as exact as fuse_lora's.
+void apply_loras(const Settings& settings, const sdtrain::SdPipeline& pipeline) {
+  if (settings.loras.empty()) return;
+  sdtrain::SdNetworks networks = pipeline.networks();  // holders: the same modules
+  const auto targets = sdtrain::lora_targets(networks);
+  for (const auto& spec : settings.loras) {
+    const sdtrain::LoraFile lora = sdtrain::read_lora_file(spec.path, targets);
+    sdtrain::merge_lora(networks, lora, spec.weight, targets);
+    std::cout << "sdsample: applied " << spec.path << " (weight " << spec.weight << ")\n";
+  }
+}
+
 int sample(Settings& settings) {
   auto pipeline = sdtrain::SdPipeline::load(settings.model, settings.use_ema);
+  apply_loras(settings, *pipeline);
   const torch::Device device =
       settings.device == "cpu" || (settings.device == "auto" && !torch::cuda::is_available()) ? torch::Device(torch::kCPU)
                                                                                                : torch::Device(torch::kCUDA);
@@ -162,7 +185,7 @@ int main(int argc, char** argv) {
       "sdsample: text-to-image sampling from a Stable Diffusion v1 model\n\n"
       "Usage:\n"
       "  sdsample --model PATH --prompt \"a man in armor\" [--n-samples 4] [--steps 50] [--scale 7.5]\n"
-      "           [--sampler pndm] [--seed 42] [--H 512 --W 512] [--outdir DIR]\n\n"
+      "           [--sampler pndm] [--seed 42] [--H 512 --W 512] [--outdir DIR] [--lora FILE[:WEIGHT]]...\n\n"
       "The model is a diffusers folder, an original .ckpt or an original single-file .safetensors.\n"
       "Each prompt gives --n-samples images from seed + (prompt index); with the same seed, sampler\n"
       "and steps the images equal diffusers' StableDiffusionPipeline on the CPU in fp32. Images go to\n"
@@ -189,6 +212,9 @@ int main(int argc, char** argv) {
       ("H", po::value(&request.height)->default_value(512), "image height in pixels (multiple of 8)")
       ("W", po::value(&request.width)->default_value(512), "image width in pixels (multiple of 8)")
       ("outdir", po::value(&settings.outdir)->default_value(settings.outdir), "output folder")
+      ("lora", po::value(&settings.lora_args)->value_name("FILE[:WEIGHT]"),
+       "apply a LoRA/LoCon adapter (kohya/A1111, diffusers/PEFT or LyCORIS .safetensors) at WEIGHT "
+       "(default 1.0) by merging it into the weights; repeatable, applied in order")
       ("use-ema", "sample with the EMA UNet of the model file when it has one")
       ("no-grid", "do not write the grid image")
       ("device", po::value(&settings.device)->default_value("auto"), "auto (CUDA when available), cpu or cuda")
@@ -215,7 +241,7 @@ int main(int argc, char** argv) {
     std::cerr << "sdsample: " << error.what() << "\n";
     return 2;
   } catch (const sdtrain::FormatError& error) {
-    std::cerr << "sdsample: cannot load the model: " << error.what() << "\n";
+    std::cerr << "sdsample: cannot load the model or an adapter: " << error.what() << "\n";
     return 2;
   } catch (const std::exception& error) {
     std::cerr << "sdsample: error: " << error.what() << "\n";
