@@ -6,8 +6,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <random>
 
+#include "framework/util/file_util.h"
 #include "sdtrain/errors.h"
 
 namespace sdtrain {
@@ -121,6 +123,31 @@ void write_file_atomic(const std::string& path, const std::string& bytes, bool o
   AtomicFile file(path, overwrite);
   file.write(bytes.data(), bytes.size());
   file.commit();
+}
+
+void write_folder_atomic(const std::string& path, const std::function<void(const std::string& temp)>& fill) {
+  namespace fs = std::filesystem;
+  const fs::path target = fs::absolute(path).lexically_normal();
+  if (fs::exists(target)) throw FormatError(path + ": exists; refusing to overwrite it");
+  const fs::path temp = target.parent_path() / ("." + target.filename().string() + ".tmp-" + std::to_string(getpid()));
+  try {
+    fs::remove_all(temp);
+    fs::create_directories(temp);
+    fill(temp.string());
+    // Checked again: another writer may have created it meanwhile (rename(2) would replace an
+    // empty folder).
+    if (fs::exists(target)) throw FormatError(path + ": exists; refusing to overwrite it");
+    fs::rename(temp, target);
+    fsync_path(target.parent_path().string());
+  } catch (const fs::filesystem_error& error) {
+    std::error_code ignored;
+    fs::remove_all(temp, ignored);
+    throw FormatError(path + ": cannot write the folder: " + error.what());
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(temp, ignored);
+    throw;
+  }
 }
 
 }  // namespace sdtrain

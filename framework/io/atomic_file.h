@@ -2,6 +2,7 @@
 /// Writes a file so that readers see either the old file or the complete new one, never a part.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace sdtrain {
@@ -42,5 +43,12 @@ class AtomicFile {
 /// Writes `bytes` to `path` through an AtomicFile (the whole file at once, for small files such as
 /// JSON, text and PNGs). Same errors and `overwrite` meaning as AtomicFile.
 void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite = true);
+
+/// Creates folder `path` complete or not at all: `fill` writes its files into a temporary sibling
+/// folder (its argument), which is then renamed onto `path` and the parent fsynced. `fill` must
+/// make its files durable itself (AtomicFile does). An existing `path` is never overwritten
+/// (FormatError naming it); on any error the temporary folder is removed and the error rethrown
+/// (file-system errors as FormatError naming `path`).
+void write_folder_atomic(const std::string& path, const std::function<void(const std::string& temp)>& fill);
 
 }  // namespace sdtrain

@@ -110,7 +110,8 @@ class LoraTraining : public ::testing::Test {
 
 TEST_F(LoraTraining, OnlyAdaptersTrainAndTwoRanksEqualOneRankWithTheGlobalBatch) {
   std::string two_output, one_output;
-  ASSERT_EQ(train(dir_ / "two", 2, 2, 4, 5, &two_output), 0) << two_output;
+  ASSERT_EQ(train(dir_ / "two", 2, 2, 4, 5, &two_output, {"final_export { folder: \"my_style\" use_ema: false }\n", "", ""}), 0)
+      << two_output;
   ASSERT_EQ(train(dir_ / "one", 1, 4, 4, 5, &one_output), 0) << one_output;
   const fs::path two = checkpoint(dir_ / "two", 4);
   expect_same_tensors(two / "model.safetensors", checkpoint(dir_ / "one", 4) / "model.safetensors", 1e-4);
@@ -135,6 +136,21 @@ TEST_F(LoraTraining, OnlyAdaptersTrainAndTwoRanksEqualOneRankWithTheGlobalBatch)
   // The adapters trained: an up weight (zero at the start) moved.
   EXPECT_GT(weights.tensor("lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight").abs().max().item<double>(),
             0.0);
+
+  // The final export is the adapter itself, in kohya's layout (named after the folder, with its
+  // alphas and ss_* metadata) and diffusers' (for load_lora_weights(folder)).
+  const fs::path exported = dir_ / "two" / "out" / "my_style";
+  ASSERT_TRUE(fs::exists(exported / "my_style.safetensors"));
+  ASSERT_TRUE(fs::exists(exported / "pytorch_lora_weights.safetensors"));
+  EXPECT_FALSE(fs::exists(exported / "model_index.json")) << "a full model was exported";
+  SafetensorsReader kohya((exported / "my_style.safetensors").string());
+  EXPECT_EQ(kohya.metadata().at("ss_network_dim"), "4");
+  EXPECT_EQ(kohya.metadata().at("ss_network_module"), "networks.lora");
+  EXPECT_EQ(kohya.tensor("lora_unet_down_blocks_0_resnets_0_conv1.alpha").item<float>(), 1.0f) << "conv_alpha";
+  EXPECT_EQ(kohya.tensor("lora_te_text_model_encoder_layers_0_mlp_fc1.alpha").item<float>(), 2.0f);
+  for (const auto& name : weights.names()) {
+    EXPECT_TRUE(torch::equal(kohya.tensor(name), weights.tensor(name))) << name << " differs from the last checkpoint";
+  }
 
   const std::string log = read_text(dir_ / "two" / "out" / "logs" / "rank-00000.log");
   EXPECT_NE(log.find("LoRA adapters on "), std::string::npos) << log;
@@ -169,7 +185,14 @@ TEST_F(LoraTraining, TrainsInBf16WithTheFrozenBaseInBf16) {
   const Variant extra{"precision: BF16\n", "gradient_checkpointing: true",
                       "dropout: 0.1 rank_dropout: 0.1 module_dropout: 0.1"};
   std::string output;
-  ASSERT_EQ(train(dir_ / "straight", 1, 2, 4, 5, &output, extra), 0) << output;
+  Variant merged = extra;
+  merged.top += "final_export { folder: \"merged\" }\n";
+  merged.lora += " export_merged: true";
+  ASSERT_EQ(train(dir_ / "straight", 1, 2, 4, 5, &output, merged), 0) << output;
+  // export_merged: a whole diffusers pipeline with the adapters baked in, no adapter file.
+  EXPECT_TRUE(fs::exists(dir_ / "straight" / "out" / "merged" / "model_index.json"));
+  EXPECT_TRUE(fs::exists(dir_ / "straight" / "out" / "merged" / "unet" / "diffusion_pytorch_model.safetensors"));
+  EXPECT_FALSE(fs::exists(dir_ / "straight" / "out" / "merged" / "pytorch_lora_weights.safetensors"));
   const std::string log = read_text(dir_ / "straight" / "out" / "logs" / "rank-00000.log");
   EXPECT_NE(log.find("UNet Linear and Conv2d layers held in BFloat16 (frozen_in_compute_dtype)"), std::string::npos)
       << log;

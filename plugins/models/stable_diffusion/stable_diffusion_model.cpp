@@ -7,6 +7,7 @@
 #include "framework/config/config_loader.h"
 #include "plugins/models/stable_diffusion/modules/module_cast.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
+#include "plugins/models/stable_diffusion/sd_adapter_export.h"
 #include "plugins/models/stable_diffusion/sd_export.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
@@ -451,6 +452,7 @@ std::vector<Image> StableDiffusionModel::sample(const SampleRequest& request) {
 }
 
 std::string StableDiffusionModel::export_unavailable_reason() const {
+  if (lora_ && !options_.adapter().lora().export_merged()) return "";  // adapter files need no autoencoder
   if (!networks_.vae) {
     return "stable_diffusion with first_stage: PIXELS has no autoencoder, so there is no diffusers pipeline to "
            "export";
@@ -461,6 +463,18 @@ std::string StableDiffusionModel::export_unavailable_reason() const {
 void StableDiffusionModel::export_pretrained(const std::string& folder) {
   const std::string reason = export_unavailable_reason();
   if (!reason.empty()) throw ConfigError("final_export: " + reason);
+  if (lora_) {
+    const LoraFile adapters = lora_file_of(lora_, options_, context_.base_dir);
+    const std::map<std::string, LoraTarget> targets = lora_targets(networks_);
+    if (!options_.adapter().lora().export_merged()) {
+      export_lora_folder(adapters, targets, folder);
+      return;
+    }
+    // The export ends the run: the adapters are baked into the base (diffusers' fuse_lora) and
+    // detached, so the model now computes as before with one weight per layer.
+    lora_->detach();
+    merge_lora(networks_, adapters, 1.0, targets);
+  }
   const SdWeights weights = weights_for_export(networks_, options_, source_configs_, source_tokenizer_dir_);
   save_sd_weights(weights, folder, SdFormat::kDiffusers);
 }

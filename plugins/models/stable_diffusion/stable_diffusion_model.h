@@ -55,12 +55,15 @@ class StableDiffusionModel : public Model {
 
   std::vector<Image> sample(const SampleRequest& request) override;
 
-  /// "" with an autoencoder; first_stage PIXELS has no diffusers pipeline to export.
+  /// "" with an autoencoder, or with adapters exported as adapter files; first_stage PIXELS has
+  /// no diffusers pipeline to export.
   std::string export_unavailable_reason() const override;
   /// A diffusers folder (model_index.json, unet/ vae/ text_encoder/ scheduler/ and a tokenizer:
   /// the weights folder's when loaded from one, else CLIP's for CLIP's vocabulary) with the
   /// current weights and configs from the options (sd_export.h); loads with
   /// StableDiffusionPipeline.from_pretrained. Atomic, never overwrites (save_sd_weights).
+  /// With LoRA: the adapter files (sd_adapter_export.h), or with adapter.lora.export_merged the
+  /// pipeline with the adapters merged into the base (they are detached: the export ends a run).
   void export_pretrained(const std::string& folder) override;
 
   /// The weights file's EMA UNet when options.ema_from_weights and the file has one.

@@ -4,6 +4,7 @@
 #include <regex>
 #include <sstream>
 
+#include "plugins/models/stable_diffusion/weights/sd_lora_format.h"
 #include "sdtrain/errors.h"
 
 namespace sdtrain {
@@ -66,12 +67,6 @@ LoraModuleOptions module_options(const LoraOptions& options, bool kxk) {
 
 }  // namespace
 
-std::string lora_layer_name(const std::string& component, const std::string& module_path) {
-  std::string name = (component == "unet" ? "lora_unet_" : "lora_te_") + module_path;
-  std::replace(name.begin(), name.end(), '.', '_');
-  return name;
-}
-
 LoraNetworkImpl::LoraNetworkImpl(const LoraOptions& options, torch::nn::Module& unet, torch::nn::Module* text_encoder) {
   if (options.rank() <= 0) throw ConfigError("adapter.lora.rank: must be > 0, got " + std::to_string(options.rank()));
   if (options.conv_rank() < 0) {
@@ -118,7 +113,7 @@ void LoraNetworkImpl::wrap(const LoraOptions& options, const std::string& compon
     }
     if (!selected) continue;
     LoraLayer layer;
-    layer.name = lora_layer_name(component, path);
+    layer.name = kohya_lora_name(component, path);
     layer.component = component;
     layer.module_path = path;
     layer.conv = static_cast<bool>(conv);
@@ -141,7 +136,7 @@ void LoraNetworkImpl::wrap(const LoraOptions& options, const std::string& compon
   }
 }
 
-LoraNetworkImpl::~LoraNetworkImpl() {
+void LoraNetworkImpl::detach() {
   for (const auto& weak : slots_) {
     if (const auto slot = weak.lock()) slot->set_adapter(nullptr);
   }

@@ -15,13 +15,9 @@
 
 namespace sdtrain {
 
-/// kohya's name of the adapter of layer `module_path` of `component` ("unet" -> "lora_unet_",
-/// "text_encoder" -> "lora_te_", then the path with every '.' replaced by '_').
-std::string lora_layer_name(const std::string& component, const std::string& module_path);
-
 /// One wrapped layer.
 struct LoraLayer {
-  std::string name;         ///< kohya's name, the adapter's module name in the network
+  std::string name;         ///< kohya_lora_name (sd_lora_format.h), the adapter's module name here
   std::string component;    ///< "unet" or "text_encoder"
   std::string module_path;  ///< the layer's path in its component (diffusers / transformers names)
   bool conv = false;        ///< a Conv2d layer (else Linear)
@@ -36,7 +32,9 @@ class LoraNetworkImpl : public torch::nn::Module {
   /// matches no layer (with the layer paths closest to it), or no layer wrapped at all.
   LoraNetworkImpl(const LoraOptions& options, torch::nn::Module& unet, torch::nn::Module* text_encoder);
   /// Detaches the adapters: the networks compute as their base again.
-  ~LoraNetworkImpl() override;
+  ~LoraNetworkImpl() override { detach(); }
+  /// Detaches every adapter from its layer (they stay in this network, untouched).
+  void detach();
 
   const std::vector<LoraLayer>& layers() const { return layers_; }
   /// A summary: counts per component, ranks and alphas, and one line per wrapped layer.

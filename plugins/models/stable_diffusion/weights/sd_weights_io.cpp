@@ -1,6 +1,5 @@
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -140,10 +139,10 @@ std::vector<std::pair<std::string, torch::Tensor>> as_list(const NamedTensors& m
 }
 
 void save_diffusers_folder(const SdWeights& w, const std::string& path) {
-  const fs::path target = fs::absolute(path).lexically_normal();
-  const fs::path temp = target.parent_path() / ("." + target.filename().string() + ".tmp-" + std::to_string(getpid()));
-  fs::remove_all(temp);
-  try {
+  // Every file below goes through AtomicFile (fsynced with its directory); write_folder_atomic
+  // publishes the folder at once.
+  write_folder_atomic(path, [&](const std::string& temp_dir) {
+    const fs::path temp(temp_dir);
     auto config = [&](const char* component, std::string (*infer)(const NamedTensors&), const NamedTensors& map) {
       auto it = w.configs.find(component);
       return it != w.configs.end() ? it->second : infer(map);
@@ -173,20 +172,8 @@ void save_diffusers_folder(const SdWeights& w, const std::string& path) {
                                            "tokens and no tokenizer folder was given)");
       }
     }
-    // Every file above went through AtomicFile (fsynced with its directory); the rename below
-    // publishes the folder at once.
     write_text(temp / "model_index.json", sd_model_index_json(tokenizer));
-    if (fs::exists(target)) throw FormatError(path + ": exists; refusing to overwrite it");
-    fs::rename(temp, target);
-    fsync_path(target.parent_path().string());
-  } catch (const fs::filesystem_error& error) {
-    fs::remove_all(temp);
-    throw FormatError(path + ": cannot write the diffusers folder: " + error.what());
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(temp, ignored);
-    throw;
-  }
+  });
 }
 
 }  // namespace
