@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <regex>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -20,12 +21,19 @@ nlohmann::json alpha_json(double alpha) {
 }
 
 bool pattern_matches(const std::string& pattern, const std::string& name, const std::string& source) {
-  try {
-    return std::regex_match(name, std::regex("(.*\\.)?(" + pattern + ")$"));
-  } catch (const std::regex_error& error) {
-    throw FormatError(source + ": " + kLoraAdapterMetadataKey + ": pattern '" + pattern +
-                      "' is not a regular expression: " + error.what());
+  // Each pattern is tried against every module (hundreds of patterns and modules for a LoCon file
+  // of SD v1), so it is compiled once.
+  static thread_local std::unordered_map<std::string, std::regex> compiled;
+  auto it = compiled.find(pattern);
+  if (it == compiled.end()) {
+    try {
+      it = compiled.emplace(pattern, std::regex("(.*\\.)?(" + pattern + ")$")).first;
+    } catch (const std::regex_error& error) {
+      throw FormatError(source + ": " + kLoraAdapterMetadataKey + ": pattern '" + pattern +
+                        "' is not a regular expression: " + error.what());
+    }
   }
+  return std::regex_match(name, it->second);
 }
 
 }  // namespace
