@@ -6,9 +6,13 @@
 
 namespace sdtrain {
 
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  std::iota(row.begin(), row.end(), 0);
+namespace {
+
+/// The last row of the Levenshtein table turning `a` into prefixes of `b`; with `anywhere`, a
+/// match may also start at any position of `b` (semi-global alignment).
+std::vector<std::size_t> last_edit_row(std::string_view a, std::string_view b, bool anywhere) {
+  std::vector<std::size_t> row(b.size() + 1, 0);
+  if (!anywhere) std::iota(row.begin(), row.end(), 0);
   for (std::size_t i = 1; i <= a.size(); ++i) {
     std::size_t diagonal = row[0];
     row[0] = i;
@@ -18,7 +22,16 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
       diagonal = above;
     }
   }
-  return row[b.size()];
+  return row;
+}
+
+}  // namespace
+
+std::size_t edit_distance(std::string_view a, std::string_view b) { return last_edit_row(a, b, false).back(); }
+
+std::size_t substring_edit_distance(std::string_view pattern, std::string_view text) {
+  const std::vector<std::size_t> row = last_edit_row(pattern, text, true);
+  return *std::min_element(row.begin(), row.end());  // ... and end anywhere
 }
 
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {

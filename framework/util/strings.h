@@ -8,6 +8,9 @@ namespace sdtrain {
 
 /// Levenshtein distance between a and b.
 std::size_t edit_distance(std::string_view a, std::string_view b);
+/// The fewest edits that turn `pattern` into some substring of `text`: small when `text` contains
+/// something close to `pattern` (e.g. a layer path and a mistyped part of it).
+std::size_t substring_edit_distance(std::string_view pattern, std::string_view text);
 
 /// The candidate closest to `word` by edit distance if it is plausibly a typo (distance at most
 /// max(2, |word| / 3)); otherwise "".

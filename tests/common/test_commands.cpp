@@ -9,6 +9,8 @@
 
 #include "tests/common/test_env.h"
 
+#include "framework/data/image_codec.h"
+
 namespace sdtrain::test {
 
 std::string write_text(const std::filesystem::path& path, const std::string& text) {
@@ -16,6 +18,21 @@ std::string write_text(const std::filesystem::path& path, const std::string& tex
   std::ofstream out(path, std::ios::binary);
   out << text;
   return path.string();
+}
+
+void write_captioned_image_folder(const std::filesystem::path& dir, int count, const std::vector<std::string>& captions) {
+  std::filesystem::create_directories(dir);
+  std::ofstream csv(dir / "metadata.csv");
+  csv << "file_name,text\n";
+  for (int i = 0; i < count; ++i) {
+    Image image;
+    image.width = image.height = 16;
+    image.channels = 3;
+    image.pixels.resize(16 * 16 * 3);
+    for (std::size_t p = 0; p < image.pixels.size(); ++p) image.pixels[p] = static_cast<uint8_t>(p * 7 + i * 31);
+    write_png_file((dir / ("img" + std::to_string(i) + ".png")).string(), image);
+    csv << "img" << i << ".png," << captions[static_cast<std::size_t>(i) % captions.size()] << "\n";
+  }
 }
 
 int run_command(const std::string& command, std::string* output) {

@@ -40,6 +40,10 @@ inline std::filesystem::path scratch_dir() {
 /// Writes `text` to `path` and returns the path as a string.
 std::string write_text(const std::filesystem::path& path, const std::string& text);
 
+/// An image_folder dataset in `dir`: `count` 16x16 PNGs img<i>.png with distinct deterministic
+/// pixels and a metadata.csv giving image i the caption captions[i % captions.size()].
+void write_captioned_image_folder(const std::filesystem::path& dir, int count, const std::vector<std::string>& captions);
+
 /// Runs a shell command, returning its exit code and capturing stdout+stderr into *output.
 int run_command(const std::string& command, std::string* output);
 

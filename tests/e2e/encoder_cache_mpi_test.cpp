@@ -8,7 +8,6 @@
 #include <iterator>
 #include <string>
 
-#include "framework/data/image_codec.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {
@@ -20,20 +19,6 @@ std::string read_text(const fs::path& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-void make_folder(const fs::path& dir, int count) {
-  fs::create_directories(dir);
-  std::ofstream csv(dir / "metadata.csv");
-  csv << "file_name,text\n";
-  for (int i = 0; i < count; ++i) {
-    Image image;
-    image.width = image.height = 16;
-    image.channels = 3;
-    image.pixels.resize(16 * 16 * 3);
-    for (std::size_t p = 0; p < image.pixels.size(); ++p) image.pixels[p] = static_cast<uint8_t>(p * 7 + i * 31);
-    write_png_file((dir / ("img" + std::to_string(i) + ".png")).string(), image);
-    csv << "img" << i << ".png," << (i % 2 == 0 ? "a red square" : "a blue square") << "\n";
-  }
-}
 
 int run(const fs::path& dir, const std::string& name, int ranks, int batch) {
   const std::string config = test::write_text(
@@ -60,7 +45,7 @@ int run(const fs::path& dir, const std::string& name, int ranks, int batch) {
 
 TEST(EncoderCacheMpi, RanksShareOneCacheFolder) {
   const fs::path dir = test::scratch_dir();
-  make_folder(dir / "data", 8);
+  test::write_captioned_image_folder(dir / "data", 8, {"a red square", "a blue square"});
   ASSERT_EQ(run(dir, "two_ranks", 2, 2), 0);
   for (const char* rank : {"rank-00000.log", "rank-00001.log"}) {
     const std::string log = read_text(dir / "two_ranks" / "logs" / rank);

@@ -5,37 +5,17 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 
-#include "framework/data/image_codec.h"
 #include "framework/io/safetensors_reader.h"
+#include "framework/util/file_util.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {
 namespace {
 namespace fs = std::filesystem;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
-void make_folder(const fs::path& dir, int count) {
-  fs::create_directories(dir);
-  std::ofstream csv(dir / "metadata.csv");
-  csv << "file_name,text\n";
-  for (int i = 0; i < count; ++i) {
-    Image image;
-    image.width = image.height = 16;
-    image.channels = 3;
-    image.pixels.resize(16 * 16 * 3);
-    for (std::size_t p = 0; p < image.pixels.size(); ++p) image.pixels[p] = static_cast<uint8_t>(p * 5 + i * 41);
-    write_png_file((dir / ("img" + std::to_string(i) + ".png")).string(), image);
-    csv << "img" << i << ".png," << (i % 2 == 0 ? "a red square" : "a blue circle") << "\n";
-  }
-}
 
 /// Trains a tiny SD model's LoRA + LoCon adapters (UNet and text encoder) up to `steps` steps,
 /// checkpointing every 2, resuming from the last checkpoint in `dir`/out when there is one.
@@ -103,7 +83,7 @@ class LoraTraining : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = test::scratch_dir();
-    make_folder(dir_ / "data", 8);
+    test::write_captioned_image_folder(dir_ / "data", 8, {"a red square", "a blue circle"});
   }
   fs::path dir_;
 };
@@ -152,7 +132,7 @@ TEST_F(LoraTraining, OnlyAdaptersTrainAndTwoRanksEqualOneRankWithTheGlobalBatch)
     EXPECT_TRUE(torch::equal(kohya.tensor(name), weights.tensor(name))) << name << " differs from the last checkpoint";
   }
 
-  const std::string log = read_text(dir_ / "two" / "out" / "logs" / "rank-00000.log");
+  const std::string log = read_file((dir_ / "two" / "out" / "logs" / "rank-00000.log").string());
   EXPECT_NE(log.find("LoRA adapters on "), std::string::npos) << log;
   EXPECT_NE(log.find("lora_te_text_model_encoder_layers_1_mlp_fc2 (Linear, rank 4, scale 0.5)"), std::string::npos);
   EXPECT_NE(log.find("parameter group lora_te: "), std::string::npos) << log;
@@ -193,7 +173,7 @@ TEST_F(LoraTraining, TrainsInBf16WithTheFrozenBaseInBf16) {
   EXPECT_TRUE(fs::exists(dir_ / "straight" / "out" / "merged" / "model_index.json"));
   EXPECT_TRUE(fs::exists(dir_ / "straight" / "out" / "merged" / "unet" / "diffusion_pytorch_model.safetensors"));
   EXPECT_FALSE(fs::exists(dir_ / "straight" / "out" / "merged" / "pytorch_lora_weights.safetensors"));
-  const std::string log = read_text(dir_ / "straight" / "out" / "logs" / "rank-00000.log");
+  const std::string log = read_file((dir_ / "straight" / "out" / "logs" / "rank-00000.log").string());
   EXPECT_NE(log.find("UNet Linear and Conv2d layers held in BFloat16 (frozen_in_compute_dtype)"), std::string::npos)
       << log;
   ASSERT_EQ(train(dir_ / "stopped", 1, 2, 2, 5, &output, extra), 0) << output;

@@ -6,6 +6,7 @@
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
 #include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
+#include "plugins/models/stable_diffusion/weights/sd_weights.h"
 #include "sdtrain/errors.h"
 
 namespace sdtrain {
@@ -15,24 +16,6 @@ std::string config_json(const SdWeights& weights, const std::string& component,
                         std::string (*infer)(const NamedTensors&), const NamedTensors& tensors) {
   const auto found = weights.configs.find(component);
   return found != weights.configs.end() ? found->second : infer(tensors);
-}
-
-/// Copies `tensors` into `module`; every weight must be there with its shape (the extra
-/// position_ids buffer older transformers wrote is not a weight).
-void load_component(torch::nn::Module& module, NamedTensors& tensors, const std::string& component,
-                    const std::string& source) {
-  const TensorMap expected = module_state_dict(module);
-  WeightIssues issues = match_state_dict(tensors, expected, component + ".");
-  auto& unexpected = issues.unexpected;
-  unexpected.erase(std::remove_if(unexpected.begin(), unexpected.end(),
-                                  [](const std::string& name) { return ends_with(name, "position_ids"); }),
-                   unexpected.end());
-  if (!issues.empty()) {
-    throw FormatError(source + ": the " + component + " weights do not match its config:\n" + issues.describe());
-  }
-  TensorMap state;
-  for (const auto& [name, tensor] : expected) state[name] = tensors.at(name);
-  load_state_dict_strict(module, state, source);
 }
 
 void freeze(torch::nn::Module& module) {
@@ -60,8 +43,8 @@ SdNetworks adapter_networks(SdWeights& weights, const std::string& source) {
       config_json(weights, "unet", infer_unet_config_json, weights.unet), source + " (unet config)"));
   networks.text_encoder = ClipTextModel(clip_config_from_json(
       config_json(weights, "text_encoder", infer_clip_config_json, weights.text_encoder), source + " (text_encoder config)"));
-  load_component(*networks.unet, weights.unet, "unet", source);
-  load_component(*networks.text_encoder, weights.text_encoder, "text_encoder", source);
+  load_component_exactly(*networks.unet, weights.unet, "unet", source);
+  load_component_exactly(*networks.text_encoder, weights.text_encoder, "text_encoder", source);
   freeze(*networks.unet);
   freeze(*networks.text_encoder);
   return networks;

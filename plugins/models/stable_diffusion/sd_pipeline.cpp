@@ -29,24 +29,6 @@ std::pair<std::string, std::string> component_config(const SdWeights& weights, c
   return {infer(tensors), path + " (" + component + " config inferred from the weights)"};
 }
 
-/// Copies `tensors` into `module`; every expected weight must be there with its shape. Extra
-/// position_ids buffers (written by older transformers) are not weights and are ignored.
-void load_exactly(torch::nn::Module& module, NamedTensors& tensors, const std::string& component,
-                  const std::string& source) {
-  const TensorMap expected = module_state_dict(module);
-  WeightIssues issues = match_state_dict(tensors, expected, component + ".");
-  auto& unexpected = issues.unexpected;
-  unexpected.erase(std::remove_if(unexpected.begin(), unexpected.end(),
-                                  [](const std::string& name) { return ends_with(name, "position_ids"); }),
-                   unexpected.end());
-  if (!issues.empty()) {
-    throw FormatError(source + ": the " + component + " weights do not match its config:\n" + issues.describe());
-  }
-  TensorMap state;
-  for (const auto& [name, tensor] : expected) state[name] = tensors.at(name);
-  load_state_dict_strict(module, state, source);
-}
-
 void freeze(torch::nn::Module& module) {
   for (auto& parameter : module.parameters()) parameter.set_requires_grad(false);
   module.eval();
@@ -113,9 +95,9 @@ std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_e
   networks.vae = AutoencoderKL(vae_config_from_json(vae_json, vae_source));
   networks.text_encoder = ClipTextModel(clip);
   networks.scaling_factor = networks.vae->scaling_factor();
-  load_exactly(*networks.unet, weights.unet, "unet", path);
-  load_exactly(*networks.vae, weights.vae, "vae", path);
-  load_exactly(*networks.text_encoder, weights.text_encoder, "text_encoder", path);
+  load_component_exactly(*networks.unet, weights.unet, "unet", path);
+  load_component_exactly(*networks.vae, weights.vae, "vae", path);
+  load_component_exactly(*networks.text_encoder, weights.text_encoder, "text_encoder", path);
   freeze(*networks.unet);
   freeze(*networks.vae);
   freeze(*networks.text_encoder);

@@ -4,6 +4,7 @@
 #include <regex>
 #include <sstream>
 
+#include "framework/util/strings.h"
 #include "plugins/models/stable_diffusion/weights/sd_lora_format.h"
 #include "sdtrain/errors.h"
 
@@ -15,22 +16,6 @@ namespace {
 const char* const kDefaultUnetPattern = R"((^|\.)attentions\.\d+\.)";
 const char* const kDefaultConvPattern = R"((^|\.)(resnets|downsamplers|upsamplers)\.\d+\.)";
 const char* const kDefaultTextPattern = R"(^text_model\.encoder\.layers\.\d+\.(self_attn|mlp)\.)";
-
-/// The fewest edits that turn `pattern` into some substring of `path` (semi-global alignment):
-/// small when the path contains something close to what the pattern spells.
-std::size_t substring_edit_distance(const std::string& pattern, const std::string& path) {
-  std::vector<std::size_t> row(path.size() + 1, 0);  // a match may start anywhere in the path
-  for (std::size_t i = 1; i <= pattern.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= path.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (pattern[i - 1] == path[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return *std::min_element(row.begin(), row.end());  // ... and end anywhere
-}
 
 /// Up to `count` of `paths` closest to `pattern` (its regex escapes and anchors dropped), for
 /// error messages; ties in path order.

@@ -1,8 +1,11 @@
 #include "plugins/models/stable_diffusion/weights/sd_weights.h"
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 
+#include "framework/util/strings.h"
+#include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "sdtrain/errors.h"
 #include "sdtrain/log.h"
 
@@ -221,6 +224,22 @@ void cast_sd_weights(SdWeights& weights, torch::ScalarType dtype) {
       if (tensor.is_floating_point()) tensor = tensor.to(dtype);
     }
   }
+}
+
+void load_component_exactly(torch::nn::Module& module, NamedTensors& tensors, const std::string& component,
+                            const std::string& source) {
+  const TensorMap expected = module_state_dict(module);
+  WeightIssues issues = match_state_dict(tensors, expected, component + ".");
+  auto& unexpected = issues.unexpected;
+  unexpected.erase(std::remove_if(unexpected.begin(), unexpected.end(),
+                                  [](const std::string& name) { return ends_with(name, "position_ids"); }),
+                   unexpected.end());
+  if (!issues.empty()) {
+    throw FormatError(source + ": the " + component + " weights do not match its config:\n" + issues.describe());
+  }
+  TensorMap state;
+  for (const auto& [name, tensor] : expected) state[name] = tensors.at(name);
+  load_state_dict_strict(module, state, source);
 }
 
 }  // namespace sdtrain

@@ -60,6 +60,13 @@ NamedTensors sd_weights_to_original(const SdWeights& weights);
 WeightIssues match_state_dict(NamedTensors& actual, const std::map<std::string, torch::Tensor>& expected,
                               const std::string& prefix = "");
 
+/// Copies `tensors` (keys "<component>.<name>" or "<name>", as match_state_dict takes them) into
+/// `module`: every expected weight must be there with its shape (the extra position_ids buffer
+/// older transformers wrote is not a weight). FormatError naming `source`, the component and
+/// every missing, unexpected or mis-shaped key otherwise.
+void load_component_exactly(torch::nn::Module& module, NamedTensors& tensors, const std::string& component,
+                            const std::string& source);
+
 /// Converts every floating-point tensor of every component (not integer buffers) to `dtype`.
 void cast_sd_weights(SdWeights& weights, torch::ScalarType dtype);
 
