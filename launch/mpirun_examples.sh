@@ -9,9 +9,9 @@
 #
 # Every line resumes from the newest checkpoint (--resume auto), so the same command restarts a
 # stopped job. mpirun forwards SIGUSR1 to every rank: `kill -USR1 <mpirun pid>` makes all ranks
-# checkpoint at the next optimizer step and exit with 75. Each rank takes the GPU of its local
-# rank; NCCL_* variables and SDTRAIN_FAULTS (docs/fault-injection.md) of this shell are passed on
-# (docs/multi-node.md).
+# checkpoint at the end of the optimizer step after the current one and exit with 75. Each rank
+# takes the GPU of its local rank; NCCL_* variables and SDTRAIN_FAULTS (docs/fault-injection.md)
+# of this shell are passed on (docs/multi-node.md).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 sdtrain=${SDTRAIN_BIN:-$repo/build/bin/sdtrain}

@@ -42,12 +42,4 @@ StopSignalHandler::~StopSignalHandler() {
 
 int received_stop_signal() { return g_signal.load(); }
 
-bool any_rank_stopping(Communicator& communicator) {
-  const bool local = received_stop_signal() != 0;
-  if (communicator.world_size() == 1) return local;
-  torch::Tensor flag = torch::tensor({local ? 1 : 0}, torch::kInt32);
-  communicator.allreduce_sum(flag);
-  return flag.item<int>() > 0;
-}
-
 }  // namespace sdtrain

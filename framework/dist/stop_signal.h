@@ -1,11 +1,12 @@
 #pragma once
 /// Graceful stop on SIGTERM / SIGUSR1 (Slurm pre-emption, `scancel`, `mpirun` forwarding SIGUSR1).
 ///
-/// The handler only sets a flag (nothing else is async-signal-safe); the trainer asks
-/// `any_rank_stopping()` at every optimizer-step boundary, which allreduces the flag so that a
-/// signal delivered to one rank stops all ranks at the same step. The trainer then writes a
-/// checkpoint and the process exits with `kStopSignalExitCode`.
-#include "framework/dist/communicator.h"
+/// The handler only sets a flag (nothing else is async-signal-safe). The trainer brings the
+/// ranks' flags together at every optimizer-step boundary with a StopFlagExchange
+/// (stop_flag_exchange.h): a non-blocking allreduce read one boundary later, so that a signal
+/// delivered to one rank stops all ranks at the same step, one step after the step it arrived in
+/// (with more than one rank), and no step waits for it. The trainer then writes a checkpoint and
+/// the process exits with `kStopSignalExitCode`.
 
 namespace sdtrain {
 
@@ -28,9 +29,5 @@ class StopSignalHandler {
 
 /// The first stop signal this process received since a handler was installed (0: none).
 int received_stop_signal();
-
-/// Collective (every rank calls it at the same point): true on every rank when any rank received
-/// a stop signal. Costs one allreduce of one integer.
-bool any_rank_stopping(Communicator& communicator);
 
 }  // namespace sdtrain

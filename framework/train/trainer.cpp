@@ -6,7 +6,6 @@
 #include "framework/dist/device_choice.h"
 #include "framework/dist/gradient_sync.h"
 #include "framework/dist/parameter_check.h"
-#include "framework/dist/stop_signal.h"
 #include "framework/log/logger.h"
 #include "framework/train/autocast.h"
 #include "framework/train/checkpoint_parts.h"
@@ -46,6 +45,7 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
       base_dir_(loaded.base_dir),
       rank_info_(rank_info),
       communicator_(communicator),
+      stop_flags_(communicator),
       device_(device) {
   make_current_device(device_);
   output_dir_ = fs::absolute(resolve_config_path(base_dir_, config_.run().output_dir())).string();
@@ -190,6 +190,8 @@ void Trainer::fit() {
     if (!train_epoch()) break;  // stopped mid-epoch
     end_epoch();
   }
+  // The flags sent at the last step's end: the run ends here whatever they say.
+  stop_flags_.finish();
   if (schedule_->final_checkpoint_due(progress_.step)) save_checkpoint();
   export_final_model();
   for_each_callback([&](Callback& callback) { callback.on_fit_end(*this); });
@@ -224,9 +226,10 @@ void Trainer::end_step() {
   StepMetrics metrics = outcome.metrics;
   metrics.log_due = schedule_->log_due(progress_.step);
   for_each_callback([&](Callback& callback) { callback.on_step_end(*this, metrics); });
-  // SIGTERM/SIGUSR1 on any rank: every rank stops at this same step and checkpoints (a run that
-  // ends at this step anyway just ends).
-  if (any_rank_stopping(communicator_) && !schedule_->finished(progress_)) {
+  // SIGTERM/SIGUSR1 on any rank: every rank reads here the flags all ranks sent at the previous
+  // step's end (stop_flag_exchange.h: no step waits for them), so every rank stops at this same
+  // step, one after the signal's, and checkpoints (a run that ends at this step anyway just ends).
+  if (stop_flags_.any_rank_stopping() && !schedule_->finished(progress_)) {
     schedule_->stop_by_signal();
     SDTRAIN_LOG(WARNING) << "stop signal received; stopping at step " << progress_.step
                          << " with a checkpoint (resume with --resume auto)";

@@ -13,6 +13,7 @@
 #include "framework/config/config_loader.h"
 #include "framework/data/data_loader.h"
 #include "framework/dist/communicator.h"
+#include "framework/dist/stop_flag_exchange.h"
 #include "framework/registry/registry.h"
 #include "framework/train/event_schedule.h"
 #include "framework/train/flat_parameters.h"
@@ -103,6 +104,7 @@ class Trainer : public TrainerHandle {
   std::string base_dir_;
   RankInfo rank_info_;
   Communicator& communicator_;
+  StopFlagExchange stop_flags_;
   std::string output_dir_;
   torch::Device device_;
 

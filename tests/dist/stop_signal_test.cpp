@@ -1,10 +1,12 @@
 // The stop-signal handler: SIGUSR1/SIGTERM only set a flag that the trainer polls at step
-// boundaries; the previous handlers come back afterwards.
+// boundaries (with one rank at once: StopFlagExchange exchanges nothing); the previous handlers
+// come back afterwards.
 #include <gtest/gtest.h>
 
 #include <csignal>
 #include <cstdlib>
 
+#include "framework/dist/stop_flag_exchange.h"
 #include "framework/dist/stop_signal.h"
 
 namespace sdtrain {
@@ -14,12 +16,13 @@ std::unique_ptr<Communicator> single_rank() { return make_mpi_communicator(RankI
 
 TEST(StopSignal, Usr1SetsTheFlagAndDoesNotKill) {
   auto communicator = single_rank();
+  StopFlagExchange flags(*communicator);
   StopSignalHandler handler;
   EXPECT_EQ(received_stop_signal(), 0);
-  EXPECT_FALSE(any_rank_stopping(*communicator));
+  EXPECT_FALSE(flags.any_rank_stopping());
   ASSERT_EQ(std::raise(SIGUSR1), 0);
   EXPECT_EQ(received_stop_signal(), SIGUSR1);
-  EXPECT_TRUE(any_rank_stopping(*communicator));
+  EXPECT_TRUE(flags.any_rank_stopping());
   // The first signal is the one reported.
   ASSERT_EQ(std::raise(SIGUSR1), 0);
   EXPECT_EQ(received_stop_signal(), SIGUSR1);
