@@ -1,5 +1,7 @@
 // "image_folder": the Hugging Face imagefolder layout (a folder of images plus metadata.csv or
 // metadata.jsonl). Options: ImageFolderOptions in proto/datasets.proto.
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -25,8 +27,9 @@ fs::path resolve(const std::string& path, const PluginContext& context) {
   return p.lexically_normal();
 }
 
-/// A dataset of (image file, caption) rows read from the metadata file once at construction.
-/// Files are opened lazily in get(), so construction stays fast on large or remote folders.
+/// A dataset of (image file, caption) rows read from the metadata file once at construction, or,
+/// with options.caption, the image files found under root with that caption. Files are opened
+/// lazily in get(), so construction stays fast on large or remote folders.
 class ImageFolderDataset : public Dataset {
  public:
   ImageFolderDataset(const ImageFolderOptions& options, const PluginContext& context)
@@ -35,6 +38,77 @@ class ImageFolderDataset : public Dataset {
     root_ = resolve(options.root(), context);
     std::error_code error;
     if (!fs::is_directory(root_, error)) throw ConfigError("root: directory not found: " + root_.string());
+    if (options.has_caption()) {
+      if (!options.metadata_file().empty()) {
+        throw ConfigError("metadata_file: set together with caption, which lists the images without a metadata "
+                          "file; set one of them");
+      }
+      list_images(options.caption());
+    } else {
+      read_metadata(options);
+    }
+  }
+
+  std::size_t size() const override { return rows_.size(); }
+
+  Sample get(std::size_t index) const override {
+    const Row& row = rows_.at(index);
+    const std::string where =
+        metadata_path_.empty() ? root_.string() : metadata_path_ + " line " + std::to_string(row.line);
+    if (row.file_name.empty()) throw DataError(where + ": empty " + metadata_name_ + " file name");
+    const fs::path relative = fs::path(row.file_name).lexically_normal();
+    if (relative.is_absolute() || relative.has_root_name() || relative.has_root_directory() ||
+        (!relative.empty() && *relative.begin() == "..")) {
+      throw DataError(where + ": file name '" + row.file_name + "' is outside the dataset root " + root_.string(),
+                      row.file_name);
+    }
+    const std::string path = (root_ / relative).string();
+    if (row.caption.empty() && !allow_empty_captions_) {
+      throw DataError(path + ": empty caption (column '" + caption_column_ + "', " + where +
+                          "); set allow_empty_captions to train on it unconditionally",
+                      row.file_name);
+    }
+    Sample sample;
+    sample.key = row.file_name;
+    sample.location = path;
+    sample.caption = row.caption;
+    std::string error;
+    if (!try_read_file(path, sample.encoded, error)) {
+      throw DataError(error, row.file_name);  // a missing file is recorded by its name
+    }
+    return sample;
+  }
+
+ private:
+  /// Every image file under root_ with `caption` (ImageFolderOptions.caption), in path order.
+  void list_images(const std::string& caption) {
+    if (caption.empty() && !allow_empty_captions_) {
+      throw ConfigError("caption: empty; set allow_empty_captions to train unconditionally");
+    }
+    std::vector<std::string> files;
+    std::error_code error;
+    for (fs::recursive_directory_iterator it(root_, fs::directory_options::skip_permission_denied, error), end;
+         !error && it != end; it.increment(error)) {
+      if (!it->is_regular_file(error)) continue;
+      std::string extension = it->path().extension().string();
+      for (char& c : extension) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (extension == ".jpg" || extension == ".jpeg" || extension == ".png" || extension == ".webp") {
+        files.push_back(it->path().lexically_relative(root_).generic_string());
+      }
+    }
+    if (error) throw ConfigError("root: cannot list " + root_.string() + ": " + error.message());
+    if (files.empty()) {
+      throw ConfigError("root: no image files (.jpg, .jpeg, .png, .webp) under " + root_.string() +
+                        " (caption is set, so no metadata file is read)");
+    }
+    std::sort(files.begin(), files.end());
+    caption_column_ = "caption option";
+    for (std::string& file : files) rows_.push_back({std::move(file), caption, 0});
+  }
+
+  /// The rows of the metadata file (ImageFolderOptions.metadata_file or the one found in root_).
+  void read_metadata(const ImageFolderOptions& options) {
+    std::error_code error;
     fs::path metadata;
     if (!options.metadata_file().empty()) {
       metadata = (root_ / options.metadata_file()).lexically_normal();
@@ -85,36 +159,6 @@ class ImageFolderDataset : public Dataset {
     }
   }
 
-  std::size_t size() const override { return rows_.size(); }
-
-  Sample get(std::size_t index) const override {
-    const Row& row = rows_.at(index);
-    const std::string where = metadata_path_ + " line " + std::to_string(row.line);
-    if (row.file_name.empty()) throw DataError(where + ": empty " + metadata_name_ + " file name");
-    const fs::path relative = fs::path(row.file_name).lexically_normal();
-    if (relative.is_absolute() || relative.has_root_name() || relative.has_root_directory() ||
-        (!relative.empty() && *relative.begin() == "..")) {
-      throw DataError(where + ": file name '" + row.file_name + "' is outside the dataset root " + root_.string(),
-                      row.file_name);
-    }
-    const std::string path = (root_ / relative).string();
-    if (row.caption.empty() && !allow_empty_captions_) {
-      throw DataError(path + ": empty caption (column '" + caption_column_ + "', " + where +
-                          "); set allow_empty_captions to train on it unconditionally",
-                      row.file_name);
-    }
-    Sample sample;
-    sample.key = row.file_name;
-    sample.location = path;
-    sample.caption = row.caption;
-    std::string error;
-    if (!try_read_file(path, sample.encoded, error)) {
-      throw DataError(error, row.file_name);  // a missing file is recorded by its name
-    }
-    return sample;
-  }
-
- private:
   struct Row {
     std::string file_name;
     std::string caption;
@@ -130,7 +174,7 @@ class ImageFolderDataset : public Dataset {
 
 SDTRAIN_REGISTER_DATASET("image_folder", ImageFolderOptions,
                          "a folder of JPEG/PNG/WebP images with metadata.csv or metadata.jsonl captions "
-                         "(Hugging Face imagefolder layout)",
+                         "(Hugging Face imagefolder layout), or with one caption for all (DreamBooth)",
                          [](const ImageFolderOptions& options, const PluginContext& context) {
                            return std::unique_ptr<Dataset>(new ImageFolderDataset(options, context));
                          });

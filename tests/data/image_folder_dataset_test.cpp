@@ -164,6 +164,42 @@ TEST(ImageFolderDataset, ConfigErrorsNameTheOption) {
             "data.train.options.metadata_file: file not found: " + (dir.path() / "other.csv").string());
 }
 
+// DreamBooth's layout: a folder of images and one caption for all, no metadata file.
+TEST(ImageFolderDataset, OneCaptionForEveryImageFileUnderRoot) {
+  TempDir dir;
+  dir.file("b.PNG", tiny_png(20));
+  dir.file("a.jpg", tiny_png(10));  // the bytes decide the format, not the extension
+  dir.file("samples/00000.png", tiny_png(30));
+  dir.file("notes.txt", "not an image");
+  dir.file("metadata.csv", "file_name,text\na.jpg,ignored\n");
+  ImageFolderOptions options = options_for(dir);
+  options.set_caption("a photo of sks dog");
+  const auto dataset = make_dataset("image_folder", options);
+  ASSERT_EQ(dataset->size(), 3u);
+  const std::vector<std::string> keys{"a.jpg", "b.PNG", "samples/00000.png"};
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const Sample sample = dataset->get(i);
+    EXPECT_EQ(sample.key, keys[i]);
+    EXPECT_EQ(sample.caption, "a photo of sks dog");
+    EXPECT_EQ(sample.location, (dir.path() / keys[i]).string());
+  }
+  EXPECT_EQ(dataset->get(0).encoded, tiny_png(10));
+
+  options.set_metadata_file("metadata.csv");
+  EXPECT_EQ(config_error("image_folder", options),
+            "data.train.options.metadata_file: set together with caption, which lists the images without a metadata "
+            "file; set one of them");
+  TempDir empty;
+  empty.file("readme.txt", "no images here");
+  ImageFolderOptions none = options_for(empty);
+  none.set_caption("x");
+  EXPECT_EQ(config_error("image_folder", none), "data.train.options.root: no image files (.jpg, .jpeg, .png, .webp) under " +
+                                                    empty.path().string() + " (caption is set, so no metadata file is read)");
+  none.set_caption("");
+  EXPECT_EQ(config_error("image_folder", none),
+            "data.train.options.caption: empty; set allow_empty_captions to train unconditionally");
+}
+
 TEST(ImageFolderDataset, MalformedMetadataIsAConfigErrorWithTheLine) {
   TempDir dir;
   ImageFolderOptions options = options_for(dir);
