@@ -111,6 +111,28 @@ TEST(Sdsample, PngsCarryTheSettingsAndRunsNeverOverwrite) {
             read_image_file((outdir / "samples" / "00002.png").string(), 0).pixels);
 }
 
+// DreamBooth's class images: --n-iter batches per prompt, batch b from seed + b, no grid.
+TEST(Sdsample, NIterDrawsBatchesFromSuccessiveSeeds) {
+  const fs::path outdir = test::scratch_dir() / "class";
+  const std::string base = sdsample_bin() + " --model " + quoted((fixture() / "pipeline").string()) +
+                           " --prompt " + quoted("a photo of a dog") + " --n-samples 1 --steps 2 --sampler ddim" +
+                           " --H 32 --W 32 --device cpu --no-grid";
+  std::string output;
+  ASSERT_EQ(test::run_command(base + " --seed 100 --n-iter 3 --outdir " + quoted(outdir.string()), &output), 0)
+      << output;
+  ASSERT_EQ(test::run_command(base + " --seed 102 --outdir " + quoted((outdir / "single").string()), &output), 0)
+      << output;
+  EXPECT_TRUE(fs::exists(outdir / "samples" / "00002.png"));
+  EXPECT_FALSE(fs::exists(outdir / "samples" / "00003.png"));
+  EXPECT_FALSE(fs::exists(outdir / "grid-0000.png"));
+  const std::string third = read_bytes(outdir / "samples" / "00002.png");
+  EXPECT_NE(third.find(std::string("tEXtseed") + '\0' + "102"), std::string::npos);
+  EXPECT_EQ(read_image_file((outdir / "samples" / "00002.png").string(), 0).pixels,
+            read_image_file((outdir / "single" / "samples" / "00000.png").string(), 0).pixels);
+  EXPECT_NE(read_image_file((outdir / "samples" / "00001.png").string(), 0).pixels,
+            read_image_file((outdir / "samples" / "00002.png").string(), 0).pixels);
+}
+
 struct BadInput {
   const char* name;
   std::string arguments;
@@ -128,6 +150,7 @@ TEST(Sdsample, BadInputExitsTwoAndWritesNothing) {
       {"empty prompt file", model + " --from-file " + quoted(empty_file), "no prompts"},
       {"missing prompt file", model + " --from-file " + quoted((scratch / "nope.txt").string()), "cannot read"},
       {"no prompt", model, "--prompt or --from-file is required"},
+      {"no batches", model + " --prompt x --n-iter 0", "--n-iter must be >= 1"},
       {"unreadable model", " --model " + quoted((scratch / "no-such-model").string()) + " --prompt x", "no-such-model"},
       {"model folder without weights", " --model " + quoted(scratch.string()) + " --prompt x", "model_index.json"},
       {"unknown option", model + " --prompt x --cfg 7", "unrecognised option"},

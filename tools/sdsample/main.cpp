@@ -37,6 +37,7 @@ struct Settings {
   sdtrain::SampleRequest request;
   double eta = 0.0;  ///< DDIM's eta (--eta), given to the ddim sampler's options
   int n_samples = 4;
+  int n_iter = 1;  ///< batches per prompt (--n-iter)
   std::string outdir = "outputs/txt2img-samples";
   bool use_ema = false;
   bool grid = true;
@@ -80,6 +81,7 @@ void validate(Settings& settings) {
   }
   if (request.steps < 1) throw sdtrain::ConfigError("--steps must be >= 1");
   if (settings.n_samples < 1) throw sdtrain::ConfigError("--n-samples must be >= 1");
+  if (settings.n_iter < 1) throw sdtrain::ConfigError("--n-iter must be >= 1");
   if (request.guidance_scale < 0) throw sdtrain::ConfigError("--scale must be >= 0");
   if (!(request.guidance_rescale >= 0 && request.guidance_rescale <= 1)) {
     throw sdtrain::ConfigError("--guidance-rescale must be in [0, 1]");
@@ -144,27 +146,28 @@ int sample(Settings& settings) {
 
   sdtrain::SampleWriter writer(settings.outdir);
   const auto prompt_count = static_cast<int64_t>(settings.prompts.size());
-  sdtrain::ProgressBar progress(prompt_count * request.steps, "sampling");
+  const int64_t batches = prompt_count * settings.n_iter;
+  sdtrain::ProgressBar progress(batches * request.steps, "sampling");
   std::vector<sdtrain::Image> all_images;
   const std::uint64_t base_seed = request.seed;
   const auto start = std::chrono::steady_clock::now();
-  for (int64_t k = 0; k < prompt_count; ++k) {
-    // Prompt k is one batch of n_samples images drawn from seed + k: the first prompt's images are
-    // diffusers' pipeline(prompt, num_images_per_prompt=n, generator=manual_seed(seed)).
-    const std::string& prompt = settings.prompts[static_cast<std::size_t>(k)];
+  for (int64_t b = 0; b < batches; ++b) {
+    // Batch b (prompt b / n_iter) is n_samples images drawn from seed + b: the first batch's
+    // images are diffusers' pipeline(prompt, num_images_per_prompt=n, generator=manual_seed(seed)).
+    const std::string& prompt = settings.prompts[static_cast<std::size_t>(b / settings.n_iter)];
     request.prompts.assign(static_cast<std::size_t>(settings.n_samples), prompt);
-    request.seed = base_seed + static_cast<std::uint64_t>(k);
+    request.seed = base_seed + static_cast<std::uint64_t>(b);
     const auto images = sdtrain::txt2img(pipeline->networks(), *sampler, request, device, [&](int step, int) {
-      progress.update(k * request.steps + step, "prompt " + std::to_string(k + 1) + "/" + std::to_string(prompt_count));
+      progress.update(b * request.steps + step, "batch " + std::to_string(b + 1) + "/" + std::to_string(batches));
     });
     const auto text = sdtrain::sample_png_text(request, prompt, settings.model);
     for (const auto& image : images) std::cout << "sdsample: wrote " << writer.write_sample(image, text) << "\n";
-    all_images.insert(all_images.end(), images.begin(), images.end());
+    if (settings.grid) all_images.insert(all_images.end(), images.begin(), images.end());
   }
   progress.finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cout << "sdsample: sampled " << all_images.size() << " image(s) in " << seconds << " s ("
-            << seconds / double(prompt_count * request.steps) << " s per step of a batch of " << settings.n_samples
+  std::cout << "sdsample: sampled " << batches * settings.n_samples << " image(s) in " << seconds << " s ("
+            << seconds / double(batches * request.steps) << " s per step of a batch of " << settings.n_samples
             << ")\n";
   if (settings.grid) {
     request.seed = base_seed;
@@ -187,8 +190,9 @@ int main(int argc, char** argv) {
       "  sdsample --model PATH --prompt \"a man in armor\" [--n-samples 4] [--steps 50] [--scale 7.5]\n"
       "           [--sampler pndm] [--seed 42] [--H 512 --W 512] [--outdir DIR] [--lora FILE[:WEIGHT]]...\n\n"
       "The model is a diffusers folder, an original .ckpt or an original single-file .safetensors.\n"
-      "Each prompt gives --n-samples images from seed + (prompt index); with the same seed, sampler\n"
-      "and steps the images equal diffusers' StableDiffusionPipeline on the CPU in fp32. Images go to\n"
+      "Each prompt gives --n-iter batches of --n-samples images, batch b (counted over all prompts)\n"
+      "from seed + b; with the same seed, sampler and steps the images equal diffusers'\n"
+      "StableDiffusionPipeline on the CPU in fp32. Images go to\n"
       "DIR/samples/NNNNN.png and a grid to DIR/grid-NNNN.png (never overwriting earlier ones), with\n"
       "the prompt, seed, sampler and steps in each PNG's text chunks. Exit codes: 0 ok, 1 failure,\n"
       "2 bad usage or input (nothing written).\n\nOptions");
@@ -199,7 +203,9 @@ int main(int argc, char** argv) {
       ("from-file", po::value(&settings.from_file)->value_name("FILE"), "one prompt per line")
       ("negative-prompt", po::value(&request.negative_prompt)->value_name("TEXT"),
        "the unconditional prompt of classifier-free guidance (default empty)")
-      ("n-samples", po::value(&settings.n_samples)->default_value(4), "images per prompt (one batch)")
+      ("n-samples", po::value(&settings.n_samples)->default_value(4), "images per batch")
+      ("n-iter", po::value(&settings.n_iter)->default_value(1),
+       "batches per prompt (e.g. DreamBooth's class images: --n-samples 4 --n-iter 50 --no-grid)")
       ("steps", po::value(&request.steps)->default_value(50), "sampler steps")
       ("scale", po::value(&request.guidance_scale)->default_value(7.5, "7.5"),
        "classifier-free guidance scale (<= 1 disables guidance)")
