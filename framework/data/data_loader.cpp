@@ -1,17 +1,45 @@
 #include "framework/data/data_loader.h"
 
+#include <algorithm>
 #include <tuple>
 
 #include "framework/data/image_codec.h"
+#include "framework/data/subset_dataset.h"
 #include "framework/data/transforms.h"
 #include "framework/log/logger.h"
 #include "framework/util/file_util.h"
 #include "sdtrain/errors.h"
 
 namespace sdtrain {
+namespace {
+
+/// Examples per epoch: the training set's, or with class images the number of pairs.
+std::size_t epoch_length(const Dataset& dataset, const DataLoaderOptions& options) {
+  if (!options.prior_dataset) return dataset.size();
+  if (dataset.size() == 0 || options.prior_dataset->size() == 0) {
+    throw ConfigError(std::string("data.prior_preservation: the ") +
+                      (dataset.size() == 0 ? "instance (data.train)" : "class (data.prior_preservation.dataset)") +
+                      " dataset is empty");
+  }
+  return std::max(dataset.size(), options.prior_dataset->size());
+}
+
+/// `dataset` repeated to `length` examples: example i is the dataset's example i mod its size.
+std::shared_ptr<const Dataset> cycled(std::shared_ptr<const Dataset> dataset, std::size_t length) {
+  if (!dataset || dataset->size() == length) return dataset;
+  std::vector<int64_t> indices(length);
+  for (std::size_t i = 0; i < length; ++i) indices[i] = static_cast<int64_t>(i % dataset->size());
+  return std::make_shared<SubsetDataset>(std::move(dataset), std::move(indices));
+}
+
+/// Mixed into the run seed for the class samples' seeds, so they differ from the instances'.
+constexpr uint64_t kPriorSeedSalt = 0xC1A55;
+
+}  // namespace
 
 DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderOptions& options)
-    : dataset_(std::move(dataset)),
+    : dataset_(cycled(dataset, epoch_length(*dataset, options))),
+      prior_dataset_(cycled(options.prior_dataset, epoch_length(*dataset, options))),
       options_(options),
       sampler_(static_cast<int64_t>(dataset_->size()), options.batch_size, options.rank, options.world_size,
                options.shuffle, options.seed) {
@@ -102,9 +130,9 @@ void DataLoader::restore_bad_samples(const std::set<std::string>& keys) {
   bad_keys_.insert(keys.begin(), keys.end());
 }
 
-bool DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::string* caption, std::string* key,
-                             PixelsOrigin* origin, torch::Tensor* cached, const torch::Tensor& slot) {
-  Sample sample = dataset_->get(static_cast<std::size_t>(index));
+bool DataLoader::load_pixels(const Dataset& dataset, int64_t index, uint64_t sample_seed, std::string* caption,
+                             std::string* key, PixelsOrigin* origin, torch::Tensor* cached, const torch::Tensor& slot) {
+  Sample sample = dataset.get(static_cast<std::size_t>(index));
   *caption = sample.caption;
   *key = sample.key;
   // Messages name the file itself where the dataset knows it (a user has to find it).
@@ -157,64 +185,28 @@ bool DataLoader::load_pixels(int64_t index, uint64_t sample_seed, std::string* c
 
 Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices) {
   Batch batch;
+  const auto pairs = static_cast<int64_t>(indices.size());
+  const int64_t rows_count = prior_dataset_ ? 2 * pairs : pairs;
   // Each sample is transformed straight into its row (no stacking copy), in pinned memory from
   // the start when the batch goes to a GPU.
   const int64_t resolution = options_.transforms.resolution();
   const torch::Tensor rows =
-      torch::empty({static_cast<int64_t>(indices.size()), 3, resolution, resolution},
+      torch::empty({rows_count, 3, resolution, resolution},
                    torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(options_.pin_memory));
   std::vector<int64_t> decoded;  // the rows written, in batch order
-  const int64_t size = sampler_.dataset_size();
-  for (int64_t index : indices) {
-    const torch::Tensor slot = rows[static_cast<int64_t>(batch.captions.size())];
-    // A bad sample is replaced by the samples after it (cyclically) in dataset order: a fixed
-    // sequence, so every run and every rank makes the same choice.
-    for (int64_t attempt = 0;; ++attempt) {
-      if (attempt >= size) throw DataError("every sample of the training set is unreadable");
-      const int64_t candidate = (index + attempt) % size;
-      const uint64_t sample_seed = mix_seed(options_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(candidate));
-      std::string caption;
-      std::string key;
-      PixelsOrigin origin;
-      torch::Tensor cached;
-      bool written = false;
-      try {
-        written = load_pixels(candidate, sample_seed, &caption, &key, &origin, &cached, slot);
-      } catch (const DataError& error) {
-        int64_t bad_count = 0;
-        bool first_time = false;
-        {
-          std::lock_guard<std::mutex> lock(bad_mutex_);
-          // By name where the sample or the error has one (stable across dataset edits), else
-          // by index.
-          const std::string& name = !key.empty() ? key : error.sample_key();
-          first_time = bad_keys_.insert(name.empty() ? "#" + std::to_string(candidate) : name).second;
-          bad_count = static_cast<int64_t>(bad_keys_.size());
-        }
-        if (first_time) {
-          SDTRAIN_LOG_ALL_RANKS(WARNING) << "skipping bad sample " << candidate << ": " << error.what();
-        }
-        const int max_bad = options_.bad_data.max_bad_samples();
-        if (max_bad >= 0 && bad_count > max_bad) {
-          throw DataError(std::to_string(bad_count) + " bad samples exceed data.bad_data.max_bad_samples=" +
-                          std::to_string(max_bad) + "; last: " + error.what());
-        }
-        continue;
-      }
-      if (options_.caption_dropout > 0 &&
-          uniform_from_seed(mix_seed(sample_seed, 0xCAD0)) < options_.caption_dropout) {
-        caption.clear();
-      }
-      if (written) decoded.push_back(static_cast<int64_t>(batch.captions.size()));
-      batch.cached.push_back(cached);
-      batch.origins.push_back(std::move(origin));
-      batch.captions.push_back(std::move(caption));
-      batch.keys.push_back(std::move(key));
-      batch.seeds.push_back(mix_seed(sample_seed, 0x1055));
-      break;
+  auto append_all = [&](const RowSource& source) {
+    for (int64_t index : indices) {
+      const auto row = static_cast<int64_t>(batch.captions.size());
+      if (append_sample(source, epoch, index, rows[row], batch)) decoded.push_back(row);
     }
+  };
+  append_all(RowSource{*dataset_, options_.seed, ""});
+  if (prior_dataset_) {
+    append_all(RowSource{*prior_dataset_, mix_seed(options_.seed, kPriorSeedSalt), "class/"});
+    batch.prior_samples = pairs;
+    batch.prior_loss_weight = options_.prior_loss_weight;
   }
-  if (decoded.size() == indices.size()) {
+  if (static_cast<int64_t>(decoded.size()) == rows_count) {
     batch.cached.clear();  // no sample came from the cache
     batch.pixels = rows;
   } else {
@@ -222,6 +214,60 @@ Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices
                                    : rows.index_select(0, torch::tensor(decoded));
   }
   return batch;
+}
+
+bool DataLoader::append_sample(const RowSource& source, int64_t epoch, int64_t index, const torch::Tensor& slot,
+                               Batch& batch) {
+  const int64_t size = sampler_.dataset_size();
+  // A bad sample is replaced by the samples after it (cyclically) in dataset order: a fixed
+  // sequence, so every run and every rank makes the same choice.
+  for (int64_t attempt = 0;; ++attempt) {
+    if (attempt >= size) {
+      throw DataError(std::string("every sample of the ") + (source.bad_prefix[0] ? "class images" : "training set") +
+                      " is unreadable");
+    }
+    const int64_t candidate = (index + attempt) % size;
+    const uint64_t sample_seed = mix_seed(source.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(candidate));
+    std::string caption;
+    std::string key;
+    PixelsOrigin origin;
+    torch::Tensor cached;
+    bool written = false;
+    try {
+      written = load_pixels(source.dataset, candidate, sample_seed, &caption, &key, &origin, &cached, slot);
+    } catch (const DataError& error) {
+      int64_t bad_count = 0;
+      bool first_time = false;
+      {
+        std::lock_guard<std::mutex> lock(bad_mutex_);
+        // By name where the sample or the error has one (stable across dataset edits), else
+        // by index.
+        const std::string& name = !key.empty() ? key : error.sample_key();
+        first_time =
+            bad_keys_.insert(source.bad_prefix + (name.empty() ? "#" + std::to_string(candidate) : name)).second;
+        bad_count = static_cast<int64_t>(bad_keys_.size());
+      }
+      if (first_time) {
+        SDTRAIN_LOG_ALL_RANKS(WARNING) << "skipping bad " << (source.bad_prefix[0] ? "class " : "") << "sample "
+                                       << candidate << ": " << error.what();
+      }
+      const int max_bad = options_.bad_data.max_bad_samples();
+      if (max_bad >= 0 && bad_count > max_bad) {
+        throw DataError(std::to_string(bad_count) + " bad samples exceed data.bad_data.max_bad_samples=" +
+                        std::to_string(max_bad) + "; last: " + error.what());
+      }
+      continue;
+    }
+    if (options_.caption_dropout > 0 && uniform_from_seed(mix_seed(sample_seed, 0xCAD0)) < options_.caption_dropout) {
+      caption.clear();
+    }
+    batch.cached.push_back(cached);
+    batch.origins.push_back(std::move(origin));
+    batch.captions.push_back(std::move(caption));
+    batch.keys.push_back(std::move(key));
+    batch.seeds.push_back(mix_seed(sample_seed, 0x1055));
+    return written;
+  }
 }
 
 }  // namespace sdtrain

@@ -38,6 +38,12 @@ struct DataLoaderOptions {
   /// decoded nor transformed (Batch::cached). The order of samples and their seeds are the same
   /// either way, since the transform plan is drawn from the header's image size and the seed.
   std::shared_ptr<const PixelCache> pixel_cache;
+  /// DreamBooth's class images (data.prior_preservation), or null. With them an epoch has
+  /// max(#instance, #class) pairs (pair i: instance i mod #instance, class i mod #class), each
+  /// micro-batch holds its batch_size instance samples followed by their class samples
+  /// (Batch::prior_samples), and the class samples draw from seeds of their own.
+  std::shared_ptr<const Dataset> prior_dataset;
+  double prior_loss_weight = 1.0;  ///< Batch::prior_loss_weight
 };
 
 class DataLoader {
@@ -72,16 +78,27 @@ class DataLoader {
  private:
   /// Builds the micro-batch from dataset indices (what the workers run).
   Batch build_batch(int64_t epoch, const std::vector<int64_t>& indices);
-  /// Reads sample `index` and fills `origin`; writes its pixels into `slot` (float32 [3, R, R],
-  /// contiguous) and returns true, or returns false without touching `slot` when
+  /// One source of a micro-batch's rows: the training set, or the class images.
+  struct RowSource {
+    const Dataset& dataset;
+    uint64_t seed;           ///< mixed with (epoch, index) into each sample's seed
+    const char* bad_prefix;  ///< prefixed to the keys of its bad samples ("" or "class/")
+  };
+  /// Appends the sample at `index` of `source` (or, when it is bad, the first good one after it in
+  /// dataset order) to `batch`, its pixels into `slot`; returns whether `slot` was written (false:
+  /// the sample came from options_.pixel_cache).
+  bool append_sample(const RowSource& source, int64_t epoch, int64_t index, const torch::Tensor& slot, Batch& batch);
+  /// Reads sample `index` of `dataset` and fills `origin`; writes its pixels into `slot` (float32
+  /// [3, R, R], contiguous) and returns true, or returns false without touching `slot` when
   /// options_.pixel_cache had it (then *cached holds the cached tensor).
-  bool load_pixels(int64_t index, uint64_t sample_seed, std::string* caption, std::string* key, PixelsOrigin* origin,
-                   torch::Tensor* cached, const torch::Tensor& slot);
+  bool load_pixels(const Dataset& dataset, int64_t index, uint64_t sample_seed, std::string* caption, std::string* key,
+                   PixelsOrigin* origin, torch::Tensor* cached, const torch::Tensor& slot);
   void schedule_until(int64_t batch);
   void worker_loop();
   void stop_workers();
 
-  std::shared_ptr<const Dataset> dataset_;
+  std::shared_ptr<const Dataset> dataset_;        ///< the training set (cycled to the pairs' count)
+  std::shared_ptr<const Dataset> prior_dataset_;  ///< the class images (cycled), or null
   DataLoaderOptions options_;
   DistributedSampler sampler_;
 

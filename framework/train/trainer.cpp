@@ -1,5 +1,6 @@
 #include "framework/train/trainer.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "framework/data/subset_dataset.h"
@@ -75,6 +76,13 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
   SDTRAIN_LOG(INFO) << "data: " << train_set_->size() << " samples, " << progress_.batches_per_epoch
                     << " micro-batches of " << config_.data().batch_size() << " per epoch on each of "
                     << rank_info_.world_size << " ranks, accumulation " << config_.gradient_accumulation_steps();
+  if (class_set_) {
+    SDTRAIN_LOG(INFO) << "prior preservation: " << class_set_->size() << " class images, "
+                      << std::max(train_set_->size(), class_set_->size())
+                      << " (instance, class) pairs per epoch, each micro-batch " << config_.data().batch_size()
+                      << " instance + " << config_.data().batch_size() << " class samples, prior loss weight "
+                      << config_.data().prior_preservation().loss_weight();
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -91,6 +99,16 @@ void Trainer::build_plugins() {
   torch::manual_seed(config_.run().seed());  // initial weights of anything randomly initialised
   model_ = Registry<Model>::instance().create(config_.model(), context, "model");
   train_set_ = Registry<Dataset>::instance().create(config_.data().train(), context, "data.train");
+  if (config_.data().has_prior_preservation()) {
+    const PriorPreservationConfig& prior = config_.data().prior_preservation();
+    if (!prior.has_dataset()) throw ConfigError("data.prior_preservation.dataset: required (the class images)");
+    if (!(prior.loss_weight() >= 0)) throw ConfigError("data.prior_preservation.loss_weight: must be >= 0");
+    if (!model_->supports_prior_preservation()) {
+      throw ConfigError("data.prior_preservation: model type '" + config_.model().type() +
+                        "' does not support prior preservation (its training_loss ignores Batch::prior_samples)");
+    }
+    class_set_ = Registry<Dataset>::instance().create(prior.dataset(), context, "data.prior_preservation.dataset");
+  }
   if (config_.data().has_validation_loss()) {
     const ValidationLossConfig& options = config_.data().validation_loss();
     std::shared_ptr<const Dataset> held_out;
@@ -136,6 +154,8 @@ void Trainer::build_data_loader() {
   data.transforms = config_.data().transforms();
   data.bad_data = config_.data().bad_data();
   data.pixel_cache = model_->pixel_cache();  // cached samples are not decoded (model.h)
+  data.prior_dataset = class_set_;
+  data.prior_loss_weight = config_.data().prior_preservation().loss_weight();
   loader_ = std::make_unique<DataLoader>(train_set_, data);
 }
 

@@ -110,6 +110,7 @@ class Trainer : public TrainerHandle {
 
   std::unique_ptr<Model> model_;
   std::shared_ptr<const Dataset> train_set_;
+  std::shared_ptr<const Dataset> class_set_;  ///< data.prior_preservation's class images, or null
   std::vector<std::string> validation_prompts_;
   std::unique_ptr<DataLoader> loader_;
   std::unique_ptr<LrSchedule> lr_schedule_;

@@ -35,7 +35,25 @@ struct Batch {
   /// Per sample, the tensor the model's PixelCache returned for origins[i] (then the image was
   /// not decoded and has no row in `pixels`), or undefined. Empty when no sample was found.
   std::vector<torch::Tensor> cached;
+  /// DreamBooth's prior preservation (data.prior_preservation): the last `prior_samples` rows are
+  /// class samples, row N - prior_samples + j drawn beside instance row j; 0: every row is an
+  /// ordinary sample. The batch loss is then reduce_sample_losses's formula with
+  /// prior_loss_weight.
+  std::int64_t prior_samples = 0;
+  double prior_loss_weight = 1.0;
 };
+
+/// The micro-batch loss from each sample's loss (`per_sample`, [N]): their mean, or, for a batch
+/// with prior samples, diffusers' train_dreambooth.py formula: the mean over the instance rows
+/// plus batch.prior_loss_weight times the mean over the class rows.
+inline torch::Tensor reduce_sample_losses(const torch::Tensor& per_sample, const Batch& batch) {
+  if (batch.prior_samples == 0) return per_sample.mean();
+  const std::int64_t instances = per_sample.size(0) - batch.prior_samples;
+  TORCH_CHECK(instances > 0, "a batch with ", batch.prior_samples, " prior samples has only ", per_sample.size(0),
+              " rows");
+  return per_sample.narrow(0, 0, instances).mean() +
+         batch.prior_loss_weight * per_sample.narrow(0, instances, batch.prior_samples).mean();
+}
 
 /// Settings for drawing validation samples.
 struct SampleRequest {
@@ -91,9 +109,14 @@ class Model {
   virtual void to(const torch::Device& device) = 0;
 
   /// The loss of one micro-batch: a scalar that requires grad, the mean over the batch of each
-  /// sample's loss. Each sample's randomness (noise, timestep, posterior sample) is drawn from a
-  /// generator seeded with batch.seeds[i], so results do not depend on batch composition.
+  /// sample's loss (reduce_sample_losses, which also handles prior samples). Each sample's
+  /// randomness (noise, timestep, posterior sample) is drawn from a generator seeded with
+  /// batch.seeds[i], so results do not depend on batch composition.
   virtual torch::Tensor training_loss(const Batch& batch) = 0;
+
+  /// Whether training_loss honours Batch::prior_samples (reduces through reduce_sample_losses);
+  /// the trainer refuses data.prior_preservation for a model that does not.
+  virtual bool supports_prior_preservation() const { return false; }
 
   /// The model's per-sample cache, which the data loader consults before decoding an image
   /// (pixel_cache.h); null when the model caches nothing per sample. Called once, before training.

@@ -162,6 +162,66 @@ TEST(DataLoader, RestoredBadSamplesCountTowardsTheLimit) {
             "2 bad samples exceed data.bad_data.max_bad_samples=1; last: colors/1.png: corrupt (test)");
 }
 
+// DreamBooth: an epoch of max(#instance, #class) pairs, pair i = (instance i mod 3, class i),
+// each micro-batch its instance samples followed by their class samples, with seeds of their own.
+TEST(DataLoader, PriorPreservationPairsInstanceAndClassSamples) {
+  DataLoaderOptions options = loader_options(1);
+  options.batch_size = 2;
+  options.prior_dataset = colors(5, -1);
+  options.prior_loss_weight = 0.5;
+  DataLoader loader(colors(3, -1), options);
+  const DistributedSampler sampler(5, 2, 0, 1, true, options.seed);
+  ASSERT_EQ(loader.batches_per_epoch(), 2) << "5 pairs, batches of 2, the incomplete one dropped";
+  std::set<std::string> class_keys;
+  loader.seek(4, 0);
+  for (int64_t b = 0; b < 2; ++b) {
+    const auto batch = loader.next();
+    ASSERT_TRUE(batch.has_value());
+    const std::vector<int64_t> pairs = sampler.batch_indices(4, b);
+    ASSERT_EQ(batch->keys.size(), 4u);
+    EXPECT_EQ(batch->pixels.size(0), 4);
+    EXPECT_EQ(batch->prior_samples, 2);
+    EXPECT_EQ(batch->prior_loss_weight, 0.5);
+    for (std::size_t j = 0; j < 2; ++j) {
+      EXPECT_EQ(batch->keys[j], "colors/" + std::to_string(pairs[j] % 3) + ".png");
+      EXPECT_EQ(batch->keys[2 + j], "colors/" + std::to_string(pairs[j]) + ".png");
+      class_keys.insert(batch->keys[2 + j]);
+    }
+    EXPECT_EQ(std::set<uint64_t>(batch->seeds.begin(), batch->seeds.end()).size(), 4u)
+        << "class samples draw from seeds of their own";
+  }
+  EXPECT_EQ(class_keys.size(), 4u) << "an epoch's pairs are distinct";
+
+  // A plain loader over the same instance images gives the same instance rows, seeds included.
+  DataLoaderOptions plain_options = loader_options(1);
+  plain_options.batch_size = 2;
+  plain_options.shuffle = false;
+  options.shuffle = false;
+  DataLoader plain(colors(3, -1), plain_options);
+  DataLoader paired(colors(3, -1), options);
+  plain.seek(0, 0);
+  paired.seek(0, 0);
+  const auto a = plain.next();
+  const auto b = paired.next();
+  EXPECT_EQ(a->prior_samples, 0);
+  EXPECT_EQ(std::vector<uint64_t>(b->seeds.begin(), b->seeds.begin() + 2), a->seeds);
+  EXPECT_TRUE(torch::equal(b->pixels.narrow(0, 0, 2), a->pixels));
+}
+
+TEST(DataLoader, BadClassSamplesAreReplacedAndCountedApart) {
+  DataLoaderOptions options = loader_options(0);
+  options.batch_size = 2;
+  options.shuffle = false;
+  options.prior_dataset = colors(4, 1);
+  DataLoader loader(colors(4, -1), options);
+  loader.seek(0, 0);
+  const auto batch = loader.next();  // pairs 0, 1: class 1 is bad and replaced by class 2
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(batch->keys,
+            (std::vector<std::string>{"colors/0.png", "colors/1.png", "colors/0.png", "colors/2.png"}));
+  EXPECT_EQ(loader.bad_sample_keys(), (std::set<std::string>{"class/#1"}));  // apart from instance sample #1
+}
+
 TEST(CaptionDropout, UniformFromSeedIsSplitmix64) {
   // splitmix64's published first output for state 0 is 0xE220A8397B1DCDAF; the uniform is its top
   // 53 bits / 2^53, so the value is fixed on every platform and standard library.

@@ -29,41 +29,14 @@
 #include "sdtrain/errors.h"
 #include "tests/common/test_env.h"
 #include "tests/data/dataset_support.h"
+#include "tests/train/tiny_sd_model.h"
 
 namespace sdtrain {
 namespace {
 namespace fs = std::filesystem;
 
-const char* kTinySd =
-    "unet { sample_size: 4 in_channels: 4 out_channels: 4 block_out_channels: [32, 64] layers_per_block: 1\n"
-    "       cross_attention_dim: 32 attention_head_dim: 8 norm_num_groups: 32\n"
-    "       down_block_types: [\"CrossAttnDownBlock2D\", \"DownBlock2D\"]\n"
-    "       up_block_types: [\"UpBlock2D\", \"CrossAttnUpBlock2D\"] }\n"
-    "vae { block_out_channels: [32, 32, 32, 32] layers_per_block: 1 sample_size: 32 }\n"
-    "text_encoder { hidden_size: 32 intermediate_size: 37 num_hidden_layers: 2 num_attention_heads: 4 }\n";
-
-StableDiffusionOptions tiny_options(const std::string& extra) {
-  StableDiffusionOptions options;
-  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(std::string(kTinySd) + extra, &options)) << extra;
-  return options;
-}
-
-/// The same random weights for the same seed (as a run initialises them from run.seed).
-std::unique_ptr<StableDiffusionModel> make_model(const std::string& extra, uint64_t seed = 3,
-                                                 const fs::path& base_dir = ".",
-                                                 torch::ScalarType compute_dtype = torch::kFloat32) {
-  anchor_builtin_plugins();
-  torch::manual_seed(seed);
-  PluginContext context;
-  context.base_dir = base_dir.string();
-  context.compute_dtype = compute_dtype;
-  StableDiffusionOptions options = tiny_options(extra);
-  if (options.first_stage() == StableDiffusionOptions::PIXELS) {
-    options.mutable_unet()->set_in_channels(3);
-    options.mutable_unet()->set_out_channels(3);
-  }
-  return std::make_unique<StableDiffusionModel>(options, context);
-}
+using testing::kTinySd;
+using testing::make_tiny_model;
 
 /// Writes a size_w x size_h PNG whose colours depend on `variant`.
 void write_image(const fs::path& path, int width, int height, int variant) {
@@ -155,8 +128,8 @@ int count_occurrences(const std::string& text, const std::string& needle) {
 TEST(EncoderCache, CachedTrainingStepsEqualUncachedOnes) {
   const fs::path dir = test::scratch_dir();
   auto dataset = open_folder(make_folder(dir / "data", 4));
-  auto plain = make_model("");
-  auto cached = make_model("cache { latents: true text_embeddings: true }");
+  auto plain = make_tiny_model("");
+  auto cached = make_tiny_model("cache { latents: true text_embeddings: true }");
   DataLoaderOptions plain_options = loader_options(nullptr, true);
   DataLoaderOptions cached_options = loader_options(cached.get(), true);
   plain_options.caption_dropout = cached_options.caption_dropout = 0.3f;  // the empty caption is cached too
@@ -218,7 +191,7 @@ TEST(EncoderCache, CachedTrainingStepsEqualUncachedOnes) {
 TEST(EncoderCache, LatentsAreCachedPerFlipAndCachedImagesAreNotDecoded) {
   const fs::path dir = test::scratch_dir();
   auto dataset = open_folder(make_folder(dir / "data", 2));
-  auto model = make_model("cache { latents: true }");
+  auto model = make_tiny_model("cache { latents: true }");
   DataLoader loader(dataset, loader_options(model.get(), true));
   // Epochs until both images were seen with both flips.
   std::set<std::pair<std::string, bool>> seen;
@@ -255,7 +228,7 @@ TEST(EncoderCache, LatentsAreCachedPerFlipAndCachedImagesAreNotDecoded) {
   EXPECT_EQ(model->cache_counts().latent_misses, 4);
 
   // Without flips: one entry per image, and the second epoch encodes nothing.
-  auto unflipped = make_model("cache { latents: true }");
+  auto unflipped = make_tiny_model("cache { latents: true }");
   DataLoader plain(dataset, loader_options(unflipped.get(), false));
   run_epoch(*unflipped, plain, 0);
   EXPECT_EQ(unflipped->cache_counts().latent_misses, 2);
@@ -272,7 +245,7 @@ TEST(EncoderCache, DiskCacheSurvivesANewModelAndIsInvalidatedByChanges) {
   auto dataset = open_folder(data);
   const std::string disk = "cache { latents: true text_embeddings: true dir: \"cache\" }";
   {
-    auto model = make_model(disk, 3, dir);
+    auto model = make_tiny_model(disk, 3, dir);
     DataLoader loader(dataset, loader_options(model.get(), false));
     run_epoch(*model, loader, 0);
     EXPECT_EQ(model->cache_counts().latent_misses, 4);
@@ -282,7 +255,7 @@ TEST(EncoderCache, DiskCacheSurvivesANewModelAndIsInvalidatedByChanges) {
   EXPECT_TRUE(fs::is_directory(dir / "cache" / "text_embeddings"));
   {
     // A new model (its memory empty) finds everything on disk: nothing decoded, nothing encoded.
-    auto model = make_model(disk, 3, dir);
+    auto model = make_tiny_model(disk, 3, dir);
     DataLoader loader(dataset, loader_options(model.get(), false));
     int64_t decoded = 0;
     run_epoch(*model, loader, 0, &decoded);
@@ -295,7 +268,7 @@ TEST(EncoderCache, DiskCacheSurvivesANewModelAndIsInvalidatedByChanges) {
   {
     // A changed image file (same name, same size) is a new entry; the others still hit.
     write_image(data / "img1.png", 16, 16, 7);
-    auto model = make_model(disk, 3, dir);
+    auto model = make_tiny_model(disk, 3, dir);
     DataLoader loader(open_folder(data), loader_options(model.get(), false));
     run_epoch(*model, loader, 0);
     EXPECT_EQ(model->cache_counts().latent_misses, 1);
@@ -303,7 +276,7 @@ TEST(EncoderCache, DiskCacheSurvivesANewModelAndIsInvalidatedByChanges) {
   }
   {
     // Another resolution: every latent entry is new (text embeddings do not depend on it).
-    auto model = make_model(disk, 3, dir);
+    auto model = make_tiny_model(disk, 3, dir);
     DataLoader loader(dataset, loader_options(model.get(), false, 48));
     run_epoch(*model, loader, 0);
     EXPECT_EQ(model->cache_counts().latent_misses, 4);
@@ -311,7 +284,7 @@ TEST(EncoderCache, DiskCacheSurvivesANewModelAndIsInvalidatedByChanges) {
   }
   {
     // Other encoder weights: every entry is new.
-    auto model = make_model(disk, 4, dir);
+    auto model = make_tiny_model(disk, 4, dir);
     DataLoader loader(dataset, loader_options(model.get(), false));
     run_epoch(*model, loader, 0);
     EXPECT_EQ(model->cache_counts().latent_misses, 4);
@@ -325,7 +298,7 @@ TEST(EncoderCache, CorruptDiskEntriesAreRecomputedWithAWarning) {
   const std::string disk = "cache { latents: true text_embeddings: true dir: \"cache\" }";
   std::vector<PixelsOrigin> origins;
   {
-    auto model = make_model(disk, 3, dir);
+    auto model = make_tiny_model(disk, 3, dir);
     DataLoader loader(dataset, loader_options(model.get(), false));
     loader.seek(0, 0);
     while (auto batch = loader.next()) {
@@ -352,7 +325,7 @@ TEST(EncoderCache, CorruptDiskEntriesAreRecomputedWithAWarning) {
   const fs::path log = dir / "log.txt";
   {
     LogCapture capture(log);
-    auto model = make_model(disk, 3, dir);
+    auto model = make_tiny_model(disk, 3, dir);
     DataLoader loader(dataset, loader_options(model.get(), false));
     run_epoch(*model, loader, 0);
     EXPECT_EQ(model->cache_counts().latent_misses, 2) << "both bad entries recomputed";
@@ -363,7 +336,7 @@ TEST(EncoderCache, CorruptDiskEntriesAreRecomputedWithAWarning) {
   }
   {
     // The recomputed entries were rewritten and are good again.
-    auto model = make_model(disk, 3, dir);
+    auto model = make_tiny_model(disk, 3, dir);
     DataLoader loader(dataset, loader_options(model.get(), false));
     run_epoch(*model, loader, 0);
     EXPECT_EQ(model->cache_counts().latent_misses, 0);
@@ -406,7 +379,7 @@ TEST(EncoderCache, RandomCropWithAChoiceIsNotCached) {
   auto dataset = open_folder(make_folder(dir / "data", 4, 24, 16));
   const fs::path log = dir / "log.txt";
   LogCapture capture(log);
-  auto model = make_model("cache { latents: true }");
+  auto model = make_tiny_model("cache { latents: true }");
   DataLoader loader(dataset, loader_options(model.get(), true));
   run_epoch(*model, loader, 0);
   int64_t decoded = 0;
@@ -421,7 +394,7 @@ TEST(EncoderCache, RandomCropWithAChoiceIsNotCached) {
   EXPECT_NE(text.find("uncacheable (random crop)"), std::string::npos) << text;
 
   // Center crops of the same images are fixed given the flip: cached.
-  auto centered = make_model("cache { latents: true }");
+  auto centered = make_tiny_model("cache { latents: true }");
   DataLoader center_loader(dataset, loader_options(centered.get(), false, 32, TransformConfig::CENTER));
   run_epoch(*centered, center_loader, 0);
   run_epoch(*centered, center_loader, 1);
@@ -432,7 +405,7 @@ TEST(EncoderCache, RandomCropWithAChoiceIsNotCached) {
 TEST(EncoderCache, ImpossibleSettingsAreRefusedNamingTheField) {
   auto error_of = [](const std::string& extra) -> std::string {
     try {
-      make_model(extra);
+      make_tiny_model(extra);
     } catch (const ConfigError& error) {
       return error.what();
     }
@@ -502,9 +475,9 @@ TEST(FrozenInComputeDtype, Bf16RunHoldsTheFrozenPartsInBf16WithTheSameLoss) {
                                           networks.vae->parameters().front().scalar_type(),
                                           networks.text_encoder->parameters().front().scalar_type()};
   };
-  auto low = make_model("", 3, ".", torch::kBFloat16);
-  auto autocast_only = make_model("frozen_in_compute_dtype: false", 3, ".", torch::kBFloat16);
-  auto fp32 = make_model("", 3, ".", torch::kFloat32);
+  auto low = make_tiny_model("", 3, ".", torch::kBFloat16);
+  auto autocast_only = make_tiny_model("frozen_in_compute_dtype: false", 3, ".", torch::kBFloat16);
+  auto fp32 = make_tiny_model("", 3, ".", torch::kFloat32);
   EXPECT_EQ(dtypes(*low), (std::vector<torch::ScalarType>{torch::kFloat32, torch::kBFloat16, torch::kBFloat16}));
   EXPECT_EQ(dtypes(*autocast_only), std::vector<torch::ScalarType>(3, torch::kFloat32));
   EXPECT_EQ(dtypes(*fp32), std::vector<torch::ScalarType>(3, torch::kFloat32));

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "framework/config/config_loader.h"
+#include "framework/util/strings.h"
 #include "plugins/models/stable_diffusion/modules/module_cast.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/sd_adapter_export.h"
@@ -51,6 +52,15 @@ void load_component(torch::nn::Module& module, NamedTensors& tensors, const std:
     }
   }
 }
+
+/// The UNet and the text encoder as one module, for training both: parameters named "unet.*" and
+/// "text_encoder.*".
+struct UNetAndTextEncoder : torch::nn::Module {
+  UNetAndTextEncoder(const UNet2DConditionModel& unet, const ClipTextModel& text_encoder) {
+    register_module("unet", unet.ptr());
+    register_module("text_encoder", text_encoder.ptr());
+  }
+};
 
 }  // namespace
 
@@ -100,25 +110,51 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
   }
 
   // Frozen parts: no gradients, inference mode for norms.
-  for (auto& parameter : networks_.text_encoder->parameters()) parameter.set_requires_grad(false);
-  networks_.text_encoder->eval();
+  if (!options.train_text_encoder()) {
+    for (auto& parameter : networks_.text_encoder->parameters()) parameter.set_requires_grad(false);
+    networks_.text_encoder->eval();
+  }
   if (networks_.vae) {
     for (auto& parameter : networks_.vae->parameters()) parameter.set_requires_grad(false);
     networks_.vae->eval();
   }
+  if (options.train_text_encoder()) setup_text_encoder_training();
   if (options.has_adapter()) setup_adapters();
-  frozen_in_compute_dtype_ = options.frozen_in_compute_dtype() && context.compute_dtype != torch::kFloat32;
-  if (frozen_in_compute_dtype_) {
-    cast_floating(*networks_.text_encoder, torch::kCPU, context.compute_dtype);
-    if (networks_.vae) cast_floating(*networks_.vae, torch::kCPU, context.compute_dtype);
-    // A frozen UNet runs under the run's autocast (its adapters are float32), which lowers its
-    // Linear and Conv2d layers only; its norms keep float32 parameters as autocast expects.
-    if (lora_) cast_matmul_layers(*networks_.unet, context.compute_dtype);
-    SDTRAIN_LOG(INFO) << "frozen text encoder" << (networks_.vae ? ", autoencoder" : "")
-                      << (lora_ ? ", UNet Linear and Conv2d layers" : "") << " held in "
-                      << c10::toString(context.compute_dtype) << " (frozen_in_compute_dtype)";
+  const bool low_precision = options.frozen_in_compute_dtype() && context.compute_dtype != torch::kFloat32;
+  text_encoder_in_compute_dtype_ = low_precision && !options.train_text_encoder();
+  vae_in_compute_dtype_ = low_precision && networks_.vae;
+  if (text_encoder_in_compute_dtype_) cast_floating(*networks_.text_encoder, torch::kCPU, context.compute_dtype);
+  if (vae_in_compute_dtype_) cast_floating(*networks_.vae, torch::kCPU, context.compute_dtype);
+  // A frozen UNet runs under the run's autocast (its adapters are float32), which lowers its
+  // Linear and Conv2d layers only; its norms keep float32 parameters as autocast expects.
+  if (low_precision && lora_) cast_matmul_layers(*networks_.unet, context.compute_dtype);
+  if (text_encoder_in_compute_dtype_ || vae_in_compute_dtype_) {
+    std::vector<std::string> parts;
+    if (text_encoder_in_compute_dtype_) parts.emplace_back("text encoder");
+    if (vae_in_compute_dtype_) parts.emplace_back("autoencoder");
+    if (low_precision && lora_) parts.emplace_back("UNet Linear and Conv2d layers");
+    SDTRAIN_LOG(INFO) << "frozen " << join(parts, ", ") << " held in " << c10::toString(context.compute_dtype)
+                      << " (frozen_in_compute_dtype)";
   }
   setup_caches(context);
+}
+
+void StableDiffusionModel::setup_text_encoder_training() {
+  if (options_.cache().text_embeddings()) {
+    throw ConfigError("cache.text_embeddings: cannot be on with train_text_encoder: the text encoder's output "
+                      "changes as it trains");
+  }
+  if (options_.has_adapter()) {
+    throw ConfigError("train_text_encoder: cannot be combined with adapter (the base stays frozen with adapters; "
+                      "set adapter.lora.text_encoder to train adapters on the text encoder)");
+  }
+  if (!(options_.text_encoder_lr_factor() >= 0)) throw ConfigError("text_encoder_lr_factor: must be >= 0");
+  unet_and_text_encoder_ = std::make_shared<UNetAndTextEncoder>(networks_.unet, networks_.text_encoder);
+  text_encoder_trained_ = true;
+  // The file's EMA holds the UNet only; the text encoder's EMA starts from its trained weights.
+  std::map<std::string, torch::Tensor> renamed;
+  for (auto& [name, tensor] : ema_start_) renamed["unet." + name] = std::move(tensor);
+  ema_start_ = std::move(renamed);
 }
 
 void StableDiffusionModel::setup_adapters() {
@@ -141,10 +177,15 @@ void StableDiffusionModel::setup_adapters() {
 
 torch::nn::Module& StableDiffusionModel::trainable_module() {
   if (lora_) return *lora_;
+  if (unet_and_text_encoder_) return *unet_and_text_encoder_;
   return *networks_.unet;
 }
 
 std::vector<ParameterGroup> StableDiffusionModel::parameter_groups() const {
+  if (unet_and_text_encoder_) {
+    return {ParameterGroup{"unet", "unet."},
+            ParameterGroup{"text_encoder", "text_encoder.", options_.text_encoder_lr_factor()}};
+  }
   if (!lora_) return {ParameterGroup{"unet", ""}};
   const LoraOptions& lora = options_.adapter().lora();
   std::vector<ParameterGroup> groups{ParameterGroup{"lora_unet", "lora_unet_", lora.unet_lr_factor()}};
@@ -307,7 +348,7 @@ torch::Tensor StableDiffusionModel::posterior_moments(const Batch& batch, const 
 }
 
 torch::Tensor StableDiffusionModel::encode_moments(const torch::Tensor& pixels) {
-  if (!frozen_in_compute_dtype_) {
+  if (!vae_in_compute_dtype_) {
     const DiagonalGaussian posterior = networks_.vae->encode(pixels);
     return torch::cat({posterior.mean(), posterior.logvar()}, 1);
   }
@@ -317,7 +358,7 @@ torch::Tensor StableDiffusionModel::encode_moments(const torch::Tensor& pixels) 
 }
 
 torch::Tensor StableDiffusionModel::encode_captions(const std::vector<std::string>& captions) {
-  if (!frozen_in_compute_dtype_) return encode_prompts(networks_, captions, device_);
+  if (!text_encoder_in_compute_dtype_) return encode_prompts(networks_, captions, device_);
   AutocastDisabled plain(device_.type());
   return encode_prompts(networks_, captions, device_).to(torch::kFloat32);
 }
@@ -433,7 +474,7 @@ torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
     per_sample = per_sample * noise::min_snr_loss_weights(snr, options_.min_snr_gamma(), noise_scheduler_->prediction_type())
                                   .to(per_sample.device());
   }
-  return per_sample.mean();
+  return reduce_sample_losses(per_sample, batch);
 }
 
 std::vector<Image> StableDiffusionModel::sample(const SampleRequest& request) {

@@ -24,10 +24,13 @@ class StableDiffusionModel : public Model {
   /// train_text_to_image.py saves them). Throws ConfigError naming the option at fault.
   StableDiffusionModel(const StableDiffusionOptions& options, const PluginContext& context);
 
-  /// The UNet (the recipe's), or with options.adapter the LoRA network (only its adapters).
+  /// The UNet (the recipe's); with options.train_text_encoder a module holding the UNet
+  /// ("unet.*") and the text encoder ("text_encoder.*"); with options.adapter the LoRA network
+  /// (only its adapters).
   torch::nn::Module& trainable_module() override;
-  /// One group "unet"; with LoRA "lora_unet" and, with adapter.lora.text_encoder, "lora_te", each
-  /// with its learning-rate factor.
+  /// One group "unet"; with train_text_encoder "unet" and "text_encoder" (its lr factor); with
+  /// LoRA "lora_unet" and, with adapter.lora.text_encoder, "lora_te", each with its learning-rate
+  /// factor.
   std::vector<ParameterGroup> parameter_groups() const override;
   /// With adapters, the base networks' fingerprint ("base_model": SHA-256 of the UNet's and the
   /// text encoder's tensors as loaded) and the weights file: adapters fit only their base.
@@ -39,13 +42,15 @@ class StableDiffusionModel : public Model {
   /// diffusion noise (plus the offset-noise term when noise_offset > 0), the timestep
   /// t ~ U{0, T-1}. Then x_t = add_noise(z, noise, t), prediction = UNet(x_t, t, CLIP(caption)),
   /// loss = mean((prediction - target)^2) per sample (target per the scheduler's prediction
-  /// type; min-SNR-gamma weights when set), averaged over the batch.
+  /// type; min-SNR-gamma weights when set), averaged over the batch (reduce_sample_losses: with
+  /// DreamBooth's class samples, the instance mean plus the weighted class mean).
   /// With options.cache (sd_encoder_cache.h), the posterior's moments and the text embeddings of
   /// samples seen before come from the caches (batch.cached, filled by the data loader, or a
   /// lookup by batch.origins); batches without origins (validation loss) bypass the latent cache.
   /// The draws above are unchanged, so the loss equals the uncached one up to the encoders'
   /// batch-composition rounding. Hits and misses are logged at each on_train_epoch_end (rank 0).
   torch::Tensor training_loss(const Batch& batch) override;
+  bool supports_prior_preservation() const override { return true; }
 
   /// The latent cache when options.cache.latents, for the data loader (no decoding on hits).
   std::shared_ptr<const PixelCache> pixel_cache() const override { return latent_cache_; }
@@ -82,6 +87,9 @@ class StableDiffusionModel : public Model {
   /// Freezes the UNet, wraps the layers options.adapter.lora selects and records the base's
   /// fingerprint. Throws ConfigError naming the option at fault.
   void setup_adapters();
+  /// Makes the text encoder trainable beside the UNet (options.train_text_encoder). Throws
+  /// ConfigError for the options it rules out.
+  void setup_text_encoder_training();
   /// Seeds the default generators from the batch's sample seeds, for the adapters' dropout.
   void seed_adapter_dropout(const Batch& batch) const;
   /// Posterior moments [B, 2C, h, w] of every sample: cached, or encoded from batch pixels.
@@ -89,8 +97,9 @@ class StableDiffusionModel : public Model {
   /// The UNet's context [B, 77, hidden] for the batch's captions, through the text cache if on.
   torch::Tensor text_context(const Batch& batch);
   /// The autoencoder's posterior moments (mean, clamped log-variance) of `pixels`, and the text
-  /// encoder's last hidden state for `captions`: under the run's autocast, or, with
-  /// frozen_in_compute_dtype_, in the parts' own precision with autocast off, returned as float32.
+  /// encoder's last hidden state for `captions`: under the run's autocast, or, when that part is
+  /// held in the compute dtype (vae_in_compute_dtype_, text_encoder_in_compute_dtype_), in its own
+  /// precision with autocast off, returned as float32.
   torch::Tensor encode_moments(const torch::Tensor& pixels);
   torch::Tensor encode_captions(const std::vector<std::string>& captions);
   /// Each sample's draws from its generator, in training_loss's order, on the model's device.
@@ -118,9 +127,13 @@ class StableDiffusionModel : public Model {
   SdCacheCounts epoch_counts_;
   SdCacheCounts total_counts_;
   bool warned_uncacheable_ = false;
-  bool frozen_in_compute_dtype_ = false;  ///< options.frozen_in_compute_dtype with a bf16/fp16 run
+  /// The frozen text encoder / autoencoder is held and run in the run's bf16/fp16
+  /// (options.frozen_in_compute_dtype).
+  bool text_encoder_in_compute_dtype_ = false;
+  bool vae_in_compute_dtype_ = false;
+  std::shared_ptr<torch::nn::Module> unet_and_text_encoder_;  ///< with train_text_encoder
   LoraNetwork lora_{nullptr};
-  bool text_encoder_trained_ = false;  ///< gradients flow through the text encoder (its adapters)
+  bool text_encoder_trained_ = false;  ///< gradients flow through the text encoder (its weights or adapters)
   bool adapter_dropout_ = false;       ///< some adapter dropout is on
   std::map<std::string, std::string> identity_;
 };

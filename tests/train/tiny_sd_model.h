@@ -1,0 +1,50 @@
+#pragma once
+// A tiny stable_diffusion model (two-level UNet of width 32/64, a four-level autoencoder of width
+// 32, a two-layer CLIP of width 32) for tests of the training path: the very code of SD v1 at a
+// size that trains in milliseconds.
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "plugins/builtin_plugins.h"
+#include "plugins/models/stable_diffusion/stable_diffusion_model.h"
+
+namespace sdtrain::testing {
+
+inline const char* kTinySd =
+    "unet { sample_size: 4 in_channels: 4 out_channels: 4 block_out_channels: [32, 64] layers_per_block: 1\n"
+    "       cross_attention_dim: 32 attention_head_dim: 8 norm_num_groups: 32\n"
+    "       down_block_types: [\"CrossAttnDownBlock2D\", \"DownBlock2D\"]\n"
+    "       up_block_types: [\"UpBlock2D\", \"CrossAttnUpBlock2D\"] }\n"
+    "vae { block_out_channels: [32, 32, 32, 32] layers_per_block: 1 sample_size: 32 }\n"
+    "text_encoder { hidden_size: 32 intermediate_size: 37 num_hidden_layers: 2 num_attention_heads: 4 }\n";
+
+/// The tiny model's options with `extra` (StableDiffusionOptions text) appended.
+inline StableDiffusionOptions tiny_options(const std::string& extra) {
+  StableDiffusionOptions options;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(std::string(kTinySd) + extra, &options)) << extra;
+  return options;
+}
+
+/// The same random weights for the same seed (as a run initialises them from run.seed).
+inline std::unique_ptr<StableDiffusionModel> make_tiny_model(const std::string& extra, uint64_t seed = 3,
+                                                             const std::filesystem::path& base_dir = ".",
+                                                             torch::ScalarType compute_dtype = torch::kFloat32) {
+  anchor_builtin_plugins();
+  torch::manual_seed(seed);
+  PluginContext context;
+  context.base_dir = base_dir.string();
+  context.compute_dtype = compute_dtype;
+  StableDiffusionOptions options = tiny_options(extra);
+  if (options.first_stage() == StableDiffusionOptions::PIXELS) {
+    options.mutable_unet()->set_in_channels(3);
+    options.mutable_unet()->set_out_channels(3);
+  }
+  return std::make_unique<StableDiffusionModel>(options, context);
+}
+
+}  // namespace sdtrain::testing
