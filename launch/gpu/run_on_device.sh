@@ -17,12 +17,13 @@
 #   unpack     launch/gpu/unpack_bundle.sh: the bundle's .debs into build-gpu/bundle-root
 #   env        launch/gpu/device_env.sh: PATH & co. onto the bundle, diffusers wheels, CUDA toolkit
 #   configure  CMake (tests and bench ON); CUDA and NCCL must come out ON
-#   build      only the targets the chosen stages run: nccl_gpu_tests, train_step_bench, and for the
+#   build      only the targets the chosen stages run: nccl_gpu_tests and host_sync_tests, train_step_bench, and for the
 #              demo the sdtrain CLI and sddemodata (-j nproc, -k 0: one failing target does not
 #              stop the others)
 #   nccl       launch/gpu/run_nccl_tests.sh: the world-size-1 NCCL tests (ordering, dtypes,
 #              refusals, teardown, the UNet-gradient allreduce timed), then the death test alone
-#              with MPI's job environment cleared, each part under its own short timeout
+#              with MPI's job environment cleared, each part under its own short timeout; then
+#              host_sync_tests (the trainer's loop waits for the GPU at most once per step)
 #   bench      bench/train/bench_train_step.py, SD v1 at 512 px (64x64 latents), bf16: diffusers
 #              and sdtrain each in one process over batch 4 and 8 x cached or not x gradient
 #              checkpointing or not (8 settings): img/s, speed-up and peak memory per setting
@@ -67,8 +68,8 @@ plan=(
   "unpack    15  15 dpkg -x of ~60 .debs (~35 MiB) and the library pruning: ~10 s measured on the 2-core CI machine"
   "env       10  10 pip install --no-deps from disk of the wheels the python lacks (diffusers & co.), one import"
   "configure 30  30 CMake's CUDA compiler detection and torch's config: 25-60 s measured on the 2-core CI machine"
-  "build    200  30 cold, -j16, -g1: the torch.h precompiled header alone ~45 s (the protos alongside), then objects of ~1300 CPU-s (measured with -g on the CI machine: 1570 s for train_step_bench and its libraries, ~300 s for nccl_gpu_tests; -g1 saves ~30%), /16 = ~85 s, links ~15 s"
-  "nccl      40  60 2 processes of CUDA + NCCL start-up (~5 s each), 5 dtypes x 2 collectives behind a ~0.1 s kernel, 3 bucket sizes x 2 passes over 3.4 GB"
+  "build    210  30 cold, -j16, -g1: the torch.h precompiled header alone ~45 s (the protos alongside), then objects of ~1450 CPU-s (measured with -g on the CI machine: 1570 s for train_step_bench and its libraries, ~300 s for nccl_gpu_tests, ~150 s more for host_sync_tests and the test plugins; -g1 saves ~30%), /16 = ~95 s, links ~15 s"
+  "nccl      55  60 2 processes of CUDA + NCCL start-up (~5 s each), 5 dtypes x 2 collectives behind a ~0.1 s kernel, 3 bucket sizes x 2 passes over 3.4 GB; host_sync_tests: one process, CUDA start-up and 6 steps of the test denoiser (~10 s)"
   "bench    150 120 diffusers, then sdtrain: imports + SD v1 built on the CPU (~10 s on the CI machine) + moved to the GPU, sdtrain twice; 8 settings x 10 steps of 0.1-0.4 s each (a guess: no GPU has run them)"
   "demo      45  40 the CLI and sddemodata (built with the rest, ~5 s more), 512 demo images, 330 steps of a 16 px model, 4 validation samples"
 )
@@ -231,7 +232,7 @@ pack
 
 # --- build --------------------------------------------------------------------------------------
 targets=()
-has nccl && targets+=(nccl_gpu_tests)
+has nccl && targets+=(nccl_gpu_tests host_sync_tests)
 has bench && targets+=(train_step_bench)
 has demo && targets+=(sdtrain_cli sddemodata)
 if [[ ${#failed[@]} -eq 0 ]] && may_start build; then
@@ -266,7 +267,12 @@ if has nccl && ! passed_before nccl; then
     say "nccl: launch/gpu/run_nccl_tests.sh (log: nccl.log)"
     : >"$logs/nccl.log"
     run_limited nccl 300 "$logs/nccl.log" bash "$repo/launch/gpu/run_nccl_tests.sh" "$build_dir" "$logs"
-    [[ $rc -eq 0 ]] && passed nccl "$(grep -c '^\[       OK \]' "$logs/nccl.log") tests OK"
+    if [[ $rc -eq 0 ]] && built host_sync_tests; then
+      # Host waits per training step, counted by c10's sync debug mode (tests/train/host_sync_test.cpp).
+      say "nccl: host_sync_tests (log: host_sync.log)"
+      run_limited nccl 90 "$logs/host_sync.log" ctest --test-dir "$build_dir" -R '^HostSyncs\.' --output-on-failure
+    fi
+    [[ $rc -eq 0 ]] && passed nccl "$(grep -c '^\[       OK \]' "$logs/nccl.log") tests OK, host syncs per step checked"
     pack
   fi
 fi

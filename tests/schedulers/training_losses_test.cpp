@@ -45,12 +45,14 @@ TEST_F(TrainingLossesTest, AddNoiseAndVelocity) {
   EXPECT_LE(max_abs_diff(sd_.add_noise(x, n, t), ref_.tensor("noisy")), 1e-6);
   EXPECT_LE(max_abs_diff(sd_.get_velocity(x, n, t), ref_.tensor("velocity")), 1e-6);
   EXPECT_EQ(sd_.prediction_type(), "epsilon");
-  EXPECT_LE(max_abs_diff(noise::training_target(sd_, x, n, t), n), 0.0);
+  EXPECT_LE(max_abs_diff(noise::training_target(sd_.prediction_type(), sd_.alphas_cumprod(), x, n, t), n), 0.0);
   DdpmSchedulerOptions v_options;
   v_options.mutable_schedule()->set_prediction_type(NoiseScheduleOptions::V_PREDICTION);
   const DdpmScheduler v_scheduler(v_options);
   EXPECT_EQ(v_scheduler.prediction_type(), "v_prediction");
-  EXPECT_LE(max_abs_diff(noise::training_target(v_scheduler, x, n, t), ref_.tensor("velocity")), 1e-6);
+  EXPECT_LE(max_abs_diff(noise::training_target(v_scheduler.prediction_type(), v_scheduler.alphas_cumprod(), x, n, t),
+                         ref_.tensor("velocity")),
+            1e-6);
 }
 
 TEST_F(TrainingLossesTest, SnrAndMinSnrWeights) {

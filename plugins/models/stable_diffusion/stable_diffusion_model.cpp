@@ -53,6 +53,24 @@ void load_component(torch::nn::Module& module, NamedTensors& tensors, const std:
   }
 }
 
+/// Stacks `rows` (each on the CPU or already on `device`) into one tensor on `device`. The CPU rows
+/// travel in one copy, non-blocking from pinned memory on a GPU: a copy per row from pageable
+/// memory would make the host wait for the GPU each time.
+torch::Tensor stack_on_device(const std::vector<torch::Tensor>& rows, const torch::Device& device) {
+  if (device.is_cpu()) return torch::stack(rows);
+  std::vector<torch::Tensor> host_rows;
+  for (const torch::Tensor& row : rows) {
+    if (row.is_cpu()) host_rows.push_back(row);
+  }
+  if (host_rows.empty()) return torch::stack(rows);
+  const torch::Tensor moved = torch::stack(host_rows).pin_memory().to(device, /*non_blocking=*/true);
+  if (host_rows.size() == rows.size()) return moved;
+  std::vector<torch::Tensor> placed;
+  int64_t next = 0;
+  for (const torch::Tensor& row : rows) placed.push_back(row.is_cpu() ? moved[next++] : row);
+  return torch::stack(placed);
+}
+
 /// The UNet and the text encoder as one module, for training both: parameters named "unet.*" and
 /// "text_encoder.*".
 struct UNetAndTextEncoder : torch::nn::Module {
@@ -100,6 +118,7 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
   noise_scheduler_ = Registry<NoiseScheduler>::instance().create(
       options.has_noise_scheduler() ? options.noise_scheduler() : default_noise_scheduler(), context,
       "noise_scheduler");
+  alphas_cumprod_ = noise_scheduler_->alphas_cumprod();
   // At zero terminal SNR (schedule.rescale_betas_zero_snr) the epsilon weight min(SNR, gamma) / SNR
   // is 0 / 0 at the last timestep: every step drawing it would have a NaN loss and be skipped.
   if (options.min_snr_gamma() > 0 && noise_scheduler_->prediction_type() == "epsilon" &&
@@ -271,6 +290,7 @@ void StableDiffusionModel::on_train_epoch_end(int64_t epoch) {
 
 void StableDiffusionModel::to(const torch::Device& device) {
   device_ = device;
+  alphas_cumprod_ = noise_scheduler_->alphas_cumprod().to(device);
   networks_.unet->to(device);
   if (lora_) lora_->to(device);
   networks_.text_encoder->to(device);
@@ -343,8 +363,7 @@ torch::Tensor StableDiffusionModel::posterior_moments(const Batch& batch, const 
       if (use_cache && batch.origins[i].deterministic) latent_cache_->store(batch.origins[i], moments[i]);
     }
   }
-  for (auto& m : moments) m = m.to(device_);
-  return torch::stack(moments);
+  return stack_on_device(moments, device_);
 }
 
 torch::Tensor StableDiffusionModel::encode_moments(const torch::Tensor& pixels) {
@@ -393,8 +412,8 @@ torch::Tensor StableDiffusionModel::text_context(const Batch& batch) {
   }
   std::vector<torch::Tensor> rows;
   rows.reserve(batch.captions.size());
-  for (const std::string& caption : batch.captions) rows.push_back(embeddings.at(caption).to(device_));
-  return torch::stack(rows);
+  for (const std::string& caption : batch.captions) rows.push_back(embeddings.at(caption));
+  return stack_on_device(rows, device_);
 }
 
 StableDiffusionModel::SampleDraws StableDiffusionModel::draw_per_sample(std::vector<at::Generator>& generators,
@@ -467,12 +486,14 @@ torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
   const torch::Tensor context = text_context(batch);
   const torch::Tensor noisy = noise_scheduler_->add_noise(latents, noise_batch, t);
   const torch::Tensor prediction = networks_.unet->forward(noisy, t, context);
-  const torch::Tensor target = noise::training_target(*noise_scheduler_, latents, noise_batch, t);
+  const torch::Tensor target =
+      noise::training_target(noise_scheduler_->prediction_type(), alphas_cumprod_, latents, noise_batch, t);
   torch::Tensor per_sample = (prediction.to(torch::kFloat32) - target.to(torch::kFloat32)).pow(2).reshape({size, -1}).mean(1);
   if (options_.min_snr_gamma() > 0) {
-    const torch::Tensor snr = noise::compute_snr(noise_scheduler_->alphas_cumprod(), t.to(torch::kCPU));
-    per_sample = per_sample * noise::min_snr_loss_weights(snr, options_.min_snr_gamma(), noise_scheduler_->prediction_type())
-                                  .to(per_sample.device());
+    // On the device, from the device's copy of the schedule: no host wait.
+    const torch::Tensor snr = noise::compute_snr(alphas_cumprod_, t);
+    per_sample =
+        per_sample * noise::min_snr_loss_weights(snr, options_.min_snr_gamma(), noise_scheduler_->prediction_type());
   }
   return reduce_sample_losses(per_sample, batch);
 }

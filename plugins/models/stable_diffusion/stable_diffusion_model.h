@@ -118,6 +118,7 @@ class StableDiffusionModel : public Model {
   ClipTokenizer tokenizer_;
   SdNetworks networks_;
   std::unique_ptr<NoiseScheduler> noise_scheduler_;
+  torch::Tensor alphas_cumprod_;  ///< the training schedule's, on device_ (v-targets, min-SNR weights)
   std::map<std::string, torch::Tensor> ema_start_;
   std::map<std::string, std::string> source_configs_;  ///< config.json texts of options.weights
   std::string source_tokenizer_dir_;                   ///< tokenizer folder of options.weights

@@ -6,7 +6,11 @@ namespace sdtrain {
 
 torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::string>& prompts,
                              const torch::Device& device) {
-  const torch::Tensor ids = networks.tokenizer->tokenize(prompts).to(device);
+  torch::Tensor ids = networks.tokenizer->tokenize(prompts);
+  // From pinned memory without blocking: a copy from pageable memory makes the host wait for the
+  // GPU (once per training micro-batch).
+  if (device.is_cuda()) ids = ids.pin_memory();
+  ids = ids.to(device, /*non_blocking=*/true);
   ClipTextModel text_encoder = networks.text_encoder;  // a holder copy shares the module
   return text_encoder->forward(ids).last_hidden_state;
 }

@@ -57,12 +57,12 @@ torch::Tensor min_snr_loss_weights(const torch::Tensor& snr, double gamma, const
   return clipped;
 }
 
-torch::Tensor training_target(const NoiseScheduler& scheduler, const torch::Tensor& latents,
-                              const torch::Tensor& noise, const torch::Tensor& timesteps) {
-  const std::string type = scheduler.prediction_type();
-  if (type == "epsilon") return noise;
-  if (type == "sample") return latents;
-  const torch::Tensor abar = scheduler.alphas_cumprod();
+torch::Tensor training_target(const std::string& prediction_type, const torch::Tensor& alphas_cumprod,
+                              const torch::Tensor& latents, const torch::Tensor& noise,
+                              const torch::Tensor& timesteps) {
+  if (prediction_type == "epsilon") return noise;
+  if (prediction_type == "sample") return latents;
+  const torch::Tensor& abar = alphas_cumprod;
   const torch::Tensor sqrt_alpha = at_timesteps(abar.pow(0.5), timesteps, latents);
   const torch::Tensor sqrt_one_minus = at_timesteps((1 - abar).pow(0.5), timesteps, latents);
   return sqrt_alpha * noise - sqrt_one_minus * latents;

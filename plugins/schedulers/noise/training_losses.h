@@ -17,7 +17,8 @@ namespace noise {
 torch::Tensor offset_noise(const torch::Tensor& latents, double offset, at::Generator* generator);
 
 /// SNR(t) = (sqrt(abar_t) / sqrt(1 - abar_t))^2, float32 shaped like `timesteps` (integer)
-/// (diffusers.training_utils.compute_snr). `alphas_cumprod` is [T].
+/// (diffusers.training_utils.compute_snr). `alphas_cumprod` is [T], on timesteps' device (or the
+/// result is copied there).
 torch::Tensor compute_snr(const torch::Tensor& alphas_cumprod, const torch::Tensor& timesteps);
 
 /// Min-SNR-gamma loss weights (Hang et al. 2023) per sample: min(snr, gamma) / snr for
@@ -25,10 +26,13 @@ torch::Tensor compute_snr(const torch::Tensor& alphas_cumprod, const torch::Tens
 /// training script's formula. Multiply the per-sample mean MSE by them.
 torch::Tensor min_snr_loss_weights(const torch::Tensor& snr, double gamma, const std::string& prediction_type);
 
-/// The regression target for `scheduler.prediction_type()`: `noise` for epsilon,
-/// sqrt(abar_t) * noise - sqrt(1 - abar_t) * latents for v_prediction, `latents` for sample.
-torch::Tensor training_target(const NoiseScheduler& scheduler, const torch::Tensor& latents,
-                              const torch::Tensor& noise, const torch::Tensor& timesteps);
+/// The regression target for `prediction_type` (a NoiseScheduler's): `noise` for epsilon,
+/// sqrt(abar_t) * noise - sqrt(1 - abar_t) * latents for v_prediction, `latents` for sample, with
+/// abar from `alphas_cumprod` [T] (pass it on latents' device: a copy from the host per step would
+/// make the host wait for a GPU).
+torch::Tensor training_target(const std::string& prediction_type, const torch::Tensor& alphas_cumprod,
+                              const torch::Tensor& latents, const torch::Tensor& noise,
+                              const torch::Tensor& timesteps);
 
 }  // namespace noise
 }  // namespace sdtrain

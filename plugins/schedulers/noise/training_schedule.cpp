@@ -17,9 +17,16 @@ TrainingSchedule::TrainingSchedule(const NoiseScheduleOptions& options, const st
   }
 }
 
+const torch::Tensor& TrainingSchedule::alphas_cumprod_on(const torch::Device& device) const {
+  if (device.is_cpu()) return alphas_cumprod_;
+  torch::Tensor& copy = alphas_cumprod_on_device_[device.str()];
+  if (!copy.defined()) copy = alphas_cumprod_.to(device);
+  return copy;
+}
+
 std::pair<torch::Tensor, torch::Tensor> TrainingSchedule::coefficients(const torch::Tensor& like,
                                                                        const torch::Tensor& timesteps) const {
-  const torch::Tensor abar = alphas_cumprod_.to(like.device(), like.scalar_type());
+  const torch::Tensor abar = alphas_cumprod_on(like.device()).to(like.scalar_type());
   const torch::Tensor index = timesteps.to(like.device(), torch::kLong);
   torch::Tensor sqrt_alpha = abar.index({index}).pow(0.5).flatten();
   torch::Tensor sqrt_one_minus = (1 - abar.index({index})).pow(0.5).flatten();

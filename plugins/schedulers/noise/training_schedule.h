@@ -1,6 +1,7 @@
 #pragma once
 /// The training noise schedule shared by the DDPM-family schedulers: betas and the cumulative
 /// product of the alphas, with the forward process and the v-prediction target.
+#include <map>
 #include <string>
 
 #include <torch/torch.h>
@@ -28,6 +29,10 @@ class TrainingSchedule {
   int64_t num_train_timesteps() const { return options_.num_train_timesteps(); }
   const torch::Tensor& betas() const { return betas_; }
   const torch::Tensor& alphas_cumprod() const { return alphas_cumprod_; }
+  /// alphas_cumprod() on `device`, copied there once and kept: a copy per call would make the host
+  /// wait for a GPU at every training step (a blocking copy from pageable memory). Not
+  /// thread-safe, as the rest of a scheduler.
+  const torch::Tensor& alphas_cumprod_on(const torch::Device& device) const;
 
   /// sqrt(abar_t) * original + sqrt(1 - abar_t) * noise, abar cast to original's dtype and
   /// device (diffusers' DDPMScheduler.add_noise). `timesteps` integer [B] in [0, T).
@@ -45,6 +50,7 @@ class TrainingSchedule {
   NoiseScheduleOptions options_;
   torch::Tensor betas_;
   torch::Tensor alphas_cumprod_;
+  mutable std::map<std::string, torch::Tensor> alphas_cumprod_on_device_;  ///< by Device::str()
 };
 
 }  // namespace noise
