@@ -4,7 +4,7 @@ times and the speed-up (diffusers time / sdtrain time; > 1 means sdtrain is fast
 
     .venv/bin/python bench/train/bench_train_step.py --bench build/bin/train_step_bench \
         [--config small|sd] [--latent 64] [--batch 1[,8...]] [--iters 3] [--warmup 1] [--threads 2] \
-        [--device cuda] [--precision bf16] [--gradient-checkpointing [0,1]] [--cached [0,1]]
+        [--device cuda] [--precision bf16] [--gradient-checkpointing [0,1]] [--cached [0,1]] [--lora RANK]
 
 The step, both sides: VAE encode + posterior sample x scaling factor, CLIP text encoding of a
 77-token caption, noise, t ~ U{0, 999}, add_noise, UNet forward, MSE loss, backward, AdamW
@@ -21,6 +21,11 @@ no pixels, as the data loader delivers it), and on the diffusers side the poster
 embeddings computed once before timing (the same work; train_text_to_image.py itself has no
 cache), so neither side copies pixels in the timed steps. On a GPU both sides also print their
 peak memory (torch.cuda.max_memory_allocated(), from the first warm-up step on).
+
+--lora RANK trains LoRA adapters instead of the UNet, as diffusers' train_text_to_image_lora.py
+does: rank RANK, alpha RANK, on the UNet's to_q, to_k, to_v and to_out.0; the frozen UNet stored
+in the mixed-precision dtype; AdamW over the adapters only. On the CPU both sides also print their
+peak resident set size (the process's, construction included: what the machine must hold).
 
 Lists (--batch 4,8 --cached 0,1 --gradient-checkpointing 0,1) run every combination (cached
 outermost, then batch, then gradient checkpointing), each side in one process that builds its
@@ -60,8 +65,11 @@ def settings(args):
 
 
 def result_line(batch, cached, checkpointing, ms, peak_mb):
+    import resource
     line = f"result batch={batch} cached={int(cached)} gradient_checkpointing={int(checkpointing)} step_ms={ms:.1f}"
-    return line + (f" peak_memory_mb={peak_mb:.1f}" if peak_mb is not None else "")
+    if peak_mb is not None:
+        return line + f" peak_memory_mb={peak_mb:.1f}"
+    return line + f" peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}"  # KiB on Linux
 
 
 def run_reference(args):
@@ -89,9 +97,19 @@ def run_reference(args):
     text_encoder.to(dtype=weight_dtype)
     counts = {name: sum(p.numel() for p in net.parameters())
               for name, net in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder))}
+    trained = list(unet.parameters())
+    if args.lora > 0:
+        # train_text_to_image_lora.py: the UNet frozen and stored in weight_dtype, then the adapters.
+        from peft import LoraConfig
+        unet.requires_grad_(False)
+        unet.to(dtype=weight_dtype)
+        unet.add_adapter(LoraConfig(r=args.lora, lora_alpha=args.lora, init_lora_weights="gaussian",
+                                    target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
+        trained = [p for p in unet.parameters() if p.requires_grad]
+        counts["lora"] = sum(p.numel() for p in trained)
     print("parameters " + " ".join(f"{name}={n}" for name, n in counts.items()), flush=True)
     # One set of networks for every setting: diffusers has no cache to configure at construction.
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
+    optimizer = torch.optim.AdamW(trained, lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
     for cached, batch, checkpointing in settings(args):
         if checkpointing:
             unet.enable_gradient_checkpointing()
@@ -163,12 +181,12 @@ def run_side(name, command):
             if line.startswith("parameters "):
                 parameters = line
             found = re.match(r"result batch=(\d+) cached=([01]) gradient_checkpointing=([01]) step_ms=(\S+)"
-                             r"(?: peak_memory_mb=(\S+))?$", line)
+                             r"(?: peak_memory_mb=(\S+))?(?: peak_rss_mb=(\S+))?$", line)
             if found:
                 print(f"  [{name}] {line}", file=sys.stderr, flush=True)
-                batch, cached, checkpointing, ms, peak = found.groups()
+                batch, cached, checkpointing, ms, peak, rss = found.groups()
                 results[(cached == "1", int(batch), checkpointing == "1")] = \
-                    (float(ms), float(peak) if peak is not None else None)
+                    (float(ms), float(peak) if peak is not None else None, float(rss) if rss is not None else None)
     if process.returncode != 0:
         sys.exit(f"the {name} side failed (exit {process.returncode}): {' '.join(command)}")
     if parameters is None:
@@ -183,7 +201,7 @@ def joined(values):
 def side_arguments(args):
     return ["--config", args.config, "--latent", str(args.latent), "--batch", joined(args.batch),
             "--iters", str(args.iters), "--warmup", str(args.warmup), "--threads", str(args.threads),
-            "--device", args.device, "--precision", args.precision,
+            "--device", args.device, "--precision", args.precision, "--lora", str(args.lora),
             f"--gradient-checkpointing={joined(args.gradient_checkpointing)}", f"--cached={joined(args.cached)}"]
 
 
@@ -191,15 +209,19 @@ def print_comparison(args, reference, ours):
     rows = []
     for setting in settings(args):
         cached, batch, checkpointing = setting
-        (diffusers_ms, diffusers_peak), (ours_ms, our_peak) = reference[setting], ours[setting]
+        (diffusers_ms, diffusers_peak, diffusers_rss), (ours_ms, our_peak, our_rss) = reference[setting], ours[setting]
         print(f"training step, config={args.config} latent={args.latent}x{args.latent} batch={batch} "
               f"threads={args.threads} device={args.device} precision={args.precision} "
-              f"gradient_checkpointing={int(checkpointing)} cached={int(cached)}")
+              f"gradient_checkpointing={int(checkpointing)} cached={int(cached)}"
+              + (f" lora_rank={args.lora}" if args.lora > 0 else ""))
         print(f"  diffusers {diffusers_ms:.1f} ms/step, sdtrain {ours_ms:.1f} ms/step, "
               f"speed-up {diffusers_ms / ours_ms:.2f}x")
         print(f"  images/s: diffusers {batch * 1000.0 / diffusers_ms:.2f}, sdtrain {batch * 1000.0 / ours_ms:.2f}")
         if diffusers_peak is not None and our_peak is not None:
             print(f"  peak memory: diffusers {diffusers_peak / 1024:.2f} GiB, sdtrain {our_peak / 1024:.2f} GiB")
+        if diffusers_rss is not None and our_rss is not None:
+            print(f"  peak RSS: diffusers {diffusers_rss / 1024:.2f} GiB, sdtrain {our_rss / 1024:.2f} GiB, "
+                  f"diffusers / sdtrain {diffusers_rss / our_rss:.2f}")
         peaks = [f"{p / 1024:.2f}" if p is not None else "-" for p in (diffusers_peak, our_peak)]
         rows.append(f"| {batch} | {'yes' if cached else 'no'} | {'yes' if checkpointing else 'no'} | "
                     f"{batch * 1000.0 / diffusers_ms:.2f} | {batch * 1000.0 / ours_ms:.2f} | "
@@ -226,10 +248,11 @@ def main():
                         help="on (no value), or the settings to run, e.g. 0,1")
     parser.add_argument("--cached", type=switch_list, nargs="?", const=[True], default=[False],
                         help="time the steps without the encoders (cached); or the settings to run, e.g. 0,1")
+    parser.add_argument("--lora", type=int, default=0, help="LoRA rank (0: train the UNet itself)")
     parser.add_argument("--reference-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.latent <= 0 or args.iters <= 0 or args.warmup < 0:
-        parser.error("--latent and --iters must be > 0, --warmup >= 0")
+    if args.latent <= 0 or args.iters <= 0 or args.warmup < 0 or args.lora < 0:
+        parser.error("--latent and --iters must be > 0, --warmup and --lora >= 0")
     if any(args.cached) and args.warmup < 1:
         parser.error("--cached needs --warmup >= 1 (sdtrain's warm-up fills its caches)")
     if args.reference_only:

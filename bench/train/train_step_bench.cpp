@@ -5,12 +5,13 @@
 // then one line per setting as it finishes:
 //   result batch=B cached=0|1 gradient_checkpointing=0|1 step_ms=<mean ms per step>
 //          [peak_memory_mb=<most MiB of tensors held at once, from the first warm-up step on; GPU only>]
+//          [peak_rss_mb=<the process's peak resident set so far, construction included; CPU only>]
 // bench/train/bench_train_step.py runs it side by side with a diffusers training step of the same
 // networks and prints the ratio. Not a test.
 //
 //   train_step_bench [--config small|sd] [--latent 64] [--batch 1[,8...]] [--iters 3] [--warmup 1]
 //                    [--threads N] [--device cpu|cuda] [--precision fp32|bf16]
-//                    [--gradient-checkpointing[=0,1]] [--cached[=0,1]]
+//                    [--gradient-checkpointing[=0,1]] [--cached[=0,1]] [--lora RANK]
 //
 // Lists run every combination (cached outermost, then batch, then gradient checkpointing) with one
 // set of networks per cache setting: the networks' construction, not the steps, is what a bench
@@ -23,9 +24,15 @@
 // moments and have no pixel row (so the timed steps copy no pixels to the device), the rest are
 // encoded and stored. The warm-up steps fill the caches, so the timed steps skip the autoencoder
 // and the text encoder as a run does once its images' flips are cached.
+// --lora RANK: LoRA adapters of that rank (alpha = rank) on the UNet's attention projections
+// (to_q, to_k, to_v, to_out.0: diffusers' train_text_to_image_lora.py targets) are trained instead
+// of the UNet, which is frozen (held in bf16 with --precision bf16, as that script holds it); the
+// parameters line then ends with lora=<adapter parameters>.
 // "sd" is the full SD v1 UNet, autoencoder and text encoder; "small" the SD v1 layout at a
 // quarter of the UNet's width and half the autoencoder's (bench/modules' "small"), with the full
 // text encoder. Pixels live in pinned host memory on CUDA, as the data loader delivers them.
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -66,6 +73,7 @@ struct Args {
   std::string precision = "fp32";
   std::vector<bool> gradient_checkpointing = {false};
   std::vector<bool> cached = {false};
+  int lora_rank = 0;  ///< 0: the UNet is trained
 };
 
 /// "4,8" -> {4, 8}; every entry an integer > 0.
@@ -127,6 +135,7 @@ Args parse(int argc, char** argv) {
     else if (key == "--precision") a.precision = next();
     else if (key == "--gradient-checkpointing") a.gradient_checkpointing = switch_list(key, has_value ? next() : "1");
     else if (key == "--cached") a.cached = switch_list(key, has_value ? next() : "1");
+    else if (key == "--lora") a.lora_rank = number();
     else throw std::runtime_error("unknown argument " + arg);
   }
   if (a.config != "small" && a.config != "sd") throw std::runtime_error("--config must be small or sd");
@@ -134,6 +143,7 @@ Args parse(int argc, char** argv) {
     throw std::runtime_error("--latent and --iters must be > 0, --warmup >= 0");
   }
   if (a.precision != "fp32" && a.precision != "bf16") throw std::runtime_error("--precision must be fp32 or bf16");
+  if (a.lora_rank < 0) throw std::runtime_error("--lora must be >= 0 (0: train the UNet)");
   for (bool cached : a.cached) {
     if (cached && a.warmup < 1) throw std::runtime_error("--cached needs a warm-up step to fill the caches");
   }
@@ -145,6 +155,12 @@ sdtrain::PluginSpec model_spec(const Args& args, bool cached) {
   if (cached) {
     options.mutable_cache()->set_latents(true);
     options.mutable_cache()->set_text_embeddings(true);
+  }
+  if (args.lora_rank > 0) {
+    sdtrain::LoraOptions& lora = *options.mutable_adapter()->mutable_lora();
+    lora.set_rank(args.lora_rank);
+    lora.set_alpha(static_cast<float>(args.lora_rank));
+    for (const char* target : {"\\.to_q$", "\\.to_k$", "\\.to_v$", "\\.to_out\\.0$"}) lora.add_unet_targets(target);
   }
   if (args.config == "small") {
     for (int channels : {128, 256, 320, 320}) options.mutable_unet()->add_block_out_channels(channels);
@@ -221,10 +237,11 @@ int main(int argc, char** argv) {
     sdtrain::FlatAdamW optimizer(flat.values(), sdtrain::OptimizerConfig());
     const auto& networks = dynamic_cast<const sdtrain::StableDiffusionModel&>(*model).networks();
     if (!printed_parameters) {
-      std::printf("parameters unet=%lld vae=%lld text_encoder=%lld\n",
-                  static_cast<long long>(parameter_count(*networks.unet)),
+      std::printf("parameters unet=%lld vae=%lld text_encoder=%lld", static_cast<long long>(parameter_count(*networks.unet)),
                   static_cast<long long>(parameter_count(*networks.vae)),
                   static_cast<long long>(parameter_count(*networks.text_encoder)));
+      if (args.lora_rank > 0) std::printf(" lora=%lld", static_cast<long long>(flat.numel()));
+      std::printf("\n");
       printed_parameters = true;
     }
     const sdtrain::PixelCache* cache = cached ? model->pixel_cache().get() : nullptr;
@@ -258,6 +275,11 @@ int main(int argc, char** argv) {
                     checkpointing ? 1 : 0, ms);
         const int64_t peak = sdtrain::peak_device_memory_bytes(device);
         if (peak >= 0) std::printf(" peak_memory_mb=%.1f", static_cast<double>(peak) / (1024.0 * 1024.0));
+        if (!device.is_cuda()) {
+          rusage usage{};
+          getrusage(RUSAGE_SELF, &usage);
+          std::printf(" peak_rss_mb=%.1f", static_cast<double>(usage.ru_maxrss) / 1024.0);  // ru_maxrss is in KiB
+        }
         std::printf("\n");
         std::fflush(stdout);  // a setting's result survives a later one that fails or times out
       }

@@ -35,6 +35,12 @@ void write_captioned_image_folder(const std::filesystem::path& dir, int count, c
   }
 }
 
+std::filesystem::path checkpoint_dir(const std::filesystem::path& output_dir, int step) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%08d", step);
+  return output_dir / "checkpoints" / name;
+}
+
 int run_command(const std::string& command, std::string* output) {
   FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   if (pipe == nullptr) return -1;

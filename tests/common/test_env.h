@@ -44,6 +44,10 @@ std::string write_text(const std::filesystem::path& path, const std::string& tex
 /// pixels and a metadata.csv giving image i the caption captions[i % captions.size()].
 void write_captioned_image_folder(const std::filesystem::path& dir, int count, const std::vector<std::string>& captions);
 
+/// The checkpoint folder a run with output_dir `output_dir` writes at `step`
+/// (<output_dir>/checkpoints/step-NNNNNNNN).
+std::filesystem::path checkpoint_dir(const std::filesystem::path& output_dir, int step);
+
 /// Runs a shell command, returning its exit code and capturing stdout+stderr into *output.
 int run_command(const std::string& command, std::string* output);
 

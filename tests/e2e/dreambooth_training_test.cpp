@@ -4,7 +4,6 @@
 // trained text encoder.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -50,11 +49,7 @@ int train(const fs::path& dir, const fs::path& data, int ranks, int batch, int s
                            output);
 }
 
-fs::path checkpoint(const fs::path& dir, int step) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "step-%08d", step);
-  return dir / "out" / "checkpoints" / name;
-}
+fs::path checkpoint(const fs::path& dir, int step) { return test::checkpoint_dir(dir / "out", step); }
 
 /// The largest difference between same-named tensors of two files, relative to `b`'s largest
 /// magnitude; the files must hold the same names.

@@ -3,7 +3,6 @@
 // batch 2B, a stopped run resumes exactly, and a checkpoint refuses to resume on another base.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -56,11 +55,7 @@ int train(const fs::path& dir, int ranks, int batch, int steps, int seed, std::s
                            output);
 }
 
-fs::path checkpoint(const fs::path& dir, int step) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "step-%08d", step);
-  return dir / "out" / "checkpoints" / name;
-}
+fs::path checkpoint(const fs::path& dir, int step) { return test::checkpoint_dir(dir / "out", step); }
 
 /// Every tensor of `a` equals `b`'s within `tolerance` times b's largest magnitude (0: bitwise).
 void expect_same_tensors(const fs::path& a, const fs::path& b, double tolerance) {
