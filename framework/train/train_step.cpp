@@ -80,8 +80,13 @@ void TrainStep::start_ema_from_model() {
     slot.copy_(found->second);
     ++copied;
   }
+  ema_->set_num_updates(model_.ema_start_updates());
   SDTRAIN_LOG(INFO) << "EMA starts from the weights file's EMA copy (" << copied << " of "
-                    << parameters_.names().size() << " tensors; the others from the trained weights)";
+                    << parameters_.names().size() << " tensors; the others from the trained weights)"
+                    << (ema_->num_updates() > 0
+                            ? ", continuing its " + std::to_string(ema_->num_updates()) + " updates (next decay " +
+                                  std::to_string(ema_->next_decay()) + ")"
+                            : std::string());
 }
 
 void TrainStep::add_checkpoint_parts(CheckpointManager& checkpoints) {

@@ -127,6 +127,12 @@ class Model {
   /// trained weights. Called once, after to().
   virtual std::map<std::string, torch::Tensor> ema_start_weights() { return {}; }
 
+  /// The update count the EMA continues from when it starts from ema_start_weights() (e.g. the
+  /// file's model_ema.num_updates, which LitEma keeps as a buffer and a non-strict load restores),
+  /// so that its warm-up min(decay, (1 + n) / (10 + n)) goes on where that EMA left it instead of
+  /// starting over. 0: a fresh EMA. Called once, with ema_start_weights().
+  virtual std::int64_t ema_start_updates() const { return 0; }
+
   /// Called on every rank after this rank trained its last micro-batch of training epoch `epoch`
   /// (0-based), e.g. to report per-epoch statistics.
   virtual void on_train_epoch_end(std::int64_t epoch) {}

@@ -90,7 +90,11 @@ void StableDiffusionModel::load_weights(const std::string& path) {
   load_component(*networks_.unet, weights.unet, "unet", path, options_.strict_weights());
   load_component(*networks_.text_encoder, weights.text_encoder, "text_encoder", path, options_.strict_weights());
   if (networks_.vae) load_component(*networks_.vae, weights.vae, "vae", path, options_.strict_weights());
-  if (options_.ema_from_weights() && !weights.unet_ema.empty()) ema_start_ = std::move(weights.unet_ema);
+  if (options_.ema_from_weights() && !weights.unet_ema.empty()) {
+    ema_start_ = std::move(weights.unet_ema);
+    const auto updates = weights.extras.find("model_ema.num_updates");
+    if (updates != weights.extras.end()) ema_start_updates_ = updates->second.item<int64_t>();
+  }
   source_configs_ = weights.configs;
   source_tokenizer_dir_ = weights.tokenizer_dir;
   SDTRAIN_LOG(INFO) << "weights loaded from " << path << (ema_start_.empty() ? "" : " (with its EMA UNet)");

@@ -73,6 +73,9 @@ class StableDiffusionModel : public Model {
 
   /// The weights file's EMA UNet when options.ema_from_weights and the file has one.
   std::map<std::string, torch::Tensor> ema_start_weights() override { return ema_start_; }
+  /// The file's model_ema.num_updates with its EMA UNet (0 without one): the recipe's non-strict
+  /// load restores it, so the EMA's decay stays at 0.9999 instead of warming up again.
+  int64_t ema_start_updates() const override { return ema_start_.empty() ? 0 : ema_start_updates_; }
 
   const SdNetworks& networks() const { return networks_; }
   /// The LoRA adapters (null without options.adapter).
@@ -120,6 +123,7 @@ class StableDiffusionModel : public Model {
   std::unique_ptr<NoiseScheduler> noise_scheduler_;
   torch::Tensor alphas_cumprod_;  ///< the training schedule's, on device_ (v-targets, min-SNR weights)
   std::map<std::string, torch::Tensor> ema_start_;
+  int64_t ema_start_updates_ = 0;  ///< model_ema.num_updates of options.weights
   std::map<std::string, std::string> source_configs_;  ///< config.json texts of options.weights
   std::string source_tokenizer_dir_;                   ///< tokenizer folder of options.weights
   torch::Device device_{torch::kCPU};
