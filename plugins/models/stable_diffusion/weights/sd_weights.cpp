@@ -17,6 +17,14 @@ const char* const kVaePrefix = "first_stage_model.";
 const char* const kClipPrefix = "cond_stage_model.";
 const char* const kEmaPrefix = "model_ema.";
 
+/// "<prefix><sub>* (no <what> in <source>)", the entry for a component absent from a file. Through
+/// a stream: GCC 12's -Warray-bounds misreads the inlined concatenation of temporaries here.
+std::string missing_component(const char* prefix, const char* sub, const char* what, const std::string& source) {
+  std::ostringstream entry;
+  entry << prefix << sub << "* (no " << what << " in " << source << ")";
+  return entry.str();
+}
+
 bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 /// Original-layout tensors that belong to no model: LatentDiffusion's DDPM schedule buffers and
@@ -109,7 +117,7 @@ SdWeights sd_weights_from_original(const NamedTensors& state, bool use_ema, cons
     }
   }
   if (unet.empty()) {
-    out_issues.missing.push_back(std::string(kUNetPrefix) + "* (no UNet in " + source + ")");
+    out_issues.missing.push_back(missing_component(kUNetPrefix, "", "UNet", source));
   } else {
     auto rows = unet_name_rows(infer_unet_layout(keys_of(unet), NameLayout::kOriginal, source));
     NamedTensors ema_unet;
@@ -140,13 +148,13 @@ SdWeights sd_weights_from_original(const NamedTensors& state, bool use_ema, cons
   }
   for (const auto& [name, tensor] : ema) out_issues.unexpected.push_back(name);
   if (vae.empty()) {
-    out_issues.missing.push_back(std::string(kVaePrefix) + "* (no VAE in " + source + ")");
+    out_issues.missing.push_back(missing_component(kVaePrefix, "", "VAE", source));
   } else {
     auto rows = vae_name_rows(infer_vae_layout(keys_of(vae), NameLayout::kOriginal, source));
     weights.vae = to_diffusers(vae, rows, kVaePrefix, "vae", &out_issues);
   }
   if (clip.empty()) {
-    out_issues.missing.push_back(std::string(kClipPrefix) + "transformer.* (no text encoder in " + source + ")");
+    out_issues.missing.push_back(missing_component(kClipPrefix, "transformer.", "text encoder", source));
   } else {
     RenameResult renamed = clip_original_to_diffusers(clip);
     for (const auto& name : renamed.unmatched) out_issues.unexpected.push_back(kClipPrefix + name);
