@@ -271,6 +271,12 @@ void fill_defaults(Message* message) {
   }
   for (int i = 0; i < descriptor->field_count(); ++i) {
     const FieldDescriptor* field = descriptor->field(i);
+    // A field whose presence turns something on, or a oneof's member, stays unset: filling it in
+    // would turn the feature on (or choose the oneof's case) when the text is read back.
+    if (!field->is_repeated() && !reflection->HasField(*message, field) &&
+        (field->options().GetExtension(presence_matters) || field->containing_oneof() != nullptr)) {
+      continue;
+    }
     if (field->is_repeated()) {
       if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
         for (int j = 0; j < reflection->FieldSize(*message, field); ++j) {
@@ -289,7 +295,7 @@ void fill_defaults(Message* message) {
       fill_defaults(reflection->MutableMessage(message, field));
       continue;
     }
-    if (reflection->HasField(*message, field) || field->containing_oneof()) continue;
+    if (reflection->HasField(*message, field)) continue;
     switch (field->cpp_type()) {
       case FieldDescriptor::CPPTYPE_INT32: reflection->SetInt32(message, field, field->default_value_int32()); break;
       case FieldDescriptor::CPPTYPE_INT64: reflection->SetInt64(message, field, field->default_value_int64()); break;

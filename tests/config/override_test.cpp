@@ -119,6 +119,15 @@ TEST(PrintConfig, ShowsDefaultsAndExpandedOptions) {
   TrainConfig reparsed;
   parse_text_config(text, "printed", &reparsed);
   EXPECT_EQ(config_to_text(reparsed), text);
+  // Sections whose presence turns a feature on stay out when unset (proto's presence_matters):
+  // printed with defaults, they would turn it on when read back.
+  EXPECT_EQ(text.find("validation_loss"), std::string::npos) << text;
+  EXPECT_EQ(text.find("prior_preservation"), std::string::npos) << text;
+  EXPECT_FALSE(reparsed.data().has_validation_loss());
+  EXPECT_FALSE(reparsed.data().has_prior_preservation());
+  // Set, they are printed with their defaults.
+  apply_override(&config, "data.prior_preservation.loss_weight=0.5");
+  EXPECT_NE(config_to_text(config).find("prior_preservation {"), std::string::npos);
 }
 
 }  // namespace

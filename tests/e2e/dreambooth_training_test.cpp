@@ -107,6 +107,25 @@ TEST(DreamBoothTraining, PriorPreservationWithTheTextEncoderTwoRanksEqualOneAndR
   SafetensorsReader text_encoder((exported / "text_encoder" / "model.safetensors").string());
   const std::string name = "text_model.encoder.layers.0.self_attn.q_proj.weight";
   EXPECT_TRUE(torch::equal(text_encoder.tensor(name), weights.tensor("text_encoder." + name)));
+
+  // sdconvert reads the checkpoint folder itself: the trained (or EMA) UNet and text encoder.
+  const std::string sdconvert = (test::binary_dir() / "bin" / "sdconvert").string();
+  SafetensorsReader ema((one / "ema.safetensors").string());
+  for (const bool use_ema : {false, true}) {
+    const fs::path converted = dir / (use_ema ? "converted_ema" : "converted");
+    std::string output;
+    ASSERT_EQ(test::run_command(sdconvert + " --input " + one.string() + " --output " + converted.string() +
+                                    " --to diffusers" + (use_ema ? " --use-ema" : ""),
+                                &output),
+              0)
+        << output;
+    const SafetensorsReader& source = use_ema ? ema : weights;
+    SafetensorsReader unet((converted / "unet" / "diffusion_pytorch_model.safetensors").string());
+    SafetensorsReader text((converted / "text_encoder" / "model.safetensors").string());
+    EXPECT_TRUE(torch::equal(unet.tensor("conv_in.weight"), source.tensor("unet.conv_in.weight"))) << use_ema;
+    EXPECT_TRUE(torch::equal(text.tensor(name), source.tensor("text_encoder." + name))) << use_ema;
+  }
+  EXPECT_FALSE(torch::equal(ema.tensor("unet.conv_in.weight"), weights.tensor("unet.conv_in.weight")));
 }
 
 }  // namespace

@@ -127,6 +127,16 @@ TEST_F(LoraTraining, OnlyAdaptersTrainAndTwoRanksEqualOneRankWithTheGlobalBatch)
     EXPECT_TRUE(torch::equal(kohya.tensor(name), weights.tensor(name))) << name << " differs from the last checkpoint";
   }
 
+  // sdconvert reads the checkpoint as a whole model, the adapters merged into the base.
+  std::string output;
+  const fs::path merged = dir_ / "merged";
+  ASSERT_EQ(test::run_command((test::binary_dir() / "bin" / "sdconvert").string() + " --input " + two.string() +
+                                  " --output " + merged.string() + " --to diffusers",
+                              &output),
+            0)
+      << output;
+  EXPECT_TRUE(fs::exists(merged / "unet" / "diffusion_pytorch_model.safetensors")) << output;
+
   const std::string log = read_file((dir_ / "two" / "out" / "logs" / "rank-00000.log").string());
   EXPECT_NE(log.find("LoRA adapters on "), std::string::npos) << log;
   EXPECT_NE(log.find("lora_te_text_model_encoder_layers_1_mlp_fc2 (Linear, rank 4, scale 0.5)"), std::string::npos);

@@ -1,5 +1,5 @@
 // sdconvert: converts Stable Diffusion v1 weights between an original .ckpt, an original single
-// .safetensors and a diffusers folder, optionally baking LoRA adapters in (--merge-lora), and
+// .safetensors and a diffusers folder (or from an sdtrain training checkpoint folder), optionally baking LoRA adapters in (--merge-lora), and
 // converts LoRA adapter files between the kohya/A1111 and diffusers/PEFT layouts (--to kohya|peft).
 // Exit codes: 0 ok, 1 unexpected failure, 2 bad usage or bad input (the message names the file and
 // key at fault).
@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "framework/util/strings.h"
+#include "framework/train/checkpoint_snapshot.h"
 #include "plugins/builtin_plugins.h"
+#include "plugins/models/stable_diffusion/sd_pipeline.h"
 #include "plugins/models/stable_diffusion/weights/sd_lora_format.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
 #include "sdtrain/errors.h"
@@ -82,7 +84,9 @@ int main(int argc, char** argv) {
       "            [--merge-lora FILE[:WEIGHT]]...\n"
       "  sdconvert --input ADAPTER.safetensors --output OUT.safetensors --to kohya|peft [--base MODEL]\n\n"
       "Formats: an original (CompVis/LDM) .ckpt, an original single-file .safetensors (A1111/ComfyUI),\n"
-      "or a diffusers folder (model_index.json, unet/, vae/, text_encoder/, ...). The output format\n"
+      "or a diffusers folder (model_index.json, unet/, vae/, text_encoder/, ...); the input may also be\n"
+      "a training checkpoint folder of sdtrain (<output_dir>/checkpoints/step-N): the run's model with\n"
+      "its trained weights (--use-ema: its EMA weights), LoRA adapters merged. The output format\n"
       "comes from --to or else from the output name (.ckpt, .safetensors, anything else a folder).\n"
       "--merge-lora bakes LoRA/LoCon adapters (kohya/A1111, diffusers/PEFT or LyCORIS) into the UNet and\n"
       "text encoder: W += WEIGHT * alpha/rank * up.down, in float32, in the order given.\n"
@@ -95,7 +99,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> merge_loras;
   options.add_options()
       ("help,h", "print this help and exit")
-      ("input,i", po::value(&input)->value_name("PATH"), "the weights to read (.ckpt, .safetensors or a diffusers folder)")
+      ("input,i", po::value(&input)->value_name("PATH"),
+       "the weights to read (.ckpt, .safetensors, a diffusers folder or a training checkpoint folder)")
       ("output,o", po::value(&output)->value_name("PATH"), "where to write (must not exist)")
       ("to", po::value(&to)->value_name("FORMAT"),
        "output format: ckpt, safetensors or diffusers for a model; kohya or peft for an adapter")
@@ -152,7 +157,13 @@ int main(int argc, char** argv) {
     sdtrain::SdLoadOptions load;
     load.use_ema = vm.count("use-ema") != 0;
     load.strict = vm.count("strict") != 0;
-    sdtrain::SdWeights weights = sdtrain::load_sd_weights(input, load);
+    sdtrain::SdWeights weights;
+    if (sdtrain::is_checkpoint_folder(input)) {
+      // The run's model rebuilt from the checkpoint's stored config, with the trained weights.
+      weights = sdtrain::SdPipeline::load(input, load.use_ema)->checkpoint_weights();
+    } else {
+      weights = sdtrain::load_sd_weights(input, load);
+    }
     merge_adapters(weights, specs, input);
     if (!tokenizer.empty()) weights.tokenizer_dir = tokenizer;
     sdtrain::SdSaveOptions save;

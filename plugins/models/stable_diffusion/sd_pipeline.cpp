@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <stdexcept>
 
 #include "framework/train/autocast.h"
 #include "framework/train/checkpoint_snapshot.h"
@@ -48,6 +49,11 @@ std::unique_ptr<SdPipeline> SdPipeline::load_checkpoint(const std::string& folde
   }
   // Sampling chooses its own precision (to()): the frozen parts as loaded, not at the run's.
   options.set_frozen_in_compute_dtype(false);
+  // Checkpoints written before the effective config kept presence (proto's presence_matters)
+  // record a default `adapter { lora {} }` for runs that trained no adapter; their weights tell.
+  const bool holds_adapters = std::any_of(snapshot.weights.begin(), snapshot.weights.end(),
+                                          [](const auto& item) { return item.first.rfind("lora_", 0) == 0; });
+  if (options.has_adapter() && !holds_adapters) options.clear_adapter();
   PluginContext context;
   context.compute_dtype = autocast_dtype(snapshot.config.precision());
   context.max_steps = snapshot.config.run().max_steps();
@@ -59,9 +65,14 @@ std::unique_ptr<SdPipeline> SdPipeline::load_checkpoint(const std::string& folde
   torch::manual_seed(snapshot.config.run().seed());
   pipeline->model_ = std::make_unique<StableDiffusionModel>(options, context);
   pipeline->networks_ = pipeline->model_->networks();
-  load_state_dict_strict(*pipeline->networks_.unet, snapshot.weights,
+  // The trained module as the run named it: the UNet, the UNet and the text encoder
+  // (train_text_encoder), or LoRA adapters, which are then baked into the base so that the
+  // networks compute alone (and can be cast and moved as a whole).
+  load_parameters_strict(pipeline->model_->trainable_module(), snapshot.weights,
                          folder + (snapshot.ema ? "/ema.safetensors" : "/model.safetensors"));
+  pipeline->model_->merge_adapters();
   freeze(*pipeline->networks_.unet);
+  freeze(*pipeline->networks_.text_encoder);
   return pipeline;
 }
 
@@ -108,6 +119,11 @@ std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_e
     pipeline->scheduler_config_source_ = path + " (scheduler/scheduler_config.json)";
   }
   return pipeline;
+}
+
+SdWeights SdPipeline::checkpoint_weights() {
+  if (!model_) throw std::logic_error("SdPipeline::checkpoint_weights: not loaded from a training checkpoint");
+  return model_->merged_weights();
 }
 
 void SdPipeline::to(const torch::Device& device, torch::ScalarType dtype) {

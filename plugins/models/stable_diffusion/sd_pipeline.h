@@ -27,6 +27,13 @@ class SdPipeline {
   /// weights, or its EMA weights with `use_ema`; samplers then keep their SD v1 defaults.
   static std::unique_ptr<SdPipeline> load(const std::string& path, bool use_ema);
 
+  /// Whether `path` was a training checkpoint folder.
+  bool from_checkpoint() const { return model_ != nullptr; }
+  /// From a training checkpoint: the whole model's weights (the trained ones in, LoRA adapters
+  /// merged; StableDiffusionModel::merged_weights) as they are now, for conversion (`sdconvert`,
+  /// before any to()). std::logic_error for other sources (read those with load_sd_weights).
+  SdWeights checkpoint_weights();
+
   /// Moves the networks to `device` and casts their floating-point weights to `dtype`.
   void to(const torch::Device& device, torch::ScalarType dtype);
 

@@ -536,13 +536,20 @@ void StableDiffusionModel::export_pretrained(const std::string& folder) {
       export_lora_folder(adapters, targets, folder);
       return;
     }
-    // The export ends the run: the adapters are baked into the base (diffusers' fuse_lora) and
-    // detached, so the model now computes as before with one weight per layer.
-    lora_->detach();
-    merge_lora(networks_, adapters, 1.0, targets);
   }
-  const SdWeights weights = weights_for_export(networks_, options_, source_configs_, source_tokenizer_dir_);
-  save_sd_weights(weights, folder, SdFormat::kDiffusers);
+  save_sd_weights(merged_weights(), folder, SdFormat::kDiffusers);
+}
+
+void StableDiffusionModel::merge_adapters() {
+  if (!lora_ || !lora_->is_attached()) return;
+  const LoraFile adapters = lora_file_of(lora_, options_, context_.base_dir);
+  lora_->detach();
+  merge_lora(networks_, adapters, 1.0, lora_targets(networks_));
+}
+
+SdWeights StableDiffusionModel::merged_weights() {
+  merge_adapters();
+  return weights_for_export(networks_, options_, source_configs_, source_tokenizer_dir_);
 }
 
 SDTRAIN_REGISTER_MODEL("stable_diffusion", StableDiffusionOptions,

@@ -10,6 +10,7 @@
 #include "plugins/models/stable_diffusion/sd_encoder_cache.h"
 #include "plugins/models/stable_diffusion/stable_diffusion.pb.h"
 #include "plugins/models/stable_diffusion/txt2img.h"
+#include "plugins/models/stable_diffusion/weights/sd_weights.h"
 #include "sdtrain/model.h"
 #include "sdtrain/noise_scheduler.h"
 
@@ -70,6 +71,15 @@ class StableDiffusionModel : public Model {
   /// With LoRA: the adapter files (sd_adapter_export.h), or with adapter.lora.export_merged the
   /// pipeline with the adapters merged into the base (they are detached: the export ends a run).
   void export_pretrained(const std::string& folder) override;
+
+  /// The whole model's current weights in the layout weights files hold (diffusers names, the
+  /// configs and tokenizer of options.weights): what export_pretrained writes as a pipeline. With
+  /// LoRA the adapters are first baked into the base (diffusers' fuse_lora) and detached, so the
+  /// model computes as before with one weight per layer and trains no adapters any more.
+  SdWeights merged_weights();
+  /// Bakes the LoRA adapters into the base and detaches them (merged_weights' first half); no-op
+  /// without adapters or once done.
+  void merge_adapters();
 
   /// The weights file's EMA UNet when options.ema_from_weights and the file has one.
   std::map<std::string, torch::Tensor> ema_start_weights() override { return ema_start_; }

@@ -127,6 +127,14 @@ void LoraNetworkImpl::detach() {
   }
 }
 
+bool LoraNetworkImpl::is_attached() const {
+  for (const auto& weak : slots_) {
+    const auto slot = weak.lock();
+    if (slot && slot->adapter()) return true;
+  }
+  return false;
+}
+
 std::string LoraNetworkImpl::describe() const {
   std::ostringstream out;
   int64_t unet = 0, text = 0;

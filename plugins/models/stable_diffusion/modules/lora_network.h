@@ -35,6 +35,8 @@ class LoraNetworkImpl : public torch::nn::Module {
   ~LoraNetworkImpl() override { detach(); }
   /// Detaches every adapter from its layer (they stay in this network, untouched).
   void detach();
+  /// Whether some adapter is still attached to its layer (false after detach()).
+  bool is_attached() const;
 
   const std::vector<LoraLayer>& layers() const { return layers_; }
   /// A summary: counts per component, ranks and alphas, and one line per wrapped layer.

@@ -14,22 +14,8 @@ std::string shape_string(const torch::Tensor& t) {
   return os.str();
 }
 
-}  // namespace
-
-TensorMap module_state_dict(const torch::nn::Module& module) {
-  TensorMap out;
-  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
-    out[item.key()] = item.value();
-  }
-  for (const auto& item : module.named_buffers(/*recurse=*/true)) {
-    out[item.key()] = item.value();
-  }
-  return out;
-}
-
-void load_state_dict_strict(torch::nn::Module& module, const TensorMap& state,
-                            const std::string& source) {
-  TensorMap own = module_state_dict(module);
+/// Copies `state` into `own` (tensors of a module by name); FormatError as load_state_dict_strict.
+void copy_strict(const TensorMap& own, const TensorMap& state, const std::string& source) {
   std::vector<std::string> missing, unexpected, mismatched;
   for (const auto& [name, tensor] : own) {
     auto it = state.find(name);
@@ -59,7 +45,34 @@ void load_state_dict_strict(torch::nn::Module& module, const TensorMap& state,
     throw FormatError(os.str());
   }
   torch::NoGradGuard no_grad;
-  for (auto& [name, tensor] : own) tensor.copy_(state.at(name));
+  for (const auto& [name, tensor] : own) {
+    torch::Tensor destination = tensor;
+    destination.copy_(state.at(name));
+  }
+}
+
+}  // namespace
+
+TensorMap module_state_dict(const torch::nn::Module& module) {
+  TensorMap out;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    out[item.key()] = item.value();
+  }
+  for (const auto& item : module.named_buffers(/*recurse=*/true)) {
+    out[item.key()] = item.value();
+  }
+  return out;
+}
+
+void load_state_dict_strict(torch::nn::Module& module, const TensorMap& state,
+                            const std::string& source) {
+  copy_strict(module_state_dict(module), state, source);
+}
+
+void load_parameters_strict(torch::nn::Module& module, const TensorMap& state, const std::string& source) {
+  TensorMap own;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) own[item.key()] = item.value();
+  copy_strict(own, state, source);
 }
 
 }  // namespace sdtrain

@@ -18,6 +18,10 @@ using TensorMap = std::map<std::string, torch::Tensor>;
 void load_state_dict_strict(torch::nn::Module& module, const TensorMap& state,
                             const std::string& source = "state dict");
 
+/// The same over the module's parameters only (what a training checkpoint holds: buffers such as
+/// a LoRA module's alpha come from the config, not the checkpoint).
+void load_parameters_strict(torch::nn::Module& module, const TensorMap& state, const std::string& source);
+
 /// The module's parameters and buffers as a map (detached views, not copies).
 TensorMap module_state_dict(const torch::nn::Module& module);
 
