@@ -310,6 +310,11 @@ void Trainer::run_validation() {
   for_each_callback([&](Callback& callback) { callback.on_validation_end(*this); });
 }
 
+void Trainer::with_validation_weights(const std::function<void()>& body) {
+  EmaWeightsScope ema_weights(step_->ema(), flat_->values(), config_.ema().use_for_validation());
+  body();
+}
+
 void Trainer::export_final_model() {
   if (export_folder_.empty()) return;
   const bool use_ema = step_->ema() != nullptr && config_.final_export().use_ema();

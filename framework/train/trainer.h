@@ -60,6 +60,7 @@ class Trainer : public TrainerHandle {
   const std::vector<std::string>& validation_prompts() const override { return validation_prompts_; }
   int resolution() const override { return config_.data().transforms().resolution(); }
   void allreduce_sum(torch::Tensor& tensor) override { communicator_.allreduce_sum(tensor); }
+  void with_validation_weights(const std::function<void()>& body) override;
   const std::map<std::string, double>& metrics() const override { return metrics_; }
 
   /// Whether fit() ended early because a rank received SIGTERM/SIGUSR1 (its checkpoint is written).

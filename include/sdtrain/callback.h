@@ -1,6 +1,7 @@
 #pragma once
 /// The callback plugin interface, with Lightning's hook names.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -70,6 +71,10 @@ class TrainerHandle {
   virtual const std::vector<std::string>& validation_prompts() const = 0;
   /// The training images' side in pixels (data.transforms.resolution).
   virtual int resolution() const = 0;
+  /// Runs `body` with the weights validation samples are drawn with: the EMA's when ema.enabled
+  /// and ema.use_for_validation (swapped in, and back out after `body`), else the trained ones.
+  /// on_validation_end already runs so; this is for samples drawn at other times (on_step_end).
+  virtual void with_validation_weights(const std::function<void()>& body) { body(); }
   /// Sums a CPU tensor over the job's ranks, in place. A hook that calls it must do so the same
   /// number of times on every rank (see Callback).
   virtual void allreduce_sum(torch::Tensor& tensor) = 0;

@@ -54,6 +54,26 @@ class ImageLoggerCallback : public Callback {
   }
 
   void on_validation_end(TrainerHandle& trainer) override {
+    const TrainProgress& progress = trainer.progress();
+    // The trainer validates after counting the finished epoch; the file names the epoch that was
+    // just trained, as Lightning's current_epoch during its validation loop.
+    const int64_t epoch = progress.batch_in_epoch == 0 && progress.epoch > 0 ? progress.epoch - 1 : progress.epoch;
+    draw_grid(trainer, epoch, 0);
+  }
+
+  /// The step cadence (every_n_steps, log_first_step), with the validation weights swapped in.
+  void on_step_end(TrainerHandle& trainer, const StepMetrics& metrics) override {
+    const int64_t every = options_.every_n_steps();
+    const int64_t step = trainer.progress().step;
+    if (every <= 0 || metrics.skipped) return;
+    if (step % every != 0 && !(options_.log_first_step() && step == 1)) return;
+    trainer.with_validation_weights(
+        [&] { draw_grid(trainer, trainer.progress().epoch, trainer.progress().batch_in_epoch); });
+  }
+
+ private:
+  /// Samples the grid (every rank its share), writes it and publishes it (rank 0).
+  void draw_grid(TrainerHandle& trainer, int64_t epoch, int64_t batch) {
     const int count = static_cast<int>(prompts_.size());
     const int rank = trainer.rank();
     const int world = trainer.world_size();
@@ -84,11 +104,10 @@ class ImageLoggerCallback : public Callback {
       images[i].pixels.assign(data, data + images[i].width * images[i].height * 3);
     }
     const Image grid = make_image_grid(images, options_.columns());
-    write_grid(trainer, grid);
+    write_grid(trainer, grid, epoch, batch);
     trainer.image_sinks().publish(options_.tag(), grid, trainer.progress().step);
   }
 
- private:
   SampleRequest base_request() const {
     SampleRequest request;
     request.negative_prompt = options_.negative_prompt();
@@ -102,14 +121,11 @@ class ImageLoggerCallback : public Callback {
     return request;
   }
 
-  void write_grid(TrainerHandle& trainer, const Image& grid) const {
+  void write_grid(TrainerHandle& trainer, const Image& grid, int64_t epoch, int64_t batch) const {
     const TrainProgress& progress = trainer.progress();
-    // The trainer validates after counting the finished epoch; the file names the epoch that was
-    // just trained, as Lightning's current_epoch during its validation loop.
-    const int64_t epoch = progress.batch_in_epoch == 0 && progress.epoch > 0 ? progress.epoch - 1 : progress.epoch;
     char name[96];
-    std::snprintf(name, sizeof(name), "samples_gs-%06lld_e-%06lld_b-%06d", static_cast<long long>(progress.step),
-                  static_cast<long long>(epoch), 0);
+    std::snprintf(name, sizeof(name), "samples_gs-%06lld_e-%06lld_b-%06lld", static_cast<long long>(progress.step),
+                  static_cast<long long>(epoch), static_cast<long long>(batch));
     fs::path directory(options_.subdir());
     if (directory.is_relative()) directory = fs::path(trainer.output_dir()) / directory;
     fs::create_directories(directory);
@@ -149,6 +165,10 @@ std::unique_ptr<Callback> make_image_logger(const ImageLoggerOptions& options, c
     throw ConfigError("guidance_rescale: must be in [0, 1], got " + std::to_string(options.guidance_rescale()));
   }
   if (options.subdir().empty()) throw ConfigError("subdir: must not be empty");
+  if (options.every_n_steps() < 0) {
+    throw ConfigError("every_n_steps: must be >= 0 (0: only at validation), got " +
+                      std::to_string(options.every_n_steps()));
+  }
   if (options.height() < 0 || options.height() % 8 != 0 || options.width() < 0 || options.width() % 8 != 0) {
     throw ConfigError("height/width: must be 0 or positive multiples of 8, got " + std::to_string(options.height()) +
                       "x" + std::to_string(options.width()));

@@ -4,6 +4,7 @@
 // prompt and seed; a resumed run adds a file instead of touching the old one.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -100,6 +101,25 @@ TEST(TensorBoardImageLogger, RunIsReadByTensorBoardAndGridsHoldEachPromptsSample
   EXPECT_EQ(listed, kPrompts);
 
   expect_tensorboard_reads(out, 2);
+}
+
+// The reference's cadence: grids every N steps and after the first, besides validation's.
+TEST(TensorBoardImageLogger, StepCadenceDrawsGridsEveryNStepsAndAtTheFirst) {
+  const fs::path dir = test::scratch_dir();
+  train(dir, {"run.max_steps=6", "callbacks[1].options.every_n_steps=5", "callbacks[1].options.log_first_step=true"});
+  const fs::path grids = dir / "out" / "images" / "validation";
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(grids)) {
+    if (entry.path().extension() == ".png") names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  // Steps 1 and 5 (micro-batches 1 and 1 of epochs 0 and 1) by the cadence; step 4 by the
+  // validation after epoch 0 (4 steps an epoch).
+  EXPECT_EQ(names, (std::vector<std::string>{"samples_gs-000001_e-000000_b-000001.png",
+                                             "samples_gs-000004_e-000000_b-000000.png",
+                                             "samples_gs-000005_e-000001_b-000001.png"}));
+  const Image grid = read_image_file((grids / "samples_gs-000005_e-000001_b-000001.png").string(), 0);
+  EXPECT_EQ(grid.width, 38);
 }
 
 TEST(TensorBoardImageLogger, ResumedRunWritesANewEventFile) {
