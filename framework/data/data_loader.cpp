@@ -39,7 +39,7 @@ constexpr uint64_t kPriorSeedSalt = 0xC1A55;
 
 DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderOptions& options)
     : dataset_(cycled(dataset, epoch_length(*dataset, options))),
-      prior_dataset_(cycled(options.prior_dataset, epoch_length(*dataset, options))),
+      prior_dataset_(cycled(options.prior_dataset, dataset_->size())),  // dataset_: already the pairs' count
       options_(options),
       sampler_(static_cast<int64_t>(dataset_->size()), options.batch_size, options.rank, options.world_size,
                options.shuffle, options.seed) {

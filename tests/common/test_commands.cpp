@@ -4,12 +4,15 @@
 #include <unistd.h>
 
 #include <array>
+#include <cmath>
+#include <limits>
 #include <cstdio>
 #include <fstream>
 
 #include "tests/common/test_env.h"
 
 #include "framework/data/image_codec.h"
+#include "framework/io/safetensors_reader.h"
 
 namespace sdtrain::test {
 
@@ -39,6 +42,33 @@ std::filesystem::path checkpoint_dir(const std::filesystem::path& output_dir, in
   char name[32];
   std::snprintf(name, sizeof(name), "step-%08d", step);
   return output_dir / "checkpoints" / name;
+}
+
+void expect_same_tensors(const std::filesystem::path& a, const std::filesystem::path& b, double tolerance) {
+  SafetensorsReader left(a.string());
+  SafetensorsReader right(b.string());
+  ASSERT_EQ(left.names(), right.names());
+  for (const auto& name : left.names()) {
+    const torch::Tensor x = left.tensor(name);
+    const torch::Tensor y = right.tensor(name);
+    if (tolerance == 0) {
+      EXPECT_TRUE(torch::equal(x, y)) << name;
+      continue;
+    }
+    const double diff = (x - y).abs().max().item<double>();
+    EXPECT_LE(diff, tolerance * y.abs().max().item<double>()) << name << " max diff " << diff;
+  }
+}
+
+double psnr(const Image& a, const Image& b) {
+  EXPECT_EQ(a.pixels.size(), b.pixels.size());
+  double squared = 0;
+  for (std::size_t i = 0; i < a.pixels.size() && i < b.pixels.size(); ++i) {
+    const double d = double(a.pixels[i]) - double(b.pixels[i]);
+    squared += d * d;
+  }
+  const double mse = squared / double(a.pixels.size());
+  return mse == 0 ? std::numeric_limits<double>::infinity() : 10 * std::log10(255.0 * 255.0 / mse);
 }
 
 int run_command(const std::string& command, std::string* output) {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "framework/dist/process_group.h"
+#include "sdtrain/image.h"
 
 namespace sdtrain::test {
 
@@ -47,6 +48,13 @@ void write_captioned_image_folder(const std::filesystem::path& dir, int count, c
 /// The checkpoint folder a run with output_dir `output_dir` writes at `step`
 /// (<output_dir>/checkpoints/step-NNNNNNNN).
 std::filesystem::path checkpoint_dir(const std::filesystem::path& output_dir, int step);
+
+/// Every tensor of safetensors file `a` equals `b`'s (same names) within `tolerance` times b's
+/// largest magnitude (0: bitwise); failures name the tensor.
+void expect_same_tensors(const std::filesystem::path& a, const std::filesystem::path& b, double tolerance);
+
+/// Peak signal-to-noise ratio of two 8-bit images of equal size, in dB (infinity when equal).
+double psnr(const Image& a, const Image& b);
 
 /// Runs a shell command, returning its exit code and capturing stdout+stderr into *output.
 int run_command(const std::string& command, std::string* output);

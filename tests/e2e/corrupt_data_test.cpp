@@ -160,14 +160,12 @@ TEST(CorruptData, TheBadSampleCountSurvivesAResume) {
     if (!before.empty() && before.size() < met[busiest].size()) resume_step = step;
   }
   ASSERT_NE(resume_step, 0) << "no checkpoint splits the busiest rank's bad samples";
-  char checkpoint[32];
-  std::snprintf(checkpoint, sizeof(checkpoint), "step-%08d", resume_step);
 
   EXPECT_NE(test::run_command(sdtrain_command(straight, limit, "--set run.output_dir=out2"), &output), 0) << output;
   EXPECT_NE(output.find(expected), std::string::npos) << output;
   EXPECT_NE(test::run_command(sdtrain_command(resumed, limit,
                                               "--set run.max_steps=4 --set run.resume=" +
-                                                  (resumed / "out" / "checkpoints" / checkpoint).string()),
+                                                  test::checkpoint_dir(resumed / "out", resume_step).string()),
                               &output),
             0)
       << output;

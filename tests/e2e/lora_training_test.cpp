@@ -57,22 +57,7 @@ int train(const fs::path& dir, int ranks, int batch, int steps, int seed, std::s
 
 fs::path checkpoint(const fs::path& dir, int step) { return test::checkpoint_dir(dir / "out", step); }
 
-/// Every tensor of `a` equals `b`'s within `tolerance` times b's largest magnitude (0: bitwise).
-void expect_same_tensors(const fs::path& a, const fs::path& b, double tolerance) {
-  SafetensorsReader left(a.string());
-  SafetensorsReader right(b.string());
-  ASSERT_EQ(left.names(), right.names());
-  for (const auto& name : left.names()) {
-    const torch::Tensor x = left.tensor(name);
-    const torch::Tensor y = right.tensor(name);
-    if (tolerance == 0) {
-      EXPECT_TRUE(torch::equal(x, y)) << name;
-      continue;
-    }
-    const double diff = (x - y).abs().max().item<double>();
-    EXPECT_LE(diff, tolerance * y.abs().max().item<double>()) << name << " max diff " << diff;
-  }
-}
+using test::expect_same_tensors;
 
 class LoraTraining : public ::testing::Test {
  protected:

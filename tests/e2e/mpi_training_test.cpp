@@ -41,9 +41,7 @@ fs::path train(const fs::path& dir, int ranks, int batch, int accumulation, cons
   const int code = test::run_command(mpirun(ranks) + " " + (test::binary_dir() / "bin" / "sdtrain").string() +
                                          " --config " + config + " " + sets, &output);
   EXPECT_EQ(code, 0) << output;
-  char step_folder[32];
-  std::snprintf(step_folder, sizeof(step_folder), "step-%08d", steps);
-  return dir / "out" / "checkpoints" / step_folder / "model.safetensors";
+  return test::checkpoint_dir(dir / "out", steps) / "model.safetensors";
 }
 
 void expect_same_weights(const fs::path& a, const fs::path& b) {

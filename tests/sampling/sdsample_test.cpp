@@ -4,10 +4,8 @@
 // their settings and never overwrite earlier ones; bad input exits 2 and writes nothing.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -30,16 +28,7 @@ nlohmann::json cases() {
   return nlohmann::json::parse(in);
 }
 
-double psnr(const Image& a, const Image& b) {
-  EXPECT_EQ(a.pixels.size(), b.pixels.size());
-  double squared = 0;
-  for (std::size_t i = 0; i < a.pixels.size() && i < b.pixels.size(); ++i) {
-    const double d = double(a.pixels[i]) - double(b.pixels[i]);
-    squared += d * d;
-  }
-  const double mse = squared / double(a.pixels.size());
-  return mse == 0 ? std::numeric_limits<double>::infinity() : 10 * std::log10(255.0 * 255.0 / mse);
-}
+using test::psnr;
 
 std::string command_for(const nlohmann::json& c, const fs::path& outdir, int size) {
   std::ostringstream command;

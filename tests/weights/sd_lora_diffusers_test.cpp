@@ -5,10 +5,8 @@
 // lycoris-lora's LoCon files merge as lycoris merges them; sdconvert converts adapters both ways.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -37,16 +35,7 @@ constexpr int kSteps = 10;
 constexpr int kSize = 64;
 constexpr int kSeed = 42;
 
-double psnr(const Image& a, const Image& b) {
-  EXPECT_EQ(a.pixels.size(), b.pixels.size());
-  double squared = 0;
-  for (std::size_t i = 0; i < a.pixels.size() && i < b.pixels.size(); ++i) {
-    const double d = double(a.pixels[i]) - double(b.pixels[i]);
-    squared += d * d;
-  }
-  const double mse = squared / double(a.pixels.size());
-  return mse == 0 ? std::numeric_limits<double>::infinity() : 10 * std::log10(255.0 * 255.0 / mse);
-}
+using test::psnr;
 
 /// The fixture pipeline's targets (from the networks sdsample loads).
 std::map<std::string, LoraTarget> fixture_targets() {

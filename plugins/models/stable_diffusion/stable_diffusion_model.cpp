@@ -529,13 +529,9 @@ std::string StableDiffusionModel::export_unavailable_reason() const {
 void StableDiffusionModel::export_pretrained(const std::string& folder) {
   const std::string reason = export_unavailable_reason();
   if (!reason.empty()) throw ConfigError("final_export: " + reason);
-  if (lora_) {
-    const LoraFile adapters = lora_file_of(lora_, options_, context_.base_dir);
-    const std::map<std::string, LoraTarget> targets = lora_targets(networks_);
-    if (!options_.adapter().lora().export_merged()) {
-      export_lora_folder(adapters, targets, folder);
-      return;
-    }
+  if (lora_ && !options_.adapter().lora().export_merged()) {
+    export_lora_folder(lora_file_of(lora_, options_, context_.base_dir), lora_targets(networks_), folder);
+    return;
   }
   save_sd_weights(merged_weights(), folder, SdFormat::kDiffusers);
 }
