@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <tuple>
 
+#include "framework/data/bucket_sampler.h"
 #include "framework/data/image_codec.h"
 #include "framework/data/subset_dataset.h"
 #include "framework/data/transforms.h"
@@ -35,15 +36,55 @@ std::shared_ptr<const Dataset> cycled(std::shared_ptr<const Dataset> dataset, st
 /// Mixed into the run seed for the class samples' seeds, so they differ from the instances'.
 constexpr uint64_t kPriorSeedSalt = 0xC1A55;
 
+/// The square sampler, or with a bucket plan the bucket sampler.
+std::unique_ptr<BatchSampler> make_sampler(int64_t dataset_size, const DataLoaderOptions& options) {
+  if (!options.bucket_plan) {
+    return std::make_unique<DistributedSampler>(dataset_size, options.batch_size, options.rank, options.world_size,
+                                                options.shuffle, options.seed, options.transforms.resolution());
+  }
+  if (options.prior_dataset) {
+    throw ConfigError("data.buckets: not combined with data.prior_preservation (a micro-batch holds one bucket, and "
+                      "class images would need the instances' buckets)");
+  }
+  TORCH_CHECK(options.bucket_table, "DataLoaderOptions: bucket_plan without bucket_table");
+  TORCH_CHECK(static_cast<int64_t>(options.bucket_plan->bucket_of.size()) == dataset_size,
+              "DataLoaderOptions: a bucket plan of ", options.bucket_plan->bucket_of.size(), " samples for a dataset of ",
+              dataset_size);
+  return std::make_unique<BucketSampler>(options.bucket_plan->bucket_of, options.bucket_plan->buckets,
+                                         options.batch_size, options.rank, options.world_size, options.shuffle,
+                                         options.seed);
+}
+
 }  // namespace
 
 DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderOptions& options)
     : dataset_(cycled(dataset, epoch_length(*dataset, options))),
       prior_dataset_(cycled(options.prior_dataset, dataset_->size())),  // dataset_: already the pairs' count
       options_(options),
-      sampler_(static_cast<int64_t>(dataset_->size()), options.batch_size, options.rank, options.world_size,
-               options.shuffle, options.seed) {
+      sampler_(make_sampler(static_cast<int64_t>(dataset_->size()), options)) {
+  if (options_.bucket_plan && !options_.bucket_plan->unreadable.empty()) {
+    std::vector<std::string> keys;
+    for (const UnreadableSample& bad : options_.bucket_plan->unreadable) {
+      SDTRAIN_LOG_ALL_RANKS(WARNING) << "skipping bad sample " << bad.index << ": " << bad.message;
+      keys.push_back(bad.key);
+    }
+    count_bad_samples(keys, options_.bucket_plan->unreadable.back().message);
+  }
   for (int i = 0; i < options_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+void DataLoader::count_bad_samples(const std::vector<std::string>& keys, const std::string& last_message) {
+  int64_t bad_count = 0;
+  {
+    std::lock_guard<std::mutex> lock(bad_mutex_);
+    bad_keys_.insert(keys.begin(), keys.end());
+    bad_count = static_cast<int64_t>(bad_keys_.size());
+  }
+  const int max_bad = options_.bad_data.max_bad_samples();
+  if (max_bad >= 0 && bad_count > max_bad) {
+    throw DataError(std::to_string(bad_count) + " bad samples exceed data.bad_data.max_bad_samples=" +
+                    std::to_string(max_bad) + "; last: " + last_message);
+  }
 }
 
 DataLoader::~DataLoader() { stop_workers(); }
@@ -90,9 +131,9 @@ void DataLoader::schedule_until(int64_t batch) {
   const int64_t end = std::min(batch, batches_per_epoch());
   while (scheduled_until_ < end) {
     const int64_t index = scheduled_until_++;
-    std::vector<int64_t> indices = sampler_.batch_indices(epoch_, index);
+    MicroBatchPlan plan = sampler_->micro_batch(epoch_, index);
     const int64_t epoch = epoch_;
-    std::packaged_task<Batch()> task([this, epoch, indices = std::move(indices)] { return build_batch(epoch, indices); });
+    std::packaged_task<Batch()> task([this, epoch, plan = std::move(plan)] { return build_batch(epoch, plan); });
     pending_.emplace(index, task.get_future());
     if (workers_.empty()) {
       task();
@@ -137,24 +178,19 @@ bool DataLoader::load_pixels(const Dataset& dataset, int64_t index, uint64_t sam
   *key = sample.key;
   // Messages name the file itself where the dataset knows it (a user has to find it).
   const std::string& name = sample.location.empty() ? sample.key : sample.location;
-  std::pair<int, int> width_height{0, 0};
-  if (sample.image.empty()) {
-    if (sample.encoded.empty()) throw DataError(name + ": the sample has no image");
-    // The size from the header is enough to draw the transform plan (and so the flip) exactly as
-    // from the decoded image, so a sample found in the cache is never decoded. A header this
-    // reader refuses is left to decode_image, whose errors the bad-data policy reports.
-    try {
-      std::tie(width_height.first, width_height.second) = read_image_size(sample.encoded, name);
-    } catch (const DataError&) {
-      sample.image = decode_image(sample.encoded, name, options_.bad_data.max_image_pixels());
-    }
-  } else if (static_cast<int64_t>(sample.image.width) * sample.image.height > options_.bad_data.max_image_pixels()) {
+  // The size from the header is enough to draw the transform plan (and so the flip) exactly as
+  // from the decoded image, so a sample found in the cache is never decoded.
+  if (!sample.image.empty() &&
+      static_cast<int64_t>(sample.image.width) * sample.image.height > options_.bad_data.max_image_pixels()) {
     throw DataError(name + ": image of " + std::to_string(sample.image.width) + "x" +
                     std::to_string(sample.image.height) + " pixels exceeds data.bad_data.max_image_pixels");
   }
-  if (!sample.image.empty()) width_height = {sample.image.width, sample.image.height};
-  const auto [width, height] = width_height;
-  const TransformPlan plan = plan_transforms(width, height, options_.transforms, sample_seed);
+  const auto [width, height] = sample_image_size(sample, name, options_.bad_data.max_image_pixels());
+  const TransformPlan plan = plan_for(width, height, sample_seed, slot, name);
+  origin->original_width = width;
+  origin->original_height = height;
+  origin->crop_left = plan.crop_x;
+  origin->crop_top = plan.crop_y;
   origin->flip = plan.flip;
   origin->deterministic = plan_fixed_given_flip(plan, options_.transforms);
   // The content hash and plan description are cache keys: computed only when a cache asks.
@@ -183,19 +219,34 @@ bool DataLoader::load_pixels(const Dataset& dataset, int64_t index, uint64_t sam
   return true;
 }
 
-Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices) {
+TransformPlan DataLoader::plan_for(int width, int height, uint64_t sample_seed, const torch::Tensor& slot,
+                                   const std::string& name) const {
+  if (!options_.bucket_table) return plan_transforms(width, height, options_.transforms, sample_seed);
+  const BucketAssignment assignment = options_.bucket_table->assign(width, height);
+  const BucketResolution wanted{static_cast<int>(slot.size(2)), static_cast<int>(slot.size(1))};
+  if (assignment.dropped || assignment.bucket != wanted) {
+    throw DataError(name + ": its image of " + std::to_string(width) + "x" + std::to_string(height) + " belongs " +
+                    (assignment.dropped ? std::string("to no bucket")
+                                        : "to bucket " + std::to_string(assignment.bucket.width) + "x" +
+                                              std::to_string(assignment.bucket.height)) +
+                    ", not to the micro-batch's " + std::to_string(wanted.width) + "x" +
+                    std::to_string(wanted.height) + " (the file changed after the sizes were read)");
+  }
+  return plan_bucket_transforms(assignment, options_.transforms, sample_seed);
+}
+
+Batch DataLoader::build_batch(int64_t epoch, const MicroBatchPlan& plan) {
   Batch batch;
-  const auto pairs = static_cast<int64_t>(indices.size());
+  const auto pairs = static_cast<int64_t>(plan.indices.size());
   const int64_t rows_count = prior_dataset_ ? 2 * pairs : pairs;
   // Each sample is transformed straight into its row (no stacking copy), in pinned memory from
   // the start when the batch goes to a GPU.
-  const int64_t resolution = options_.transforms.resolution();
   const torch::Tensor rows =
-      torch::empty({rows_count, 3, resolution, resolution},
+      torch::empty({rows_count, 3, plan.height, plan.width},
                    torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(options_.pin_memory));
   std::vector<int64_t> decoded;  // the rows written, in batch order
   auto append_all = [&](const RowSource& source) {
-    for (int64_t index : indices) {
+    for (int64_t index : plan.indices) {
       const auto row = static_cast<int64_t>(batch.captions.size());
       if (append_sample(source, epoch, index, rows[row], batch)) decoded.push_back(row);
     }
@@ -210,7 +261,7 @@ Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices
     batch.cached.clear();  // no sample came from the cache
     batch.pixels = rows;
   } else {
-    batch.pixels = decoded.empty() ? torch::empty({0, 3, resolution, resolution}, rows.options())
+    batch.pixels = decoded.empty() ? torch::empty({0, 3, plan.height, plan.width}, rows.options())
                                    : rows.index_select(0, torch::tensor(decoded));
   }
   return batch;
@@ -218,15 +269,15 @@ Batch DataLoader::build_batch(int64_t epoch, const std::vector<int64_t>& indices
 
 bool DataLoader::append_sample(const RowSource& source, int64_t epoch, int64_t index, const torch::Tensor& slot,
                                Batch& batch) {
-  const int64_t size = sampler_.dataset_size();
-  // A bad sample is replaced by the samples after it (cyclically) in dataset order: a fixed
-  // sequence, so every run and every rank makes the same choice.
+  // A bad sample is replaced by the sampler's spares for it (the samples after it in dataset order
+  // that fit the micro-batch): a fixed sequence, so every run and every rank makes the same choice.
+  const int64_t spares = sampler_->spare_count(index);
   for (int64_t attempt = 0;; ++attempt) {
-    if (attempt >= size) {
+    if (attempt >= spares) {
       throw DataError(std::string("every sample of the ") + (source.bad_prefix[0] ? "class images" : "training set") +
-                      " is unreadable");
+                      (options_.bucket_plan ? " in this micro-batch's bucket" : "") + " is unreadable");
     }
-    const int64_t candidate = (index + attempt) % size;
+    const int64_t candidate = sampler_->spare(index, attempt);
     const uint64_t sample_seed = mix_seed(source.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(candidate));
     std::string caption;
     std::string key;
@@ -236,26 +287,19 @@ bool DataLoader::append_sample(const RowSource& source, int64_t epoch, int64_t i
     try {
       written = load_pixels(source.dataset, candidate, sample_seed, &caption, &key, &origin, &cached, slot);
     } catch (const DataError& error) {
-      int64_t bad_count = 0;
+      // By name where the sample or the error has one (stable across dataset edits), else by index.
+      const std::string& name = !key.empty() ? key : error.sample_key();
+      const std::string bad_key = source.bad_prefix + (name.empty() ? "#" + std::to_string(candidate) : name);
       bool first_time = false;
       {
         std::lock_guard<std::mutex> lock(bad_mutex_);
-        // By name where the sample or the error has one (stable across dataset edits), else
-        // by index.
-        const std::string& name = !key.empty() ? key : error.sample_key();
-        first_time =
-            bad_keys_.insert(source.bad_prefix + (name.empty() ? "#" + std::to_string(candidate) : name)).second;
-        bad_count = static_cast<int64_t>(bad_keys_.size());
+        first_time = bad_keys_.count(bad_key) == 0;
       }
       if (first_time) {
         SDTRAIN_LOG_ALL_RANKS(WARNING) << "skipping bad " << (source.bad_prefix[0] ? "class " : "") << "sample "
                                        << candidate << ": " << error.what();
       }
-      const int max_bad = options_.bad_data.max_bad_samples();
-      if (max_bad >= 0 && bad_count > max_bad) {
-        throw DataError(std::to_string(bad_count) + " bad samples exceed data.bad_data.max_bad_samples=" +
-                        std::to_string(max_bad) + "; last: " + error.what());
-      }
+      count_bad_samples({bad_key}, error.what());
       continue;
     }
     if (options_.caption_dropout > 0 && uniform_from_seed(mix_seed(sample_seed, 0xCAD0)) < options_.caption_dropout) {

@@ -14,7 +14,9 @@
 #include <thread>
 #include <vector>
 
+#include "framework/data/bucket_plan.h"
 #include "framework/data/sampler.h"
+#include "framework/data/transforms.h"
 #include "proto/sdtrain.pb.h"
 #include "sdtrain/dataset.h"
 #include "sdtrain/model.h"
@@ -44,6 +46,13 @@ struct DataLoaderOptions {
   /// (Batch::prior_samples), and the class samples draw from seeds of their own.
   std::shared_ptr<const Dataset> prior_dataset;
   double prior_loss_weight = 1.0;  ///< Batch::prior_loss_weight
+  /// Aspect-ratio buckets (data.buckets), or null for squares of transforms.resolution: the rules
+  /// and the training set's plan_buckets(). Batches then come from a BucketSampler, each of one
+  /// bucket; a sample whose header size no longer puts it in its planned bucket (the file changed
+  /// since the plan) is a bad sample, replaced by another of the same bucket. The plan's
+  /// unreadable samples count as bad samples from the start. Not combined with prior_dataset.
+  std::shared_ptr<const BucketTable> bucket_table;
+  std::shared_ptr<const BucketPlan> bucket_plan;
 };
 
 class DataLoader {
@@ -53,7 +62,7 @@ class DataLoader {
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  int64_t batches_per_epoch() const { return sampler_.batches_per_epoch(); }
+  int64_t batches_per_epoch() const { return sampler_->batches_per_epoch(); }
 
   /// Positions the loader at micro-batch `batch` of `epoch` (resume), dropping prefetched work.
   void seek(int64_t epoch, int64_t batch);
@@ -77,22 +86,29 @@ class DataLoader {
 
  private:
   /// Builds the micro-batch from dataset indices (what the workers run).
-  Batch build_batch(int64_t epoch, const std::vector<int64_t>& indices);
+  Batch build_batch(int64_t epoch, const MicroBatchPlan& plan);
   /// One source of a micro-batch's rows: the training set, or the class images.
   struct RowSource {
     const Dataset& dataset;
     uint64_t seed;           ///< mixed with (epoch, index) into each sample's seed
     const char* bad_prefix;  ///< prefixed to the keys of its bad samples ("" or "class/")
   };
-  /// Appends the sample at `index` of `source` (or, when it is bad, the first good one after it in
-  /// dataset order) to `batch`, its pixels into `slot`; returns whether `slot` was written (false:
-  /// the sample came from options_.pixel_cache).
+  /// Appends the sample at `index` of `source` (or, when it is bad, the first good one of the
+  /// sampler's spares for it) to `batch`, its pixels into `slot`; returns whether `slot` was
+  /// written (false: the sample came from options_.pixel_cache).
   bool append_sample(const RowSource& source, int64_t epoch, int64_t index, const torch::Tensor& slot, Batch& batch);
   /// Reads sample `index` of `dataset` and fills `origin`; writes its pixels into `slot` (float32
-  /// [3, R, R], contiguous) and returns true, or returns false without touching `slot` when
-  /// options_.pixel_cache had it (then *cached holds the cached tensor).
+  /// [3, H, W], contiguous, the micro-batch's size) and returns true, or returns false without
+  /// touching `slot` when options_.pixel_cache had it (then *cached holds the cached tensor).
   bool load_pixels(const Dataset& dataset, int64_t index, uint64_t sample_seed, std::string* caption, std::string* key,
                    PixelsOrigin* origin, torch::Tensor* cached, const torch::Tensor& slot);
+  /// The transform plan of a width x height image for a micro-batch whose rows are `slot`-sized:
+  /// the square's, or the bucket's (DataError naming `name` when the image's bucket is not the
+  /// micro-batch's).
+  TransformPlan plan_for(int width, int height, uint64_t sample_seed, const torch::Tensor& slot,
+                         const std::string& name) const;
+  /// Counts `keys` as bad samples and throws DataError once they exceed the limit.
+  void count_bad_samples(const std::vector<std::string>& keys, const std::string& last_message);
   void schedule_until(int64_t batch);
   void worker_loop();
   void stop_workers();
@@ -100,7 +116,7 @@ class DataLoader {
   std::shared_ptr<const Dataset> dataset_;        ///< the training set (cycled to the pairs' count)
   std::shared_ptr<const Dataset> prior_dataset_;  ///< the class images (cycled), or null
   DataLoaderOptions options_;
-  DistributedSampler sampler_;
+  std::unique_ptr<BatchSampler> sampler_;
 
   int64_t epoch_ = 0;
   int64_t next_batch_ = 0;       ///< the batch next() returns next

@@ -30,13 +30,14 @@ double uniform_from_seed(uint64_t seed) {
 }
 
 DistributedSampler::DistributedSampler(int64_t dataset_size, int64_t batch_size, int rank, int world_size,
-                                       bool shuffle, uint64_t seed)
+                                       bool shuffle, uint64_t seed, int resolution)
     : dataset_size_(dataset_size),
       batch_size_(batch_size),
       rank_(rank),
       world_size_(world_size),
       shuffle_(shuffle),
       seed_(seed),
+      resolution_(resolution),
       batches_per_epoch_(dataset_size / (batch_size * world_size)) {
   if (batches_per_epoch_ == 0) {
     throw ConfigError("data.batch_size: the training set has " + std::to_string(dataset_size) +
@@ -45,18 +46,31 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, int64_t batch_size,
   }
 }
 
-std::vector<int64_t> DistributedSampler::permutation(int64_t epoch) const {
-  std::vector<int64_t> order(dataset_size_);
-  std::iota(order.begin(), order.end(), 0);
-  if (!shuffle_) return order;
-  uint64_t state = mix_seed(seed_, static_cast<uint64_t>(epoch), 0x5A4D504C45ULL);
-  for (int64_t i = dataset_size_ - 1; i > 0; --i) {
+void seeded_shuffle(std::vector<int64_t>& order, uint64_t state) {
+  for (auto i = static_cast<int64_t>(order.size()) - 1; i > 0; --i) {
     // Unbiased enough for any dataset size (the 128-bit product maps 64 random bits to [0, i]).
     const auto j = static_cast<int64_t>(
         (static_cast<unsigned __int128>(splitmix64(state)) * static_cast<unsigned __int128>(i + 1)) >> 64);
     std::swap(order[i], order[j]);
   }
+}
+
+std::vector<int64_t> seeded_permutation(int64_t size, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(size);
+  std::iota(order.begin(), order.end(), 0);
+  seeded_shuffle(order, mix_seed(seed, static_cast<uint64_t>(epoch), 0x5A4D504C45ULL));
   return order;
+}
+
+std::vector<int64_t> DistributedSampler::permutation(int64_t epoch) const {
+  if (shuffle_) return seeded_permutation(dataset_size_, seed_, epoch);
+  std::vector<int64_t> order(dataset_size_);
+  std::iota(order.begin(), order.end(), 0);
+  return order;
+}
+
+MicroBatchPlan DistributedSampler::micro_batch(int64_t epoch, int64_t batch) const {
+  return {batch_indices(epoch, batch), resolution_, resolution_};
 }
 
 std::vector<int64_t> DistributedSampler::batch_indices(int64_t epoch, int64_t batch) const {

@@ -1,29 +1,68 @@
 #pragma once
-/// Which dataset indices each rank takes in each micro-batch: a seeded per-epoch shuffle, sharded
-/// so that rank r of W takes batch b's slice [(b W + r) B, (b W + r + 1) B) of the permutation.
-/// The union over ranks of one micro-batch step equals one batch of W x B on a single rank, so
-/// results do not depend on how a global batch is spread. Every rank gets the same number of
-/// micro-batches per epoch (the last incomplete global batch is dropped).
+/// Which dataset indices each rank takes in each micro-batch. Two samplers share one interface
+/// (BatchSampler): DistributedSampler deals a seeded per-epoch shuffle of the whole dataset in
+/// squares of data.transforms.resolution; BucketSampler (bucket_sampler.h) deals batches of one
+/// aspect-ratio bucket each. Both shard a global batch of W x B samples so that rank r of W takes
+/// its slice [r B, (r + 1) B): the union over ranks of one micro-batch step equals one batch of
+/// W x B on a single rank, so results do not depend on how a global batch is spread, and every
+/// rank gets the same number of micro-batches per epoch.
 #include <cstdint>
 #include <vector>
 
 namespace sdtrain {
 
-class DistributedSampler {
+/// One micro-batch as a sampler deals it: the dataset indices and the size (pixels) its images
+/// are brought to.
+struct MicroBatchPlan {
+  std::vector<int64_t> indices;
+  int width = 0;
+  int height = 0;
+};
+
+/// The data loader's view of a sampler. Implementations are deterministic functions of their
+/// construction arguments and (epoch, batch), so every rank and every resume deals the same.
+class BatchSampler {
+ public:
+  virtual ~BatchSampler() = default;
+  /// Micro-batches per epoch on each rank (the same every epoch).
+  virtual int64_t batches_per_epoch() const = 0;
+  /// This rank's micro-batch `batch` (0-based) of `epoch`. Not thread-safe (caches the epoch).
+  virtual MicroBatchPlan micro_batch(int64_t epoch, int64_t batch) const = 0;
+  /// How many samples may stand in for a bad sample `index` (its own included), and the
+  /// `attempt`-th of them (attempt 0 is `index` itself): a fixed sequence over the samples that
+  /// fit the same micro-batch, so every run and every rank makes the same choice.
+  virtual int64_t spare_count(int64_t index) const = 0;
+  virtual int64_t spare(int64_t index, int64_t attempt) const = 0;
+};
+
+/// The epoch's permutation of [0, size): a Fisher-Yates shuffle driven by splitmix64(seed,
+/// epoch), not std::shuffle, so it is the same on every platform.
+std::vector<int64_t> seeded_permutation(int64_t size, uint64_t seed, int64_t epoch);
+
+/// Shuffles `order` in place with a Fisher-Yates shuffle driven by splitmix64 from `state`.
+void seeded_shuffle(std::vector<int64_t>& order, uint64_t state);
+
+/// The square sampler: epoch e's seeded permutation dealt in global batches of W x B, rank r
+/// taking batch b's slice [(b W + r) B, (b W + r + 1) B). The last incomplete global batch is
+/// dropped.
+class DistributedSampler final : public BatchSampler {
  public:
   /// Throws ConfigError when `dataset_size` is smaller than one global batch (W x B).
   DistributedSampler(int64_t dataset_size, int64_t batch_size, int rank, int world_size, bool shuffle,
-                     uint64_t seed);
+                     uint64_t seed, int resolution = 0);
 
-  /// Micro-batches per epoch on each rank.
-  int64_t batches_per_epoch() const { return batches_per_epoch_; }
+  int64_t batches_per_epoch() const override { return batches_per_epoch_; }
+  /// batch_indices() at data.transforms.resolution `resolution` (constructor's).
+  MicroBatchPlan micro_batch(int64_t epoch, int64_t batch) const override;
+  /// Any sample: the samples after `index` in dataset order, cyclically.
+  int64_t spare_count(int64_t) const override { return dataset_size_; }
+  int64_t spare(int64_t index, int64_t attempt) const override { return (index + attempt) % dataset_size_; }
 
   /// The indices of this rank's micro-batch `batch` (0-based) of `epoch`. Not thread-safe (it
   /// caches the epoch's permutation).
   std::vector<int64_t> batch_indices(int64_t epoch, int64_t batch) const;
 
-  /// The epoch's permutation (identity when not shuffling). Deterministic across platforms: a
-  /// Fisher-Yates shuffle driven by splitmix64(seed, epoch), not std::shuffle.
+  /// The epoch's permutation: seeded_permutation(size, seed, epoch), identity when not shuffling.
   std::vector<int64_t> permutation(int64_t epoch) const;
 
   int64_t dataset_size() const { return dataset_size_; }
@@ -35,6 +74,7 @@ class DistributedSampler {
   int world_size_;
   bool shuffle_;
   uint64_t seed_;
+  int resolution_;
   int64_t batches_per_epoch_;
   mutable int64_t cached_epoch_ = -1;
   mutable std::vector<int64_t> cached_permutation_;

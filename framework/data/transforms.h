@@ -14,6 +14,7 @@
 
 #include <torch/torch.h>
 
+#include "framework/data/buckets.h"
 #include "framework/data/image_resize.h"
 #include "proto/sdtrain.pb.h"
 #include "sdtrain/image.h"
@@ -24,11 +25,15 @@ namespace sdtrain {
 struct TransformPlan {
   int resized_width = 0;
   int resized_height = 0;
-  /// Top-left corner of the resolution x resolution crop in the resized image.
+  /// Top-left corner of the crop in the resized image (before the flip).
   int crop_x = 0;
   int crop_y = 0;
-  int crop_size = 0;
+  /// The crop's size: resolution x resolution, or the bucket's with data.buckets.
+  int crop_width = 0;
+  int crop_height = 0;
   bool flip = false;
+  /// Planned for an aspect-ratio bucket (plan_bucket_transforms), not for the square.
+  bool bucketed = false;
 };
 
 /// torchvision's Resize(int) output size for a width x height image: (width, height) of the
@@ -40,8 +45,15 @@ std::pair<int, int> resized_size_for_short_side(int width, int height, int short
 /// std::invalid_argument for a non-positive config.resolution().
 TransformPlan plan_transforms(int width, int height, const TransformConfig& config, std::uint64_t seed);
 
-/// A complete, canonical description of `plan` under `config` (resolution, interpolation,
-/// antialias, resized size, crop window, flip): equal descriptions give equal pixels from equal
+/// Plans the transforms for an image assigned to a bucket (data.buckets): resized to
+/// assignment.resized_width x resized_height, cropped to the bucket as config.crop() says (CENTER:
+/// torchvision's centre offsets; RANDOM: uniform over all windows, drawn as plan_transforms
+/// draws), flipped as config.random_flip() says. config.resolution() plays no part.
+TransformPlan plan_bucket_transforms(const BucketAssignment& assignment, const TransformConfig& config,
+                                     std::uint64_t seed);
+
+/// A complete, canonical description of `plan` under `config` (resolution or bucket,
+/// interpolation, antialias, resized size, crop window, flip): equal descriptions give equal pixels from equal
 /// images. Used in cache keys (PixelsOrigin::transform).
 std::string describe_plan(const TransformPlan& plan, const TransformConfig& config);
 
@@ -55,8 +67,8 @@ bool plan_fixed_given_flip(const TransformPlan& plan, const TransformConfig& con
 /// first (to look up caches) and finishes with this.
 torch::Tensor apply_plan_to_tensor(const Image& image, const TransformPlan& plan, const TransformConfig& config);
 
-/// apply_plan_to_tensor() written into `out`, a contiguous float32 CPU tensor [3, R, R]
-/// (R = plan.crop_size; std::invalid_argument otherwise): lets the data loader fill the rows of
+/// apply_plan_to_tensor() written into `out`, a contiguous float32 CPU tensor [3, H, W]
+/// (plan.crop_height, plan.crop_width; std::invalid_argument otherwise): lets the data loader fill the rows of
 /// a batch in place.
 void apply_plan_into(const Image& image, const TransformPlan& plan, const TransformConfig& config,
                      const torch::Tensor& out);

@@ -5,6 +5,7 @@
 #include "framework/checkpoint/checkpoint_folder.h"
 #include "framework/data/data_loader.h"
 #include "framework/io/safetensors_reader.h"
+#include "framework/log/logger.h"
 #include "sdtrain/callback.h"
 #include "sdtrain/errors.h"
 
@@ -75,9 +76,18 @@ void ProgressState::load_state(const CheckpointReader& in) {
   }
 }
 
-int64_t resumed_batch_in_epoch(const SavedDataPosition& saved, int world_size, int batch_size) {
+int64_t resumed_batch_in_epoch(const SavedDataPosition& saved, int world_size, int batch_size, bool bucketed) {
   const int64_t samples = saved.batch_in_epoch * saved.world_size * saved.batch_size;
   const int64_t global_batch = static_cast<int64_t>(world_size) * batch_size;
+  const int64_t saved_global_batch = static_cast<int64_t>(saved.world_size) * saved.batch_size;
+  if (bucketed && samples > 0 && global_batch != saved_global_batch) {
+    throw ConfigError("data.buckets: the checkpoint stopped inside epoch " + std::to_string(saved.epoch) +
+                      ", whose batches were dealt for a global batch of " + std::to_string(saved.world_size) +
+                      " ranks x data.batch_size " + std::to_string(saved.batch_size) + " = " +
+                      std::to_string(saved_global_batch) + "; resume with the same product of ranks and batch size (" +
+                      std::to_string(world_size) + " x " + std::to_string(batch_size) + " = " +
+                      std::to_string(global_batch) + " given), or from a checkpoint at an epoch's end");
+  }
   if (samples % global_batch != 0) {
     throw ConfigError("the checkpoint stopped " + std::to_string(samples) + " samples into epoch " +
                       std::to_string(saved.epoch) + ", inside a global micro-batch of " + std::to_string(world_size) +
@@ -91,6 +101,7 @@ void DataPositionState::save_state(CheckpointWriter& out) {
   out.put_rank({{"epoch", progress_.epoch},
                 {"batch_in_epoch", progress_.batch_in_epoch},
                 {"batch_size", batch_size_},
+                {"bucket_digest", bucket_digest_},
                 {"bad_samples", loader_.bad_sample_keys()},
                 {"note", "rank r of world_size takes micro-batch b's slice b*world_size+r of the epoch's seeded "
                          "permutation; batch_in_epoch micro-batches of epoch are consumed"}});
@@ -127,7 +138,17 @@ void DataPositionState::load_state(const CheckpointReader& in) {
     }
   }
   progress_.epoch = saved.epoch;
-  progress_.batch_in_epoch = resumed_batch_in_epoch(saved, in.world_size(), batch_size_);
+  progress_.batch_in_epoch = resumed_batch_in_epoch(saved, in.world_size(), batch_size_, !bucket_digest_.empty());
+  // Checkpoints from before buckets existed carry no digest: they were not bucketed.
+  const json& own = in.rank_state(0);
+  const std::string saved_digest = own.contains("bucket_digest") ? own.at("bucket_digest").get<std::string>() : "";
+  if (progress_.batch_in_epoch > 0 && saved_digest != bucket_digest_) {
+    SDTRAIN_LOG(WARNING) << "data.buckets: the bucket plan differs from the checkpoint's ("
+                         << (saved_digest.empty() ? "none" : saved_digest.substr(0, 12)) << " then, "
+                         << (bucket_digest_.empty() ? "none" : bucket_digest_.substr(0, 12))
+                         << " now: images, their sizes or the bucket rules changed); the rest of epoch "
+                         << progress_.epoch << " is dealt from the new plan and may repeat or skip samples";
+  }
   loader_.restore_bad_samples(bad_samples);
 }
 

@@ -81,8 +81,10 @@ struct SavedDataPosition {
 /// Where each of `world_size` ranks with micro-batches of `batch_size` resumes in `saved.epoch`:
 /// the micro-batches it skips so that together they continue at the checkpoint's sample (the
 /// sampler deals the epoch's permutation out in global batches of world_size x batch_size).
-/// Throws ConfigError when that sample falls inside a global batch of the new layout.
-int64_t resumed_batch_in_epoch(const SavedDataPosition& saved, int world_size, int batch_size);
+/// Throws ConfigError when that sample falls inside a global batch of the new layout, and, with
+/// `bucketed` (data.buckets, whose epoch plan depends on the global batch), when a checkpoint
+/// taken inside an epoch is resumed with another global batch.
+int64_t resumed_batch_in_epoch(const SavedDataPosition& saved, int world_size, int batch_size, bool bucketed = false);
 
 /// The data position (rank state) into `progress` (epoch, batch_in_epoch) and the loader's bad
 /// samples: on load, every writing rank must stand at the same place (FormatError naming the rank
@@ -90,8 +92,11 @@ int64_t resumed_batch_in_epoch(const SavedDataPosition& saved, int world_size, i
 /// of every rank's (a rank's limit then counts what any rank had met: never fewer).
 class DataPositionState final : public Stateful {
  public:
-  DataPositionState(TrainProgress& progress, DataLoader& loader, int batch_size)
-      : progress_(progress), loader_(loader), batch_size_(batch_size) {}
+  /// `bucket_digest`: bucket_plan_digest() of the run's bucket plan, "" without data.buckets. A
+  /// checkpoint inside an epoch whose digest differs (the images or the bucket rules changed) is
+  /// resumed with a warning: the rest of the epoch is dealt from the new plan.
+  DataPositionState(TrainProgress& progress, DataLoader& loader, int batch_size, std::string bucket_digest = "")
+      : progress_(progress), loader_(loader), batch_size_(batch_size), bucket_digest_(std::move(bucket_digest)) {}
   void save_state(CheckpointWriter& out) override;
   void load_state(const CheckpointReader& in) override;
 
@@ -99,6 +104,7 @@ class DataPositionState final : public Stateful {
   TrainProgress& progress_;
   DataLoader& loader_;
   int batch_size_;
+  std::string bucket_digest_;
 };
 
 /// A callback's own state (Callback::on_save_checkpoint / on_load_checkpoint, any bytes that are

@@ -4,7 +4,9 @@
 #include <filesystem>
 
 #include "framework/data/subset_dataset.h"
+#include "framework/data/bucket_plan.h"
 #include "framework/dist/device_choice.h"
+#include "framework/io/atomic_file.h"
 #include "framework/dist/gradient_sync.h"
 #include "framework/dist/parameter_check.h"
 #include "framework/log/logger.h"
@@ -156,7 +158,31 @@ void Trainer::build_data_loader() {
   data.pixel_cache = model_->pixel_cache();  // cached samples are not decoded (model.h)
   data.prior_dataset = class_set_;
   data.prior_loss_weight = config_.data().prior_preservation().loss_weight();
+  if (config_.data().has_buckets()) plan_buckets_into(data);
   loader_ = std::make_unique<DataLoader>(train_set_, data);
+}
+
+void Trainer::plan_buckets_into(DataLoaderOptions& data) {
+  if (class_set_) {
+    throw ConfigError("data.buckets: not combined with data.prior_preservation (a micro-batch holds one bucket, and "
+                      "class images would need the instances' buckets)");
+  }
+  const DataConfig& config = config_.data();
+  auto table = std::make_shared<const BucketTable>(config.buckets(), config.transforms().resolution());
+  // Every rank reads the sizes of its share of the images; an allreduce gives all of them.
+  auto plan = std::make_shared<const BucketPlan>(plan_buckets(
+      *train_set_, *table, config.bad_data().max_image_pixels(), config.num_workers(), rank_info_.rank,
+      rank_info_.world_size, [this](torch::Tensor& sizes) { communicator_.allreduce_sum(sizes); }));
+  const int64_t global_batch = static_cast<int64_t>(rank_info_.world_size) * config.batch_size();
+  SDTRAIN_LOG(INFO) << format_bucket_report(*plan, global_batch);
+  if (rank_info_.rank == 0 && !config.buckets().report_csv().empty()) {
+    const std::string path = (fs::path(output_dir_) / config.buckets().report_csv()).string();
+    write_file_atomic(path, bucket_report_csv(*plan, global_batch));
+    SDTRAIN_LOG(INFO) << "bucket report written to " << path;
+  }
+  bucket_digest_ = bucket_plan_digest(*plan);
+  data.bucket_table = std::move(table);
+  data.bucket_plan = std::move(plan);
 }
 
 void Trainer::check_export_folder() {
@@ -182,7 +208,7 @@ void Trainer::register_checkpoint_parts() {
   add(kRunRecordPart, std::make_unique<RunRecordState>(config_to_text(config_),
                                                        fs::absolute(base_dir_).lexically_normal().string()));
   add("progress", std::make_unique<ProgressState>(progress_, loss_history_));
-  add("data", std::make_unique<DataPositionState>(progress_, *loader_, config_.data().batch_size()));
+  add("data", std::make_unique<DataPositionState>(progress_, *loader_, config_.data().batch_size(), bucket_digest_));
   // Before the weights: a checkpoint of adapters for another base is refused by name, not by shape.
   add("model_identity", std::make_unique<ModelIdentityState>(model_->checkpoint_identity()));
   add("model", std::make_unique<FlatTensorState>(*flat_, flat_->values(), kCheckpointWeightsFile));

@@ -88,6 +88,9 @@ class Trainer : public TrainerHandle {
  private:
   void build_plugins();
   void build_data_loader();
+  /// data.buckets: reads the image sizes (split over the ranks), logs the bucket report, writes
+  /// its CSV (rank 0) and puts the bucket rules and plan into `data`.
+  void plan_buckets_into(DataLoaderOptions& data);
   void check_export_folder();
   void register_checkpoint_parts();
   void resume_if_asked();
@@ -114,6 +117,7 @@ class Trainer : public TrainerHandle {
   std::shared_ptr<const Dataset> class_set_;  ///< data.prior_preservation's class images, or null
   std::vector<std::string> validation_prompts_;
   std::unique_ptr<DataLoader> loader_;
+  std::string bucket_digest_;  ///< bucket_plan_digest() with data.buckets, else ""
   std::unique_ptr<LrSchedule> lr_schedule_;
   std::vector<std::unique_ptr<Callback>> callbacks_;
   std::unique_ptr<FlatParameters> flat_;

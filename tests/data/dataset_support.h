@@ -8,6 +8,7 @@
 #include "plugins/datasets/datasets.pb.h"
 #include "sdtrain/dataset.h"
 #include "sdtrain/errors.h"
+#include "tests/common/test_images.h"
 
 namespace sdtrain::testing {
 

@@ -24,7 +24,7 @@ using testing::fixture_manifest;
 // Resize + crop + flip of `plan` applied to `image` (8-bit, 1-4 channels), as 8-bit pixels.
 Image apply_plan(const Image& image, const TransformPlan& plan, const TransformConfig& config) {
   Image out = resize_window(image, plan.resized_width, plan.resized_height, resample_filter(config.interpolation()),
-                            config.antialias(), {plan.crop_x, plan.crop_y, plan.crop_size, plan.crop_size});
+                            config.antialias(), {plan.crop_x, plan.crop_y, plan.crop_width, plan.crop_height});
   if (plan.flip) {
     const int C = out.channels;
     for (int y = 0; y < out.height; ++y) {

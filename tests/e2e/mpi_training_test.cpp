@@ -15,6 +15,7 @@
 #include "framework/util/file_util.h"
 #include "plugins/schedulers/lr/lr_schedules.pb.h"
 #include "tests/common/test_env.h"
+#include "tests/common/test_images.h"
 
 namespace sdtrain {
 namespace {
@@ -286,6 +287,80 @@ TEST(MpiTraining, ValidationLossIsTheSameAtWorldSizeOneAndTwo) {
   ASSERT_EQ(one.size(), 1u);
   EXPECT_EQ(one, two) << "bitwise the same value (17 significant digits)";
   EXPECT_GT(std::stod(one[0]), 0.0);
+}
+
+/// An image folder of 10 images in three aspect-ratio buckets of area 128^2 (6 square, 3 of
+/// aspect 3, 1 of aspect 1/3), captioned alike; returns its path.
+fs::path bucket_images(const fs::path& dir) {
+  const std::vector<std::pair<int, int>> sizes = {{40, 40}, {40, 40}, {200, 200}, {200, 200}, {128, 128},
+                                                  {128, 128}, {96, 32}, {384, 128}, {192, 64}, {30, 90}};
+  fs::create_directories(dir);
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    testing::write_test_png((dir / ("img" + std::to_string(i) + ".png")).string(), sizes[i].first, sizes[i].second,
+                            static_cast<int>(i));
+  }
+  return dir;
+}
+
+/// Trains on bucket_images with data.buckets (6 steps, checkpoints every 3); returns the exit
+/// code, the output in *output.
+int train_buckets(const fs::path& dir, const fs::path& images, int ranks, int batch, int accumulation, int steps,
+                  std::string* output, const std::string& flags = "") {
+  const std::string config = test::write_text(
+      dir / "cfg.pbtxt",
+      "plugin_libraries: \"" + test::library("sdtrain_test_plugins").string() + "\"\n" +
+          "run { output_dir: \"out\" seed: 11 max_steps: " + std::to_string(steps) +
+          " checkpoint_every_n_steps: 3 val_every_n_epochs: 0 resume: \"auto\" }\n"
+          "model { type: \"test_tiny_denoiser\" }\n"
+          "data { train { type: \"image_folder\" options { [type.googleapis.com/sdtrain.ImageFolderOptions] { root: \"" +
+          images.string() + "\" caption: \"a picture\" } } }\n"
+          "  batch_size: " + std::to_string(batch) + " num_workers: 1 transforms { resolution: 128 }\n"
+          "  buckets { min_side: 64 max_side: 256 } }\n"
+          "optimizer { base_learning_rate: 0.01 }\n"
+          "gradient_accumulation_steps: " + std::to_string(accumulation) + "\n");
+  return test::run_command(mpirun(ranks) + " " + (test::binary_dir() / "bin" / "sdtrain").string() + " --config " +
+                               config + " " + flags, output);
+}
+
+// Buckets: 2 ranks x 2 train as 1 rank x 4 (the same global batches); a checkpoint inside an epoch
+// resumes at another world size with the same global batch and equals the straight run, and is
+// refused with another global batch; the bucket report is logged, written as CSV and printed by
+// --dry-run-data.
+TEST(MpiTraining, BucketsTwoRanksEqualOneRankAndResumeWithTheSameGlobalBatch) {
+  const fs::path dir = test::scratch_dir();
+  const fs::path images = bucket_images(dir / "images");
+  std::string output;
+  ASSERT_EQ(train_buckets(dir / "two_ranks", images, 2, 2, 1, 6, &output), 0) << output;
+  const fs::path straight = test::checkpoint_dir(dir / "two_ranks" / "out", 6) / "model.safetensors";
+  ASSERT_EQ(train_buckets(dir / "one_rank", images, 1, 4, 1, 6, &output), 0) << output;
+  expect_same_weights(straight, test::checkpoint_dir(dir / "one_rank" / "out", 6) / "model.safetensors");
+  const std::string csv = read_text(dir / "two_ranks" / "out" / "buckets.csv");
+  EXPECT_EQ(csv,
+            "width,height,aspect,images,upscaled,downscaled,global_batches,padding,below_global_batch\n"
+            "64,192,0.333333,1,1,0,1,3,1\n"
+            "128,128,1.000000,6,2,2,2,2,0\n"
+            "192,64,3.000000,3,1,1,1,1,1\n");
+  EXPECT_NE(read_text(dir / "two_ranks" / "out" / "logs" / "rank-00000.log")
+                .find("buckets: 3 in use, 10 images in 4 global batches of 4 per epoch"),
+            std::string::npos);
+
+  // Step 3 is 3 of the epoch's 4 global batches: inside the epoch.
+  ASSERT_EQ(train_buckets(dir / "resumed", images, 2, 2, 1, 3, &output), 0) << output;
+  fs::copy(dir / "resumed", dir / "refused", fs::copy_options::recursive);
+  ASSERT_EQ(train_buckets(dir / "resumed", images, 1, 4, 1, 6, &output), 0) << output;
+  expect_same_weights(test::checkpoint_dir(dir / "resumed" / "out", 6) / "model.safetensors", straight);
+  EXPECT_EQ(train_buckets(dir / "refused", images, 1, 2, 2, 6, &output), 2) << output;
+  EXPECT_NE(output.find("data.buckets: the checkpoint stopped inside epoch 0, whose batches were dealt for a global "
+                        "batch of 2 ranks x data.batch_size 2 = 4; resume with the same product"),
+            std::string::npos)
+      << output;
+
+  ASSERT_EQ(train_buckets(dir / "dry", images, 1, 2, 1, 6, &output, "--dry-run-data --world-size 2"), 0) << output;
+  EXPECT_NE(output.find("data.train: 10 samples; global batch 2 ranks x 2 = 4"), std::string::npos) << output;
+  EXPECT_NE(output.find("buckets: 3 in use, 10 images in 4 global batches of 4 per epoch"), std::string::npos)
+      << output;
+  EXPECT_EQ(read_text(dir / "dry" / "out" / "buckets.csv"), csv);
+  EXPECT_FALSE(fs::exists(dir / "dry" / "out" / "checkpoints")) << "a dry run trains nothing";
 }
 
 TEST(MpiTraining, AFailingRankEndsTheJobWithTheReason) {

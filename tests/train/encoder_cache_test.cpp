@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 
+#include "framework/data/bucket_plan.h"
 #include "framework/data/data_loader.h"
 #include "framework/data/image_codec.h"
 #include "framework/data/tensor_cache.h"
@@ -38,24 +39,6 @@ namespace fs = std::filesystem;
 using testing::kTinySd;
 using testing::make_tiny_model;
 
-/// Writes a size_w x size_h PNG whose colours depend on `variant`.
-void write_image(const fs::path& path, int width, int height, int variant) {
-  Image image;
-  image.width = width;
-  image.height = height;
-  image.channels = 3;
-  image.pixels.resize(static_cast<std::size_t>(width) * height * 3);
-  for (int y = 0; y < height; ++y) {
-    for (int x = 0; x < width; ++x) {
-      uint8_t* p = &image.pixels[(static_cast<std::size_t>(y) * width + x) * 3];
-      p[0] = static_cast<uint8_t>((x * 16 + variant * 70) % 256);  // left-right asymmetric: flips matter
-      p[1] = static_cast<uint8_t>((y * 13 + variant * 40) % 256);
-      p[2] = static_cast<uint8_t>((x * y + variant * 90) % 256);
-    }
-  }
-  write_png_file(path.string(), image);
-}
-
 /// An image folder of `count` images (captions alternate between two strings).
 fs::path make_folder(const fs::path& dir, int count, int width = 16, int height = 16) {
   fs::create_directories(dir);
@@ -63,7 +46,7 @@ fs::path make_folder(const fs::path& dir, int count, int width = 16, int height 
   csv << "file_name,text\n";
   for (int i = 0; i < count; ++i) {
     const std::string name = "img" + std::to_string(i) + ".png";
-    write_image(dir / name, width, height, i);
+    testing::write_test_png((dir / name).string(), width, height, i);
     csv << name << "," << (i % 2 == 0 ? "a red square" : "a blue square") << "\n";
   }
   return dir;
@@ -188,6 +171,61 @@ TEST(EncoderCache, CachedTrainingStepsEqualUncachedOnes) {
             << max_grad_difference << "\n";
 }
 
+// Aspect-ratio buckets: non-square micro-batches train, and a bucketed image whose crop has no
+// choice of window is cached with its bucket in the key; cached and uncached losses agree.
+TEST(EncoderCache, BucketedLatentsAreCachedAndEqualUncached) {
+  const fs::path dir = test::scratch_dir();
+  const fs::path data = dir / "data";
+  fs::create_directories(data);
+  {
+    std::ofstream csv(data / "metadata.csv");
+    csv << "file_name,text\n";
+    for (int i = 0; i < 4; ++i) {
+      const std::string name = "img" + std::to_string(i) + ".png";
+      // Aspect 3 and 1/3: buckets 192x64 and 64x192, reached by an exact 4x scale (no crop choice).
+      testing::write_test_png((data / name).string(), i < 2 ? 48 : 16, i < 2 ? 16 : 48, i);
+      csv << name << "," << (i % 2 == 0 ? "a red square" : "a blue square") << "\n";
+    }
+  }
+  auto dataset = open_folder(data);
+  BucketConfig buckets;
+  buckets.set_min_side(64);
+  buckets.set_max_side(256);
+  auto table = std::make_shared<const BucketTable>(buckets, 128);
+  auto plan = std::make_shared<const BucketPlan>(plan_buckets(*dataset, *table, 1 << 20, 0, 0, 1, nullptr));
+  auto plain = make_tiny_model("");
+  auto cached = make_tiny_model("cache { latents: true }");
+  DataLoaderOptions plain_options = loader_options(nullptr, true, 128);
+  DataLoaderOptions cached_options = loader_options(cached.get(), true, 128);
+  for (auto* options : {&plain_options, &cached_options}) {
+    options->bucket_table = table;
+    options->bucket_plan = plan;
+  }
+  DataLoader plain_loader(dataset, plain_options);
+  DataLoader cached_loader(dataset, cached_options);
+  std::set<std::vector<int64_t>> shapes;
+  for (int64_t epoch = 0; epoch < 6; ++epoch) {
+    plain_loader.seek(epoch, 0);
+    cached_loader.seek(epoch, 0);
+    while (auto a = plain_loader.next()) {
+      auto b = cached_loader.next();
+      ASSERT_TRUE(b.has_value());
+      shapes.insert(a->pixels.sizes().vec());
+      for (const PixelsOrigin& origin : b->origins) {
+        EXPECT_TRUE(origin.deterministic) << origin.transform;
+        EXPECT_NE(origin.transform.find("bucket="), std::string::npos) << origin.transform;
+      }
+      const double loss_a = plain->training_loss(*a).item<double>();
+      const double loss_b = cached->training_loss(*b).item<double>();
+      EXPECT_TRUE(std::isfinite(loss_a));
+      EXPECT_NEAR(loss_a, loss_b, 1e-5 * std::abs(loss_a)) << "epoch " << epoch;
+    }
+  }
+  EXPECT_EQ(shapes, (std::set<std::vector<int64_t>>{{2, 3, 64, 192}, {2, 3, 192, 64}}));
+  EXPECT_GT(cached->cache_counts().latent_hits, 0);
+  EXPECT_LE(cached->cache_counts().latent_misses, 8) << "at most one encoding per (image, flip)";
+}
+
 TEST(EncoderCache, LatentsAreCachedPerFlipAndCachedImagesAreNotDecoded) {
   const fs::path dir = test::scratch_dir();
   auto dataset = open_folder(make_folder(dir / "data", 2));
@@ -267,7 +305,7 @@ TEST(EncoderCache, DiskCacheSurvivesANewModelAndIsInvalidatedByChanges) {
   }
   {
     // A changed image file (same name, same size) is a new entry; the others still hit.
-    write_image(data / "img1.png", 16, 16, 7);
+    testing::write_test_png((data / "img1.png").string(), 16, 16, 7);
     auto model = make_tiny_model(disk, 3, dir);
     DataLoader loader(open_folder(data), loader_options(model.get(), false));
     run_epoch(*model, loader, 0);

@@ -13,7 +13,9 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-FIELD = re.compile(r"^(optional|repeated|required)?\s*([\w.]+)\s+(\w+)\s*=\s*\d+\s*(\[default\s*=\s*(.*?)\])?\s*;")
+FIELD = re.compile(r"^(optional|repeated|required)?\s*([\w.]+)\s+(\w+)\s*=\s*\d+\s*(\[(.*)\])?\s*;")
+# The default among a field's options ("[default = 4]", "[(presence_matters) = true]", both).
+DEFAULT = re.compile(r"(?:^|,)\s*default\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^,]+?)\s*(?:,|$)")
 
 
 def parse(path):
@@ -40,7 +42,9 @@ def parse(path):
             continue
         match = FIELD.match(line)
         if match and stack and stack[-1][1] == "message":
-            label, ftype, name, _, default = match.groups()
+            label, ftype, name, _, options = match.groups()
+            found = DEFAULT.search(options or "")
+            default = found.group(1) if found else ""
             trailing = raw.split("//", 1)[1].strip() if "//" in raw else ""
             doc = " ".join(comment + ([trailing] if trailing else []))
             owner = ".".join(m[0] for m in stack if m[1] == "message")

@@ -17,6 +17,7 @@
 #include "framework/train/run_training.h"
 #include "framework/util/fault_points.h"
 #include "plugins/builtin_plugins.h"
+#include "tools/sdtrain/dry_run_data.h"
 #include "sdtrain/callback.h"
 #include "sdtrain/dataset.h"
 #include "sdtrain/errors.h"
@@ -69,6 +70,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> plugins;
   std::string resume;
   std::vector<std::string> faults;
+  int world_size = 1;
   options.add_options()
       ("help,h", "print this help and exit")
       ("version", "print the version and exit")
@@ -86,6 +88,10 @@ int main(int argc, char** argv) {
        "checkpoint.after_parts_write:4=crash (repeatable; added to the rules of the\n"
        "SDTRAIN_FAULTS variable; see docs/fault-injection.md)")
       ("print-config", "print the effective config (file + overrides + defaults) and exit")
+      ("dry-run-data", "read the training set's image sizes, print the sample count and, with\n"
+       "data.buckets, the bucket report (and write its CSV), then exit without training")
+      ("world-size", po::value(&world_size)->value_name("N"),
+       "with --dry-run-data: the ranks the run will have, for the global batch (default 1)")
       ("list-plugins", "print every registered plugin type per family and exit");
 
   po::variables_map vm;
@@ -119,6 +125,10 @@ int main(int argc, char** argv) {
     sdtrain::LoadedConfig loaded = sdtrain::load_train_config(config_path, overrides, plugins);
     if (vm.count("print-config")) {
       std::cout << sdtrain::config_to_text(loaded.config);
+      return 0;
+    }
+    if (vm.count("dry-run-data")) {
+      sdtrain::dry_run_data(loaded, world_size, std::cout);
       return 0;
     }
     return sdtrain::run_training(loaded);
