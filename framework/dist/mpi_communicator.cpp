@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "framework/dist/communicator.h"
+#include "framework/dist/flight_recorder.h"
 #include "framework/util/fault_points.h"
 
 namespace sdtrain {
@@ -52,11 +53,15 @@ class MpiCommunicator : public Communicator {
 
   std::unique_ptr<PendingCollective> allreduce_async(const torch::Tensor& tensor, ReduceOp op) override {
     check_cpu(tensor, "allreduce");
-    const long long sequence = enter();
-    // World size 1: already complete (the average of one rank is its own tensor).
-    if (info_.world_size == 1) return std::make_unique<MpiPending>(*this, std::string());
-    auto pending = std::make_unique<MpiPending>(*this, "allreduce of " + std::to_string(tensor.numel()) + " elements");
+    const std::string what = "allreduce of " + std::to_string(tensor.numel()) + " elements";
+    const long long sequence = enter(what);
+    auto pending = std::make_unique<MpiPending>(*this, what);
     pending->sequence = sequence;
+    // World size 1: already complete (the average of one rank is its own tensor).
+    if (info_.world_size == 1) {
+      completed(sequence);
+      return pending;
+    }
     if (op == ReduceOp::kAverage) pending->average_over = tensor;
     MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()), mpi_type(tensor), MPI_SUM,
                    MPI_COMM_WORLD, &pending->request);
@@ -65,9 +70,10 @@ class MpiCommunicator : public Communicator {
 
   void broadcast(torch::Tensor& tensor, int root) override {
     check_cpu(tensor, "broadcast");
-    const long long sequence = enter();
-    if (info_.world_size == 1) return;
-    const std::string what = "broadcast from rank " + std::to_string(root);
+    const std::string what = "broadcast of " + std::to_string(tensor.numel()) + " elements from rank " +
+                             std::to_string(root);
+    const long long sequence = enter(what);
+    if (info_.world_size == 1) return completed(sequence);
     MPI_Request request;
     MPI_Ibcast(tensor.data_ptr(), static_cast<int>(tensor.numel()), mpi_type(tensor), root, MPI_COMM_WORLD,
                &request);
@@ -88,8 +94,8 @@ class MpiCommunicator : public Communicator {
   }
 
   void barrier_with(double timeout_s, const std::string& what, const std::string& setting) {
-    const long long sequence = enter();
-    if (info_.world_size == 1) return;
+    const long long sequence = enter(what);
+    if (info_.world_size == 1) return completed(sequence);
     MPI_Request request;
     MPI_Ibarrier(MPI_COMM_WORLD, &request);
     wait(request, sequence, what, timeout_s, setting);
@@ -104,6 +110,7 @@ class MpiCommunicator : public Communicator {
       if (request == MPI_REQUEST_NULL) return true;
       int done = 0;
       MPI_Test(&request, &done, MPI_STATUS_IGNORE);  // sets request to MPI_REQUEST_NULL when done
+      if (done) communicator.completed(sequence);
       return done != 0;
     }
     void wait() override {
@@ -123,12 +130,20 @@ class MpiCommunicator : public Communicator {
     torch::Tensor average_over;  // the tensor to divide by the world size once complete, if any
   };
 
-  /// Counts collectives (every rank issues the same sequence, at any world size) and passes the
-  /// collective.before fault point; returns this collective's sequence number.
-  long long enter() {
+  /// Counts collectives (every rank issues the same sequence, at any world size), records them in
+  /// the flight recorder and passes the collective.before fault point; returns this collective's
+  /// sequence number. With faults kOff the outer communicator counts and records instead.
+  long long enter(const std::string& what) {
     ++sequence_;
-    if (faults_ == CollectiveFaultPoints::kOn) fault_point(FaultPoint::kCollectiveBefore, sequence_);
+    if (faults_ == CollectiveFaultPoints::kOn) {
+      fault_point(FaultPoint::kCollectiveBefore, sequence_);
+      FlightRecorder::instance().entered(sequence_, what);
+    }
     return sequence_;
+  }
+
+  void completed(long long sequence) {
+    if (faults_ == CollectiveFaultPoints::kOn) FlightRecorder::instance().completed(sequence);
   }
 
   /// Polls `request` (collective number `sequence`) until done or `timeout_s` passed.
@@ -138,7 +153,7 @@ class MpiCommunicator : public Communicator {
     int done = 0;
     for (int spins = 0;; ++spins) {
       MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-      if (done) return;
+      if (done) return completed(sequence);
       if (seconds_since(start) > timeout_s) timed_out(sequence, what, timeout_s, setting);
       // Spin briefly for latency, then back off so a waiting rank does not burn a core.
       if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -177,6 +192,9 @@ class MpiCommunicator : public Communicator {
       if (!arrived[peer]) missing += (missing.empty() ? "" : ", ") + std::to_string(peer);
       if (arrived[peer] && lowest_arrived == info_.world_size) lowest_arrived = peer;
     }
+    // Where every rank stands, from the files their flight recorders publish (a rank that hangs
+    // outside MPI cannot answer above, but its recorder's thread still writes).
+    const std::string recorder = FlightRecorder::instance().hang_report(info_.world_size);
     // One message for the job: the lowest waiting rank aborts first; the others only if it could not.
     if (info_.rank != lowest_arrived) std::this_thread::sleep_for(std::chrono::duration<double>(grace_s));
     ProcessGroup::abort_job(
@@ -184,7 +202,7 @@ class MpiCommunicator : public Communicator {
         ") did not complete within " + setting + "=" + std::to_string(timeout_s) + " s; " +
         (missing.empty() ? std::string("every rank reached it, so the backend itself is stuck")
                          : "rank(s) " + missing + " never reached it (hung or dead)") +
-        ". Aborting the job.");
+        (recorder.empty() ? "" : ". " + recorder) + ". Aborting the job.");
   }
 
   RankInfo info_;

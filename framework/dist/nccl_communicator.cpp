@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "framework/dist/flight_recorder.h"
 #include "framework/util/fault_points.h"
 
 namespace sdtrain {
@@ -59,8 +60,11 @@ class NcclCommunicator : public Communicator {
   std::string backend() const override { return "nccl"; }
 
   void allreduce_sum(torch::Tensor& tensor) override {
-    enter();
-    if (tensor.device().is_cpu()) return host_->allreduce_sum(tensor);
+    const long long sequence = enter(describe("allreduce", tensor));
+    if (tensor.device().is_cpu()) {
+      host_->allreduce_sum(tensor);
+      return FlightRecorder::instance().completed(sequence);
+    }
     check_tensor(tensor, "allreduce");
     const ncclDataType_t type = nccl_type(tensor.scalar_type());
     const std::string what = describe("allreduce", tensor);
@@ -68,14 +72,18 @@ class NcclCommunicator : public Communicator {
       return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()), type, ncclSum,
                            comm_, stream_);
     });
+    FlightRecorder::instance().completed(sequence);
   }
 
   std::unique_ptr<PendingCollective> allreduce_async(const torch::Tensor& tensor, ReduceOp op) override {
-    enter();
-    if (tensor.device().is_cpu()) return host_->allreduce_async(tensor, op);
+    const long long sequence = enter(describe("allreduce", tensor));
+    if (tensor.device().is_cpu()) {
+      return std::make_unique<RecordedPending>(host_->allreduce_async(tensor, op), sequence);
+    }
     check_tensor(tensor, "allreduce");
     const ncclDataType_t type = nccl_type(tensor.scalar_type());
     auto pending = std::make_unique<NcclPending>(*this, describe("allreduce", tensor));
+    pending->sequence = sequence;
     c10::cuda::CUDAGuard guard(device_);
     enqueue(pending->what, timeout_s_, [&] {
       return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()), type,
@@ -87,17 +95,21 @@ class NcclCommunicator : public Communicator {
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
-    enter();
-    if (tensor.device().is_cpu()) return host_->broadcast(tensor, root);
+    const std::string what = describe("broadcast", tensor) + " from rank " + std::to_string(root);
+    const long long sequence = enter(what);
+    if (tensor.device().is_cpu()) {
+      host_->broadcast(tensor, root);
+      return FlightRecorder::instance().completed(sequence);
+    }
     check_tensor(tensor, "broadcast");
     TORCH_CHECK(root >= 0 && root < info_.world_size, "NCCL communicator: broadcast root ", root,
                 " outside 0..", info_.world_size - 1);
     const ncclDataType_t type = nccl_type(tensor.scalar_type());
-    const std::string what = describe("broadcast", tensor) + " from rank " + std::to_string(root);
     run(what, [&] {
       return ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()), type, root,
                            comm_, stream_);
     });
+    FlightRecorder::instance().completed(sequence);
   }
 
   /// A one-element NCCL allreduce awaited on the host: it completes on a rank only once every
@@ -107,7 +119,7 @@ class NcclCommunicator : public Communicator {
   /// A barrier with its own timeout, for fences around work whose length differs between ranks;
   /// `purpose` names it in the timeout message.
   void barrier(double timeout_s, const std::string& purpose) override {
-    enter();
+    const long long sequence = enter(purpose);
     run(
         purpose,
         [&] {
@@ -115,12 +127,36 @@ class NcclCommunicator : public Communicator {
                                comm_, stream_);
         },
         timeout_s);
+    FlightRecorder::instance().completed(sequence);
   }
 
  private:
   /// Counts the collectives of this communicator, on CUDA and CPU tensors alike (the host
-  /// communicator does not count), and passes the collective.before fault point.
-  void enter() { fault_point(FaultPoint::kCollectiveBefore, ++sequence_); }
+  /// communicator does not count), passes the collective.before fault point and records the
+  /// collective in the flight recorder; returns its sequence number.
+  long long enter(const std::string& what) {
+    fault_point(FaultPoint::kCollectiveBefore, ++sequence_);
+    FlightRecorder::instance().entered(sequence_, what);
+    return sequence_;
+  }
+
+  /// A host (MPI) collective of this communicator's numbering: marks it completed in the flight
+  /// recorder once the host communicator says so.
+  struct RecordedPending : PendingCollective {
+    RecordedPending(std::unique_ptr<PendingCollective> inner, long long sequence)
+        : inner(std::move(inner)), sequence(sequence) {}
+    bool test() override {
+      const bool done = inner->test();
+      if (done) FlightRecorder::instance().completed(sequence);
+      return done;
+    }
+    void wait() override {
+      inner->wait();
+      FlightRecorder::instance().completed(sequence);
+    }
+    std::unique_ptr<PendingCollective> inner;
+    long long sequence;
+  };
 
   void init() {
     c10::cuda::CUDAGuard guard(device_);
@@ -229,7 +265,11 @@ class NcclCommunicator : public Communicator {
     ~NcclPending() override {
       if (done != nullptr) cudaEventDestroy(done);
     }
-    bool test() override { return waited || cudaEventQuery(done) == cudaSuccess; }
+    bool test() override {
+      const bool done_now = waited || cudaEventQuery(done) == cudaSuccess;
+      if (done_now) FlightRecorder::instance().completed(sequence);
+      return done_now;
+    }
     void wait() override {
       if (waited) return;
       c10::cuda::CUDAGuard guard(communicator.device_);
@@ -237,9 +277,11 @@ class NcclCommunicator : public Communicator {
       const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(communicator.device_.index()).stream();
       check_cuda(cudaStreamWaitEvent(compute, done, 0), "cudaStreamWaitEvent");
       waited = true;
+      FlightRecorder::instance().completed(sequence);
     }
     NcclCommunicator& communicator;
     std::string what;
+    long long sequence = 0;
     cudaEvent_t done = nullptr;
     bool waited = false;
   };
@@ -282,10 +324,12 @@ class NcclCommunicator : public Communicator {
     abort_communicator();
     std::ostringstream seconds;
     seconds << timeout_s;
-    ProcessGroup::abort_job("sdtrain: rank " + std::to_string(info_.rank) + ": NCCL " + what +
-                            " did not complete within " +
+    // The flight recorders' files say which rank is behind: the stuck NCCL communicator cannot.
+    const std::string recorder = FlightRecorder::instance().hang_report(info_.world_size);
+    ProcessGroup::abort_job("sdtrain: rank " + std::to_string(info_.rank) + ": NCCL " + what + " did not complete within " +
                             (timeout_s == timeout_s_ ? "distributed.collective_timeout_s=" : "its timeout of ") +
-                            seconds.str() + " s; another rank has died or hung. Aborting the job.");
+                            seconds.str() + " s; another rank has died or hung" +
+                            (recorder.empty() ? "" : ". " + recorder) + ". Aborting the job.");
   }
 
   [[noreturn]] void fail(const std::string& what, const std::string& reason) {

@@ -6,6 +6,7 @@
 #include "framework/data/subset_dataset.h"
 #include "framework/data/bucket_plan.h"
 #include "framework/dist/device_choice.h"
+#include "framework/dist/flight_recorder.h"
 #include "framework/io/atomic_file.h"
 #include "framework/dist/gradient_sync.h"
 #include "framework/dist/parameter_check.h"
@@ -54,6 +55,8 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
   output_dir_ = fs::absolute(resolve_config_path(base_dir_, config_.run().output_dir())).string();
   if (rank_info_.rank == 0) fs::create_directories(output_dir_);
   communicator_.barrier();
+  // From here a hang names the rank behind (flight_recorder.h); the files need the shared folder.
+  FlightRecorder::instance().publish_to((fs::path(output_dir_) / "flight_recorder").string(), rank_info_.rank);
 
   build_plugins();
   build_data_loader();
@@ -87,7 +90,11 @@ Trainer::Trainer(const LoadedConfig& loaded, const RankInfo& rank_info, Communic
   }
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  // An ended run (finished, or failed with an exception) leaves no record behind; an aborted or
+  // killed process does.
+  FlightRecorder::instance().stop_publishing(/*remove_file=*/true);
+}
 
 void Trainer::build_plugins() {
   PluginContext context;

@@ -332,6 +332,13 @@ TEST(Resilience, AHungRankEndsTheJobWithinTheTimeoutNamingRankAndCollective) {
   EXPECT_NE(output.find("sdtrain: rank 0: collective #8 ("), std::string::npos) << output;
   EXPECT_NE(output.find("did not complete within distributed.collective_timeout_s=3"), std::string::npos) << output;
   EXPECT_NE(output.find("rank(s) 1 never reached it (hung or dead)"), std::string::npos) << output;
+  // The stalled rank cannot answer over MPI, but its flight recorder's thread published where it
+  // stands: behind, at its 7th collective, completed.
+  EXPECT_NE(output.find("flight recorder: rank 1 is behind at collective #7 ("), std::string::npos) << output;
+  EXPECT_NE(output.find("nothing entered since); rank(s) 0 entered collective #8"), std::string::npos) << output;
+  const fs::path records = dir / "out" / "flight_recorder";
+  EXPECT_TRUE(fs::exists(records / "rank-00000.json") && fs::exists(records / "rank-00001.json"))
+      << "an aborted job leaves its records";
 }
 
 TEST(Resilience, RanksTheLauncherStartedButMpiDoesNotSeeAreRefused) {
