@@ -12,8 +12,10 @@
 
 namespace sdtrain {
 
-/// Copies (to CPU, float32 as held) of every parameter and buffer of the UNet, the autoencoder
-/// (must exist) and the text encoder, keyed by their diffusers names. `source_configs` are the
+/// Every parameter and buffer of the UNet, the autoencoder (must exist) and the text encoder on
+/// the CPU (dtypes as held), keyed by their diffusers names: the module's own tensors where they
+/// are CPU and contiguous (no copy: writing them out must not hold the model twice), copies
+/// otherwise. They may therefore share storage with the networks: write them, do not modify them. `source_configs` are the
 /// config.json texts of the weights the model was loaded from (may be empty): kept as the base
 /// of each component's config, with the option-defined fields set from `options`; components
 /// without one start from the shape-inferred config. `tokenizer_dir` (may be empty) is the

@@ -93,7 +93,7 @@ void StableDiffusionModel::load_weights(const std::string& path) {
   if (options_.ema_from_weights() && !weights.unet_ema.empty()) {
     ema_start_ = std::move(weights.unet_ema);
     const auto updates = weights.extras.find("model_ema.num_updates");
-    if (updates != weights.extras.end()) ema_start_updates_ = updates->second.item<int64_t>();
+    ema_start_updates_ = updates != weights.extras.end() ? updates->second.item<int64_t>() : 0;
   }
   source_configs_ = weights.configs;
   source_tokenizer_dir_ = weights.tokenizer_dir;
@@ -192,6 +192,7 @@ void StableDiffusionModel::setup_adapters() {
   identity_["base_weights"] = options_.weights().empty() ? std::string("(random initialisation)") : options_.weights();
   for (auto& parameter : networks_.unet->parameters()) parameter.set_requires_grad(false);
   ema_start_.clear();  // the file's EMA is of the base UNet, not of adapters
+  ema_start_updates_ = 0;
   lora_ = LoraNetwork(lora, *networks_.unet, networks_.text_encoder.ptr().get());
   text_encoder_trained_ = lora.text_encoder();
   adapter_dropout_ = lora.dropout() > 0 || lora.rank_dropout() > 0 || lora.module_dropout() > 0;
