@@ -1,5 +1,7 @@
 #include "framework/checkpoint/checkpoint_manager.h"
 
+#include <charconv>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -146,7 +148,12 @@ std::vector<std::string> CheckpointManager::list() const {
     const std::string name = entry.path().filename().string();
     if (!entry.is_directory() || !std::regex_match(name, match, pattern)) continue;
     if (!fs::exists(entry.path() / kCheckpointManifest)) continue;  // incomplete: never renamed into place
-    found.emplace_back(std::stoll(match[1]), entry.path().string());
+    // A step beyond int64 is no checkpoint of ours (stoll would throw std::out_of_range).
+    int64_t step = 0;
+    const std::string digits = match[1];
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), step);
+    if (error != std::errc() || end != digits.data() + digits.size()) continue;
+    found.emplace_back(step, entry.path().string());
   }
   std::sort(found.begin(), found.end());
   std::vector<std::string> out;

@@ -1,5 +1,7 @@
 #include "framework/config/config_loader.h"
 
+#include <charconv>
+
 #include <algorithm>
 #include <filesystem>
 #include <memory>
@@ -118,7 +120,12 @@ PathSegment parse_segment(const std::string& segment, const std::string& path) {
   if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) {
     throw ConfigError("--set " + path + ": index in '" + segment + "' must be a non-negative integer");
   }
-  out.index = std::stoi(digits);
+  // from_chars, not stoi: an index beyond int's range must be a ConfigError, not std::out_of_range
+  // (found by the config fuzzer).
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), out.index);
+  if (error != std::errc() || end != digits.data() + digits.size()) {
+    throw ConfigError("--set " + path + ": index in '" + segment + "' is out of range");
+  }
   return out;
 }
 

@@ -1,5 +1,6 @@
 // The restricted unpickler's opcode interpreter: one case per pickle opcode of protocols 0-5.
 // Globals are resolved and called only through resolve_global()/call() (pickle_globals.cpp).
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -111,7 +112,9 @@ PickleValue PickleReader::run() {
           else if (c == 't') out.push_back('\t');
           else if (c == 'r') out.push_back('\r');
           else if (c == '\\' || c == '\'' || c == '"') out.push_back(c);
-          else if (c == 'x' && i + 2 < line.size() - 1) {
+          else if (c == 'x' && i + 2 < line.size() - 1 && std::isxdigit(static_cast<unsigned char>(line[i + 1])) &&
+                   std::isxdigit(static_cast<unsigned char>(line[i + 2]))) {
+            // Two hex digits checked first: stoi would throw std::invalid_argument on "\xzz".
             out.push_back(static_cast<char>(std::stoi(line.substr(i + 1, 2), nullptr, 16)));
             i += 2;
           } else fail("unsupported escape in STRING");

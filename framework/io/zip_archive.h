@@ -50,8 +50,11 @@ class ZipArchive {
     std::uint32_t crc = 0;
     bool stored = false;
     std::uint64_t data_offset = 0;  ///< file offset of the data (stored entries)
+    bool located = false;           ///< data_offset was found and checked against the file size
   };
   const Info& info(const std::string& name) const;
+  /// Lists the entries (names_, index_) and where stored ones start; throws FormatError.
+  void index_entries(const std::string& path);
   void locate_stored_data();
 
   std::shared_ptr<MappedFile> file_;

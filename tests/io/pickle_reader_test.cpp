@@ -75,6 +75,9 @@ TEST(PickleReader, StructuralErrors) {
   EXPECT_FORMAT_ERROR(load("\x80\x09N."), "unsupported pickle protocol 9");
   EXPECT_FORMAT_ERROR(load("\x80\x02" "K\x01" "K\x02" "R."), "call arguments are int");
   EXPECT_FORMAT_ERROR(load("\x80\x02}]]s."), "unhashable dict key");
+  // Protocol 0's STRING with a \x escape whose digits are not hex (stoi threw invalid_argument).
+  EXPECT_FORMAT_ERROR(load("S'\\xzz'\n."), "unsupported escape in STRING");
+  EXPECT_EQ(load("S'\\x41'\n.").as_string(), "A");
 }
 
 TEST(PickleReader, GlobalsAreRefusedByNameUnlessAllowed) {

@@ -260,3 +260,22 @@ TEST(Trainer, LearningRateFollowsScaleLrAndSchedule) {
 
 }  // namespace
 }  // namespace sdtrain
+
+namespace sdtrain {
+namespace {
+
+// A folder named like a checkpoint whose step does not fit int64 is not one of ours: listed
+// checkpoints skip it (stoll threw std::out_of_range there, ending --resume auto).
+TEST(CheckpointManager, ListSkipsAStepBeyondInt64) {
+  const fs::path dir = test::scratch_dir();
+  for (const char* name : {"step-00000003", "step-99999999999999999999999"}) {
+    fs::create_directories(dir / "checkpoints" / name);
+    std::ofstream(dir / "checkpoints" / name / "manifest.json") << "{}";
+  }
+  auto communicator = make_mpi_communicator(process_group().info(), 60.0);
+  const CheckpointManager manager(dir.string(), -1, process_group().info(), *communicator, 60.0);
+  EXPECT_EQ(manager.list(), (std::vector<std::string>{(dir / "checkpoints" / "step-00000003").string()}));
+}
+
+}  // namespace
+}  // namespace sdtrain

@@ -89,7 +89,10 @@ std::map<std::string, PeftLoraConfig> parse_peft_metadata(const std::string& jso
   }
   if (!root.is_object()) throw FormatError(where + ": expected a JSON object of \"<component>.<field>\" keys");
   std::map<std::string, PeftLoraConfig> configs;
-  for (const auto& [key, value] : root.items()) {
+  // Named, not a structured binding: the lambda below captures them (clang before 16 cannot).
+  for (const auto& item : root.items()) {
+    const std::string& key = item.key();
+    const ordered_json& value = item.value();
     const std::size_t dot = key.find('.');
     if (dot == std::string::npos) continue;
     const std::string field = key.substr(dot + 1);
