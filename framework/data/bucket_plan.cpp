@@ -3,85 +3,37 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
-#include <mutex>
 #include <sstream>
-#include <thread>
 
-#include "framework/data/image_codec.h"
 #include "framework/util/file_util.h"
 #include "sdtrain/errors.h"
 
 namespace sdtrain {
 
-std::pair<int, int> sample_image_size(Sample& sample, const std::string& name, int64_t max_pixels) {
-  if (!sample.image.empty()) return {sample.image.width, sample.image.height};
-  if (sample.encoded.empty()) throw DataError(name + ": the sample has no image");
-  try {
-    return read_image_size(sample.encoded, name);
-  } catch (const DataError&) {
-    // A header this reader refuses is left to the decoder, whose errors name what is wrong.
-    sample.image = decode_image(sample.encoded, name, max_pixels);
-    return {sample.image.width, sample.image.height};
-  }
-}
-
-namespace {
-
-/// Reads sizes of samples rank, rank + world_size, ... into sizes ([N, 2], int64): width and
-/// height, or -1 and -1 when unreadable.
-std::vector<UnreadableSample> read_sizes(const Dataset& dataset, int64_t max_pixels, int threads, int rank,
-                                         int world_size, torch::Tensor& sizes) {
-  const auto size = static_cast<int64_t>(dataset.size());
-  auto* out = sizes.data_ptr<int64_t>();
-  std::vector<UnreadableSample> unreadable;
-  std::mutex mutex;
-  const int workers = std::max(1, threads);
-  auto work = [&](int worker) {
-    for (int64_t i = rank + static_cast<int64_t>(worker) * world_size; i < size;
-         i += static_cast<int64_t>(workers) * world_size) {
-      std::string key;
-      try {
-        Sample sample = dataset.get(static_cast<std::size_t>(i));
-        key = sample.key;
-        const std::string& name = sample.location.empty() ? sample.key : sample.location;
-        const auto [width, height] = sample_image_size(sample, name, max_pixels);
-        if (width <= 0 || height <= 0) throw DataError(name + ": image of size " + std::to_string(width) + "x" +
-                                                       std::to_string(height));
-        if (max_pixels > 0 && static_cast<int64_t>(width) * height > max_pixels) {
-          throw DataError(name + ": image of " + std::to_string(width) + "x" + std::to_string(height) +
-                          " pixels exceeds data.bad_data.max_image_pixels");
-        }
-        out[2 * i] = width;
-        out[2 * i + 1] = height;
-      } catch (const DataError& error) {
-        out[2 * i] = -1;
-        out[2 * i + 1] = -1;
-        if (key.empty()) key = error.sample_key();
-        std::lock_guard<std::mutex> lock(mutex);
-        unreadable.push_back({i, key.empty() ? "#" + std::to_string(i) : key, error.what()});
-      }
-    }
-  };
-  if (threads <= 0) {
-    work(0);
-  } else {
-    std::vector<std::thread> pool;
-    for (int worker = 0; worker < workers; ++worker) pool.emplace_back(work, worker);
-    for (auto& thread : pool) thread.join();
-  }
-  std::sort(unreadable.begin(), unreadable.end(),
-            [](const UnreadableSample& a, const UnreadableSample& b) { return a.index < b.index; });
-  return unreadable;
-}
-
-}  // namespace
-
 BucketPlan plan_buckets(const Dataset& dataset, const BucketTable& table, int64_t max_pixels, int threads, int rank,
                         int world_size, const SumOverRanks& sum_over_ranks) {
-  const auto size = static_cast<int64_t>(dataset.size());
+  ScanOptions scan;
+  scan.threads = threads;
+  scan.rank = rank;
+  scan.world_size = world_size;
+  scan.max_pixels = max_pixels;
+  return plan_buckets(scan_samples(dataset, scan), table, world_size, sum_over_ranks);
+}
+
+BucketPlan plan_buckets(const std::vector<SampleScan>& scans, const BucketTable& table, int world_size,
+                        const SumOverRanks& sum_over_ranks) {
+  const auto size = static_cast<int64_t>(scans.size());
+  // This rank's share: width and height, -1 and -1 when unreadable, 0 for the others' samples.
   torch::Tensor sizes = torch::zeros({size, 2}, torch::kInt64);
+  auto* mine = sizes.data_ptr<int64_t>();
   BucketPlan plan;
-  plan.unreadable = read_sizes(dataset, max_pixels, threads, rank, world_size, sizes);
+  for (int64_t i = 0; i < size; ++i) {
+    const SampleScan& sample = scans[i];
+    if (!sample.scanned) continue;
+    if (!sample.error.empty()) plan.unreadable.push_back({i, sample.key, sample.error});
+    mine[2 * i] = sample.error.empty() ? sample.width : -1;
+    mine[2 * i + 1] = sample.error.empty() ? sample.height : -1;
+  }
   if (world_size > 1) {
     TORCH_CHECK(sum_over_ranks, "plan_buckets: world size ", world_size, " needs sum_over_ranks");
     sum_over_ranks(sizes);
@@ -104,7 +56,7 @@ BucketPlan plan_buckets(const Dataset& dataset, const BucketTable& table, int64_
     BucketUsage& used = usage[assignments[i].bucket];
     used.bucket = assignments[i].bucket;
     ++used.images;
-    // The covering resize scales both sides alike: one side tells up or down.
+    // The covering resize keeps the aspect ratio (up to rounding): the area tells up or down.
     const int64_t resized_area = static_cast<int64_t>(assignments[i].resized_width) * assignments[i].resized_height;
     const int64_t area = static_cast<int64_t>(width) * height;
     if (resized_area > area) ++used.upscaled;

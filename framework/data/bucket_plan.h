@@ -11,15 +11,10 @@
 #include <torch/torch.h>
 
 #include "framework/data/buckets.h"
+#include "framework/data/sample_scan.h"
 #include "sdtrain/dataset.h"
 
 namespace sdtrain {
-
-/// The width and height of `sample`'s image: the decoded image's, or read from the encoded
-/// file's header; only when the header reader refuses it is the file decoded (the image is then
-/// left in sample.image). Throws DataError naming `name` for a sample without an image or one
-/// that cannot be read.
-std::pair<int, int> sample_image_size(Sample& sample, const std::string& name, int64_t max_pixels);
 
 /// A sample whose size could not be read: its key (or "#<index>") and why.
 struct UnreadableSample {
@@ -57,6 +52,10 @@ using SumOverRanks = std::function<void(torch::Tensor&)>;
 /// unreadable. `unreadable` lists only the samples this rank read; the counts cover all.
 BucketPlan plan_buckets(const Dataset& dataset, const BucketTable& table, int64_t max_pixels, int threads, int rank,
                         int world_size, const SumOverRanks& sum_over_ranks);
+
+/// The same from scans already made (scan_samples with this rank's share of `world_size`).
+BucketPlan plan_buckets(const std::vector<SampleScan>& scans, const BucketTable& table, int world_size = 1,
+                        const SumOverRanks& sum_over_ranks = nullptr);
 
 /// A SHA-256 over the plan's buckets and each sample's bucket: equal digests deal equal epochs
 /// (with equal seed and global batch). Kept in checkpoints to notice a changed dataset.
