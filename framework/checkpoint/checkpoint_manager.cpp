@@ -172,80 +172,144 @@ std::string CheckpointManager::resolve(const std::string& spec) const {
   return spec;
 }
 
+std::vector<int> CheckpointManager::ranks_that_failed(bool failed) {
+  torch::Tensor flags = torch::zeros({rank_info_.world_size}, torch::kInt32);
+  if (failed) flags[rank_info_.rank] = 1;
+  communicator_.allreduce_sum(flags);
+  std::vector<int> ranks;
+  const auto* values = flags.data_ptr<int32_t>();
+  for (int r = 0; r < rank_info_.world_size; ++r) {
+    if (values[r] != 0) ranks.push_back(r);
+  }
+  return ranks;
+}
+
 std::string CheckpointManager::save(int64_t step) {
   const fs::path final_dir = fs::path(checkpoints_dir_) / step_folder_name(step);
   const fs::path temp_dir = fs::path(checkpoints_dir_) / ("." + step_folder_name(step) + ".partial");
   const int rank = rank_info_.rank;
   const int world_size = rank_info_.world_size;
+  const std::string what = "checkpoint step " + std::to_string(step);
+
+  // A rank that fails (a full disk, an I/O error) still reaches every fence, so that all ranks
+  // learn of it at once instead of waiting into the fence timeout; then rank 0 removes the
+  // temporary folder, and every rank throws. Earlier checkpoints are untouched.
+  std::string failure;  // this rank's error, empty while all goes well
+  const auto abandon_if_failed = [&](const std::string& stage) {
+    const std::vector<int> failed = ranks_that_failed(!failure.empty());
+    if (failed.empty()) return;
+    if (rank == 0) {
+      std::error_code ignored;
+      fs::remove_all(temp_dir, ignored);
+    }
+    std::string message = what + " was not written (" + stage + " failed on rank";
+    message += failed.size() > 1 ? "s" : "";
+    for (std::size_t i = 0; i < failed.size(); ++i) message += (i ? ", " : " ") + std::to_string(failed[i]);
+    message += failure.empty() ? "; its log names the cause" : ": " + failure;
+    message += "); the checkpoints written before it are intact";
+    throw std::runtime_error(message);
+  };
 
   // 0. Rank 0 makes an empty temporary folder; nobody writes into it before.
   if (rank == 0) {
-    fs::create_directories(checkpoints_dir_);
-    fs::remove_all(temp_dir);  // left by a crash during an earlier attempt
-    fs::create_directories(temp_dir);
-    fsync_path(checkpoints_dir_);
+    try {
+      fs::create_directories(checkpoints_dir_);
+      fs::remove_all(temp_dir);  // left by a crash during an earlier attempt
+      fs::create_directories(temp_dir);
+      fsync_path(checkpoints_dir_);
+    } catch (const std::exception& error) {
+      failure = error.what();
+    }
   }
-  communicator_.barrier(fence_timeout_s_, "preparing checkpoint step " + std::to_string(step));
+  communicator_.barrier(fence_timeout_s_, "preparing " + what);
+  abandon_if_failed("preparing its folder");
 
   // 1. Every rank saves every part (each file atomically and fsync'ed), then its state files.
-  std::vector<std::string> written;
-  json shared = json::object();
-  json mine = json::object();
-  for (const auto& [name, part] : parts_) {
-    PartWriter writer(temp_dir, rank_info_, name, shared, mine, written);
-    part->save_state(writer);
+  try {
+    const ScopedFullDisk full_disk(fault_point(FaultPoint::kCheckpointWrite, step));
+    std::vector<std::string> written;
+    json shared = json::object();
+    json mine = json::object();
+    for (const auto& [name, part] : parts_) {
+      PartWriter writer(temp_dir, rank_info_, name, shared, mine, written);
+      part->save_state(writer);
+    }
+    if (rank == 0) {
+      fault_point(FaultPoint::kCheckpointAfterPartsWrite, step);
+      write_json((temp_dir / kCheckpointSharedState).string(), {{"step", step}, {"parts", shared}});
+      written.push_back(kCheckpointSharedState);
+    }
+    for (const auto& name : written) {
+      SDTRAIN_LOG(DEBUG) << "rank " << rank << " wrote " << name << " of " << what;
+    }
+    const std::string rank_file = checkpoint_rank_file_name(rank);
+    write_json((temp_dir / rank_file).string(), {{"rank", rank}, {"world_size", world_size}, {"parts", mine}});
+    written.push_back(rank_file);
+    json entries = json::array();
+    for (const auto& name : written) entries.push_back(file_entry(temp_dir, name));
+    write_json((temp_dir / sidecar_name(rank)).string(), entries);
+  } catch (const std::exception& error) {
+    failure = error.what();
   }
-  if (rank == 0) {
-    fault_point(FaultPoint::kCheckpointAfterPartsWrite, step);
-    write_json((temp_dir / kCheckpointSharedState).string(), {{"step", step}, {"parts", shared}});
-    written.push_back(kCheckpointSharedState);
-  }
-  for (const auto& name : written) {
-    SDTRAIN_LOG(DEBUG) << "rank " << rank << " wrote " << name << " of checkpoint step " << step;
-  }
-  const std::string rank_file = checkpoint_rank_file_name(rank);
-  write_json((temp_dir / rank_file).string(), {{"rank", rank}, {"world_size", world_size}, {"parts", mine}});
-  written.push_back(rank_file);
-  json entries = json::array();
-  for (const auto& name : written) entries.push_back(file_entry(temp_dir, name));
-  write_json((temp_dir / sidecar_name(rank)).string(), entries);
 
   // 2. All ranks finished writing (fenced with the checkpoint timeout, not the collective one).
-  communicator_.barrier(fence_timeout_s_, "writing checkpoint step " + std::to_string(step));
+  communicator_.barrier(fence_timeout_s_, "writing " + what);
+  abandon_if_failed("writing the files");
 
   // 3. Rank 0 alone completes the checkpoint and only then deletes anything.
   if (rank == 0) {
-    // Every rank's files, as that rank hashed them; the sidecars are not part of the checkpoint.
-    json files = json::array();
-    json rank_files = json::array();
-    for (int r = 0; r < world_size; ++r) {
-      const fs::path sidecar = temp_dir / sidecar_name(r);
-      for (const auto& entry : read_json_file(sidecar.string())) files.push_back(entry);
-      fs::remove(sidecar);
-      rank_files.push_back(checkpoint_rank_file_name(r));
+    try {
+      complete(step, temp_dir, final_dir);
+    } catch (const std::exception& error) {
+      failure = error.what();
     }
-    json part_names = json::array();
-    for (const auto& [name, unused] : parts_) part_names.push_back(name);
-    // The manifest goes last: a folder with a manifest is complete by construction.
-    write_json((temp_dir / kCheckpointManifest).string(), {{"format", kCheckpointFormat},
-                                                           {"step", step},
-                                                           {"world_size", world_size},
-                                                           {"parts", part_names},
-                                                           {"rank_files", rank_files},
-                                                           {"files", files}});
-    fsync_path(temp_dir.string());
-
-    // Swap into place. A checkpoint of the same step (a resumed run saving again) is replaced only
-    // once the new one is complete.
-    const fs::path replaced = fs::path(checkpoints_dir_) / ("." + step_folder_name(step) + ".replaced");
-    if (fs::exists(final_dir)) fs::rename(final_dir, replaced);
-    fs::rename(temp_dir, final_dir);
-    fsync_path(checkpoints_dir_);
-    remove_old();
+    if (failure.empty()) {
+      try {
+        remove_old();
+      } catch (const std::exception& error) {  // the new checkpoint is in place all the same
+        SDTRAIN_LOG(WARNING) << "could not delete old checkpoints after " << what << ": " << error.what();
+      }
+    }
   }
   // 4. Nobody goes on (or resolves "auto") before the new checkpoint is in place.
-  communicator_.barrier(fence_timeout_s_, "committing checkpoint step " + std::to_string(step));
+  communicator_.barrier(fence_timeout_s_, "committing " + what);
+  abandon_if_failed("completing the checkpoint");
   return final_dir.string();
+}
+
+void CheckpointManager::complete(int64_t step, const fs::path& temp_dir, const fs::path& final_dir) const {
+  // Every rank's files, as that rank hashed them; the sidecars are not part of the checkpoint.
+  json files = json::array();
+  json rank_files = json::array();
+  for (int r = 0; r < rank_info_.world_size; ++r) {
+    const fs::path sidecar = temp_dir / sidecar_name(r);
+    for (const auto& entry : read_json_file(sidecar.string())) files.push_back(entry);
+    fs::remove(sidecar);
+    rank_files.push_back(checkpoint_rank_file_name(r));
+  }
+  json part_names = json::array();
+  for (const auto& [name, unused] : parts_) part_names.push_back(name);
+  // The manifest goes last: a folder with a manifest is complete by construction.
+  write_json((temp_dir / kCheckpointManifest).string(), {{"format", kCheckpointFormat},
+                                                         {"step", step},
+                                                         {"world_size", rank_info_.world_size},
+                                                         {"parts", part_names},
+                                                         {"rank_files", rank_files},
+                                                         {"files", files}});
+  fsync_path(temp_dir.string());
+
+  // Swap into place. A checkpoint of the same step (a resumed run saving again) is replaced only
+  // once the new one is complete, and put back if the swap fails half-way.
+  const fs::path replaced = fs::path(checkpoints_dir_) / ("." + final_dir.filename().string() + ".replaced");
+  const bool replacing = fs::exists(final_dir);
+  if (replacing) fs::rename(final_dir, replaced);
+  try {
+    fs::rename(temp_dir, final_dir);
+  } catch (...) {
+    if (replacing) fs::rename(replaced, final_dir);
+    throw;
+  }
+  fsync_path(checkpoints_dir_);
 }
 
 void CheckpointManager::remove_old() const {

@@ -23,15 +23,24 @@
 /// checkpoints and leftovers of interrupted writes; a second fenced barrier makes every rank
 /// return only once the checkpoint is in place.
 ///
+/// Failure (a full disk, an I/O error, on any rank): the failing rank still reaches each fence,
+/// where one small allreduce tells every rank which ranks failed; rank 0 then removes the
+/// temporary folder (putting back a same-step checkpoint it was replacing), and save() throws
+/// std::runtime_error on every rank, naming the checkpoint, the stage, the failed ranks and (on a
+/// failed rank) the file and the system's reason. Earlier checkpoints are never touched, and no
+/// rank waits into the fence timeout for a rank that failed.
+///
 /// Resume: every rank loads every registered part; a part reads only the files it needs, each
 /// verified against the manifest before it is opened, so a checkpoint of W ranks resumes on any
 /// number of ranks without every rank hashing every shard.
 ///
-/// Fault point (framework/util/fault_points.h): checkpoint.after_parts_write, indexed by the
-/// checkpoint's step, on rank 0 after its parts' files and before trainer_state.json, its rank
-/// file and the manifest; the rule `checkpoint.after_parts_write:4=crash` leaves step 4 a partial
-/// folder, as kill -9 would.
+/// Fault points (framework/util/fault_points.h), indexed by the checkpoint's step:
+/// checkpoint.write on every rank before it writes its files (`checkpoint.write:4@rank1=enospc`:
+/// rank 1's writes of step 4 fail as on a full disk); checkpoint.after_parts_write on rank 0
+/// after its parts' files and before trainer_state.json, its rank file and the manifest (the rule
+/// `checkpoint.after_parts_write:4=crash` leaves step 4 a partial folder, as kill -9 would).
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -60,7 +69,7 @@ class CheckpointManager {
 
   /// Writes the checkpoint of optimizer step `step` (collective: every rank calls it). Returns its
   /// folder.
-  std::string save(int64_t step);
+  std::string save(int64_t step);  // throws std::runtime_error when any rank failed (see above)
 
   /// The checkpoint folder to resume from: `spec` "auto" → the newest complete checkpoint under
   /// output_dir ("" if none), otherwise `spec` itself (must be complete). Throws FormatError.
@@ -76,6 +85,10 @@ class CheckpointManager {
  private:
   /// Rank 0: keep-last-k, and leftovers of interrupted writes.
   void remove_old() const;
+  /// Rank 0: collects the sidecars, writes the manifest and renames `temp_dir` onto `final_dir`.
+  void complete(int64_t step, const std::filesystem::path& temp_dir, const std::filesystem::path& final_dir) const;
+  /// Collective: the ranks (in order) that passed `failed` = true.
+  std::vector<int> ranks_that_failed(bool failed);
 
   std::string checkpoints_dir_;
   int keep_last_;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +17,9 @@ namespace sdtrain {
 namespace {
 
 constexpr std::size_t kBufferSize = 4 << 20;
+
+/// Active ScopedFullDisk objects.
+std::atomic<int> full_disk_scopes{0};
 
 std::string directory_of(const std::string& path) {
   auto slash = path.rfind('/');
@@ -61,6 +65,10 @@ void AtomicFile::fail(const std::string& what) {
 void AtomicFile::flush_buffer() {
   std::size_t done = 0;
   while (done < buffer_.size()) {
+    if (full_disk_scopes.load(std::memory_order_relaxed) > 0) {
+      errno = ENOSPC;
+      fail("write failed");
+    }
     ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -117,6 +125,14 @@ void AtomicFile::commit() {
     ::fsync(dir);  // best effort: makes the rename durable
     ::close(dir);
   }
+}
+
+ScopedFullDisk::ScopedFullDisk(bool active) : active_(active) {
+  if (active_) full_disk_scopes.fetch_add(1);
+}
+
+ScopedFullDisk::~ScopedFullDisk() {
+  if (active_) full_disk_scopes.fetch_sub(1);
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite) {

@@ -40,6 +40,22 @@ class AtomicFile {
   std::string buffer_;
 };
 
+/// A simulated full disk, for rehearsals (the fault point checkpoint.write's `enospc` action,
+/// framework/util/fault_points.h): while an active ScopedFullDisk lives, every AtomicFile write
+/// that has bytes to write, on any thread, fails as write(2) does on a full disk (errno ENOSPC,
+/// "No space left on device") through the same error path. Scopes nest; an inactive one does
+/// nothing.
+class ScopedFullDisk {
+ public:
+  explicit ScopedFullDisk(bool active);
+  ~ScopedFullDisk();
+  ScopedFullDisk(const ScopedFullDisk&) = delete;
+  ScopedFullDisk& operator=(const ScopedFullDisk&) = delete;
+
+ private:
+  bool active_;
+};
+
 /// Writes `bytes` to `path` through an AtomicFile (the whole file at once, for small files such as
 /// JSON, text and PNGs). Same errors and `overwrite` meaning as AtomicFile.
 void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite = true);

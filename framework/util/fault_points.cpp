@@ -19,13 +19,13 @@ namespace {
 
 constexpr const char* kEnvironmentVariable = "SDTRAIN_FAULTS";
 constexpr const char* kFlag = "--fault";
-constexpr const char* kGrammar = "POINT[:INDEX][@rankN]=crash|stall|exit:CODE, rules separated by ';'";
+constexpr const char* kGrammar = "POINT[:INDEX][@rankN]=crash|stall|exit:CODE|enospc, rules separated by ';'";
 constexpr int kUnread = 0;
 constexpr int kArmed = 2;
 
 /// Every point by its rule-syntax name, in FaultPoint order.
-constexpr FaultPoint kPoints[] = {FaultPoint::kCheckpointAfterPartsWrite, FaultPoint::kCollectiveBefore,
-                                  FaultPoint::kStepAfterBackward};
+constexpr FaultPoint kPoints[] = {FaultPoint::kCheckpointAfterPartsWrite, FaultPoint::kCheckpointWrite,
+                                  FaultPoint::kCollectiveBefore, FaultPoint::kStepAfterBackward};
 
 std::mutex rules_mutex;
 std::vector<FaultRule> active_rules;  // guarded by rules_mutex
@@ -65,6 +65,8 @@ FaultRule parse_rule(const std::string& text, std::string_view source) {
     if (!code || *code > 255) throw fail("exit status '" + action.substr(5) + "' is not a number from 0 to 255");
     rule.action = FaultAction::kExit;
     rule.exit_code = *code;
+  } else if (action == "enospc") {
+    rule.action = FaultAction::kDiskFull;
   } else {
     throw fail("unknown action '" + action + "'");
   }
@@ -87,6 +89,10 @@ FaultRule parse_rule(const std::string& text, std::string_view source) {
   for (FaultPoint point : kPoints) {
     if (target == fault_point_name(point)) {
       rule.point = point;
+      // Only a point whose caller writes files can make them fail.
+      if (rule.action == FaultAction::kDiskFull && point != FaultPoint::kCheckpointWrite) {
+        throw fail("action 'enospc' applies only to point checkpoint.write");
+      }
       return rule;
     }
   }
@@ -109,16 +115,19 @@ void configure_locked(const std::vector<std::string>& flag_specs) {
                                    std::memory_order_release);
 }
 
-[[noreturn]] void fire(const FaultRule& rule, int64_t index) {
+/// Prints the fired line; carries out crash, stall and exit (never returning), returns for enospc.
+void fire(const FaultRule& rule, int64_t index) {
   const int rank = process_rank.load();
   const std::string who = rank >= 0 ? "rank " + std::to_string(rank) + ": " : std::string();
-  const std::string action = rule.action == FaultAction::kStall  ? std::string("stall")
-                             : rule.action == FaultAction::kExit ? "exit:" + std::to_string(rule.exit_code)
-                                                                 : "crash (exit status " +
-                                                                       std::to_string(rule.exit_code) + ")";
+  const std::string action = rule.action == FaultAction::kStall      ? std::string("stall")
+                             : rule.action == FaultAction::kExit     ? "exit:" + std::to_string(rule.exit_code)
+                             : rule.action == FaultAction::kDiskFull ? "enospc (writes fail as on a full disk)"
+                                                                     : "crash (exit status " +
+                                                                           std::to_string(rule.exit_code) + ")";
   std::fprintf(stderr, "sdtrain: %sfault point %s:%lld fired: %s (rule '%s')\n", who.c_str(),
                fault_point_name(rule.point), static_cast<long long>(index), action.c_str(), rule.text.c_str());
   std::fflush(stderr);
+  if (rule.action == FaultAction::kDiskFull) return;
   if (rule.action == FaultAction::kStall) {
     for (;;) pause();  // signal handlers may run; the thread never goes on
   }
@@ -130,6 +139,7 @@ void configure_locked(const std::vector<std::string>& flag_specs) {
 const char* fault_point_name(FaultPoint point) {
   switch (point) {
     case FaultPoint::kCheckpointAfterPartsWrite: return "checkpoint.after_parts_write";
+    case FaultPoint::kCheckpointWrite: return "checkpoint.write";
     case FaultPoint::kCollectiveBefore: return "collective.before";
     case FaultPoint::kStepAfterBackward: return "step.after_backward";
   }
@@ -154,7 +164,7 @@ void set_fault_point_rank(int rank) { process_rank.store(rank); }
 
 namespace detail {
 
-void fault_point_reached(FaultPoint point, int64_t index) {
+bool fault_point_reached(FaultPoint point, int64_t index) {
   std::optional<FaultRule> match;
   {
     std::lock_guard<std::mutex> lock(rules_mutex);
@@ -167,7 +177,9 @@ void fault_point_reached(FaultPoint point, int64_t index) {
       }
     }
   }
-  if (match) fire(*match, index);  // outside the lock: a stalled thread must not block the others
+  if (!match) return false;
+  fire(*match, index);  // outside the lock: a stalled thread must not block the others
+  return true;          // enospc: the only action that returns
 }
 
 }  // namespace detail

@@ -9,19 +9,21 @@
 ///
 ///   RULES  := RULE (';' RULE)*       whitespace around a rule and empty rules are ignored
 ///   RULE   := POINT [':' INDEX] ['@rank' RANK] '=' ACTION
-///   ACTION := 'crash' | 'stall' | 'exit:' CODE
+///   ACTION := 'crash' | 'stall' | 'exit:' CODE | 'enospc'
 ///
 /// e.g. SDTRAIN_FAULTS="collective.before:8@rank1=stall;checkpoint.after_parts_write:4=crash".
 /// A rule fires the first time its point is reached with its INDEX (any index when omitted) on its
 /// RANK (any rank when omitted); the process then prints one line to stderr,
 ///   sdtrain: rank 1: fault point collective.before:8 fired: stall (rule 'collective.before:8@rank1=stall')
-/// and carries out the action, which never returns:
+/// and carries out the action; the first three never return:
 ///   crash   _exit(kFaultCrashExitCode) at once, as kill -9 or a power cut would: no destructors,
 ///           no atexit handlers, nothing flushed or closed (files half-written stay so)
 ///   stall   the calling thread sleeps forever (a hung GPU, a deadlocked data worker); the
 ///           process only ends when it is killed (e.g. by the job's collective timeout)
 ///   exit:C  _exit(C), C in 0..255, as crash but with a chosen exit status (to rehearse how a
 ///           launcher or scheduler reacts to one)
+///   enospc  (only at checkpoint.write) fault_point() returns true, and the caller makes its writes
+///           fail as on a full disk (framework/io/atomic_file.h, ScopedFullDisk)
 ///
 /// Cost: with no rule configured, a fault point is one load and one branch; names, rules and
 /// strings are only looked at when some rule exists.
@@ -42,6 +44,10 @@ enum class FaultPoint {
   /// checkpoint, before trainer_state.json, its rank file and the manifest. INDEX: the
   /// checkpoint's step. Only rank 0 reaches it.
   kCheckpointAfterPartsWrite,
+  /// `checkpoint.write`: a rank is about to write its files of a checkpoint (the temporary folder
+  /// exists). INDEX: the checkpoint's step. Every rank reaches it. The one point that takes the
+  /// `enospc` action: that rank's writes of this checkpoint then fail as on a full disk.
+  kCheckpointWrite,
   /// `collective.before`: just before a collective (allreduce, broadcast, barrier) on this
   /// rank's communicator, MPI or NCCL, at any world size. INDEX: the collective's sequence number
   /// on this rank, counting from 1; every rank issues the same sequence, and the MPI backend's
@@ -54,7 +60,7 @@ enum class FaultPoint {
 };
 
 /// What a rule does when it fires.
-enum class FaultAction { kCrash, kStall, kExit };
+enum class FaultAction { kCrash, kStall, kExit, kDiskFull };
 
 /// The exit status of the `crash` action: the status a shell reports for a process killed by
 /// SIGKILL (128 + 9).
@@ -91,15 +97,17 @@ namespace detail {
 /// 0: rules not read yet; 1: no rule; 2: some rule (see fault_points.cpp).
 inline constexpr int kFaultPointsIdle = 1;
 extern std::atomic<int> fault_points_state;
-void fault_point_reached(FaultPoint point, int64_t index);
+bool fault_point_reached(FaultPoint point, int64_t index);
 }  // namespace detail
 
-/// Marks fault point `point` at `index`: returns at once unless a rule matches, and never
-/// returns if one does (it crashes, stalls or exits as the rule says).
-inline void fault_point(FaultPoint point, int64_t index) {
+/// Marks fault point `point` at `index`: returns false at once unless a rule matches. A matching
+/// crash, stall or exit rule never returns; a matching enospc rule (checkpoint.write only)
+/// returns true, and the caller simulates the full disk.
+inline bool fault_point(FaultPoint point, int64_t index) {
   if (detail::fault_points_state.load(std::memory_order_acquire) != detail::kFaultPointsIdle) {
-    detail::fault_point_reached(point, index);
+    return detail::fault_point_reached(point, index);
   }
+  return false;
 }
 
 }  // namespace sdtrain

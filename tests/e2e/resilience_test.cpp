@@ -1,5 +1,5 @@
 // Failure handling with real processes under `mpirun -np 2`: a stop signal to one rank, kill -9
-// of a rank, a crash in the middle of a checkpoint write, a corrupted checkpoint, a hung rank and
+// of a rank, a crash in the middle of a checkpoint write, a full disk on one rank while writing one, a corrupted checkpoint, a hung rank and
 // a launcher whose ranks MPI does not see; the crash and the hang are injected through the fault
 // points (SDTRAIN_FAULTS and --fault, docs/fault-injection.md). Each resumed run is compared
 // bitwise with a run that never stopped (CPU, same world size).
@@ -310,6 +310,43 @@ TEST(Resilience, CrashInTheMiddleOfACheckpointWriteKeepsThePreviousOne) {
             0)
       << output;
   EXPECT_NE(output.find(optimizer.string() + ": SHA-256"), std::string::npos) << output;
+}
+
+TEST(Resilience, AFullDiskOnOneRankEndsBothRanksAtOnceKeepingThePreviousCheckpoint) {
+  const fs::path dir = test::scratch_dir() / "full_disk";
+  const std::string config = write_config(dir, "max_steps: 6 checkpoint_every_n_steps: 2");
+  std::string output;
+  const auto started = Clock::now();
+  // Rank 1's writes of step 4 fail as on a full disk; rank 0 writes its files and waits at the
+  // fence, where it must learn of the failure instead of waiting into the 30-minute fence timeout.
+  const int code = run(mpirun(2) + " " + sdtrain_binary() + " --config " + config +
+                           " --fault checkpoint.write:4@rank1=enospc",
+                       dir / "log.txt", &output, 120);
+  const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+  EXPECT_EQ(code, 1) << output;
+  EXPECT_LT(elapsed, 60) << output;
+  EXPECT_NE(output.find("sdtrain: rank 1: fault point checkpoint.write:4 fired: enospc"), std::string::npos) << output;
+  const fs::path partial = dir / "out" / "checkpoints" / ".step-00000004.partial";
+  // The failed rank names its file and the system's reason; every rank names the failed one.
+  EXPECT_NE(output.find("checkpoint step 4 was not written (writing the files failed on rank 1: " + partial.string() +
+                        "/optimizer-rank-00001-of-00002.safetensors: write failed: No space left on device); "
+                        "the checkpoints written before it are intact"),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("checkpoint step 4 was not written (writing the files failed on rank 1; its log names the "
+                        "cause)"),
+            std::string::npos)
+      << output;
+  // Step 2 is intact, and the partial folder is gone (a full disk is not left fuller).
+  EXPECT_EQ(complete_checkpoints(dir / "out"), std::vector<int64_t>{2});
+  EXPECT_FALSE(fs::exists(partial));
+
+  ASSERT_EQ(run(mpirun(2) + " " + sdtrain_binary() + " --config " + config + " --resume auto", dir / "resume_log.txt",
+                &output),
+            0)
+      << output;
+  EXPECT_NE(output.find("resumed from " + checkpoint(dir / "out", 2).string()), std::string::npos) << output;
+  expect_identical_checkpoints(checkpoint(dir / "out", 6), straight_run(dir.parent_path() / "straight", 6, 2));
 }
 
 TEST(Resilience, AHungRankEndsTheJobWithinTheTimeoutNamingRankAndCollective) {

@@ -76,7 +76,7 @@ TEST(FaultPoints, ParsesPointIndexRankAndAction) {
 
 TEST(FaultPoints, MalformedRulesNameTheSourceTheRuleAndWhatWasExpected) {
   const std::string expected =
-      " (expected POINT[:INDEX][@rankN]=crash|stall|exit:CODE, rules separated by ';')";
+      " (expected POINT[:INDEX][@rankN]=crash|stall|exit:CODE|enospc, rules separated by ';')";
   EXPECT_EQ(parse_error("collective.before:8"), "SDTRAIN_FAULTS: rule 'collective.before:8': no '=ACTION'" + expected);
   EXPECT_EQ(parse_error("collective.before=explode"),
             "SDTRAIN_FAULTS: rule 'collective.before=explode': unknown action 'explode'" + expected);
@@ -95,8 +95,13 @@ TEST(FaultPoints, MalformedRulesNameTheSourceTheRuleAndWhatWasExpected) {
                 expected);
   EXPECT_EQ(parse_error("collective.befor:3=crash"),
             "SDTRAIN_FAULTS: rule 'collective.befor:3=crash': unknown fault point 'collective.befor' (did you mean "
-            "'collective.before'?); the points are checkpoint.after_parts_write, collective.before, "
+            "'collective.before'?); the points are checkpoint.after_parts_write, checkpoint.write, collective.before, "
             "step.after_backward" +
+                expected);
+  // A full disk can only be simulated where files are written.
+  EXPECT_EQ(parse_error("step.after_backward:2=enospc"),
+            "SDTRAIN_FAULTS: rule 'step.after_backward:2=enospc': action 'enospc' applies only to point "
+            "checkpoint.write" +
                 expected);
   // The bad rule is named among good ones, and the source is the one given.
   try {
@@ -127,6 +132,26 @@ TEST(FaultPoints, HitsThatNoRuleMatchesReturn) {
   use_rules(nullptr);
   fault_point(FaultPoint::kCollectiveBefore, 8);  // no rules at all
   SUCCEED();
+}
+
+TEST(FaultPoints, EnospcReturnsTrueAtItsIndexAndRankAndNamesItself) {
+  const auto rules = parse_fault_rules("checkpoint.write:4@rank1=enospc", "--fault");
+  ASSERT_EQ(rules.size(), 1u);
+  EXPECT_EQ(rules[0].point, FaultPoint::kCheckpointWrite);
+  EXPECT_EQ(rules[0].action, FaultAction::kDiskFull);
+
+  set_fault_point_rank(1);
+  use_rules(nullptr, {"checkpoint.write:4@rank1=enospc"});
+  EXPECT_FALSE(fault_point(FaultPoint::kCheckpointWrite, 2));
+  EXPECT_FALSE(fault_point(FaultPoint::kCheckpointAfterPartsWrite, 4));
+  ::testing::internal::CaptureStderr();
+  EXPECT_TRUE(fault_point(FaultPoint::kCheckpointWrite, 4));
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(),
+            "sdtrain: rank 1: fault point checkpoint.write:4 fired: enospc (writes fail as on a full disk) "
+            "(rule 'checkpoint.write:4@rank1=enospc')\n");
+  set_fault_point_rank(0);
+  EXPECT_FALSE(fault_point(FaultPoint::kCheckpointWrite, 4));
+  use_rules(nullptr);
 }
 
 TEST(FaultPoints, CrashExitsWithTheKillStatusAndNamesPointIndexRankAndAction) {
