@@ -153,6 +153,15 @@ std::unique_ptr<Message> new_message(const Descriptor* descriptor) {
       google::protobuf::MessageFactory::generated_factory()->GetPrototype(descriptor)->New());
 }
 
+/// TextFormat's static ParseFieldValueFromString reports a bad value through protobuf's logger too
+/// (a stray "[libprotobuf ERROR ...]" line beside our message); a parser with a collector does not.
+bool parse_field_value(const std::string& text, const FieldDescriptor* field, Message* message) {
+  CollectingErrors ignored("--set", text);
+  google::protobuf::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&ignored);
+  return parser.ParseFieldValueFromString(text, field, message);
+}
+
 void set_scalar(Message* message, const FieldDescriptor* field, int index, const std::string& value,
                 const std::string& path) {
   const Reflection* reflection = message->GetReflection();
@@ -163,7 +172,7 @@ void set_scalar(Message* message, const FieldDescriptor* field, int index, const
       reflection->SetString(message, field, value);
       return;
     }
-    if (!google::protobuf::TextFormat::ParseFieldValueFromString(value, field, message)) {
+    if (!parse_field_value(value, field, message)) {
       throw ConfigError("--set " + path + ": " + field->full_name() + " expects " + type_label(field) +
                         ", got '" + value + "'");
     }
@@ -189,7 +198,7 @@ void set_scalar(Message* message, const FieldDescriptor* field, int index, const
     }
     std::string text = value;
     if (!replaced) google::protobuf::TextFormat::PrintFieldValueToString(*message, field, i, &text);
-    if (!google::protobuf::TextFormat::ParseFieldValueFromString(text, field, rebuilt.get())) {
+    if (!parse_field_value(text, field, rebuilt.get())) {
       throw ConfigError("--set " + path + ": " + field->full_name() + " expects " + type_label(field) +
                         ", got '" + value + "'");
     }
@@ -395,6 +404,8 @@ void validate_train_config(const TrainConfig& config, const std::string& base_di
   if (!run.resume().empty() && run.resume() != "auto") {
     const std::string resume = resolve_config_path(base_dir, run.resume());
     require(fs::is_directory(resume), "run.resume", "checkpoint directory not found: " + resume);
+    require(fs::is_regular_file(fs::path(resume) / "manifest.json"), "run.resume",
+            resume + " is not a complete checkpoint (no manifest.json)");
   }
 
   const DataConfig& data = config.data();

@@ -36,7 +36,10 @@ int run_training(const LoadedConfig& loaded) {
   log.rank = info.rank;
   log.world_size = info.world_size;
   const fs::path logs = fs::path(resolve_config_path(loaded.base_dir, loaded.config.run().output_dir())) / "logs";
-  fs::create_directories(logs);
+  // An output folder that cannot be made is the config's fault: named, before any work.
+  if (std::error_code error; !fs::create_directories(logs, error) && error) {
+    throw ConfigError("run.output_dir: cannot create " + logs.string() + ": " + error.message());
+  }
   char name[64];
   std::snprintf(name, sizeof(name), "rank-%05d.log", info.rank);
   log.file = (logs / name).string();

@@ -81,6 +81,23 @@ bool try_read_file(const std::string& path, std::string& bytes, std::string& err
   return true;
 }
 
+bool folder_is_creatable(const std::string& path, std::string& error) {
+  fs::path existing = path.empty() ? fs::path(".") : fs::path(path);
+  std::error_code status_error;
+  while (!fs::exists(existing, status_error)) {
+    existing = existing.has_parent_path() && existing.parent_path() != existing ? existing.parent_path() : fs::path(".");
+  }
+  if (!fs::is_directory(existing)) {
+    error = existing.string() + " is not a folder";
+    return false;
+  }
+  if (::access(existing.c_str(), W_OK | X_OK) != 0) {
+    error = existing.string() + ": " + errno_text();
+    return false;
+  }
+  return true;
+}
+
 std::string sha256_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read " + path + ": " + errno_text());

@@ -25,6 +25,13 @@ std::string read_file(const std::string& path) {
   return bytes;
 }
 
+/// Whether folder `path` exists or could be created (as mkdir -p) by this process, checked without
+/// creating anything, so that a tool refuses an output folder it cannot write before it does any
+/// work: the nearest existing ancestor (`path` itself when it exists) must be a folder this
+/// process may write into. On false, `error` says why, naming that ancestor as a prefix of `path`:
+/// "<ancestor> is not a folder" or "<ancestor>: Permission denied".
+bool folder_is_creatable(const std::string& path, std::string& error);
+
 /// Lower-case hex SHA-256 of a file's contents (streamed, constant memory). Throws
 /// std::runtime_error naming the path.
 std::string sha256_file(const std::string& path);

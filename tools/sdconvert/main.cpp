@@ -16,6 +16,7 @@
 #include "plugins/models/stable_diffusion/sd_pipeline.h"
 #include "plugins/models/stable_diffusion/weights/sd_lora_format.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
+#include "framework/util/file_util.h"
 #include "sdtrain/errors.h"
 #include "tools/sdconvert/adapter_networks.h"
 
@@ -133,6 +134,9 @@ int main(int argc, char** argv) {
     sdtrain::anchor_builtin_plugins();  // keeps the built-in plugins linked in
     if (same_path(input, output)) throw sdtrain::ConfigError("--output names the input " + input + "; refusing to overwrite it");
     if (fs::exists(output)) throw sdtrain::ConfigError("--output " + output + " exists; refusing to overwrite it");
+    if (std::string error; !sdtrain::folder_is_creatable(fs::path(output).parent_path().string(), error)) {
+      throw sdtrain::ConfigError("--output " + output + ": cannot write there: " + error);
+    }
     if (is_adapter_format(to)) {
       for (const char* option : {"merge-lora", "use-ema", "half", "strict", "tokenizer"}) {
         if (vm.count(option)) throw sdtrain::ConfigError(std::string("--") + option + " converts models, not adapters (--to " + to + ")");
@@ -143,11 +147,8 @@ int main(int argc, char** argv) {
     if (!base.empty()) throw sdtrain::ConfigError("--base is for adapter conversion (--to kohya or peft)");
     std::vector<sdtrain::LoraSpec> specs;
     for (const auto& text : merge_loras) {
-      specs.push_back(sdtrain::parse_lora_spec(text, "--merge-lora"));
       // Checked before the model is read, which can take a while.
-      if (!fs::is_regular_file(specs.back().path)) {
-        throw sdtrain::ConfigError("--merge-lora " + text + ": no such file " + specs.back().path);
-      }
+      specs.push_back(sdtrain::parse_lora_file_spec(text, "--merge-lora"));
     }
     const sdtrain::SdFormat format = to.empty() ? sdtrain::output_format_from_name(output) : sdtrain::parse_sd_format(to);
     if (!tokenizer.empty() && !fs::exists(fs::path(tokenizer) / "vocab.json") &&

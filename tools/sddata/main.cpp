@@ -13,6 +13,7 @@
 // the data could not be read, 2 bad usage or config.
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -118,8 +119,24 @@ int main(int argc, char** argv) {
                  "only with inspect\n(see sddata --help)\n";
     return 2;
   }
+  if (threads < 1) {
+    std::cerr << "sddata: --threads must be >= 1, got " << threads << "\n";
+    return 2;
+  }
+  if (vm.count("buckets") && bucket_resolution < 1) {
+    std::cerr << "sddata: --buckets must be a resolution >= 1, got " << bucket_resolution << "\n";
+    return 2;
+  }
   try {
     const Source source = open_source(path, config_path);
+    // The bucket table before the (long) scan, so that bad bucket settings fail at once.
+    std::optional<sdtrain::BucketTable> table;
+    if (verb == "inspect" && (bucket_resolution > 0 || source.has_buckets)) {
+      sdtrain::BucketConfig buckets = source.has_buckets ? source.buckets : sdtrain::BucketConfig();
+      const int resolution = bucket_resolution > 0 ? bucket_resolution : source.resolution;
+      if (bucket_resolution > 0) buckets.set_max_area(0);
+      table.emplace(buckets, resolution);
+    }
     sdtrain::ScanOptions scan;
     scan.threads = threads;
     scan.max_pixels = source.max_pixels;
@@ -133,14 +150,7 @@ int main(int argc, char** argv) {
                                                     " bad samples\n");
       return survey.unreadable.empty() ? 0 : 1;
     }
-    if (bucket_resolution > 0 || source.has_buckets) {
-      sdtrain::BucketConfig buckets = source.has_buckets ? source.buckets : sdtrain::BucketConfig();
-      const int resolution = bucket_resolution > 0 ? bucket_resolution : source.resolution;
-      if (bucket_resolution > 0) buckets.set_max_area(0);
-      const sdtrain::BucketTable table(buckets, resolution);
-      const sdtrain::BucketPlan plan = sdtrain::plan_buckets(scans, table);
-      std::cout << sdtrain::format_bucket_report(plan, source.global_batch);
-    }
+    if (table) std::cout << sdtrain::format_bucket_report(sdtrain::plan_buckets(scans, *table), source.global_batch);
     return 0;
   } catch (const sdtrain::ConfigError& error) {
     std::cerr << "sddata: config error: " << error.what() << "\n";

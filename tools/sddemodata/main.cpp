@@ -14,6 +14,7 @@
 
 #include "framework/data/image_codec.h"
 #include "framework/io/atomic_file.h"
+#include "framework/util/file_util.h"
 #include "sdtrain/errors.h"
 #include "tools/sddemodata/demo_shapes.h"
 
@@ -53,7 +54,7 @@ int run(int argc, char** argv) {
     }
     po::notify(vm);
   } catch (const po::error& error) {
-    std::cerr << "sddemodata: " << error.what() << "\n" << options << "\n";
+    std::cerr << "sddemodata: " << error.what() << "\n(see sddemodata --help)\n";
     return 2;
   }
   if (count < 1) {
@@ -69,6 +70,10 @@ int run(int argc, char** argv) {
   const bool force = vm.count("force") > 0;
   if (fs::exists(target) && !force) {
     std::cerr << "sddemodata: " << out << " already exists (use --force to replace it)\n";
+    return 2;
+  }
+  if (std::string error; !sdtrain::folder_is_creatable(target.parent_path().string(), error)) {
+    std::cerr << "sddemodata: --out " << out << ": cannot write there: " << error << "\n";
     return 2;
   }
   const fs::path temp(out + ".tmp");

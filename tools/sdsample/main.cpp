@@ -5,6 +5,7 @@
 #include <boost/program_options.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -82,11 +83,14 @@ void validate(Settings& settings) {
   if (request.steps < 1) throw sdtrain::ConfigError("--steps must be >= 1");
   if (settings.n_samples < 1) throw sdtrain::ConfigError("--n-samples must be >= 1");
   if (settings.n_iter < 1) throw sdtrain::ConfigError("--n-iter must be >= 1");
-  if (request.guidance_scale < 0) throw sdtrain::ConfigError("--scale must be >= 0");
+  // Written so that NaN fails too.
+  if (!(request.guidance_scale >= 0 && std::isfinite(request.guidance_scale))) {
+    throw sdtrain::ConfigError("--scale must be a finite number >= 0");
+  }
   if (!(request.guidance_rescale >= 0 && request.guidance_rescale <= 1)) {
     throw sdtrain::ConfigError("--guidance-rescale must be in [0, 1]");
   }
-  if (settings.eta < 0) throw sdtrain::ConfigError("--eta must be >= 0");
+  if (!(settings.eta >= 0 && std::isfinite(settings.eta))) throw sdtrain::ConfigError("--eta must be a finite number >= 0");
   // Unknown sampler: the registry's message lists the registered ones.
   sdtrain::sampler_spec_from_scheduler_config(request.sampler, "", "--sampler");
   if (settings.device != "auto" && settings.device != "cpu" && settings.device != "cuda") {
@@ -95,11 +99,9 @@ void validate(Settings& settings) {
   if (settings.precision != "fp32" && settings.precision != "fp16" && settings.precision != "bf16") {
     throw sdtrain::ConfigError("--precision " + settings.precision + ": expected fp32, fp16 or bf16");
   }
-  for (const auto& text : settings.lora_args) {
-    settings.loras.push_back(sdtrain::parse_lora_spec(text, "--lora"));
-    if (!fs::is_regular_file(settings.loras.back().path)) {
-      throw sdtrain::ConfigError("--lora " + text + ": no such file " + settings.loras.back().path);
-    }
+  for (const auto& text : settings.lora_args) settings.loras.push_back(sdtrain::parse_lora_file_spec(text, "--lora"));
+  if (std::string error; !sdtrain::folder_is_creatable(settings.outdir, error)) {
+    throw sdtrain::ConfigError("--outdir " + settings.outdir + ": cannot write there: " + error);
   }
   if (settings.device == "cuda" && !torch::cuda::is_available()) {
     throw sdtrain::ConfigError("--device cuda: no CUDA device is available");

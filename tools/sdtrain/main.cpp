@@ -116,6 +116,10 @@ int main(int argc, char** argv) {
       list_plugins();
       return 0;
     }
+    if (vm.count("world-size") && !vm.count("dry-run-data")) {
+      std::cerr << "sdtrain: --world-size only goes with --dry-run-data (a run's world size is the launcher's)\n";
+      return 2;
+    }
     if (config_path.empty()) {
       std::cerr << "sdtrain: --config FILE is required (see sdtrain --help)\n";
       return 2;

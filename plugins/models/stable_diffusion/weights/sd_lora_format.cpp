@@ -1,5 +1,6 @@
 #include "plugins/models/stable_diffusion/weights/sd_lora_format.h"
 
+#include <filesystem>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -96,6 +97,18 @@ LoraSpec parse_lora_spec(const std::string& text, const std::string& option) {
   }
   if (spec.path.empty()) throw ConfigError(option + " '" + text + "': expected FILE or FILE:WEIGHT");
   return spec;
+}
+
+LoraSpec parse_lora_file_spec(const std::string& text, const std::string& option) {
+  const LoraSpec spec = parse_lora_spec(text, option);
+  if (std::filesystem::is_regular_file(spec.path)) return spec;
+  const std::size_t colon = text.rfind(':');
+  if (spec.path == text && colon != std::string::npos && colon > 0 &&
+      std::filesystem::is_regular_file(text.substr(0, colon))) {
+    throw ConfigError(option + " " + text + ": the weight '" + text.substr(colon + 1) +
+                      "' is not a number (expected FILE or FILE:WEIGHT)");
+  }
+  throw ConfigError(option + " " + text + ": no such file " + spec.path);
 }
 
 }  // namespace sdtrain

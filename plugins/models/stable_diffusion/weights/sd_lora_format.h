@@ -99,5 +99,9 @@ struct LoraSpec {
 };
 /// Parses `text` as above; ConfigError naming `option` for an empty path or a non-finite weight.
 LoraSpec parse_lora_spec(const std::string& text, const std::string& option);
+/// parse_lora_spec, and the file must exist: ConfigError "no such file PATH", or, when the text
+/// after the last ':' is no number but the text before it is a file, that the weight is not a
+/// number (so a typo in the weight is not reported as a missing file).
+LoraSpec parse_lora_file_spec(const std::string& text, const std::string& option);
 
 }  // namespace sdtrain
