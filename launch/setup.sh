@@ -118,8 +118,8 @@ else
       run "$python" -m pip uninstall -q -y torch
     fi
     install_torch "$python"
-    check_torch "$python"
     run "$python" -m pip install -q -r "$repo/launch/requirements-test.txt" -c "$repo/launch/requirements-torch.txt"
+    check_torch "$python"  # after numpy is in, which torch's import otherwise warns about
     $dry_run || echo "$wanted" >"$stamp"
   fi
 fi
