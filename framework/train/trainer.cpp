@@ -264,6 +264,7 @@ bool Trainer::train_epoch() {
     fault_point(FaultPoint::kStepAfterBackward, progress_.step + 1);
     ++progress_.batch_in_epoch;
     if (!step_ends) continue;
+    step_last_batch_ = std::move(*batch);
     end_step();
     if (epoch_ends) break;  // epoch bookkeeping comes first (end_epoch), then any checkpoint
     if (schedule_->checkpoint_due(progress_.step)) save_checkpoint();
@@ -279,6 +280,7 @@ void Trainer::end_step() {
   StepMetrics metrics = outcome.metrics;
   metrics.log_due = schedule_->log_due(progress_.step);
   for_each_callback([&](Callback& callback) { callback.on_step_end(*this, metrics); });
+  step_last_batch_.reset();  // its pixels may hold device memory
   // SIGTERM/SIGUSR1 on any rank: every rank reads here the flags all ranks sent at the previous
   // step's end (stop_flag_exchange.h: no step waits for them), so every rank stops at this same
   // step, one after the signal's, and checkpoints (a run that ends at this step anyway just ends).

@@ -6,6 +6,7 @@
 /// none of them by name.
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,7 @@ class Trainer : public TrainerHandle {
   void allreduce_sum(torch::Tensor& tensor) override { communicator_.allreduce_sum(tensor); }
   void with_validation_weights(const std::function<void()>& body) override;
   const std::map<std::string, double>& metrics() const override { return metrics_; }
+  const Batch* last_batch() const override { return step_last_batch_ ? &*step_last_batch_ : nullptr; }
 
   /// Whether fit() ended early because a rank received SIGTERM/SIGUSR1 (its checkpoint is written).
   bool stopped_by_signal() const { return schedule_->stopped_by_signal(); }
@@ -130,6 +132,8 @@ class Trainer : public TrainerHandle {
   std::string export_folder_;
 
   TrainProgress progress_;
+  /// The step's last micro-batch while on_step_end runs (last_batch()), then released.
+  std::optional<Batch> step_last_batch_;
   std::vector<double> loss_history_;
 };
 

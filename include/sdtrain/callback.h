@@ -13,6 +13,7 @@
 namespace sdtrain {
 
 class Model;
+struct Batch;
 
 /// Where training stands. Steps count optimizer steps; epochs and batches count micro-batches
 /// of this rank.
@@ -75,6 +76,10 @@ class TrainerHandle {
   /// and ema.use_for_validation (swapped in, and back out after `body`), else the trained ones.
   /// on_validation_end already runs so; this is for samples drawn at other times (on_step_end).
   virtual void with_validation_weights(const std::function<void()>& body) { body(); }
+  /// During on_step_end (of skipped steps too): the last micro-batch this rank trained in that
+  /// step, as the model's training_loss received it (its pixels may be on the training device);
+  /// null at other hooks. Valid until the hook returns.
+  virtual const Batch* last_batch() const { return nullptr; }
   /// Sums a CPU tensor over the job's ranks, in place. A hook that calls it must do so the same
   /// number of times on every rank (see Callback).
   virtual void allreduce_sum(torch::Tensor& tensor) = 0;

@@ -1,5 +1,7 @@
 #pragma once
 /// The model plugin interface: what the trainer needs from a trainable diffusion model.
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,6 +56,43 @@ inline torch::Tensor reduce_sample_losses(const torch::Tensor& per_sample, const
   return per_sample.narrow(0, 0, instances).mean() +
          batch.prior_loss_weight * per_sample.narrow(0, instances, batch.prior_samples).mean();
 }
+
+/// Pixels [N, 3, H, W] in [-1, 1] (any float dtype and device) as 8-bit RGB images: x / 2 + 0.5
+/// clamped to [0, 1], times 255, rounded (diffusers' numpy_to_pil), so that an 8-bit image the
+/// data pipeline scaled to [-1, 1] comes back byte for byte.
+inline std::vector<Image> images_from_pixels(const torch::Tensor& pixels) {
+  const torch::Tensor bytes = ((pixels.detach().to(torch::kFloat32) / 2 + 0.5).clamp(0, 1) * 255)
+                                  .round()
+                                  .to(torch::kUInt8)
+                                  .permute({0, 2, 3, 1})
+                                  .contiguous()
+                                  .to(torch::kCPU);
+  std::vector<Image> images;
+  for (int64_t i = 0; i < bytes.size(0); ++i) {
+    Image image;
+    image.height = static_cast<int>(bytes.size(1));
+    image.width = static_cast<int>(bytes.size(2));
+    image.channels = 3;
+    const auto* data = bytes[i].data_ptr<std::uint8_t>();
+    image.pixels.assign(data, data + bytes[i].numel());
+    images.push_back(std::move(image));
+  }
+  return images;
+}
+
+/// A training micro-batch drawn as images, for the image logger's train split (the LDM
+/// ImageLogger's "inputs" and "reconstruction" grids).
+struct BatchPreview {
+  /// The batch's image size in pixels (the training resolution, or the batch's bucket).
+  int height = 0;
+  int width = 0;
+  /// Per previewed sample, its pixels as trained on (images_from_pixels); an empty Image for a
+  /// sample the data loader served from the model's PixelCache (its image was not decoded).
+  std::vector<Image> inputs;
+  /// Per previewed sample, the model's first stage's reconstruction of it (an autoencoder's
+  /// decoding of the posterior mean); empty when the model has no first stage.
+  std::vector<Image> reconstructions;
+};
 
 /// Settings for drawing validation samples.
 struct SampleRequest {
@@ -136,6 +175,26 @@ class Model {
   /// Called on every rank after this rank trained its last micro-batch of training epoch `epoch`
   /// (0-based), e.g. to report per-epoch statistics.
   virtual void on_train_epoch_end(std::int64_t epoch) {}
+
+  /// The first min(count, batch size) samples of a training micro-batch (as training_loss
+  /// received it) as images. Called on one rank at a time: must not call collectives. The
+  /// default: the inputs from batch.pixels, no reconstructions, and the size of batch.pixels
+  /// (0 x 0 when every previewed sample came from the PixelCache).
+  virtual BatchPreview preview_batch(const Batch& batch, int count) {
+    BatchPreview preview;
+    const auto samples = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(std::max(count, 0)),
+                                                                batch.seeds.size()));
+    if (batch.pixels.defined() && batch.pixels.dim() == 4) {
+      preview.height = static_cast<int>(batch.pixels.size(2));
+      preview.width = static_cast<int>(batch.pixels.size(3));
+    }
+    int64_t row = 0;  // batch.pixels holds rows only for samples without a cached entry
+    for (int i = 0; i < samples; ++i) {
+      const bool cached = !batch.cached.empty() && batch.cached[static_cast<std::size_t>(i)].defined();
+      preview.inputs.push_back(cached ? Image{} : images_from_pixels(batch.pixels.narrow(0, row++, 1)).front());
+    }
+    return preview;
+  }
 
   /// Draws one image per prompt with the current trainable weights. Returns RGB images.
   virtual std::vector<Image> sample(const SampleRequest& request) = 0;

@@ -3,7 +3,7 @@
 also verifies the TFRecord CRCs) and checks them against the run's CSV log and sample grids.
 
     tests/callbacks/check_tensorboard.py --logdir RUN/tensorboard --csv RUN/metrics.csv --grids RUN/images/validation
-        [--images N] [--validation-csv RUN/validation_metrics.csv]
+        [--images N] [--validation-csv RUN/validation_metrics.csv] [--train-grids RUN/images/train]
 
 Checks: the four scalar tags exist; for every CSV row the TensorBoard scalars at that step equal
 the CSV values (as float32); exactly N images under validation/samples (default: one per grid
@@ -54,6 +54,7 @@ def main():
     parser.add_argument("--grids", required=True)
     parser.add_argument("--images", type=int, default=-1)
     parser.add_argument("--validation-csv")
+    parser.add_argument("--train-grids")
     args = parser.parse_args()
 
     files = sorted(pathlib.Path(args.logdir).glob("events.out.tfevents.*"))
@@ -106,7 +107,30 @@ def main():
             fail(f"image at step {event.step} has no grid PNG in {args.grids} (have steps {sorted(grids)})")
         if not np.array_equal(decoded, grids[event.step]):
             fail(f"image at step {event.step} differs from its grid PNG")
+    if args.train_grids:
+        check_train_grids(accumulator, tags, pathlib.Path(args.train_grids))
     print(f"check_tensorboard: ok ({len(files)} file(s), {len(rows)} logged steps, {len(images)} image(s))")
+
+
+def check_train_grids(accumulator, tags, folder):
+    """Every train-split grid <kind>_gs-<step>_... is the image under train/<kind> at <step>, and each
+    train/<kind> image has its grid."""
+    on_disk = {}
+    for path in folder.glob("*_gs-*_e-*_b-*.png"):
+        kind, step = re.match(r"(.+)_gs-(\d+)_", path.name).groups()
+        on_disk[(f"train/{kind}", int(step))] = np.asarray(Image.open(path).convert("RGB"))
+    if not on_disk:
+        fail(f"no train-split grids in {folder}")
+    logged = {}
+    for tag in tags["images"]:
+        if tag.startswith("train/"):
+            for event in accumulator.Images(tag):
+                logged[(tag, event.step)] = np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
+    if sorted(logged) != sorted(on_disk):
+        fail(f"train-split images in TensorBoard {sorted(logged)} differ from the grids {sorted(on_disk)}")
+    for key, grid in on_disk.items():
+        if not np.array_equal(logged[key], grid):
+            fail(f"{key[0]} at step {key[1]} differs from its grid PNG")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 // The tensorboard, csv_logger and image_logger callbacks in a real training run (test plugins):
 // TensorBoard's own reader (tests/callbacks/check_tensorboard.py) reads the event files and finds
 // the CSV's values and the grid PNGs; the grids hold exactly the images the model drew for each
-// prompt and seed; a resumed run adds a file instead of touching the old one.
+// prompt and seed, and the train split the batch trained on; a resumed run adds a file instead of
+// touching the old one.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +14,8 @@
 #include "framework/dist/process_group.h"
 #include "framework/train/trainer.h"
 #include "plugins/callbacks/callbacks.pb.h"
+#include "framework/registry/registry.h"
+#include "sdtrain/dataset.h"
 #include "sdtrain/errors.h"
 #include "tests/common/test_env.h"
 
@@ -120,6 +123,104 @@ TEST(TensorBoardImageLogger, StepCadenceDrawsGridsEveryNStepsAndAtTheFirst) {
                                              "samples_gs-000005_e-000001_b-000001.png"}));
   const Image grid = read_image_file((grids / "samples_gs-000005_e-000001_b-000001.png").string(), 0);
   EXPECT_EQ(grid.width, 38);
+}
+
+/// Cell `index` of a make_grid grid of `size`-pixel images, `columns` per row, padding 2.
+Image grid_cell(const Image& grid, int index, int size, int columns) {
+  Image cell;
+  cell.width = cell.height = size;
+  cell.channels = 3;
+  const int x0 = (index % columns) * (size + 2) + 2;
+  const int y0 = (index / columns) * (size + 2) + 2;
+  for (int y = 0; y < size; ++y) {
+    const auto* row = grid.pixels.data() + (static_cast<std::size_t>(y0 + y) * grid.width + x0) * 3;
+    cell.pixels.insert(cell.pixels.end(), row, row + size * 3);
+  }
+  return cell;
+}
+
+Image mirrored(const Image& image) {
+  Image flipped = image;
+  for (int y = 0; y < image.height; ++y) {
+    for (int x = 0; x < image.width; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        flipped.pixels[(y * image.width + x) * 3 + c] = image.pixels[(y * image.width + image.width - 1 - x) * 3 + c];
+      }
+    }
+  }
+  return flipped;
+}
+
+std::vector<std::string> read_lines(const fs::path& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// The reference's train split at the step cadence: rank 0's last micro-batch of the step as
+// "inputs" (each cell a training image with its caption, as trained on: perhaps flipped), and
+// samples for those captions without and with guidance (image i with seed 42 + i); the captions
+// beside every grid; all of them in TensorBoard under train/<kind>. The test model has no
+// autoencoder, so there is no reconstruction grid.
+TEST(TensorBoardImageLogger, TrainSplitShowsTheBatchAndSamplesForItsCaptions) {
+  const fs::path dir = test::scratch_dir();
+  train(dir, {"run.max_steps=5", "callbacks[1].options.every_n_steps=5", "callbacks[1].options.log_first_step=true"});
+  const fs::path split = dir / "out" / "images" / "train";
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(split)) {
+    if (entry.path().extension() == ".png") names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  const std::vector<std::string> suffixes = {"_gs-000001_e-000000_b-000001.png", "_gs-000005_e-000001_b-000001.png"};
+  std::vector<std::string> expected;
+  for (const char* kind : {"inputs", "samples", "samples_cfg_scale_3.00"}) {
+    for (const std::string& suffix : suffixes) expected.push_back(kind + suffix);
+  }
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(names, expected);
+
+  const LoadedConfig config = make_config(dir, {"run.max_steps=5"});
+  const auto dataset = Registry<Dataset>::instance().create(config.config.data().train(), PluginContext{}, "data.train");
+  for (const std::string& suffix : suffixes) {
+    const std::string stem = suffix.substr(0, suffix.size() - 4);
+    const std::vector<std::string> captions = read_lines(split / ("inputs" + stem + ".txt"));
+    ASSERT_EQ(captions.size(), 4u) << "train_images defaults to 4, the batch size";
+    const Image inputs = read_image_file((split / ("inputs" + suffix)).string(), 0);
+    ASSERT_EQ(inputs.width, 38);  // 4 images of 16 px, 2 columns
+    std::vector<std::size_t> shown;
+    for (int i = 0; i < 4; ++i) {
+      const Image cell = grid_cell(inputs, i, 16, 2);
+      for (std::size_t k = 0; k < dataset->size(); ++k) {
+        const Sample sample = dataset->get(k);
+        if (sample.caption == captions[i] &&
+            (sample.image.pixels == cell.pixels || mirrored(sample.image).pixels == cell.pixels)) {
+          shown.push_back(k);
+        }
+      }
+    }
+    std::sort(shown.begin(), shown.end());
+    EXPECT_EQ(shown.size(), 4u) << "each inputs cell is one training image with the caption listed for it";
+    EXPECT_EQ(std::unique(shown.begin(), shown.end()), shown.end()) << "four different samples";
+    for (const char* kind : {"samples", "samples_cfg_scale_3.00"}) {
+      EXPECT_EQ(read_lines(split / (kind + stem + ".txt")), captions) << kind;
+      const Image samples = read_image_file((split / (kind + suffix)).string(), 0);
+      for (int i = 0; i < 4; ++i) {
+        const Image cell = grid_cell(samples, i, 16, 2);
+        int wrong = 0;
+        for (std::size_t p = 0; p < cell.pixels.size(); ++p) wrong += cell.pixels[p] != pattern(captions[i], 42 + i, p);
+        EXPECT_EQ(wrong, 0) << kind << " cell " << i << " is not the sample of '" << captions[i] << "', seed " << 42 + i;
+      }
+    }
+  }
+  const fs::path out = dir / "out";
+  const std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
+                              (test::source_dir() / "tests" / "callbacks" / "check_tensorboard.py").string() +
+                              " --logdir " + (out / "tensorboard").string() + " --csv " +
+                              (out / "metrics.csv").string() + " --grids " + (out / "images" / "validation").string() +
+                              " --train-grids " + split.string();
+  std::string output;
+  EXPECT_EQ(test::run_command(command, &output), 0) << output;
 }
 
 TEST(TensorBoardImageLogger, ResumedRunWritesANewEventFile) {

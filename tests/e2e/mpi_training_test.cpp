@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <regex>
 
 #include <nlohmann/json.hpp>
@@ -209,8 +210,9 @@ TEST(MpiTraining, CheckpointResumesAtAnotherWorldSizeWithAndWithoutZero) {
   }
 }
 
-/// Trains 4 steps (one epoch) with the image logger; returns the validation grid's PNG bytes.
-std::string validation_grid(const fs::path& dir, int ranks, int batch) {
+/// Trains 4 steps (one epoch) with the image logger, its step cadence at step 4 with a train split
+/// of 2; returns the bytes of the validation grid and the train split's grids, by file name.
+std::map<std::string, std::string> image_logger_grids(const fs::path& dir, int ranks, int batch) {
   const std::string config =
       test::write_text(dir / "cfg.pbtxt",
                        "plugin_libraries: \"" + test::library("sdtrain_test_plugins").string() + "\"\n" +
@@ -223,25 +225,38 @@ std::string validation_grid(const fs::path& dir, int ranks, int batch) {
                            "  batch_size: " + std::to_string(batch) + " num_workers: 1 transforms { resolution: 16 } }\n"
                            "gradient_accumulation_steps: 1\n"
                            "callbacks { type: \"image_logger\" options { "
-                           "[type.googleapis.com/sdtrain.ImageLoggerOptions] { steps: 2 } } }\n"
+                           "[type.googleapis.com/sdtrain.ImageLoggerOptions] { steps: 2 every_n_steps: 4 train_images: 2 } } }\n"
                            "callbacks { type: \"tensorboard\" }\n");
   std::string output;
   const int code = test::run_command(mpirun(ranks) + " " + (test::binary_dir() / "bin" / "sdtrain").string() +
                                          " --config " + config, &output);
   EXPECT_EQ(code, 0) << output;
-  std::ifstream in(dir / "out" / "images" / "validation" / "samples_gs-000004_e-000000_b-000000.png", std::ios::binary);
-  EXPECT_TRUE(in.good()) << output;
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::map<std::string, std::string> grids;
+  for (const std::string name : {"validation/samples_gs-000004_e-000000_b-000000.png",
+                                 "train/inputs_gs-000004_e-000000_b-000004.png",
+                                 "train/samples_gs-000004_e-000000_b-000004.png",
+                                 "train/samples_cfg_scale_3.00_gs-000004_e-000000_b-000004.png",
+                                 "train/samples_gs-000004_e-000000_b-000004.txt"}) {
+    std::ifstream in(dir / "out" / "images" / name, std::ios::binary);
+    EXPECT_TRUE(in.good()) << name << "\n" << output;
+    grids[name] = std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return grids;
 }
 
-// The image logger draws image i on rank i % 2 and gathers on rank 0: the grid (pixels and
-// tEXt) is byte for byte the one-rank grid, and the run does not trip the collective timeout.
+// The image logger draws image i on rank i % 2 and gathers on rank 0: the validation grid (pixels
+// and tEXt) is byte for byte the one-rank grid, and the run does not trip the collective timeout.
+// The train split shows rank 0's first two samples, which with 2 ranks of batch 2 are the first
+// two of the one-rank batch of 4 (rank r takes its slice of the global batch): its grids too are
+// the one-rank grids, the captions sent from rank 0 to the rank that draws their samples.
 TEST(MpiTraining, ValidationGridIsGatheredFromAllRanks) {
   const fs::path dir = test::scratch_dir();
-  const std::string two = validation_grid(dir / "two_ranks", 2, 2);
-  const std::string one = validation_grid(dir / "one_rank", 1, 4);
-  ASSERT_FALSE(one.empty());
-  EXPECT_TRUE(two == one) << "the two-rank grid differs from the one-rank grid";
+  const auto two = image_logger_grids(dir / "two_ranks", 2, 2);
+  const auto one = image_logger_grids(dir / "one_rank", 1, 4);
+  for (const auto& [name, bytes] : one) {
+    ASSERT_FALSE(bytes.empty()) << name;
+    EXPECT_TRUE(two.at(name) == bytes) << "the two-rank " << name << " differs from the one-rank one";
+  }
 }
 
 /// The "val/loss = X" values rank 0 logged, in order.

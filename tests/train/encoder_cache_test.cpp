@@ -2,7 +2,8 @@
 // computation as without; latents are cached per (image, flip) and, once cached, images are not
 // decoded; a disk cache survives a new run and is invalidated by a changed image, resolution or
 // encoder; a corrupt entry is recomputed with a warning; random crops with a choice of window are
-// not cached; impossible settings are refused. Tiny models on 16 px images resized to 32 px.
+// not cached; impossible settings are refused; the train split's preview of a batch, cached or
+// not. Tiny models on 16 px images resized to 32 px.
 #include <gtest/gtest.h>
 #include <google/protobuf/text_format.h>
 
@@ -13,6 +14,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -275,6 +277,52 @@ TEST(EncoderCache, LatentsAreCachedPerFlipAndCachedImagesAreNotDecoded) {
   EXPECT_EQ(unflipped->cache_counts().latent_misses, 2);
   EXPECT_EQ(unflipped->cache_counts().latent_hits, 2);
   EXPECT_EQ(decoded, 0);
+}
+
+// The image logger's train split (Model::preview_batch): the inputs are the batch's pixels as
+// 8-bit images, the reconstructions the autoencoder's decoding of each posterior mean; a batch
+// served from the latent cache has no inputs but the same reconstructions, and the preview
+// neither counts nor stores cache entries.
+TEST(BatchPreview, ReconstructionsDecodeThePosteriorMeanCachedOrNot) {
+  const fs::path dir = test::scratch_dir();
+  auto dataset = open_folder(make_folder(dir / "data", 4));
+  auto model = make_tiny_model("cache { latents: true }");
+  DataLoader loader(dataset, loader_options(model.get(), false));
+  loader.seek(0, 0);
+  std::optional<Batch> decoded = loader.next();
+  ASSERT_TRUE(decoded && decoded->pixels.size(0) == 2);
+  const BatchPreview first = model->preview_batch(*decoded, 5);  // more than the batch: all of it
+  EXPECT_EQ(model->cache_counts().latent_misses + model->cache_counts().latent_hits, 0);
+  ASSERT_EQ(first.inputs.size(), 2u);
+  ASSERT_EQ(first.reconstructions.size(), 2u);
+  EXPECT_EQ(first.height, 32);
+  EXPECT_EQ(first.width, 32);
+  const std::vector<Image> inputs = images_from_pixels(decoded->pixels);
+  torch::Tensor decoded_mean;
+  {
+    torch::NoGradGuard no_grad;
+    AutoencoderKL vae = model->networks().vae;  // a holder copy shares the module
+    decoded_mean = vae->decode(vae->encode(decoded->pixels).mean());
+  }
+  const std::vector<Image> reconstructions = images_from_pixels(decoded_mean);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(first.inputs[i].pixels, inputs[i].pixels) << i;
+    EXPECT_EQ(first.inputs[i].width, 32);
+    EXPECT_EQ(first.reconstructions[i].pixels, reconstructions[i].pixels) << i;
+    EXPECT_NE(first.reconstructions[i].pixels, first.inputs[i].pixels) << "a random autoencoder changes the image";
+  }
+
+  model->training_loss(*decoded);  // caches both samples' moments
+  loader.seek(0, 0);
+  std::optional<Batch> cached = loader.next();
+  ASSERT_TRUE(cached && cached->pixels.size(0) == 0 && cached->cached.size() == 2u);
+  const BatchPreview again = model->preview_batch(*cached, 1);
+  ASSERT_EQ(again.inputs.size(), 1u);
+  EXPECT_TRUE(again.inputs[0].empty()) << "a cached sample's image was not decoded";
+  ASSERT_EQ(again.reconstructions.size(), 1u);
+  EXPECT_EQ(again.reconstructions[0].pixels, first.reconstructions[0].pixels);
+  EXPECT_EQ(again.height, 32);
+  EXPECT_EQ(model->cache_counts().latent_misses, 2) << "the preview counted nothing";
 }
 
 TEST(EncoderCache, DiskCacheSurvivesANewModelAndIsInvalidatedByChanges) {

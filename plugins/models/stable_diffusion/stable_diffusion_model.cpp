@@ -518,6 +518,42 @@ std::vector<Image> StableDiffusionModel::sample(const SampleRequest& request) {
   return images;
 }
 
+BatchPreview StableDiffusionModel::preview_batch(const Batch& batch, int count) {
+  BatchPreview preview = Model::preview_batch(batch, count);
+  if (!networks_.vae || preview.inputs.empty()) return preview;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> moments(preview.inputs.size());
+  std::vector<int64_t> rows;  // rows of batch.pixels to encode, in sample order
+  std::vector<std::size_t> encoded_samples;
+  int64_t row = 0;
+  for (std::size_t i = 0; i < moments.size(); ++i) {
+    if (!batch.cached.empty() && batch.cached[i].defined()) {
+      moments[i] = batch.cached[i].to(device_, torch::kFloat32);
+    } else {
+      rows.push_back(row++);
+      encoded_samples.push_back(i);
+    }
+  }
+  if (!rows.empty()) {
+    const torch::Tensor pixels = batch.pixels.narrow(0, 0, row).to(device_);
+    const torch::Tensor encoded = encode_moments(pixels);
+    for (std::size_t j = 0; j < encoded_samples.size(); ++j) moments[encoded_samples[j]] = encoded[static_cast<int64_t>(j)];
+  }
+  const torch::Tensor stacked = torch::stack(moments);
+  const torch::Tensor mean = stacked.narrow(1, 0, stacked.size(1) / 2);
+  torch::Tensor decoded;
+  if (vae_in_compute_dtype_) {
+    AutocastDisabled plain(device_.type());
+    decoded = networks_.vae->decode(mean.to(context_.compute_dtype));
+  } else {
+    decoded = networks_.vae->decode(mean);
+  }
+  preview.reconstructions = images_from_pixels(decoded);
+  preview.height = static_cast<int>(decoded.size(2));
+  preview.width = static_cast<int>(decoded.size(3));
+  return preview;
+}
+
 std::string StableDiffusionModel::export_unavailable_reason() const {
   if (lora_ && !options_.adapter().lora().export_merged()) return "";  // adapter files need no autoencoder
   if (!networks_.vae) {

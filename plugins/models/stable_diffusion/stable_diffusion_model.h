@@ -62,6 +62,13 @@ class StableDiffusionModel : public Model {
 
   std::vector<Image> sample(const SampleRequest& request) override;
 
+  /// The inputs (Model's default) and, with an autoencoder, its reconstruction of each sample:
+  /// the decoding of the posterior mean (the cached moments for a sample the loader served from
+  /// the latent cache, so it has a reconstruction though no input), as the LDM ImageLogger's
+  /// "reconstruction" grid up to the posterior's noise. Runs in float32 unless the autoencoder is
+  /// held in the run's bf16/fp16; counts no cache hits and stores nothing in the caches.
+  BatchPreview preview_batch(const Batch& batch, int count) override;
+
   /// "" with an autoencoder, or with adapters exported as adapter files; first_stage PIXELS has
   /// no diffusers pipeline to export.
   std::string export_unavailable_reason() const override;

@@ -15,26 +15,6 @@ torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::
   return text_encoder->forward(ids).last_hidden_state;
 }
 
-std::vector<Image> tensor_to_images(const torch::Tensor& images) {
-  torch::Tensor bytes = ((images.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1) * 255)
-                            .round()
-                            .to(torch::kUInt8)
-                            .permute({0, 2, 3, 1})
-                            .contiguous()
-                            .to(torch::kCPU);
-  std::vector<Image> out;
-  for (int64_t i = 0; i < bytes.size(0); ++i) {
-    Image image;
-    image.height = static_cast<int>(bytes.size(1));
-    image.width = static_cast<int>(bytes.size(2));
-    image.channels = 3;
-    const uint8_t* data = bytes[i].data_ptr<uint8_t>();
-    image.pixels.assign(data, data + bytes[i].numel());
-    out.push_back(std::move(image));
-  }
-  return out;
-}
-
 std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, const SampleRequest& request,
                            const torch::Device& device, const std::function<void(int, int)>& on_step) {
   torch::NoGradGuard no_grad;
@@ -78,7 +58,7 @@ std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, 
   }
   torch::Tensor images =
       vae ? vae->decode((latents / networks.scaling_factor).to(vae->parameters().front().scalar_type())) : latents;
-  return tensor_to_images(images);
+  return images_from_pixels(images);  // rounding as diffusers' numpy_to_pil
 }
 
 }  // namespace sdtrain

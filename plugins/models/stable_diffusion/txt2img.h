@@ -43,8 +43,4 @@ torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::
 std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, const SampleRequest& request,
                            const torch::Device& device, const std::function<void(int, int)>& on_step = {});
 
-/// float [N, 3, H, W] in [-1, 1] → RGB images, rounding as diffusers' numpy_to_pil
-/// ((x / 2 + 0.5).clamp(0, 1) * 255, rounded).
-std::vector<Image> tensor_to_images(const torch::Tensor& images);
-
 }  // namespace sdtrain
