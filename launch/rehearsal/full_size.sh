@@ -3,8 +3,9 @@
 #   1. a checkpoint with the exact layout of sd-v1-4-full-ema.ckpt at full size, random weights
 #      (make_full_size_ckpt.py);
 #   2. sdtrain --config configs/three_kingdoms.pbtxt with overrides for a reduced resolution, batch
-#      1, no accumulation, 2 steps, on demo images: the file is read lazily, a validation grid is
-#      drawn at the first step, a checkpoint is written;
+#      1, no accumulation, 2 steps, on demo images: the file is read lazily, a validation grid and
+#      the train split (the batch, its reconstruction, samples for its caption) are drawn at the
+#      first step, a checkpoint is written;
 #   3. the run resumes (--resume auto) for a third step, writes its final checkpoint and the
 #      diffusers export (EMA weights), which diffusers then loads and samples from
 #      (tests/train/check_export.py: the exported UNet equals the checkpoint's EMA weights);
@@ -42,7 +43,8 @@ common=(--config "$ROOT/configs/three_kingdoms.pbtxt"
         --set "data.train.options.root=$WORK/data" --set "data.transforms.resolution=$RESOLUTION"
         --set data.batch_size=1 --set data.num_workers=1 --set gradient_accumulation_steps=1
         --set run.log_every_n_steps=1 --set run.checkpoint_every_n_steps=2
-        # The image logger's grid at the first step: 4 prompts, DDIM with 4 steps instead of 200.
+        # The image logger at the first step (4 prompts; the train split of the one-image batch),
+        # DDIM with 4 steps instead of 200.
         --set "callbacks[3].options.steps=4")
 
 # Samples the sdtrain process's anonymous and file-backed resident memory (kB) every 0.2 s into
@@ -75,6 +77,7 @@ say "run 1: two steps, a validation grid at the first, a checkpoint at the secon
 timed_run "$WORK/run1.log" "${common[@]}" --set run.max_steps=2 --set final_export.folder=
 PEAK1=$PEAK_GIB ANON1=$ANON_GIB
 ls "$RUN/images/validation/"samples_gs-000001_*.png
+ls "$RUN/images/train/"{inputs,reconstruction,samples,samples_cfg_scale_3.00}_gs-000001_*.png
 ls -d "$RUN/checkpoints/step-00000002"
 
 say "run 2: resumed, a third step, the final checkpoint and the diffusers export"
