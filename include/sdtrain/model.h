@@ -188,11 +188,15 @@ class Model {
       preview.height = static_cast<int>(batch.pixels.size(2));
       preview.width = static_cast<int>(batch.pixels.size(3));
     }
-    int64_t row = 0;  // batch.pixels holds rows only for samples without a cached entry
-    for (int i = 0; i < samples; ++i) {
-      const bool cached = !batch.cached.empty() && batch.cached[static_cast<std::size_t>(i)].defined();
-      preview.inputs.push_back(cached ? Image{} : images_from_pixels(batch.pixels.narrow(0, row++, 1)).front());
-    }
+    // batch.pixels holds rows only for samples without a cached entry, in sample order.
+    const auto is_cached = [&](int i) {
+      return !batch.cached.empty() && batch.cached[static_cast<std::size_t>(i)].defined();
+    };
+    int64_t rows = 0;
+    for (int i = 0; i < samples; ++i) rows += is_cached(i) ? 0 : 1;
+    std::vector<Image> decoded = rows > 0 ? images_from_pixels(batch.pixels.narrow(0, 0, rows)) : std::vector<Image>{};
+    std::size_t next = 0;
+    for (int i = 0; i < samples; ++i) preview.inputs.push_back(is_cached(i) ? Image{} : std::move(decoded[next++]));
     return preview;
   }
 

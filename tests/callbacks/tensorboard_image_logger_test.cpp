@@ -54,15 +54,26 @@ void train(const fs::path& dir, const std::vector<std::string>& overrides) {
   trainer.fit();
 }
 
-/// Runs the TensorBoard reader check over out/; returns its output, failing the test on error.
-void expect_tensorboard_reads(const fs::path& out, int images) {
+/// Runs the TensorBoard reader check over out/ (its event files, metrics.csv and validation
+/// grids) with `more` of its options, failing the test on error.
+void expect_tensorboard_reads(const fs::path& out, const std::string& more) {
   const std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
                               (test::source_dir() / "tests" / "callbacks" / "check_tensorboard.py").string() +
                               " --logdir " + (out / "tensorboard").string() + " --csv " +
                               (out / "metrics.csv").string() + " --grids " + (out / "images" / "validation").string() +
-                              " --images " + std::to_string(images);
+                              " " + more;
   std::string output;
   EXPECT_EQ(test::run_command(command, &output), 0) << output;
+}
+
+/// The names of the PNG files in `folder`, sorted.
+std::vector<std::string> png_names(const fs::path& folder) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    if (entry.path().extension() == ".png") names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 /// The test model's image for (prompt, seed): pixel byte p = (29 * |prompt| + 53 * seed + p) mod 256.
@@ -103,7 +114,7 @@ TEST(TensorBoardImageLogger, RunIsReadByTensorBoardAndGridsHoldEachPromptsSample
   while (std::getline(sidecar, line)) listed.push_back(line);
   EXPECT_EQ(listed, kPrompts);
 
-  expect_tensorboard_reads(out, 2);
+  expect_tensorboard_reads(out, "--images 2");
 }
 
 // The reference's cadence: grids every N steps and after the first, besides validation's.
@@ -111,11 +122,7 @@ TEST(TensorBoardImageLogger, StepCadenceDrawsGridsEveryNStepsAndAtTheFirst) {
   const fs::path dir = test::scratch_dir();
   train(dir, {"run.max_steps=6", "callbacks[1].options.every_n_steps=5", "callbacks[1].options.log_first_step=true"});
   const fs::path grids = dir / "out" / "images" / "validation";
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(grids)) {
-    if (entry.path().extension() == ".png") names.push_back(entry.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
+  const std::vector<std::string> names = png_names(grids);
   // Steps 1 and 5 (micro-batches 1 and 1 of epochs 0 and 1) by the cadence; step 4 by the
   // validation after epoch 0 (4 steps an epoch).
   EXPECT_EQ(names, (std::vector<std::string>{"samples_gs-000001_e-000000_b-000001.png",
@@ -167,11 +174,7 @@ TEST(TensorBoardImageLogger, TrainSplitShowsTheBatchAndSamplesForItsCaptions) {
   const fs::path dir = test::scratch_dir();
   train(dir, {"run.max_steps=5", "callbacks[1].options.every_n_steps=5", "callbacks[1].options.log_first_step=true"});
   const fs::path split = dir / "out" / "images" / "train";
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(split)) {
-    if (entry.path().extension() == ".png") names.push_back(entry.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
+  const std::vector<std::string> names = png_names(split);
   const std::vector<std::string> suffixes = {"_gs-000001_e-000000_b-000001.png", "_gs-000005_e-000001_b-000001.png"};
   std::vector<std::string> expected;
   for (const char* kind : {"inputs", "samples", "samples_cfg_scale_3.00"}) {
@@ -213,14 +216,7 @@ TEST(TensorBoardImageLogger, TrainSplitShowsTheBatchAndSamplesForItsCaptions) {
       }
     }
   }
-  const fs::path out = dir / "out";
-  const std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
-                              (test::source_dir() / "tests" / "callbacks" / "check_tensorboard.py").string() +
-                              " --logdir " + (out / "tensorboard").string() + " --csv " +
-                              (out / "metrics.csv").string() + " --grids " + (out / "images" / "validation").string() +
-                              " --train-grids " + split.string();
-  std::string output;
-  EXPECT_EQ(test::run_command(command, &output), 0) << output;
+  expect_tensorboard_reads(dir / "out", "--train-grids " + split.string());
 }
 
 TEST(TensorBoardImageLogger, ResumedRunWritesANewEventFile) {
@@ -232,7 +228,7 @@ TEST(TensorBoardImageLogger, ResumedRunWritesANewEventFile) {
     files += entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
   }
   EXPECT_EQ(files, 2);
-  expect_tensorboard_reads(dir / "out", 2);
+  expect_tensorboard_reads(dir / "out", "--images 2");
 }
 
 // The validation loss reaches both logs: validation_metrics.csv (long rows) and TensorBoard scalars
@@ -262,13 +258,7 @@ TEST(TensorBoardImageLogger, ValidationLossIsLoggedToCsvAndTensorBoard) {
     EXPECT_EQ(std::stod(line.substr(prefix.size())), last.at(metric)) << line;
   }
 
-  const std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
-                              (test::source_dir() / "tests" / "callbacks" / "check_tensorboard.py").string() +
-                              " --logdir " + (out / "tensorboard").string() + " --csv " +
-                              (out / "metrics.csv").string() + " --grids " + (out / "images" / "validation").string() +
-                              " --images 2 --validation-csv " + (out / "validation_metrics.csv").string();
-  std::string output;
-  EXPECT_EQ(test::run_command(command, &output), 0) << output;
+  expect_tensorboard_reads(out, "--images 2 --validation-csv " + (out / "validation_metrics.csv").string());
 }
 
 TEST(TensorBoardImageLogger, ConfigErrorsNameTheField) {

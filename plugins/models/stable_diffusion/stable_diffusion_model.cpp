@@ -523,20 +523,18 @@ BatchPreview StableDiffusionModel::preview_batch(const Batch& batch, int count) 
   if (!networks_.vae || preview.inputs.empty()) return preview;
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> moments(preview.inputs.size());
-  std::vector<int64_t> rows;  // rows of batch.pixels to encode, in sample order
+  // The samples without a cached entry, in order: their pixels are the first rows of batch.pixels.
   std::vector<std::size_t> encoded_samples;
-  int64_t row = 0;
   for (std::size_t i = 0; i < moments.size(); ++i) {
     if (!batch.cached.empty() && batch.cached[i].defined()) {
       moments[i] = batch.cached[i].to(device_, torch::kFloat32);
     } else {
-      rows.push_back(row++);
       encoded_samples.push_back(i);
     }
   }
-  if (!rows.empty()) {
-    const torch::Tensor pixels = batch.pixels.narrow(0, 0, row).to(device_);
-    const torch::Tensor encoded = encode_moments(pixels);
+  if (!encoded_samples.empty()) {
+    const auto rows = static_cast<int64_t>(encoded_samples.size());
+    const torch::Tensor encoded = encode_moments(batch.pixels.narrow(0, 0, rows).to(device_));
     for (std::size_t j = 0; j < encoded_samples.size(); ++j) moments[encoded_samples[j]] = encoded[static_cast<int64_t>(j)];
   }
   const torch::Tensor stacked = torch::stack(moments);
