@@ -413,6 +413,7 @@ void validate_train_config(const TrainConfig& config, const std::string& base_di
   require(data.batch_size() > 0, "data.batch_size", "must be > 0, got " + std::to_string(data.batch_size()));
   require(data.num_workers() >= 0, "data.num_workers", "must be >= 0");
   require(data.prefetch_batches() >= 1, "data.prefetch_batches", "must be >= 1");
+  require(data.shuffle_buffer() >= 0, "data.shuffle_buffer", "must be >= 0");
   require(data.caption_dropout() >= 0 && data.caption_dropout() <= 1, "data.caption_dropout", "must be in [0, 1]");
   require(data.transforms().resolution() > 0 && data.transforms().resolution() % 8 == 0,
           "data.transforms.resolution", "must be a positive multiple of 8, got " +

@@ -14,7 +14,7 @@ constexpr uint64_t kBatchOrderSalt = 0xB0C7E75ULL;
 }  // namespace
 
 BucketSampler::BucketSampler(std::vector<int> bucket_of, std::vector<BucketResolution> buckets, int64_t batch_size,
-                             int rank, int world_size, bool shuffle, uint64_t seed)
+                             int rank, int world_size, bool shuffle, uint64_t seed, ShardShuffle shards)
     : bucket_of_(std::move(bucket_of)),
       buckets_(std::move(buckets)),
       members_(buckets_.size()),
@@ -23,7 +23,8 @@ BucketSampler::BucketSampler(std::vector<int> bucket_of, std::vector<BucketResol
       rank_(rank),
       world_size_(world_size),
       shuffle_(shuffle),
-      seed_(seed) {
+      seed_(seed),
+      shards_(std::move(shards)) {
   for (std::size_t i = 0; i < bucket_of_.size(); ++i) {
     const int bucket = bucket_of_[i];
     if (bucket < 0) continue;
@@ -45,12 +46,7 @@ std::vector<int64_t> BucketSampler::global_batches_per_bucket() const {
 
 std::vector<BucketSampler::GlobalBatch> BucketSampler::plan_epoch(int64_t epoch) const {
   const auto size = static_cast<int64_t>(bucket_of_.size());
-  std::vector<int64_t> order(size);
-  if (shuffle_) {
-    order = seeded_permutation(size, seed_, epoch);
-  } else {
-    std::iota(order.begin(), order.end(), 0);
-  }
+  const std::vector<int64_t> order = epoch_order(size, shuffle_, seed_, epoch, shards_);
   std::vector<std::vector<int64_t>> in_order(buckets_.size());
   for (int64_t index : order) {
     if (bucket_of_[index] >= 0) in_order[bucket_of_[index]].push_back(index);

@@ -3,7 +3,7 @@
 /// bucket.
 ///
 /// Epoch e is planned from (seed, e) and the global batch G = W x B alone: the epoch's seeded
-/// permutation of the dataset (seeded_permutation, the square sampler's) is split by bucket,
+/// permutation of the dataset (epoch_order, the square sampler's) is split by bucket,
 /// keeping its order; each bucket's samples are cut into global batches of G, the last one padded
 /// with that bucket's first samples of the epoch (cyclically, so a bucket smaller than G repeats
 /// its samples); the global batches are then put in a seeded order of their own. Rank r of W
@@ -24,7 +24,7 @@ class BucketSampler final : public BatchSampler {
   /// `bucket_of[i]` is sample i's index into `buckets`, or -1 for a sample not trained (dropped
   /// or unreadable). Throws ConfigError when no sample is trained.
   BucketSampler(std::vector<int> bucket_of, std::vector<BucketResolution> buckets, int64_t batch_size, int rank,
-                int world_size, bool shuffle, uint64_t seed);
+                int world_size, bool shuffle, uint64_t seed, ShardShuffle shards = {});
 
   int64_t batches_per_epoch() const override { return batches_per_epoch_; }
   MicroBatchPlan micro_batch(int64_t epoch, int64_t batch) const override;
@@ -51,6 +51,7 @@ class BucketSampler final : public BatchSampler {
   int world_size_;
   bool shuffle_;
   uint64_t seed_;
+  ShardShuffle shards_;
   int64_t batches_per_epoch_ = 0;
   mutable int64_t cached_epoch_ = -1;
   mutable std::vector<GlobalBatch> cached_plan_;

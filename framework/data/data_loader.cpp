@@ -36,11 +36,29 @@ std::shared_ptr<const Dataset> cycled(std::shared_ptr<const Dataset> dataset, st
 /// Mixed into the run seed for the class samples' seeds, so they differ from the instances'.
 constexpr uint64_t kPriorSeedSalt = 0xC1A55;
 
+/// The shards of `dataset` and the shuffle buffer, or none when the dataset has none (or is the
+/// cycled pairs of prior preservation).
+ShardShuffle shard_shuffle(const Dataset& dataset, const DataLoaderOptions& options) {
+  ShardShuffle shards;
+  shards.buffer = options.shuffle_buffer;
+  if (options.prior_dataset) return shards;
+  for (std::size_t end : dataset.shard_ends()) shards.shard_ends.push_back(static_cast<int64_t>(end));
+  if (!shards.shard_ends.empty()) {
+    TORCH_CHECK(std::is_sorted(shards.shard_ends.begin(), shards.shard_ends.end()) &&
+                    shards.shard_ends.back() == static_cast<int64_t>(dataset.size()),
+                "Dataset::shard_ends: not ascending to size() ", dataset.size());
+  }
+  return shards;
+}
+
 /// The square sampler, or with a bucket plan the bucket sampler.
-std::unique_ptr<BatchSampler> make_sampler(int64_t dataset_size, const DataLoaderOptions& options) {
+std::unique_ptr<BatchSampler> make_sampler(const Dataset& dataset, const DataLoaderOptions& options,
+                                           const ShardShuffle& shards) {
+  const auto dataset_size = static_cast<int64_t>(dataset.size());
   if (!options.bucket_plan) {
     return std::make_unique<DistributedSampler>(dataset_size, options.batch_size, options.rank, options.world_size,
-                                                options.shuffle, options.seed, options.transforms.resolution());
+                                                options.shuffle, options.seed, options.transforms.resolution(),
+                                                shards);
   }
   if (options.prior_dataset) {
     throw ConfigError("data.buckets: not combined with data.prior_preservation (a micro-batch holds one bucket, and "
@@ -52,7 +70,7 @@ std::unique_ptr<BatchSampler> make_sampler(int64_t dataset_size, const DataLoade
               dataset_size);
   return std::make_unique<BucketSampler>(options.bucket_plan->bucket_of, options.bucket_plan->buckets,
                                          options.batch_size, options.rank, options.world_size, options.shuffle,
-                                         options.seed);
+                                         options.seed, shards);
 }
 
 }  // namespace
@@ -61,7 +79,14 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderO
     : dataset_(cycled(dataset, epoch_length(*dataset, options))),
       prior_dataset_(cycled(options.prior_dataset, dataset_->size())),  // dataset_: already the pairs' count
       options_(options),
-      sampler_(make_sampler(static_cast<int64_t>(dataset_->size()), options)) {
+      shards_(shard_shuffle(*dataset_, options)),
+      sampler_(make_sampler(*dataset_, options, shards_)) {
+  std::string order = "size " + std::to_string(dataset_->size()) + " shuffle " + std::to_string(options_.shuffle);
+  if (!shards_.shard_ends.empty()) {
+    order += " buffer " + std::to_string(shards_.buffer) + " shard_ends";
+    for (int64_t end : shards_.shard_ends) order += " " + std::to_string(end);
+  }
+  order_digest_ = sha256_hex(order);
   if (options_.bucket_plan && !options_.bucket_plan->unreadable.empty()) {
     std::vector<std::string> keys;
     for (const UnreadableSample& bad : options_.bucket_plan->unreadable) {
@@ -71,6 +96,14 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderO
     count_bad_samples(keys, options_.bucket_plan->unreadable.back().message);
   }
   for (int i = 0; i < options_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+std::optional<std::pair<int64_t, int64_t>> DataLoader::shard_position(int64_t epoch, int64_t batch) const {
+  if (shards_.shard_ends.empty() || batch >= sampler_->batches_per_epoch()) return std::nullopt;
+  const int64_t index = sampler_->micro_batch(epoch, batch).indices.front();
+  const int64_t shard =
+      std::upper_bound(shards_.shard_ends.begin(), shards_.shard_ends.end(), index) - shards_.shard_ends.begin();
+  return std::make_pair(shard, index);
 }
 
 void DataLoader::count_bad_samples(const std::vector<std::string>& keys, const std::string& last_message) {

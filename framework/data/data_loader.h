@@ -53,6 +53,10 @@ struct DataLoaderOptions {
   /// unreadable samples count as bad samples from the start. Not combined with prior_dataset.
   std::shared_ptr<const BucketTable> bucket_table;
   std::shared_ptr<const BucketPlan> bucket_plan;
+  /// data.shuffle_buffer: the shuffle buffer for a dataset read in shards (Dataset::shard_ends
+  /// not empty), whose epochs are then shuffled shard by shard (sharded_permutation). Unused with
+  /// prior_dataset (the pairs are not in shards).
+  int64_t shuffle_buffer = 1000;
 };
 
 class DataLoader {
@@ -80,6 +84,15 @@ class DataLoader {
   int64_t bad_samples() const;
   /// Their keys (dataset keys, or "#<index>" for samples without one), for checkpoints.
   std::set<std::string> bad_sample_keys() const;
+
+  /// What decides the order of samples besides (seed, epoch), for checkpoints: the dataset size,
+  /// its shards and data.shuffle_buffer (sharded datasets), whether to shuffle. A resume inside an
+  /// epoch whose digest differs continues another order (the data or the settings changed).
+  const std::string& order_digest() const { return order_digest_; }
+  /// For a sharded dataset: the shard (0-based) and dataset index of this rank's first sample of
+  /// micro-batch `batch` of `epoch`, where a resume continues reading; nullopt without shards or
+  /// past the epoch's end. Call it from the thread that calls next() (the sampler's epoch cache).
+  std::optional<std::pair<int64_t, int64_t>> shard_position(int64_t epoch, int64_t batch) const;
   /// Counts `keys` as bad samples already seen, so that a resumed run goes on counting from the
   /// checkpoint instead of from zero.
   void restore_bad_samples(const std::set<std::string>& keys);
@@ -116,7 +129,9 @@ class DataLoader {
   std::shared_ptr<const Dataset> dataset_;        ///< the training set (cycled to the pairs' count)
   std::shared_ptr<const Dataset> prior_dataset_;  ///< the class images (cycled), or null
   DataLoaderOptions options_;
+  ShardShuffle shards_;  ///< before sampler_, which is built from it
   std::unique_ptr<BatchSampler> sampler_;
+  std::string order_digest_;
 
   int64_t epoch_ = 0;
   int64_t next_batch_ = 0;       ///< the batch next() returns next

@@ -1,7 +1,10 @@
 #include "framework/data/sampler.h"
 
+#include <algorithm>
 #include <numeric>
 #include <string>
+
+#include <c10/util/Exception.h>
 
 #include "sdtrain/errors.h"
 
@@ -30,7 +33,7 @@ double uniform_from_seed(uint64_t seed) {
 }
 
 DistributedSampler::DistributedSampler(int64_t dataset_size, int64_t batch_size, int rank, int world_size,
-                                       bool shuffle, uint64_t seed, int resolution)
+                                       bool shuffle, uint64_t seed, int resolution, ShardShuffle shards)
     : dataset_size_(dataset_size),
       batch_size_(batch_size),
       rank_(rank),
@@ -38,6 +41,7 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, int64_t batch_size,
       shuffle_(shuffle),
       seed_(seed),
       resolution_(resolution),
+      shards_(std::move(shards)),
       batches_per_epoch_(dataset_size / (batch_size * world_size)) {
   if (batches_per_epoch_ == 0) {
     throw ConfigError("data.batch_size: the training set has " + std::to_string(dataset_size) +
@@ -62,11 +66,54 @@ std::vector<int64_t> seeded_permutation(int64_t size, uint64_t seed, int64_t epo
   return order;
 }
 
-std::vector<int64_t> DistributedSampler::permutation(int64_t epoch) const {
-  if (shuffle_) return seeded_permutation(dataset_size_, seed_, epoch);
-  std::vector<int64_t> order(dataset_size_);
+std::vector<int64_t> shard_order(int64_t shard_count, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(shard_count);
+  std::iota(order.begin(), order.end(), 0);
+  seeded_shuffle(order, mix_seed(seed, static_cast<uint64_t>(epoch), 0x5348415244ULL));
+  return order;
+}
+
+std::vector<int64_t> sharded_permutation(const ShardShuffle& shards, uint64_t seed, int64_t epoch) {
+  const auto shard_count = static_cast<int64_t>(shards.shard_ends.size());
+  const int64_t size = shard_count == 0 ? 0 : shards.shard_ends.back();
+  uint64_t state = mix_seed(seed, static_cast<uint64_t>(epoch), 0x4255464645ULL);
+  const int64_t capacity = std::max<int64_t>(shards.buffer, 1);
+  std::vector<int64_t> order;
+  order.reserve(size);
+  std::vector<int64_t> buffer;
+  buffer.reserve(std::min(capacity, size));
+  for (int64_t shard : shard_order(shard_count, seed, epoch)) {
+    const int64_t begin = shard == 0 ? 0 : shards.shard_ends[shard - 1];
+    for (int64_t index = begin; index < shards.shard_ends[shard]; ++index) {
+      if (static_cast<int64_t>(buffer.size()) < capacity) {
+        buffer.push_back(index);
+        continue;
+      }
+      const auto slot = static_cast<std::size_t>(
+          (static_cast<unsigned __int128>(splitmix64(state)) * static_cast<unsigned __int128>(capacity)) >> 64);
+      order.push_back(buffer[slot]);
+      buffer[slot] = index;
+    }
+  }
+  seeded_shuffle(buffer, splitmix64(state));
+  order.insert(order.end(), buffer.begin(), buffer.end());
+  return order;
+}
+
+std::vector<int64_t> epoch_order(int64_t size, bool shuffle, uint64_t seed, int64_t epoch, const ShardShuffle& shards) {
+  if (shuffle && !shards.shard_ends.empty()) {
+    TORCH_CHECK(shards.shard_ends.back() == size, "epoch_order: shards end at ", shards.shard_ends.back(),
+                " for a dataset of ", size);
+    return sharded_permutation(shards, seed, epoch);
+  }
+  if (shuffle) return seeded_permutation(size, seed, epoch);
+  std::vector<int64_t> order(size);
   std::iota(order.begin(), order.end(), 0);
   return order;
+}
+
+std::vector<int64_t> DistributedSampler::permutation(int64_t epoch) const {
+  return epoch_order(dataset_size_, shuffle_, seed_, epoch, shards_);
 }
 
 MicroBatchPlan DistributedSampler::micro_batch(int64_t epoch, int64_t batch) const {

@@ -42,6 +42,29 @@ std::vector<int64_t> seeded_permutation(int64_t size, uint64_t seed, int64_t epo
 /// Shuffles `order` in place with a Fisher-Yates shuffle driven by splitmix64 from `state`.
 void seeded_shuffle(std::vector<int64_t>& order, uint64_t state);
 
+/// How a sharded dataset (Dataset::shard_ends: tar shards, Parquet row groups) is shuffled, so
+/// that reading stays close to sequential: the shard order is shuffled, and the samples, read
+/// shard after shard, pass through a shuffle buffer of `buffer` samples (WebDataset's
+/// `shuffle(n)`): once it is full, each incoming sample takes the place of one drawn at random,
+/// which is emitted; at the end the buffer is emitted in a shuffled order. Every sample comes out
+/// exactly once, and a sample leaves at most `buffer` places before or (in distribution) not far
+/// after its shard's turn, so a reader holds a few shards open at a time instead of all.
+struct ShardShuffle {
+  std::vector<int64_t> shard_ends;  ///< ascending; the last equals the dataset size. Empty: none
+  int64_t buffer = 1000;            ///< data.shuffle_buffer; <= 1 keeps the samples in shard order
+};
+
+/// The order in which epoch `epoch` reads `shard_count` shards (a seeded permutation).
+std::vector<int64_t> shard_order(int64_t shard_count, uint64_t seed, int64_t epoch);
+
+/// The epoch's permutation of a sharded dataset as ShardShuffle describes, a function of (seed,
+/// epoch) alone (splitmix64 streams, as seeded_permutation).
+std::vector<int64_t> sharded_permutation(const ShardShuffle& shards, uint64_t seed, int64_t epoch);
+
+/// The epoch's order of [0, size) for a sampler: identity without `shuffle`; else
+/// sharded_permutation when `shards` has shards, seeded_permutation otherwise.
+std::vector<int64_t> epoch_order(int64_t size, bool shuffle, uint64_t seed, int64_t epoch, const ShardShuffle& shards);
+
 /// The square sampler: epoch e's seeded permutation dealt in global batches of W x B, rank r
 /// taking batch b's slice [(b W + r) B, (b W + r + 1) B). The last incomplete global batch is
 /// dropped.
@@ -49,7 +72,7 @@ class DistributedSampler final : public BatchSampler {
  public:
   /// Throws ConfigError when `dataset_size` is smaller than one global batch (W x B).
   DistributedSampler(int64_t dataset_size, int64_t batch_size, int rank, int world_size, bool shuffle,
-                     uint64_t seed, int resolution = 0);
+                     uint64_t seed, int resolution = 0, ShardShuffle shards = {});
 
   int64_t batches_per_epoch() const override { return batches_per_epoch_; }
   /// batch_indices() at data.transforms.resolution `resolution` (constructor's).
@@ -62,7 +85,7 @@ class DistributedSampler final : public BatchSampler {
   /// caches the epoch's permutation).
   std::vector<int64_t> batch_indices(int64_t epoch, int64_t batch) const;
 
-  /// The epoch's permutation: seeded_permutation(size, seed, epoch), identity when not shuffling.
+  /// The epoch's permutation: epoch_order(size, shuffle, seed, epoch, shards).
   std::vector<int64_t> permutation(int64_t epoch) const;
 
   int64_t dataset_size() const { return dataset_size_; }
@@ -75,6 +98,7 @@ class DistributedSampler final : public BatchSampler {
   bool shuffle_;
   uint64_t seed_;
   int resolution_;
+  ShardShuffle shards_;
   int64_t batches_per_epoch_;
   mutable int64_t cached_epoch_ = -1;
   mutable std::vector<int64_t> cached_permutation_;

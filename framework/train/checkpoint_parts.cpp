@@ -98,13 +98,20 @@ int64_t resumed_batch_in_epoch(const SavedDataPosition& saved, int world_size, i
 }
 
 void DataPositionState::save_state(CheckpointWriter& out) {
-  out.put_rank({{"epoch", progress_.epoch},
+  json state = {{"epoch", progress_.epoch},
                 {"batch_in_epoch", progress_.batch_in_epoch},
                 {"batch_size", batch_size_},
                 {"bucket_digest", bucket_digest_},
+                {"order_digest", loader_.order_digest()},
                 {"bad_samples", loader_.bad_sample_keys()},
                 {"note", "rank r of world_size takes micro-batch b's slice b*world_size+r of the epoch's seeded "
-                         "permutation; batch_in_epoch micro-batches of epoch are consumed"}});
+                         "permutation; batch_in_epoch micro-batches of epoch are consumed"}};
+  // Where this rank reads next in a sharded dataset, for people reading the checkpoint; the
+  // position itself follows from (epoch, batch_in_epoch) and the order.
+  if (const auto position = loader_.shard_position(progress_.epoch, progress_.batch_in_epoch)) {
+    state["next_sample"] = {{"shard", position->first}, {"index", position->second}};
+  }
+  out.put_rank(state);
 }
 
 void DataPositionState::load_state(const CheckpointReader& in) {
@@ -148,6 +155,12 @@ void DataPositionState::load_state(const CheckpointReader& in) {
                          << (bucket_digest_.empty() ? "none" : bucket_digest_.substr(0, 12))
                          << " now: images, their sizes or the bucket rules changed); the rest of epoch "
                          << progress_.epoch << " is dealt from the new plan and may repeat or skip samples";
+  }
+  const std::string saved_order = own.contains("order_digest") ? own.at("order_digest").get<std::string>() : "";
+  if (progress_.batch_in_epoch > 0 && !saved_order.empty() && saved_order != loader_.order_digest()) {
+    SDTRAIN_LOG(WARNING) << "data: the sample order differs from the checkpoint's (the dataset's size or shards, "
+                            "data.shuffle or data.shuffle_buffer changed); the rest of epoch "
+                         << progress_.epoch << " follows the new order and may repeat or skip samples";
   }
   loader_.restore_bad_samples(bad_samples);
 }

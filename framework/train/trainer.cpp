@@ -165,6 +165,7 @@ void Trainer::build_data_loader() {
   data.pixel_cache = model_->pixel_cache();  // cached samples are not decoded (model.h)
   data.prior_dataset = class_set_;
   data.prior_loss_weight = config_.data().prior_preservation().loss_weight();
+  data.shuffle_buffer = config_.data().shuffle_buffer();
   if (config_.data().has_buckets()) plan_buckets_into(data);
   loader_ = std::make_unique<DataLoader>(train_set_, data);
 }

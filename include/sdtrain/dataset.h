@@ -5,6 +5,7 @@
 /// are the framework's (framework/data), so every dataset plugin gets them for free.
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "sdtrain/image.h"
 
@@ -37,6 +38,12 @@ class Dataset {
   /// Example `index` (0 <= index < size()). Throws sdtrain::DataError naming the file when the
   /// example cannot be read; the framework then applies the bad-data policy.
   virtual Sample get(std::size_t index) const = 0;
+  /// Optional: for a dataset stored in shards that are cheap to read in order and dear to read
+  /// at random (tar files, Parquet row groups), where each shard's examples end: ascending, the
+  /// last equal to size(); examples [end(s-1), end(s)) form shard s. The framework then shuffles
+  /// shard by shard through a bounded buffer (data.shuffle_buffer) instead of over the whole
+  /// dataset, so that a worker reads a few shards at a time. Empty (the default): no shards.
+  virtual std::vector<std::size_t> shard_ends() const { return {}; }
 };
 
 }  // namespace sdtrain
