@@ -96,6 +96,44 @@ find_package(JPEG REQUIRED)
 find_package(PNG REQUIRED)
 pkg_check_modules(WEBP REQUIRED IMPORTED_TARGET libwebp)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+# Tar shards (the webdataset dataset plugin and `sddata convert`).
+pkg_check_modules(LIBARCHIVE REQUIRED IMPORTED_TARGET libarchive)
+
+# --- Apache Arrow / Parquet C++ from the pyarrow wheel (the parquet dataset plugin) -------------
+# As LibTorch comes from the torch wheel: the wheel carries libarrow, libparquet and their headers
+# (Debian packages neither). Optional: a python without pyarrow (a GPU machine's own) builds
+# everything but the parquet plugin. SDTRAIN_WITH_PARQUET=OFF leaves it out on purpose.
+set(SDTRAIN_WITH_PARQUET AUTO CACHE STRING "Build the parquet dataset plugin (ON, OFF or AUTO: when pyarrow imports)")
+set(_want_parquet ${SDTRAIN_WITH_PARQUET})
+set(SDTRAIN_WITH_PARQUET OFF)
+if(NOT _want_parquet STREQUAL "OFF")
+  execute_process(
+    COMMAND "${SDTRAIN_PYTHON}" -c "import pyarrow as p; print(p.get_include() + ';' + p.get_library_dirs()[0], end='')"
+    OUTPUT_VARIABLE _pyarrow RESULT_VARIABLE _pyarrow_rc ERROR_QUIET)
+  if(_pyarrow_rc EQUAL 0)
+    list(GET _pyarrow 0 _arrow_include)
+    list(GET _pyarrow 1 _arrow_libdir)
+    # The wheel holds lib<name>.so.<SOVERSION> without the unversioned link; take the shortest name.
+    foreach(_lib arrow parquet)
+      file(GLOB _candidates "${_arrow_libdir}/lib${_lib}.so.*")
+      list(SORT _candidates COMPARE NATURAL)
+      list(LENGTH _candidates _count)
+      if(_count EQUAL 0)
+        message(FATAL_ERROR "sdtrain: pyarrow in ${_arrow_libdir} has no lib${_lib}.so.*")
+      endif()
+      list(GET _candidates 0 SDTRAIN_${_lib}_LIBRARY)
+    endforeach()
+    add_library(sdtrain_arrow INTERFACE)
+    target_include_directories(sdtrain_arrow SYSTEM INTERFACE "${_arrow_include}")
+    target_link_libraries(sdtrain_arrow INTERFACE "${SDTRAIN_parquet_LIBRARY}" "${SDTRAIN_arrow_LIBRARY}")
+    list(APPEND CMAKE_INSTALL_RPATH "${_arrow_libdir}")
+    set(SDTRAIN_WITH_PARQUET ON)
+  elseif(_want_parquet STREQUAL "ON")
+    message(FATAL_ERROR "sdtrain: SDTRAIN_WITH_PARQUET=ON but '${SDTRAIN_PYTHON} -c \"import pyarrow\"' failed; "
+                        "pip install pyarrow (launch/requirements-test.txt pins it)")
+  endif()
+endif()
+message(STATUS "sdtrain: Parquet ${SDTRAIN_WITH_PARQUET}")
 if(SDTRAIN_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

@@ -1,10 +1,12 @@
-// Throughput of sdtrain's training data loader: an image_folder (metadata.csv) through
-// DataLoader with the recipe's transforms (short side to 512 bicubic, random crop 512, flip, to
-// [-1, 1]), batch 4, shuffled, with N worker threads. Run through bench_data.py --workers N,
-// which times torch.utils.data.DataLoader with N worker processes and PIL on the same folder
-// (what diffusers' train_text_to_image.py runs) and prints the ratio. Not a test.
+// Throughput of sdtrain's training data loader: a dataset (an image_folder with metadata.csv,
+// WebDataset .tar shards or Parquet files, by the path's layout: plugins/datasets/dataset_path.h)
+// through DataLoader with the recipe's transforms (short side to 512 bicubic, random crop 512,
+// flip, to [-1, 1]), batch 4, shuffled (shard by shard through a buffer of 1000 for the sharded
+// layouts), with N worker threads. Run through bench_data.py --workers N or bench_sharded.py,
+// which time torch.utils.data.DataLoader with N worker processes over the same images (PIL; the
+// webdataset and datasets libraries for the sharded layouts) and print the ratio. Not a test.
 //
-//   data_loader_bench <image folder with metadata.csv> <workers> [epochs]
+//   data_loader_bench <dataset path> <workers> [epochs]
 //
 // Prints "images_per_s <rate>" over `epochs` epochs (default 3) after one warm-up epoch.
 #include <chrono>
@@ -16,26 +18,19 @@
 #include <torch/torch.h>
 
 #include "framework/data/data_loader.h"
-#include "framework/registry/registry.h"
 #include "plugins/builtin_plugins.h"
-#include "plugins/datasets/datasets.pb.h"
+#include "plugins/datasets/dataset_path.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: data_loader_bench <image folder with metadata.csv> <workers> [epochs]\n";
+    std::cerr << "usage: data_loader_bench <dataset path> <workers> [epochs]\n";
     return 2;
   }
   const int workers = std::stoi(argv[2]);
   const int epochs = argc > 3 ? std::stoi(argv[3]) : 3;
   torch::set_num_threads(1);  // the transforms are ours; torch only allocates the tensors
   sdtrain::anchor_builtin_plugins();
-  sdtrain::ImageFolderOptions folder;
-  folder.set_root(argv[1]);
-  sdtrain::PluginSpec spec;
-  spec.set_type("image_folder");
-  spec.mutable_options()->PackFrom(folder);
-  std::shared_ptr<const sdtrain::Dataset> dataset =
-      sdtrain::Registry<sdtrain::Dataset>::instance().create(spec, sdtrain::PluginContext{}, "data");
+  std::shared_ptr<const sdtrain::Dataset> dataset = sdtrain::open_dataset_path(argv[1]);
 
   sdtrain::DataLoaderOptions options;  // the recipe's transforms: 512, bicubic, random crop, flip
   options.batch_size = 4;

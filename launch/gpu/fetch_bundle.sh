@@ -3,7 +3,7 @@
 # downloads what that machine lacks to build sdtrain and run its GPU checks into .device-bundle/
 #   debs/    the Debian 12 .deb files of the build dependencies (protobuf, boost program_options,
 #            Open MPI and its runtime libraries, jpeg/png/webp, gtest/gmock, nlohmann-json, libzip,
-#            utf8proc, openssl, zlib, pkgconf); launch/gpu/run_on_device.sh unpacks them with
+#            libarchive, utf8proc, openssl, zlib, pkgconf); launch/gpu/run_on_device.sh unpacks them with
 #            dpkg -x into .device-bundle/root there (never into /).
 #   wheels/  the pure-Python diffusers wheel (the reference side of bench/train/bench_train_step.py)
 #            and the wheels it imports that a torch + transformers install may lack (requests & co.).
@@ -37,6 +37,8 @@ debs=(
   # tests, json, zip, unicode, crypto, zlib
   libgtest-dev libgmock-dev googletest nlohmann-json3-dev libzip-dev libzip4 libbz2-1.0 libbz2-dev
   libutf8proc-dev libutf8proc2 libssl-dev libssl3 zlib1g-dev zlib1g
+  # tar shards (the webdataset plugin): libarchive and the libraries it loads
+  libarchive-dev libarchive13 libacl1 liblz4-1 liblzma5 libnettle8 libxml2 libzstd1 libicu72
   # pkg-config (CMake's FindPkgConfig needs one; the device image may have none)
   pkgconf pkgconf-bin libpkgconf3 pkg-config
 )

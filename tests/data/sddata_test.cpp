@@ -79,14 +79,17 @@ TEST(Sddata, VerifyDecodesEveryImageAndListsTheBadOnes) {
 
 TEST(Sddata, UsageErrorsExitTwo) {
   int code = 0;
-  const std::string out = sddata("convert /tmp", &code);
+  const std::string out = sddata("transmogrify /tmp", &code);
   EXPECT_EQ(code, 2) << out;
-  EXPECT_NE(out.find("expected `inspect` or `verify`"), std::string::npos) << out;
+  EXPECT_NE(out.find("expected `inspect`, `verify`, `list` or `convert`"), std::string::npos) << out;
   sddata("inspect", &code);
   EXPECT_EQ(code, 2);
   const std::string missing = sddata("inspect /nonexistent-sddata-folder", &code);
   EXPECT_EQ(code, 2) << missing;
-  EXPECT_NE(missing.find("root: directory not found: /nonexistent-sddata-folder"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("/nonexistent-sddata-folder: not a dataset: expected an image folder (metadata.csv or "
+                         "metadata.jsonl), .tar shards or .parquet files"),
+            std::string::npos)
+      << missing;
 }
 
 TEST(DatasetSurvey, CountsAndHistogramFromScans) {

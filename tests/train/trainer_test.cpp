@@ -13,6 +13,7 @@
 #include "framework/train/checkpoint_parts.h"
 #include "framework/train/trainer.h"
 #include "framework/util/file_util.h"
+#include "plugins/builtin_plugins.h"
 #include "sdtrain/errors.h"
 #include "tests/common/test_env.h"
 
@@ -106,6 +107,76 @@ TEST(Trainer, ResumedRunEqualsTheUninterruptedRun) {
   EXPECT_TRUE(torch::equal(straight.ema()->shadow(), resumed.ema()->shadow()));
   EXPECT_EQ(straight.loss_history(), resumed.loss_history());
 }
+
+/// A run on the sharded fixture (tests/data/make_shard_fixtures.py: 14 images of several aspect
+/// ratios) through `data_train`, batch 2: 7 micro-batches per epoch without buckets, so step 3 of
+/// accumulation 2 ends mid-epoch and step 6 in the next epoch. `buckets` (data.buckets, or "")
+/// trains at buckets of 96^2 area instead of 16 px squares: 64x64, 64x128 and 128x64.
+LoadedConfig sharded_config(const fs::path& dir, const std::string& data_train, const std::string& buckets,
+                            const std::vector<std::string>& overrides) {
+  anchor_builtin_plugins();  // the webdataset and parquet plugins
+  const std::string text = "plugin_libraries: \"" + test::library("sdtrain_test_plugins").string() + "\"\n" +
+                           "run { output_dir: \"out\" seed: 5 log_every_n_steps: 1 val_every_n_epochs: 0 "
+                           "checkpoint_every_n_steps: 3 }\n"
+                           "model { type: \"test_tiny_denoiser\" }\n"
+                           "data { train { " + data_train + " } batch_size: 2 num_workers: 2 shuffle_buffer: 4 "
+                           "transforms { resolution: " + std::string(buckets.empty() ? "16" : "96") + " } " + buckets +
+                           " }\n"
+                           "optimizer { base_learning_rate: 0.01 }\n"
+                           "lr_schedule { type: \"constant\" }\n"
+                           "gradient_accumulation_steps: 2\n";
+  return load_train_config(test::write_text(dir / "cfg.pbtxt", text), overrides);
+}
+
+/// Kill-and-resume on a sharded dataset equals the run that never stopped: the shard-by-shard
+/// order and the loader's position come back from the checkpoint.
+void expect_sharded_resume_is_exact(const std::string& data_train, const std::string& buckets,
+                                    const std::vector<int64_t>& shard_ends) {
+  const fs::path scratch = test::scratch_dir();
+  auto comm = communicator();
+  LoadedConfig straight_config = sharded_config(scratch / "straight", data_train, buckets, {"run.max_steps=6"});
+  Trainer straight(straight_config, process_group().info(), *comm);
+  straight.fit();
+  {
+    LoadedConfig first_half = sharded_config(scratch / "resumed", data_train, buckets, {"run.max_steps=3"});
+    Trainer trainer(first_half, process_group().info(), *comm);
+    trainer.fit();
+  }
+  // The rank's state names where it reads next (shard and sample) and what fixes the order.
+  const nlohmann::json data = nlohmann::json::parse(
+      read_file((test::checkpoint_dir(scratch / "resumed" / "out", 3) / "rank-00000.json").string()))["parts"]["data"];
+  EXPECT_EQ(data.at("order_digest").get<std::string>().size(), 64u);
+  const int64_t shard = data.at("next_sample").at("shard").get<int64_t>();
+  const int64_t index = data.at("next_sample").at("index").get<int64_t>();
+  ASSERT_TRUE(shard >= 0 && shard < static_cast<int64_t>(shard_ends.size())) << data;
+  EXPECT_TRUE(index < shard_ends[shard] && index >= (shard == 0 ? 0 : shard_ends[shard - 1])) << data;
+  LoadedConfig second_half =
+      sharded_config(scratch / "resumed", data_train, buckets, {"run.max_steps=6", "run.resume=auto"});
+  Trainer resumed(second_half, process_group().info(), *comm);
+  resumed.fit();
+  ASSERT_EQ(straight.loss_history().size(), 6u);
+  EXPECT_EQ(straight.loss_history(), resumed.loss_history());
+  EXPECT_TRUE(torch::equal(straight.parameters().values(), resumed.parameters().values()));
+  EXPECT_TRUE(torch::equal(straight.ema()->shadow(), resumed.ema()->shadow()));
+}
+
+TEST(Trainer, ResumeOnWebDatasetShardsWithBucketsEqualsTheUninterruptedRun) {
+  const fs::path shards = test::fixture_dir("data_shards") / "wds";
+  expect_sharded_resume_is_exact(
+      "type: \"webdataset\" options { [type.googleapis.com/sdtrain.WebDatasetOptions] { shards: \"" +
+          (shards / "train-{00000..00002}.tar").string() + "\" } }",
+      "buckets { min_side: 64 max_side: 128 }", {5, 10, 14});
+}
+
+#ifdef SDTRAIN_WITH_PARQUET
+TEST(Trainer, ResumeOnParquetEqualsTheUninterruptedRun) {
+  const fs::path files = test::fixture_dir("data_shards") / "parquet";
+  expect_sharded_resume_is_exact(
+      "type: \"parquet\" options { [type.googleapis.com/sdtrain.ParquetOptions] { files: \"" + files.string() +
+          "\" } }",
+      "", {5, 7, 12, 14});
+}
+#endif
 
 // Where ranks resume in the epoch: the checkpoint's samples dealt out in the new global batches.
 TEST(Trainer, ResumedDataPositionFollowsTheGlobalBatch) {

@@ -2,15 +2,21 @@
 //
 //   sddata inspect (PATH | --config FILE) [--buckets RESOLUTION]
 //   sddata verify  (PATH | --config FILE)
+//   sddata list    (PATH | --config FILE)
+//   sddata convert (PATH | --config FILE) OUT --to image_folder|webdataset|parquet
 //
-// PATH is an image folder (image_folder: metadata.csv / metadata.jsonl, empty captions allowed so
-// that they can be counted); --config takes data.train of a run's config, any dataset plugin, with
+// PATH is an image folder (image_folder: metadata.csv / metadata.jsonl), WebDataset .tar shards
+// (a file, a brace pattern or a folder of them) or Parquet files (likewise), told apart by their
+// layout (dataset_path.h; --from names it); empty captions are allowed so that they can be
+// counted; --config takes data.train of a run's config, any dataset plugin, with
 // its data.bad_data pixel limit and, for inspect, its data.buckets. inspect reads every image's
 // header: the sample count, empty captions, unreadable samples, sizes and an aspect histogram,
 // and the bucket report (kohya's rules; batches of the config's data.batch_size on one rank, else
 // of 1) with --buckets or the config's buckets. verify decodes
-// every image in full and lists those that fail. Exit codes: 0 ok, 1 verify found bad samples or
-// the data could not be read, 2 bad usage or config.
+// every image in full and lists those that fail. list prints one JSON line per sample (key,
+// caption, image size and SHA-256). convert writes the samples to OUT in another layout with the
+// bytes unchanged (sample_export.h). Exit codes: 0 ok, 1 verify found bad samples, convert skipped
+// some or the data could not be read, 2 bad usage or config.
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -24,9 +30,10 @@
 #include "framework/data/dataset_survey.h"
 #include "framework/registry/registry.h"
 #include "plugins/builtin_plugins.h"
-#include "plugins/datasets/datasets.pb.h"
 #include "sdtrain/dataset.h"
 #include "sdtrain/errors.h"
+#include "plugins/datasets/dataset_path.h"
+#include "tools/sddata/sample_export.h"
 
 namespace po = boost::program_options;
 
@@ -42,7 +49,7 @@ struct Source {
   int64_t global_batch = 1;  ///< data.batch_size of one rank, for the report's batches
 };
 
-Source open_source(const std::string& path, const std::string& config_path) {
+Source open_source(const std::string& path, const std::string& config_path, const std::string& format) {
   Source source;
   sdtrain::PluginContext context;
   if (!config_path.empty()) {
@@ -58,14 +65,8 @@ Source open_source(const std::string& path, const std::string& config_path) {
     source.global_batch = data.batch_size();
     return source;
   }
-  sdtrain::ImageFolderOptions options;
-  options.set_root(path);
-  options.set_allow_empty_captions(true);
-  sdtrain::PluginSpec spec;
-  spec.set_type("image_folder");
-  spec.mutable_options()->PackFrom(options);
-  source.dataset = sdtrain::Registry<sdtrain::Dataset>::instance().create(spec, context, "image folder");
-  source.name = path;
+  source.dataset = sdtrain::open_dataset_path(path, format);
+  source.name = path + " (" + sdtrain::dataset_format_of(path, format) + ")";
   return source;
 }
 
@@ -77,16 +78,25 @@ int main(int argc, char** argv) {
       "sddata: inspect or verify a training set\n\n"
       "Usage:\n"
       "  sddata inspect (PATH | --config FILE) [--buckets RESOLUTION]\n"
-      "  sddata verify  (PATH | --config FILE)\n\n"
-      "PATH is an image folder (metadata.csv or metadata.jsonl); --config reads data.train of a run's\n"
-      "config (any dataset plugin). inspect reads the image headers: count, empty captions, unreadable\n"
-      "samples, sizes, aspect histogram, and the bucket report with --buckets or the config's\n"
-      "data.buckets. verify decodes every image and lists the bad ones. Exit codes: 0 ok, 1 bad samples\n"
-      "found by verify or unreadable data, 2 bad usage or config.\n\n"
+      "  sddata verify  (PATH | --config FILE)\n"
+      "  sddata list    (PATH | --config FILE)\n"
+      "  sddata convert (PATH | --config FILE) OUT --to image_folder|webdataset|parquet\n\n"
+      "PATH is an image folder (metadata.csv or metadata.jsonl), WebDataset .tar shards or Parquet files\n"
+      "(a file, a brace pattern such as 'train-{00000..00009}.tar', or a folder of them); --from names\n"
+      "the layout instead of the guess. --config reads data.train of a run's config (any dataset\n"
+      "plugin). inspect reads the image headers: count, empty captions, unreadable samples, sizes,\n"
+      "aspect histogram, and the bucket report with --buckets or the config's data.buckets. verify\n"
+      "decodes every image and lists the bad ones. list prints one JSON line per sample (key, caption,\n"
+      "image bytes and SHA-256). convert writes every sample to the new folder OUT in another layout,\n"
+      "image bytes and captions unchanged, and lists what it skipped. Exit codes: 0 ok, 1 bad samples\n"
+      "found by verify or skipped by convert, or unreadable data, 2 bad usage or config.\n\n"
       "Options");
   std::string verb;
   std::string path;
   std::string config_path;
+  std::string out;
+  std::string from;
+  sdtrain::ConvertOptions convert;
   int bucket_resolution = 0;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   options.add_options()
@@ -94,11 +104,17 @@ int main(int argc, char** argv) {
       ("config,c", po::value(&config_path)->value_name("FILE"), "take data.train of this run config")
       ("buckets", po::value(&bucket_resolution)->value_name("RESOLUTION"),
        "inspect: the bucket report for buckets of RESOLUTION^2 area (sides 256..1024, step 64)")
-      ("threads", po::value(&threads)->value_name("N"), "reading threads (default: the cores)");
+      ("threads", po::value(&threads)->value_name("N"), "reading threads (default: the cores)")
+      ("from", po::value(&from)->value_name("LAYOUT"), "PATH's layout: image_folder, webdataset or parquet")
+      ("to", po::value(&convert.to)->value_name("LAYOUT"), "convert: image_folder, webdataset or parquet")
+      ("shard-size", po::value(&convert.shard_size)->value_name("N"),
+       "convert: samples per .tar shard or .parquet file (default 1000)")
+      ("rows-per-group", po::value(&convert.rows_per_group)->value_name("N"),
+       "convert: Parquet rows per row group (default 100, as datasets writes images)");
   po::options_description positional_options;
-  positional_options.add_options()("verb", po::value(&verb))("path", po::value(&path));
+  positional_options.add_options()("verb", po::value(&verb))("path", po::value(&path))("out", po::value(&out));
   po::positional_options_description positional;
-  positional.add("verb", 1).add("path", 1);
+  positional.add("verb", 1).add("path", 1).add("out", 1);
   po::options_description all;
   all.add(options).add(positional_options);
   po::variables_map vm;
@@ -113,10 +129,16 @@ int main(int argc, char** argv) {
     std::cout << options << "\n";
     return 0;
   }
-  if ((verb != "inspect" && verb != "verify") || path.empty() == config_path.empty() ||
-      (verb == "verify" && bucket_resolution != 0)) {
-    std::cerr << "sddata: expected `inspect` or `verify` with a PATH or --config FILE (not both); --buckets "
-                 "only with inspect\n(see sddata --help)\n";
+  // With --config the one positional after the verb is OUT.
+  if (!config_path.empty() && out.empty() && !path.empty() && verb == "convert") std::swap(path, out);
+  const bool known = verb == "inspect" || verb == "verify" || verb == "list" || verb == "convert";
+  if (!known || path.empty() == config_path.empty() || (verb != "inspect" && bucket_resolution != 0)) {
+    std::cerr << "sddata: expected `inspect`, `verify`, `list` or `convert` with a PATH or --config FILE (not "
+                 "both); --buckets only with inspect\n(see sddata --help)\n";
+    return 2;
+  }
+  if ((verb == "convert") != !out.empty() || (verb == "convert") != !convert.to.empty()) {
+    std::cerr << "sddata: convert takes OUT and --to LAYOUT; other verbs take neither\n(see sddata --help)\n";
     return 2;
   }
   if (threads < 1) {
@@ -128,7 +150,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const Source source = open_source(path, config_path);
+    const Source source = open_source(path, config_path, from);
+    if (verb == "list") return sdtrain::list_samples(*source.dataset, std::cout) == 0 ? 0 : 1;
+    if (verb == "convert") {
+      const sdtrain::ConvertReport report = sdtrain::convert_dataset(*source.dataset, out, convert);
+      for (const std::string& skipped : report.skipped) std::cout << "skipped " << skipped << "\n";
+      std::cout << "convert: " << report.written << " samples into " << report.files.size() << " file(s) in " << out
+                << " (" << convert.to << ")" << (report.skipped.empty() ? "" : ", " +
+                   std::to_string(report.skipped.size()) + " skipped") << "\n";
+      return report.skipped.empty() ? 0 : 1;
+    }
     // The bucket table before the (long) scan, so that bad bucket settings fail at once.
     std::optional<sdtrain::BucketTable> table;
     if (verb == "inspect" && (bucket_resolution > 0 || source.has_buckets)) {
