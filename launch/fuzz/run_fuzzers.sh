@@ -5,7 +5,7 @@
 #
 # Usage: launch/fuzz/run_fuzzers.sh [SECONDS_PER_TARGET] [TARGET ...]
 #   SECONDS_PER_TARGET  default 600
-#   TARGET              config safetensors ckpt image metadata tokenizer (default: all)
+#   TARGET              config safetensors ckpt image metadata tokenizer tar parquet (default: all)
 # Environment: SDTRAIN_FUZZ_BUILD (default build-fuzz), SDTRAIN_PYTHON (default .venv/bin/python),
 #              CC / CXX (default clang-14 / clang++-14: apt-get install clang-14 libclang-rt-14-dev).
 #
@@ -21,7 +21,7 @@ PYTHON="${SDTRAIN_PYTHON:-$ROOT/.venv/bin/python}"
 SECONDS_PER_TARGET="${1:-600}"
 shift || true
 TARGETS=("$@")
-[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(config safetensors ckpt image metadata tokenizer)
+[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(config safetensors ckpt image metadata tokenizer tar parquet)
 RESULTS="$BUILD/fuzz-results"
 
 export CCACHE_BASEDIR="$ROOT"
@@ -40,6 +40,10 @@ if [[ ! -d "$SEEDS" ]]; then
   mkdir -p "$SEEDS/config" "$SEEDS/metadata" "$SEEDS/tokenizer"
   "$PYTHON" "$ROOT/tests/io/make_io_fixtures.py" --out "$SEEDS/io" >/dev/null
   "$PYTHON" "$ROOT/tests/data/make_image_fixtures.py" --out "$SEEDS/image" >/dev/null
+  "$PYTHON" "$ROOT/tests/data/make_shard_fixtures.py" --out "$SEEDS/shards" >/dev/null 2>&1
+  mkdir -p "$SEEDS/tar" "$SEEDS/parquet"
+  cp "$SEEDS"/shards/wds/*.tar "$SEEDS"/shards/bad/*.tar "$SEEDS/tar/"
+  cp "$SEEDS"/shards/parquet/*.parquet "$SEEDS"/shards/bad/*.parquet "$SEEDS/parquet/"
   cp "$ROOT"/configs/*.pbtxt "$SEEDS/config/"
   printf 'file_name,text\nimg0.png,"a red square, large"\nimg1.png,a blue circle\n' >"$SEEDS/metadata/metadata.csv"
   printf '{"file_name": "img0.png", "text": "a red square"}\n{"file_name": "img1.png", "text": null}\n' \
