@@ -53,10 +53,9 @@ class PilFolder(torch.utils.data.Dataset):
         return pil_pipeline(self.files[index], 512, random.Random(index))
 
 
-def loader_rate(files, workers, epochs):
-    loader = torch.utils.data.DataLoader(PilFolder(files), batch_size=4, shuffle=True, num_workers=workers,
-                                         drop_last=True, persistent_workers=workers > 0)
-    for _ in loader:  # warm-up epoch, as the C++ side
+def timed_rate(loader, epochs):
+    """Images/s of a torch DataLoader over `epochs` epochs after a warm-up one, as the C++ side."""
+    for _ in loader:
         pass
     start = time.perf_counter()
     images = 0
@@ -64,6 +63,12 @@ def loader_rate(files, workers, epochs):
         for batch in loader:
             images += batch.shape[0]
     return images / (time.perf_counter() - start)
+
+
+def loader_rate(files, workers, epochs):
+    loader = torch.utils.data.DataLoader(PilFolder(files), batch_size=4, shuffle=True, num_workers=workers,
+                                         drop_last=True, persistent_workers=workers > 0)
+    return timed_rate(loader, epochs)
 
 
 def run_bench(command):

@@ -32,4 +32,14 @@ inline std::string config_error(const std::string& type, const google::protobuf:
   return "";
 }
 
+/// The DataError message of dataset.get(index), or "" when it succeeds.
+inline std::string data_error(const Dataset& dataset, std::size_t index) {
+  try {
+    dataset.get(index);
+  } catch (const DataError& error) {
+    return error.what();
+  }
+  return "";
+}
+
 }  // namespace sdtrain::testing

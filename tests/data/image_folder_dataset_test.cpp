@@ -30,15 +30,6 @@ ImageFolderOptions options_for(const TempDir& dir) {
   return options;
 }
 
-std::string data_error(const Dataset& dataset, std::size_t index) {
-  try {
-    dataset.get(index);
-  } catch (const DataError& error) {
-    return error.what();
-  }
-  return "";
-}
-
 TEST(ImageFolderDataset, ReadsRfc4180CsvWithNestedFolders) {
   TempDir dir;
   dir.file("a.png", tiny_png(10));
@@ -116,16 +107,17 @@ TEST(ImageFolderDataset, BadRowsThrowDataErrorNamingThePathOnGet) {
   ASSERT_EQ(dataset->size(), 8u);  // nothing is dropped at construction
   const std::string root = dir.path().string();
   const std::string csv = root + "/metadata.csv";
-  EXPECT_EQ(data_error(*dataset, 0), "");
-  EXPECT_EQ(data_error(*dataset, 1), root + "/missing.png: cannot read: No such file or directory");
-  EXPECT_EQ(data_error(*dataset, 2), root + "/nocaption.png: empty caption (column 'text', " + csv +
+  EXPECT_EQ(testing::data_error(*dataset, 0), "");
+  EXPECT_EQ(testing::data_error(*dataset, 1), root + "/missing.png: cannot read: No such file or directory");
+  EXPECT_EQ(testing::data_error(*dataset, 2), root + "/nocaption.png: empty caption (column 'text', " + csv +
                                          " line 4); set allow_empty_captions to train on it unconditionally");
-  EXPECT_EQ(data_error(*dataset, 3),
+  EXPECT_EQ(testing::data_error(*dataset, 3),
             csv + " line 5: file name '../escape.png' is outside the dataset root " + root);
-  EXPECT_NE(data_error(*dataset, 4).find("file name '/etc/passwd' is outside the dataset root"), std::string::npos);
-  EXPECT_NE(data_error(*dataset, 5).find("'sub/../../escape.png' is outside"), std::string::npos);
-  EXPECT_EQ(data_error(*dataset, 6), csv + " line 8: empty metadata.csv file name");
-  EXPECT_NE(data_error(*dataset, 7).find("empty caption"), std::string::npos);  // short row padded
+  EXPECT_NE(testing::data_error(*dataset, 4).find("file name '/etc/passwd' is outside the dataset root"),
+            std::string::npos);
+  EXPECT_NE(testing::data_error(*dataset, 5).find("'sub/../../escape.png' is outside"), std::string::npos);
+  EXPECT_EQ(testing::data_error(*dataset, 6), csv + " line 8: empty metadata.csv file name");
+  EXPECT_NE(testing::data_error(*dataset, 7).find("empty caption"), std::string::npos);  // short row padded
 
   ImageFolderOptions lenient = options_for(dir);
   lenient.set_allow_empty_captions(true);

@@ -8,9 +8,10 @@ Writes under <out>:
   wds_expected.jsonl      what webdataset.WebDataset yields for them, sample by sample
   parquet/         two Parquet files written by datasets' Dataset.to_parquet (row groups of 5)
   parquet_expected.jsonl  what datasets.load_dataset("parquet", ...) yields for them
-  bad/             a truncated shard, a shard with a member climbing out ("../"), a gzip-compressed
-                   shard named .tar, a Parquet file whose image column is an int64 ("img"), one
-                   whose image bytes are not an image, one with a null image
+  bad/             a shard with .json captions (one without the field), a truncated shard, a shard
+                   with a member climbing out ("../"), a gzip-compressed shard named .tar, a Parquet
+                   file whose image column is an int64 ("img"), one whose image bytes are not an
+                   image, one with a null image
 Expected lines: {"key", "caption", "sha256", "bytes"} with key "FILE_NAME:KEY" (tar) or
 "FILE_NAME:ROW" (Parquet), as the plugins name their samples.
 """
@@ -92,6 +93,13 @@ def main():
                 add_member(tar, f"{stem}.TXT" if (s == 2 and j == 0) else f"{stem}.txt", caption.encode())
                 if s == 0:
                     add_member(tar, f"{stem}.cls", str(j).encode())
+
+    # Captions in .json parts (img2dataset's layout): one with the field, one without.
+    with tarfile.open(os.path.join(out, "bad", "json_captions.tar"), "w", format=tarfile.PAX_FORMAT) as tar:
+        add_member(tar, "a.jpg", samples[0][1])
+        add_member(tar, "a.json", json.dumps({"caption": "from json \u00e9", "width": 64}).encode())
+        add_member(tar, "b.jpg", samples[3][1])
+        add_member(tar, "b.json", b'{"url": "no caption here"}')
 
     import webdataset as wds
     with open(os.path.join(out, "wds_expected.jsonl"), "w") as f:

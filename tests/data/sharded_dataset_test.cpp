@@ -74,16 +74,6 @@ std::unique_ptr<Dataset> parquet(const std::string& path) {
   return testing::make_dataset("parquet", options);
 }
 
-/// The DataError of get(index), or "" when it succeeds.
-std::string data_error(const Dataset& dataset, std::size_t index) {
-  try {
-    dataset.get(index);
-  } catch (const DataError& error) {
-    return error.what();
-  }
-  return "";
-}
-
 TEST(ShardFiles, BracesExpandAsWebDatasetsBraceexpand) {
   auto expand = [](const std::string& pattern) { return expand_braces(pattern, "shards"); };
   using List = std::vector<std::string>;
@@ -113,20 +103,20 @@ TEST(WebDatasetPlugin, BadShardsAreNamedAndTheirGoodSamplesKept) {
   // Cut inside the third sample's image: two samples whole, the third bad and named.
   const auto truncated = webdataset({(bad / "truncated.tar").string()});
   ASSERT_EQ(truncated->size(), 3u);
-  EXPECT_EQ(data_error(*truncated, 0), "");
-  EXPECT_EQ(data_error(*truncated, 1), "");
-  EXPECT_NE(data_error(*truncated, 2).find("truncated.tar (key '0002'): the shard breaks at this sample: member "
-                                           "'0002.webp' needs 3214 bytes from byte 23552"),
+  EXPECT_EQ(testing::data_error(*truncated, 0), "");
+  EXPECT_EQ(testing::data_error(*truncated, 1), "");
+  const std::string broken = testing::data_error(*truncated, 2);
+  EXPECT_NE(broken.find("truncated.tar (key '0002'): the shard breaks at this sample: member '0002.webp' needs "
+                        "3214 bytes from byte 23552"),
             std::string::npos)
-      << data_error(*truncated, 2);
-  EXPECT_NE(data_error(*truncated, 2).find("truncated"), std::string::npos);
+      << broken;
   // A member climbing out with "../" makes its sample bad; the good one stays.
   const auto climb = webdataset({(bad / "climb.tar").string()});
   ASSERT_EQ(climb->size(), 2u);
   EXPECT_EQ(climb->get(0).caption, "a good sample");
-  EXPECT_NE(data_error(*climb, 1).find("member '../evil.jpg' is an absolute path or climbs out of the shard"),
+  EXPECT_NE(testing::data_error(*climb, 1).find("member '../evil.jpg' is an absolute path or climbs out of the shard"),
             std::string::npos)
-      << data_error(*climb, 1);
+      << testing::data_error(*climb, 1);
   try {
     climb->get(1);
   } catch (const DataError& error) {
@@ -139,12 +129,19 @@ TEST(WebDatasetPlugin, BadShardsAreNamedAndTheirGoodSamplesKept) {
   options.set_shards(0, (shards() / "wds" / "train-{00000..00003}.tar").string());
   EXPECT_NE(testing::config_error("webdataset", options).find("file not found: "), std::string::npos);
   EXPECT_NE(testing::config_error("webdataset", options).find("train-00003.tar (from the pattern"), std::string::npos);
-  // A caption part missing: bad data unless empty captions are allowed.
-  WebDatasetOptions json_captions;
-  json_captions.add_shards((shards() / "wds" / "train-00000.tar").string());
-  json_captions.set_caption_extension("cls");
-  const auto by_cls = testing::make_dataset("webdataset", json_captions);
+  // The caption from another part (here the .cls members), or from a json part's field.
+  WebDatasetOptions other_part;
+  other_part.add_shards((shards() / "wds" / "train-00000.tar").string());
+  other_part.set_caption_extension("cls");
+  const auto by_cls = testing::make_dataset("webdataset", other_part);
   EXPECT_EQ(by_cls->get(1).caption, "1");
+  WebDatasetOptions json_part;
+  json_part.add_shards((bad / "json_captions.tar").string());
+  json_part.set_caption_extension("json");
+  const auto by_json = testing::make_dataset("webdataset", json_part);
+  EXPECT_EQ(by_json->get(0).caption, "from json \u00e9");
+  EXPECT_NE(testing::data_error(*by_json, 1).find("json_captions.tar (key 'b'): empty caption"), std::string::npos)
+      << testing::data_error(*by_json, 1);
 }
 
 #ifdef SDTRAIN_WITH_PARQUET
@@ -181,9 +178,9 @@ TEST(ParquetPlugin, BadFilesNameTheFileAndTheColumn) {
   EXPECT_EQ(sniff_image_format(not_image->get(0).encoded), ImageFormat::UNKNOWN);
   EXPECT_EQ(sniff_image_format(not_image->get(1).encoded), ImageFormat::PNG);
   const auto null_image = parquet((bad / "null_image.parquet").string());
-  EXPECT_NE(data_error(*null_image, 0).find("null_image.parquet row 0: the image is null"), std::string::npos)
-      << data_error(*null_image, 0);
-  EXPECT_EQ(data_error(*null_image, 1), "");
+  EXPECT_NE(testing::data_error(*null_image, 0).find("null_image.parquet row 0: the image is null"), std::string::npos)
+      << testing::data_error(*null_image, 0);
+  EXPECT_EQ(testing::data_error(*null_image, 1), "");
   ParquetOptions not_parquet;
   not_parquet.add_files((shards() / "wds" / "train-00000.tar").string());
   EXPECT_NE(testing::config_error("parquet", not_parquet).find("not a readable Parquet file"), std::string::npos);

@@ -150,6 +150,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    if (verb == "convert") sdtrain::check_convert_target(out, convert);
     const Source source = open_source(path, config_path, from);
     if (verb == "list") return sdtrain::list_samples(*source.dataset, std::cout) == 0 ? 0 : 1;
     if (verb == "convert") {

@@ -130,7 +130,7 @@ int64_t list_samples(const Dataset& dataset, std::ostream& out) {
   return failures;
 }
 
-ConvertReport convert_dataset(const Dataset& dataset, const std::string& out, const ConvertOptions& options) {
+void check_convert_target(const std::string& out, const ConvertOptions& options) {
   if (options.to != "image_folder" && options.to != "webdataset" && options.to != "parquet") {
     throw ConfigError("--to: unknown layout '" + options.to + "' (image_folder, webdataset or parquet)");
   }
@@ -143,6 +143,11 @@ ConvertReport convert_dataset(const Dataset& dataset, const std::string& out, co
   if (fs::exists(out, error) && !(fs::is_directory(out, error) && fs::is_empty(out, error))) {
     throw ConfigError(out + ": exists and is not an empty folder; converting never overwrites");
   }
+}
+
+ConvertReport convert_dataset(const Dataset& dataset, const std::string& out, const ConvertOptions& options) {
+  check_convert_target(out, options);
+  std::error_code error;
   fs::create_directories(fs::path(out) / (options.to == "image_folder" ? "images" : ""), error);
   if (error) throw ConfigError(out + ": cannot create the folder: " + error.message());
   ConvertReport report;

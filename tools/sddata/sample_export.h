@@ -27,6 +27,11 @@ struct ConvertReport {
   std::vector<std::string> skipped;  ///< "KEY: why", for samples that failed or are not images
 };
 
+/// Throws ConfigError when `options` or `out` would make convert_dataset fail before it reads
+/// anything (an unknown layout, a size below 1, an `out` that exists and is not an empty folder),
+/// so that a long read is not wasted on them.
+void check_convert_target(const std::string& out, const ConvertOptions& options);
+
 /// Writes `dataset` to the folder `out` (created; it must not exist or be empty) in `options.to`'s
 /// layout. Sample i (of those written) is named by its number, %08d, with the extension of its
 /// image format: image_folder writes images/NNNNNNNN.EXT and metadata.jsonl {file_name, text};

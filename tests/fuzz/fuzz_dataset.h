@@ -1,0 +1,35 @@
+#pragma once
+// What the dataset fuzz targets share: the input written to a file of this process (the readers
+// take paths, as the product gives them), and every sample of a dataset plugin read.
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+#include "sdtrain/errors.h"
+#include "tests/data/dataset_support.h"
+
+namespace sdtrain::fuzz {
+
+/// Writes the fuzzer's bytes to /tmp/sdtrain-fuzz-<pid><extension> (one file per process,
+/// rewritten for every input) and returns its path.
+inline std::string write_input(const std::string& extension, const std::uint8_t* data, std::size_t size) {
+  const std::string path = "/tmp/sdtrain-fuzz-" + std::to_string(::getpid()) + extension;
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  return path;
+}
+
+/// Builds dataset plugin `type` with `options` and reads every sample; the errors bad data is
+/// documented to raise (ConfigError when building, DataError per sample) are caught.
+inline void read_every_sample(const std::string& type, const google::protobuf::Message& options) {
+  try {
+    const auto dataset = testing::make_dataset(type, options);
+    for (std::size_t i = 0; i < dataset->size(); ++i) testing::data_error(*dataset, i);
+  } catch (const ConfigError&) {
+  }
+}
+
+}  // namespace sdtrain::fuzz
