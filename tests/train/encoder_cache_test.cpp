@@ -302,7 +302,7 @@ TEST(BatchPreview, ReconstructionsDecodeThePosteriorMeanCachedOrNot) {
   {
     torch::NoGradGuard no_grad;
     AutoencoderKL vae = model->networks().vae;  // a holder copy shares the module
-    decoded_mean = vae->decode(vae->encode(decoded->pixels).mean());
+    decoded_mean = vae->decode(vae->encode(decoded->pixels).mean().contiguous());
   }
   const std::vector<Image> reconstructions = images_from_pixels(decoded_mean);
   for (std::size_t i = 0; i < 2; ++i) {

@@ -538,7 +538,9 @@ BatchPreview StableDiffusionModel::preview_batch(const Batch& batch, int count) 
     for (std::size_t j = 0; j < encoded_samples.size(); ++j) moments[encoded_samples[j]] = encoded[static_cast<int64_t>(j)];
   }
   const torch::Tensor stacked = torch::stack(moments);
-  const torch::Tensor mean = stacked.narrow(1, 0, stacked.size(1) / 2);
+  // Dense: on some CPUs (seen on an AMD EPYC) the decoder's kernels round differently on a
+  // channel-slice view than on a dense tensor of equal values, and a user decodes a dense one.
+  const torch::Tensor mean = stacked.narrow(1, 0, stacked.size(1) / 2).contiguous();
   torch::Tensor decoded;
   if (vae_in_compute_dtype_) {
     AutocastDisabled plain(device_.type());
