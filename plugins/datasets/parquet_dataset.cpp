@@ -25,7 +25,9 @@ class ParquetDataset : public Dataset {
  public:
   ParquetDataset(const ParquetOptions& options, const PluginContext& context)
       : allow_empty_captions_(options.allow_empty_captions()), cache_capacity_(options.cached_row_groups()) {
-    if (cache_capacity_ < 1) throw ConfigError("cached_row_groups: must be >= 1, got " + std::to_string(cache_capacity_));
+    if (cache_capacity_ < 1) {
+      throw ConfigError("cached_row_groups: must be >= 1, got " + std::to_string(cache_capacity_));
+    }
     const std::vector<std::string> paths =
         resolve_shard_files({options.files().begin(), options.files().end()}, ".parquet", context, "files");
     for (const std::string& path : paths) {

@@ -93,7 +93,9 @@ std::vector<std::string> expand_braces(const std::string& pattern, const std::st
 
 std::vector<std::string> resolve_shard_files(const std::vector<std::string>& patterns, const std::string& extension,
                                              const PluginContext& context, const std::string& field) {
-  if (patterns.empty()) throw ConfigError(field + ": required (the shard files, e.g. 'train-{00000..00009}" + extension + "')");
+  if (patterns.empty()) {
+    throw ConfigError(field + ": required (the shard files, e.g. 'train-{00000..00009}" + extension + "')");
+  }
   std::vector<std::string> files;
   std::set<std::string> seen;
   auto add = [&](const fs::path& file) {
