@@ -41,16 +41,19 @@ def pil_pipeline(path, size, rng):
 
 
 class PilFolder(torch.utils.data.Dataset):
-    """The files with the PIL pipeline, seeded per index (each worker draws its own crops/flips)."""
+    """Images through the PIL pipeline, seeded per index (each worker draws its own crops/flips):
+    `items[i]`, or `open_item(items[i])` when given (a file-like object for bytes), as PIL opens it."""
 
-    def __init__(self, files):
-        self.files = files
+    def __init__(self, items, open_item=None):
+        self.items = items
+        self.open_item = open_item
 
     def __len__(self):
-        return len(self.files)
+        return len(self.items)
 
     def __getitem__(self, index):
-        return pil_pipeline(self.files[index], 512, random.Random(index))
+        item = self.items[index] if self.open_item is None else self.open_item(self.items[index])
+        return pil_pipeline(item, 512, random.Random(index))
 
 
 def timed_rate(loader, epochs):

@@ -34,17 +34,6 @@ def pil_from_bytes(data, rng):
     return pil_pipeline(io.BytesIO(data), 512, rng)
 
 
-class ParquetRows(torch.utils.data.Dataset):
-    def __init__(self, table):
-        self.table = table
-
-    def __len__(self):
-        return len(self.table)
-
-    def __getitem__(self, index):
-        return pil_from_bytes(self.table[index]["image"]["bytes"], random.Random(index))
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--loader-bench", required=True, help="path of the data_loader_bench executable")
@@ -99,7 +88,9 @@ def main():
         torch_rates = {
             "image_folder": timed_rate(loader(PilFolder(files), True), args.epochs),
             "webdataset": timed_rate(loader(pipeline, False), args.epochs),
-            "parquet": timed_rate(loader(ParquetRows(loaded), True), args.epochs),
+            "parquet": timed_rate(loader(PilFolder(range(len(loaded)),
+                                                   lambda i: io.BytesIO(loaded[i]["image"]["bytes"])), True),
+                                  args.epochs),
         }
         ours = {name: float(run_bench([args.loader_bench, path, str(args.workers), str(args.epochs)])["images_per_s"])
                 for name, path in (("image_folder", folder), ("webdataset", shards), ("parquet", parquet))}
