@@ -74,6 +74,25 @@ def loader_rate(files, workers, epochs):
     return timed_rate(loader, epochs)
 
 
+def write_test_folder(folder, count, size):
+    """`count` JPEGs of size x size (test patterns with noise, seeded) and a metadata.csv captioning
+    each "a test pattern", in `folder`; returns the image paths in order."""
+    rng = np.random.RandomState(0)
+    files = []
+    for i in range(count):
+        y, x = np.mgrid[0:size, 0:size]
+        pixels = np.stack([(x * 3 + i) % 256, (y * 5) % 256, (x * y) % 256], -1).astype(np.float64)
+        pixels = np.clip(pixels + rng.randint(-20, 21, pixels.shape), 0, 255).astype(np.uint8)
+        path = os.path.join(folder, f"{i:05d}.jpg")
+        Image.fromarray(pixels).save(path, quality=90)
+        files.append(path)
+    with open(os.path.join(folder, "metadata.csv"), "w") as metadata:
+        metadata.write("file_name,text\n")
+        for path in files:
+            metadata.write(f"{os.path.basename(path)},a test pattern\n")
+    return files
+
+
 def run_bench(command):
     """Runs a C++ benchmark and returns its "name value" output lines as a dict."""
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -93,19 +112,7 @@ def main():
         parser.error("--workers needs --loader-bench")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
-        rng = np.random.RandomState(0)
-        files = []
-        for i in range(args.count):
-            y, x = np.mgrid[0:args.size, 0:args.size]
-            pixels = np.stack([(x * 3 + i) % 256, (y * 5) % 256, (x * y) % 256], -1).astype(np.float64)
-            pixels = np.clip(pixels + rng.randint(-20, 21, pixels.shape), 0, 255).astype(np.uint8)
-            path = os.path.join(folder, f"{i:05d}.jpg")
-            Image.fromarray(pixels).save(path, quality=90)
-            files.append(path)
-        with open(os.path.join(folder, "metadata.csv"), "w") as metadata:
-            metadata.write("file_name,text\n")
-            for path in files:
-                metadata.write(f"{os.path.basename(path)},a test pattern\n")
+        files = write_test_folder(folder, args.count, args.size)
         best = 1e30
         pick = random.Random(0)
         for _ in range(args.passes):

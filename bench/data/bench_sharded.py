@@ -22,12 +22,10 @@ import random
 import sys
 import tempfile
 
-import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_data import PilFolder, pil_pipeline, run_bench, timed_rate  # noqa: E402
+from bench_data import PilFolder, pil_pipeline, run_bench, timed_rate, write_test_folder  # noqa: E402
 
 
 def pil_from_bytes(data, rng):
@@ -51,20 +49,8 @@ def main():
         folder, shards, parquet = (os.path.join(root, name) for name in ("folder", "wds", "parquet"))
         for path in (folder, shards, parquet):
             os.makedirs(path)
-        rng = np.random.RandomState(0)
-        files, blobs = [], []
-        for i in range(args.count):
-            y, x = np.mgrid[0:args.size, 0:args.size]
-            pixels = np.stack([(x * 3 + i) % 256, (y * 5) % 256, (x * y) % 256], -1).astype(np.float64)
-            pixels = np.clip(pixels + rng.randint(-20, 21, pixels.shape), 0, 255).astype(np.uint8)
-            path = os.path.join(folder, f"{i:05d}.jpg")
-            Image.fromarray(pixels).save(path, quality=90)
-            files.append(path)
-            blobs.append(open(path, "rb").read())
-        with open(os.path.join(folder, "metadata.csv"), "w") as metadata:
-            metadata.write("file_name,text\n")
-            for path in files:
-                metadata.write(f"{os.path.basename(path)},a test pattern\n")
+        files = write_test_folder(folder, args.count, args.size)
+        blobs = [open(path, "rb").read() for path in files]
         with wds.ShardWriter(os.path.join(shards, "train-%05d.tar"), maxcount=args.shard_size, verbose=0) as sink:
             for i, blob in enumerate(blobs):
                 sink.write({"__key__": f"{i:05d}", "jpg": blob, "txt": "a test pattern"})
