@@ -16,6 +16,13 @@ uint64_t splitmix64(uint64_t& state) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
 }
+
+/// A draw in [0, n) from the splitmix64 stream: the 128-bit product maps 64 random bits to the
+/// range, unbiased enough for any dataset size.
+int64_t draw_below(uint64_t& state, int64_t n) {
+  return static_cast<int64_t>((static_cast<unsigned __int128>(splitmix64(state)) * static_cast<unsigned __int128>(n)) >>
+                              64);
+}
 }  // namespace
 
 uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b) {
@@ -52,10 +59,7 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, int64_t batch_size,
 
 void seeded_shuffle(std::vector<int64_t>& order, uint64_t state) {
   for (auto i = static_cast<int64_t>(order.size()) - 1; i > 0; --i) {
-    // Unbiased enough for any dataset size (the 128-bit product maps 64 random bits to [0, i]).
-    const auto j = static_cast<int64_t>(
-        (static_cast<unsigned __int128>(splitmix64(state)) * static_cast<unsigned __int128>(i + 1)) >> 64);
-    std::swap(order[i], order[j]);
+    std::swap(order[i], order[draw_below(state, i + 1)]);
   }
 }
 
@@ -89,8 +93,7 @@ std::vector<int64_t> sharded_permutation(const ShardShuffle& shards, uint64_t se
         buffer.push_back(index);
         continue;
       }
-      const auto slot = static_cast<std::size_t>(
-          (static_cast<unsigned __int128>(splitmix64(state)) * static_cast<unsigned __int128>(capacity)) >> 64);
+      const auto slot = static_cast<std::size_t>(draw_below(state, capacity));
       order.push_back(buffer[slot]);
       buffer[slot] = index;
     }
