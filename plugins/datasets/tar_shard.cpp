@@ -89,25 +89,30 @@ TarListing list_tar(const std::string& path) {
   return listing;
 }
 
-std::string read_file_range(const std::string& path, int64_t offset, int64_t size) {
+std::vector<std::string> read_members(const std::string& path, const std::vector<const TarMember*>& members) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw DataError(path + ": cannot open: " + std::strerror(errno), path);
-  std::string bytes(static_cast<std::size_t>(size), '\0');
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t got = ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      const std::string why = got < 0 ? std::strerror(errno) : "the file ends";
-      ::close(fd);
-      throw DataError(path + ": cannot read " + std::to_string(size) + " bytes at byte " + std::to_string(offset) +
-                          ": " + why,
-                      path);
+  std::vector<std::string> contents;
+  for (const TarMember* member : members) {
+    std::string bytes(static_cast<std::size_t>(member->size), '\0');
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t got =
+          ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(member->offset + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        const std::string why = got < 0 ? std::strerror(errno) : "the file ends";
+        ::close(fd);
+        throw DataError(path + ": cannot read " + std::to_string(member->size) + " bytes at byte " +
+                            std::to_string(member->offset) + ": " + why,
+                        path);
+      }
+      done += static_cast<std::size_t>(got);
     }
-    done += static_cast<std::size_t>(got);
+    contents.push_back(std::move(bytes));
   }
   ::close(fd);
-  return bytes;
+  return contents;
 }
 
 std::vector<WebDatasetSample> group_webdataset_samples(const TarListing& listing) {

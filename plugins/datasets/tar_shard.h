@@ -37,9 +37,10 @@ struct TarListing {
 /// shards hold already compressed images and are stored uncompressed).
 TarListing list_tar(const std::string& path);
 
-/// `size` bytes at `offset` in `path` (pread, nothing else of the file is read). Throws DataError
-/// naming `path` when the file cannot be read or holds fewer bytes.
-std::string read_file_range(const std::string& path, int64_t offset, int64_t size);
+/// The bytes of `members` in `path`, in order, through one open file (pread at each member's
+/// offset; nothing else of the file is read). Throws DataError naming `path` when the file cannot
+/// be read or holds fewer bytes.
+std::vector<std::string> read_members(const std::string& path, const std::vector<const TarMember*>& members);
 
 /// A WebDataset sample: consecutive members sharing the key (the name up to the first '.' of its
 /// last path component), each part named by the rest (the suffix, lower-cased).

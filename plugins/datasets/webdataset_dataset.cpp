@@ -68,19 +68,24 @@ class WebDatasetDataset : public Dataset {
     if (!image) {
       throw DataError(sample.location + ": no image part (looked for ." + join_extensions() + ")", sample.key);
     }
-    if (const TarMember* caption = part(entry, caption_extension_)) {
-      sample.caption = read_file_range(path, caption->offset, caption->size);
-      if (caption_extension_ == "json") sample.caption = caption_from_json(sample.caption, sample);
-    } else if (!allow_empty_captions_) {
+    const TarMember* caption = part(entry, caption_extension_);
+    if (!caption && !allow_empty_captions_) {
       throw DataError(sample.location + ": no ." + caption_extension_ +
                           " part (the caption); set allow_empty_captions to train on it unconditionally",
                       sample.key);
+    }
+    // One open of the shard for both parts.
+    std::vector<std::string> contents = read_members(path, caption ? std::vector<const TarMember*>{image, caption}
+                                                                   : std::vector<const TarMember*>{image});
+    sample.encoded = std::move(contents[0]);
+    if (caption) {
+      sample.caption = std::move(contents[1]);
+      if (caption_extension_ == "json") sample.caption = caption_from_json(sample.caption, sample);
     }
     if (sample.caption.empty() && !allow_empty_captions_) {
       throw DataError(sample.location + ": empty caption; set allow_empty_captions to train on it unconditionally",
                       sample.key);
     }
-    sample.encoded = read_file_range(path, image->offset, image->size);
     return sample;
   }
 
