@@ -66,6 +66,24 @@ TEST_F(ClipParityTest, GradientCheckpointingGivesIdenticalGradients) {
   }
 }
 
+// CLIPTextModelWithProjection as SDXL's second text encoder (gelu, OpenCLIP's 0-padding): the
+// penultimate hidden state SDXL conditions on and the projected pooled output (text_embeds).
+TEST(ClipProjectionParityTest, PenultimateAndTextEmbedsMatchTransformers) {
+  const auto config =
+      testing::read_json_config<ClipTextConfig>(fixture_path("sd_modules", "clip_projection_config.json"));
+  auto weights = testing::read_tensor_file(fixture_path("sd_modules", "clip_projection_weights.pt"));
+  const auto io = testing::read_tensor_file(fixture_path("sd_modules", "clip_projection_io.pt"));
+  ClipTextModel clip(config);
+  EXPECT_TRUE(module_state_dict(*clip).count("text_projection.weight"));
+  load_state_dict_strict(*clip, weights, "clip_projection_weights.pt");
+  clip->eval();
+  torch::NoGradGuard no_grad;
+  const auto out = clip->forward(io.at("input_ids"), {}, /*output_hidden_states=*/true);
+  expect_close(out.last_hidden_state, io.at("last_hidden_state"), kTol, "last_hidden_state");
+  expect_close(out.hidden_states[out.hidden_states.size() - 2], io.at("penultimate"), kTol, "penultimate");
+  expect_close(out.text_embeds, io.at("text_embeds"), kTol, "text_embeds");
+}
+
 TEST(ClipConfigTest, DefaultsAreSdV1AndBadActivationIsRejected) {
   ClipTextConfig config;
   EXPECT_EQ(config.vocab_size(), 49408);

@@ -33,7 +33,7 @@ LoraOptions fixture_options() {
 }
 
 UNet2DConditionModel fixture_unet(bool checkpointing) {
-  auto config = testing::read_json_config<UNet2DConditionConfig>(fixture("lora_unet_config.json"));
+  auto config = testing::read_unet_config(fixture("lora_unet_config.json"));
   config.set_gradient_checkpointing(checkpointing);
   UNet2DConditionModel unet(config);
   load_state_dict_strict(*unet, testing::read_tensor_file(fixture("lora_unet_weights.pt")), "lora_unet_weights.pt");

@@ -36,6 +36,15 @@ def fill_deterministic(model):
                 p.copy_(0.1 * r)
 
 
+def perturb_vectors(model):
+    """Non-trivial norm affine parameters and biases (diffusers and transformers initialise them
+    to 1 / 0): every 1-D parameter += 0.1 * randn, drawn from the global generator in order."""
+    with torch.no_grad():
+        for _, p in model.named_parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+
+
 def save(obj, path):
     torch.save({k: (v.detach().contiguous().clone() if torch.is_tensor(v) else v) for k, v in obj.items()}, path)
 
@@ -49,11 +58,7 @@ def tiny_unet(out):
                up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"])
     torch.manual_seed(0)
     model = UNet2DConditionModel(**cfg).eval()
-    # Non-trivial norm affine parameters and biases (diffusers initialises them to 1 / 0).
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1:
-                p.add_(0.1 * torch.randn_like(p))
+    perturb_vectors(model)
     with open(os.path.join(out, "unet_config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     save(model.state_dict(), os.path.join(out, "unet_weights.pt"))
@@ -87,10 +92,7 @@ def tiny_vae(out):
                down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
     torch.manual_seed(2)
     model = AutoencoderKL(**cfg).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1:
-                p.add_(0.1 * torch.randn_like(p))
+    perturb_vectors(model)
     proto_cfg = {k: v for k, v in cfg.items() if not k.endswith("block_types")}
     with open(os.path.join(out, "vae_config.json"), "w") as f:
         json.dump(proto_cfg, f, indent=1)
@@ -119,10 +121,7 @@ def tiny_clip(out):
                max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=2)
     torch.manual_seed(4)
     model = CLIPTextModel(CLIPTextConfig(**cfg, bos_token_id=0, pad_token_id=1, attn_implementation="sdpa")).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1:
-                p.add_(0.1 * torch.randn_like(p))
+    perturb_vectors(model)
     with open(os.path.join(out, "clip_config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     # The SD v1 text_encoder files (and transformers 4.x) name keys text_model.*; transformers 5
@@ -143,6 +142,91 @@ def tiny_clip(out):
     save(dict(input_ids=ids, last_hidden_state=res.last_hidden_state, pooled_output=res.pooler_output,
               penultimate=res.hidden_states[-2], attention_mask=mask, masked_last_hidden_state=masked.last_hidden_state),
          os.path.join(out, "clip_io.pt"))
+
+
+def tiny_unet_family(out, name, cfg, added):
+    """A tiny UNet of SD 2.x's or SDXL's shape (per-block heads and depth, linear projections,
+    SDXL's text_time embedding when `added`): <name>_config.json (diffusers keys, read by sdtrain's
+    config reader), <name>_weights.pt, <name>_io.pt, <name>_grads.pt."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(7)
+    model = UNet2DConditionModel(**cfg).eval()
+    perturb_vectors(model)
+    with open(os.path.join(out, name + "_config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    save(model.state_dict(), os.path.join(out, name + "_weights.pt"))
+
+    g = torch.Generator().manual_seed(8)
+    sample = torch.randn(2, 4, 8, 8, generator=g)
+    timestep = torch.tensor([10, 980], dtype=torch.long)
+    context = torch.randn(2, 77, cfg["cross_attention_dim"], generator=g)
+    target = torch.randn(2, 4, 8, 8, generator=g)
+    io = dict(sample=sample, timestep=timestep, encoder_hidden_states=context, target=target)
+    kwargs = {}
+    if added:
+        pooled = cfg["projection_class_embeddings_input_dim"] - 6 * cfg["addition_time_embed_dim"]
+        io["text_embeds"] = torch.randn(2, pooled, generator=g)
+        # original size, crop top-left, target size (SDXL's add_time_ids), per sample
+        io["time_ids"] = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0], [96.0, 80.0, 8.0, 12.0, 64.0, 64.0]])
+        kwargs["added_cond_kwargs"] = dict(text_embeds=io["text_embeds"], time_ids=io["time_ids"])
+    with torch.no_grad():
+        io["output"] = model(sample, timestep, context, **kwargs).sample
+    model.zero_grad()
+    loss = torch.nn.functional.mse_loss(model(sample, timestep, context, **kwargs).sample, target)
+    loss.backward()
+    io["loss"] = loss
+    save(io, os.path.join(out, name + "_io.pt"))
+    save({n: p.grad for n, p in model.named_parameters()}, os.path.join(out, name + "_grads.pt"))
+
+
+def tiny_sd2_unet(out):
+    """SD 2.x's shape: heads per block, linear proj_in/out, upcast_attention (a no-op in fp32)."""
+    tiny_unet_family(out, "sd2_unet", dict(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=[32, 64], layers_per_block=1,
+        cross_attention_dim=48, attention_head_dim=[2, 4], norm_num_groups=8, use_linear_projection=True,
+        upcast_attention=True, down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+        up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"]), added=False)
+
+
+def tiny_sdxl_unet(out):
+    """SDXL's shape: no attention in the first block, transformer depth per block, text_time."""
+    tiny_unet_family(out, "sdxl_unet", dict(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=[32, 64, 64], layers_per_block=1,
+        cross_attention_dim=40, attention_head_dim=[2, 4, 4], transformer_layers_per_block=[1, 2, 3],
+        norm_num_groups=8, use_linear_projection=True,
+        down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+        up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+        addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=24 + 6 * 8), added=True)
+
+
+def tiny_clip_projection(out):
+    """CLIPTextModelWithProjection as SDXL's second encoder (OpenCLIP bigG): gelu, projection."""
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    cfg = dict(vocab_size=1000, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+               max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5, eos_token_id=2,
+               projection_dim=24)
+    torch.manual_seed(9)
+    model = CLIPTextModelWithProjection(CLIPTextConfig(**cfg, bos_token_id=0, pad_token_id=1,
+                                                       attn_implementation="sdpa")).eval()
+    perturb_vectors(model)
+    with open(os.path.join(out, "clip_projection_config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    state = {(k if k.startswith(("text_model.", "text_projection.")) else "text_model." + k): v
+             for k, v in model.state_dict().items()}
+    save(state, os.path.join(out, "clip_projection_weights.pt"))
+    g = torch.Generator().manual_seed(10)
+    ids = torch.randint(0, 998, (2, 77), generator=g)
+    ids[:, 0] = 997
+    ids[0, 9] = 999  # EOS, then OpenCLIP's padding with 0
+    ids[0, 10:] = 0
+    ids[1, 30:] = 999
+    with torch.no_grad():
+        res = model(input_ids=ids, output_hidden_states=True)
+    save(dict(input_ids=ids, last_hidden_state=res.last_hidden_state, penultimate=res.hidden_states[-2],
+              text_embeds=res.text_embeds), os.path.join(out, "clip_projection_io.pt"))
 
 
 def full_unet(out):
@@ -174,6 +258,9 @@ def main():
         tiny_unet(args.out)
         tiny_vae(args.out)
         tiny_clip(args.out)
+        tiny_sd2_unet(args.out)
+        tiny_sdxl_unet(args.out)
+        tiny_clip_projection(args.out)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 #include "framework/util/file_util.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/modules/unet_2d_condition_model.h"
+#include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
 
 namespace sdtrain::testing {
 
@@ -40,6 +41,11 @@ Message read_json_config(const std::string& path) {
   return message;
 }
 
+/// A UNet config.json in diffusers' keys (per-block lists or scalars), through sdtrain's reader.
+inline UNet2DConditionConfig read_unet_config(const std::string& path) {
+  return unet_config_from_json(read_file(path), path);
+}
+
 /// max |actual - expected| / max(max |expected|, 1e-6); the parity criterion.
 inline double relative_max_diff(const torch::Tensor& actual, const torch::Tensor& expected) {
   auto a = actual.detach().to(torch::kFloat64);
@@ -62,7 +68,7 @@ inline void expect_close(const torch::Tensor& actual, const torch::Tensor& expec
 template <typename Adjust>
 UNet2DConditionModel tiny_training_unet(Adjust adjust) {
   UNet2DConditionConfig config =
-      read_json_config<UNet2DConditionConfig>(fixture_path("sd_modules", "unet_config.json"));
+      read_unet_config(fixture_path("sd_modules", "unet_config.json"));
   adjust(config);
   torch::manual_seed(3);
   UNet2DConditionModel unet(config);

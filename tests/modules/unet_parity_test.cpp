@@ -2,6 +2,7 @@
 // timesteps, odd latent sizes), every parameter gradient, gradient checkpointing, channels-last.
 #include <gtest/gtest.h>
 
+#include "plugins/models/stable_diffusion/modules/module_config.h"
 #include "plugins/models/stable_diffusion/modules/unet_2d_condition_model.h"
 #include "sdtrain/errors.h"
 #include "tests/modules/module_test_util.h"
@@ -17,7 +18,7 @@ constexpr double kTol = 1e-4;
 class UNetParityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    config_ = testing::read_json_config<UNet2DConditionConfig>(fixture_path("sd_modules", "unet_config.json"));
+    config_ = testing::read_unet_config(fixture_path("sd_modules", "unet_config.json"));
     weights_ = testing::read_tensor_file(fixture_path("sd_modules", "unet_weights.pt"));
     io_ = testing::read_tensor_file(fixture_path("sd_modules", "unet_io.pt"));
   }
@@ -136,7 +137,7 @@ TEST_F(UNetParityTest, StrictLoadNamesMissingUnexpectedAndMismatchedKeys) {
 TEST(UNetConfigTest, DefaultIsStableDiffusionV1AndErrorsNameTheField) {
   UNet2DConditionConfig config;
   EXPECT_EQ(config.cross_attention_dim(), 768);
-  EXPECT_EQ(config.attention_head_dim(), 8);
+  EXPECT_EQ(resolve_unet_layout(config).heads, std::vector<int64_t>(4, 8));
   config.add_block_out_channels(32);
   config.add_block_out_channels(60);  // not a multiple of 32 groups
   try {

@@ -26,7 +26,7 @@ SdNetworks tiny_networks() {
   for (int c : {32, 64}) unet.add_block_out_channels(c);
   unet.set_layers_per_block(1);
   unet.set_cross_attention_dim(32);
-  unet.set_attention_head_dim(4);
+  unet.add_attention_head_dim(4);
   unet.set_norm_num_groups(16);
   unet.set_sample_size(16);
   unet.add_down_block_types("CrossAttnDownBlock2D");

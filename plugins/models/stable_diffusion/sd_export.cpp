@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "plugins/models/stable_diffusion/modules/module_config.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
 
@@ -43,6 +44,21 @@ ordered_json array_of(const Repeated& values) {
   return out;
 }
 
+/// A per-block setting as diffusers writes it: one number when every block has the same, else
+/// the list.
+ordered_json per_block(const std::vector<int64_t>& values) {
+  for (int64_t value : values) {
+    if (value != values.front()) return array_of(values);
+  }
+  return values.front();
+}
+
+/// A value that diffusers writes as null when unset.
+template <class T>
+ordered_json or_null(bool set, const T& value) {
+  return set ? ordered_json(value) : ordered_json(nullptr);
+}
+
 }  // namespace
 
 SdWeights weights_for_export(const SdNetworks& networks, const StableDiffusionOptions& options,
@@ -57,13 +73,19 @@ SdWeights weights_for_export(const SdNetworks& networks, const StableDiffusionOp
   const UNet2DConditionConfig& u = options.unet();
   ordered_json unet = base_config(source_configs, "unet", infer_unet_config_json(weights.unet));
   unet["sample_size"] = u.sample_size();
-  unet["attention_head_dim"] = u.attention_head_dim();
+  const ResolvedUNetLayout layout = resolve_unet_layout(u);
+  unet["attention_head_dim"] = per_block(layout.heads);
   unet["norm_num_groups"] = u.norm_num_groups();
   unet["norm_eps"] = decimal(u.norm_eps());
   unet["flip_sin_to_cos"] = u.flip_sin_to_cos();
   unet["freq_shift"] = decimal(u.freq_shift());
   unet["use_linear_projection"] = u.use_linear_projection();
-  unet["transformer_layers_per_block"] = u.transformer_layers_per_block();
+  unet["transformer_layers_per_block"] = per_block(layout.transformer_layers);
+  unet["upcast_attention"] = u.upcast_attention();
+  unet["addition_embed_type"] = or_null(layout.text_time_embedding, u.addition_embed_type());
+  unet["addition_time_embed_dim"] = or_null(layout.text_time_embedding, u.addition_time_embed_dim());
+  unet["projection_class_embeddings_input_dim"] =
+      or_null(layout.text_time_embedding, u.projection_class_embeddings_input_dim());
   unet["mid_block_scale_factor"] = decimal(u.mid_block_scale_factor());
   if (u.down_block_types_size() > 0) unet["down_block_types"] = array_of(u.down_block_types());
   if (u.up_block_types_size() > 0) unet["up_block_types"] = array_of(u.up_block_types());
@@ -82,6 +104,10 @@ SdWeights weights_for_export(const SdNetworks& networks, const StableDiffusionOp
   clip["hidden_act"] = t.hidden_act();
   clip["layer_norm_eps"] = decimal(t.layer_norm_eps());
   clip["eos_token_id"] = t.eos_token_id();
+  if (t.projection_dim() > 0) {
+    clip["projection_dim"] = t.projection_dim();
+    clip["architectures"] = ordered_json::array({"CLIPTextModelWithProjection"});
+  }
   weights.configs["text_encoder"] = clip.dump(2) + "\n";
 
   const auto scheduler = source_configs.find("scheduler");

@@ -1,5 +1,7 @@
 #include "plugins/models/stable_diffusion/modules/attention.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
 namespace sdtrain {
 
 torch::Tensor split_heads(const torch::Tensor& x, int64_t heads) {
@@ -42,7 +44,15 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& hidden,
   auto q = split_heads(to_q_(x), options_.heads);
   auto k = split_heads(to_k_(context), options_.heads);
   auto v = split_heads(to_v_(context), options_.heads);
-  auto out = at::scaled_dot_product_attention(q, k, v);
+  torch::Tensor out;
+  if (options_.upcast && (q.scalar_type() == torch::kHalf || q.scalar_type() == torch::kBFloat16)) {
+    // Autocast would lower the float32 copies again; this one op stays out of it.
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    out = at::scaled_dot_product_attention(q.to(torch::kFloat32), k.to(torch::kFloat32), v.to(torch::kFloat32))
+              .to(q.scalar_type());
+  } else {
+    out = at::scaled_dot_product_attention(q, k, v);
+  }
   out = to_out0_(merge_heads(out).to(q.scalar_type()));
   if (spatial) out = out.transpose(-1, -2).reshape({b, c, height, width});
   if (options_.residual_connection) out = out + hidden;

@@ -20,6 +20,9 @@ struct AttentionOptions {
   double norm_eps = 1e-5;        ///< that GroupNorm's epsilon
   bool residual_connection = false;
   double rescale_output_factor = 1.0;
+  /// Scores and softmax in float32 when q/k/v are bf16/fp16 (diffusers' upcast_attention), with
+  /// autocast off for that op; the result is cast back to the input precision.
+  bool upcast = false;
 };
 
 class AttentionImpl : public torch::nn::Module {

@@ -3,13 +3,14 @@
 namespace sdtrain {
 
 BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads, int64_t dim_head,
-                                                     int64_t cross_attention_dim) {
+                                                     int64_t cross_attention_dim, bool upcast_attention) {
   namespace nn = torch::nn;
   auto ln = [dim] { return nn::LayerNorm(nn::LayerNormOptions({dim}).eps(1e-5)); };
   AttentionOptions self_attn;
   self_attn.query_dim = dim;
   self_attn.heads = heads;
   self_attn.dim_head = dim_head;
+  self_attn.upcast = upcast_attention;
   AttentionOptions cross_attn = self_attn;
   cross_attn.cross_attention_dim = cross_attention_dim;
   norm1_ = register_module("norm1", ln());

@@ -11,7 +11,9 @@ namespace sdtrain {
 
 class BasicTransformerBlockImpl : public torch::nn::Module {
  public:
-  BasicTransformerBlockImpl(int64_t dim, int64_t heads, int64_t dim_head, int64_t cross_attention_dim);
+  /// `upcast_attention`: both attentions' scores in float32 (AttentionOptions::upcast).
+  BasicTransformerBlockImpl(int64_t dim, int64_t heads, int64_t dim_head, int64_t cross_attention_dim,
+                            bool upcast_attention = false);
   /// x [B, L, dim], context [B, S, cross_attention_dim] -> [B, L, dim].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
 

@@ -67,11 +67,18 @@ ClipTextOutput ClipTextTransformerImpl::forward(const torch::Tensor& input_ids, 
 
 ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config) : config_(config) {
   text_model_ = register_module("text_model", ClipTextTransformer(config));
+  if (config.projection_dim() > 0) {
+    text_projection_ = register_module(
+        "text_projection",
+        torch::nn::Linear(torch::nn::LinearOptions(config.hidden_size(), config.projection_dim()).bias(false)));
+  }
 }
 
 ClipTextOutput ClipTextModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                                           bool output_hidden_states) {
-  return text_model_->forward(input_ids, attention_mask, output_hidden_states);
+  ClipTextOutput out = text_model_->forward(input_ids, attention_mask, output_hidden_states);
+  if (text_projection_) out.text_embeds = text_projection_(out.pooled_output);
+  return out;
 }
 
 }  // namespace sdtrain

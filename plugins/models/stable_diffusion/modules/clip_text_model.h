@@ -1,8 +1,9 @@
 #pragma once
 /// transformers CLIPTextModel (SD v1's text encoder) from a ClipTextConfig (empty = SD v1,
-/// CLIP ViT-L/14). Keys: text_model.embeddings.{token,position}_embedding.weight,
-/// text_model.encoder.layers.N.*, text_model.final_layer_norm.* (position_ids is not a buffer,
-/// as it is non-persistent in transformers).
+/// CLIP ViT-L/14), or CLIPTextModelWithProjection with config.projection_dim > 0 (SDXL's OpenCLIP
+/// ViT-bigG). Keys: text_model.embeddings.{token,position}_embedding.weight,
+/// text_model.encoder.layers.N.*, text_model.final_layer_norm.*, text_projection.weight (with a
+/// projection; position_ids is not a buffer, as it is non-persistent in transformers).
 #include <vector>
 
 #include <torch/torch.h>
@@ -16,6 +17,8 @@ namespace sdtrain {
 struct ClipTextOutput {
   torch::Tensor last_hidden_state;           ///< [B, L, hidden] after final_layer_norm (SD v1 uses this)
   torch::Tensor pooled_output;               ///< [B, hidden] at the EOS position
+  torch::Tensor text_embeds;                 ///< [B, projection_dim]: text_projection(pooled_output),
+                                             ///< only with a projection (SDXL's second encoder)
   std::vector<torch::Tensor> hidden_states;  ///< embeddings + every layer's output (before the
                                              ///< final norm); filled only when requested
 };
@@ -64,6 +67,7 @@ class ClipTextModelImpl : public torch::nn::Module {
  private:
   ClipTextConfig config_;
   ClipTextTransformer text_model_{nullptr};
+  torch::nn::Linear text_projection_{nullptr};  ///< projection_dim > 0 only
 };
 TORCH_MODULE(ClipTextModel);
 

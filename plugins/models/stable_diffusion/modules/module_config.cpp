@@ -9,6 +9,22 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw ConfigError(message);
 }
 
+/// A per-block setting: empty = `fallback` for every block, one value = that value for every block,
+/// else exactly one per block; each > 0.
+std::vector<int64_t> per_block(const google::protobuf::RepeatedField<int32_t>& values, size_t blocks,
+                               int64_t fallback, const std::string& field) {
+  std::vector<int64_t> resolved(values.begin(), values.end());
+  if (resolved.empty()) resolved.push_back(fallback);
+  if (resolved.size() == 1) resolved.assign(blocks, resolved.front());
+  require(resolved.size() == blocks, "UNet2DConditionConfig." + field + ": expected one value or " +
+                                         std::to_string(blocks) + " (one per block_out_channels), got " +
+                                         std::to_string(values.size()));
+  for (int64_t v : resolved) {
+    require(v > 0, "UNet2DConditionConfig." + field + ": every value must be > 0, got " + std::to_string(v));
+  }
+  return resolved;
+}
+
 }  // namespace
 
 ResolvedUNetLayout resolve_unet_layout(const UNet2DConditionConfig& config) {
@@ -52,24 +68,36 @@ ResolvedUNetLayout resolve_unet_layout(const UNet2DConditionConfig& config) {
                 "' (expected CrossAttnUpBlock2D or UpBlock2D)");
   }
   require(config.norm_num_groups() > 0, "UNet2DConditionConfig.norm_num_groups: must be > 0");
-  require(config.attention_head_dim() > 0,
-          "UNet2DConditionConfig.attention_head_dim: must be > 0 (it is the head count)");
+  layout.heads = per_block(config.attention_head_dim(), n, 8, "attention_head_dim");
+  layout.transformer_layers =
+      per_block(config.transformer_layers_per_block(), n, 1, "transformer_layers_per_block");
   require(config.layers_per_block() > 0, "UNet2DConditionConfig.layers_per_block: must be > 0");
-  require(config.transformer_layers_per_block() > 0,
-          "UNet2DConditionConfig.transformer_layers_per_block: must be > 0");
+  require(config.addition_embed_type().empty() || config.addition_embed_type() == "text_time",
+          "UNet2DConditionConfig.addition_embed_type: unknown type '" + config.addition_embed_type() +
+              "' (expected \"\" or \"text_time\")");
+  layout.text_time_embedding = config.addition_embed_type() == "text_time";
+  if (layout.text_time_embedding) {
+    require(config.addition_time_embed_dim() > 0,
+            "UNet2DConditionConfig.addition_time_embed_dim: must be > 0 with addition_embed_type text_time");
+    require(config.projection_class_embeddings_input_dim() > 6 * config.addition_time_embed_dim(),
+            "UNet2DConditionConfig.projection_class_embeddings_input_dim: must be the pooled text width + 6 x "
+            "addition_time_embed_dim (" +
+                std::to_string(6 * config.addition_time_embed_dim()) + "), got " +
+                std::to_string(config.projection_class_embeddings_input_dim()));
+  }
   require(config.in_channels() > 0 && config.out_channels() > 0,
           "UNet2DConditionConfig.in_channels/out_channels: must be > 0");
   require(config.cross_attention_dim() > 0,
           "UNet2DConditionConfig.cross_attention_dim: must be > 0");
-  for (int64_t c : layout.block_out_channels) {
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t c = layout.block_out_channels[i];
     require(c > 0 && c % config.norm_num_groups() == 0,
             "UNet2DConditionConfig.block_out_channels: " + std::to_string(c) +
                 " is not a positive multiple of norm_num_groups " +
                 std::to_string(config.norm_num_groups()));
-    require(c % config.attention_head_dim() == 0,
-            "UNet2DConditionConfig.block_out_channels: " + std::to_string(c) +
-                " is not divisible by the head count attention_head_dim " +
-                std::to_string(config.attention_head_dim()));
+    require(c % layout.heads[i] == 0, "UNet2DConditionConfig.block_out_channels: " + std::to_string(c) +
+                                          " is not divisible by the head count attention_head_dim " +
+                                          std::to_string(layout.heads[i]) + " of block " + std::to_string(i));
   }
   return layout;
 }
@@ -106,6 +134,7 @@ void validate_clip_text_config(const ClipTextConfig& config) {
   require(config.num_hidden_layers() > 0, "ClipTextConfig.num_hidden_layers: must be > 0");
   require(config.max_position_embeddings() > 0,
           "ClipTextConfig.max_position_embeddings: must be > 0");
+  require(config.projection_dim() >= 0, "ClipTextConfig.projection_dim: must be >= 0 (0 = no projection)");
   require(config.hidden_act() == "quick_gelu" || config.hidden_act() == "gelu",
           "ClipTextConfig.hidden_act: unknown activation '" + config.hidden_act() +
               "' (expected quick_gelu or gelu)");

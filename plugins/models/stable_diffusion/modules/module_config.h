@@ -14,10 +14,16 @@ struct ResolvedUNetLayout {
   std::vector<int64_t> block_out_channels;   ///< per down block (SD v1: 320,640,1280,1280)
   std::vector<std::string> down_block_types; ///< "CrossAttnDownBlock2D" | "DownBlock2D"
   std::vector<std::string> up_block_types;   ///< "UpBlock2D" | "CrossAttnUpBlock2D"
+  std::vector<int64_t> heads;                ///< attention heads per down block (SD v1: 8 each)
+  std::vector<int64_t> transformer_layers;   ///< BasicTransformerBlocks per down block (SD v1: 1)
+  /// With addition_embed_type "text_time" (SDXL's micro-conditioning embedding).
+  bool text_time_embedding = false;
 };
 
-/// Fills SD v1 defaults into the repeated fields and validates sizes (positive, channel counts
-/// divisible by norm_num_groups and by the head count, one block type per block).
+/// Fills SD v1 defaults into the repeated fields, spreads one-value per-block settings
+/// (attention_head_dim, transformer_layers_per_block) over the blocks and validates sizes
+/// (positive, channel counts divisible by norm_num_groups and by the block's head count, one block
+/// type and at most one per-block value per block, a known addition_embed_type).
 /// @throws ConfigError naming the offending field.
 ResolvedUNetLayout resolve_unet_layout(const UNet2DConditionConfig& config);
 

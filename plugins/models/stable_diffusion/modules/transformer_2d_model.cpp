@@ -15,7 +15,8 @@ Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& optio
   blocks_ = register_module("transformer_blocks", nn::ModuleList());
   for (int64_t i = 0; i < options.num_layers; ++i) {
     blocks_->push_back(
-        BasicTransformerBlock(inner, options.heads, options.dim_head, options.cross_attention_dim));
+        BasicTransformerBlock(inner, options.heads, options.dim_head, options.cross_attention_dim,
+                              options.upcast_attention));
   }
   if (options.use_linear_projection) {
     proj_out_linear_ = register_module("proj_out", AdaptableLinear(inner, options.in_channels));

@@ -18,6 +18,7 @@ struct Transformer2DOptions {
   int64_t norm_num_groups = 32;
   int64_t num_layers = 1;
   bool use_linear_projection = false;
+  bool upcast_attention = false;   ///< attention scores in float32 under bf16/fp16
 };
 
 class Transformer2DModelImpl : public torch::nn::Module {

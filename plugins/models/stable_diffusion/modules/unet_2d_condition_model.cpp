@@ -19,12 +19,25 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNet2DConditionConfig& 
   const int64_t n = static_cast<int64_t>(channels.size());
   const int64_t groups = config.norm_num_groups();
   const double eps = config.norm_eps();
-  const int64_t heads = config.attention_head_dim();  // diffusers' legacy naming: a head count
   time_proj_dim_ = channels[0];
   const int64_t temb = channels[0] * 4;
 
   conv_in_ = register_module("conv_in", nn::Conv2d(nn::Conv2dOptions(config.in_channels(), channels[0], 3).padding(1)));
   time_embedding_ = register_module("time_embedding", TimestepEmbedding(time_proj_dim_, temb));
+  if (layout.text_time_embedding) {
+    add_embedding_ = register_module("add_embedding",
+                                     TimestepEmbedding(config.projection_class_embeddings_input_dim(), temb));
+  }
+  // diffusers' attention_head_dim is a head count; each block's heads and depth, up blocks in reverse.
+  auto transformer = [&](size_t block) {
+    Transformer2DOptions t;
+    t.heads = layout.heads[block];
+    t.cross_attention_dim = config.cross_attention_dim();
+    t.num_layers = layout.transformer_layers[block];
+    t.use_linear_projection = config.use_linear_projection();
+    t.upcast_attention = config.upcast_attention();
+    return t;
+  };
 
   auto down = register_module("down_blocks", nn::ModuleList());
   int64_t out_ch = channels[0];
@@ -40,10 +53,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNet2DConditionConfig& 
     o.add_downsample = i != n - 1;
     o.downsample_padding = 1;
     o.cross_attention = layout.down_block_types[i] == "CrossAttnDownBlock2D";
-    o.heads = heads;
-    o.cross_attention_dim = config.cross_attention_dim();
-    o.transformer_layers = config.transformer_layers_per_block();
-    o.use_linear_projection = config.use_linear_projection();
+    o.transformer = transformer(static_cast<size_t>(i));
     down_blocks_.emplace_back(o);
     down->push_back(down_blocks_.back());
   }
@@ -54,10 +64,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNet2DConditionConfig& 
   m.groups = groups;
   m.eps = eps;
   m.output_scale_factor = config.mid_block_scale_factor();
-  m.heads = heads;
-  m.cross_attention_dim = config.cross_attention_dim();
-  m.transformer_layers = config.transformer_layers_per_block();
-  m.use_linear_projection = config.use_linear_projection();
+  m.transformer = transformer(static_cast<size_t>(n - 1));
   mid_block_ = register_module("mid_block", UNetMidBlock(m));
 
   auto up = register_module("up_blocks", nn::ModuleList());
@@ -75,10 +82,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNet2DConditionConfig& 
     o.eps = eps;
     o.add_upsample = i != n - 1;
     o.cross_attention = layout.up_block_types[i] == "CrossAttnUpBlock2D";
-    o.heads = heads;
-    o.cross_attention_dim = config.cross_attention_dim();
-    o.transformer_layers = config.transformer_layers_per_block();
-    o.use_linear_projection = config.use_linear_projection();
+    o.transformer = transformer(static_cast<size_t>(n - 1 - i));
     up_blocks_.emplace_back(o);
     up->push_back(up_blocks_.back());
   }
@@ -89,6 +93,27 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNet2DConditionConfig& 
 
   set_gradient_checkpointing(config.gradient_checkpointing());
   if (config.channels_last()) set_channels_last(true);
+}
+
+torch::Tensor UNet2DConditionModelImpl::text_time_embedding(const UNetAddedConditions& added, int64_t batch) const {
+  TORCH_CHECK(added.text_embeds.defined() && added.time_ids.defined(),
+              "UNet2DConditionModel: addition_embed_type text_time needs text_embeds [B, pooled] and time_ids [B, 6]");
+  TORCH_CHECK(added.text_embeds.dim() == 2 && added.text_embeds.size(0) == batch && added.time_ids.dim() == 2 &&
+                  added.time_ids.size(0) == batch,
+              "UNet2DConditionModel: text_embeds must be [B, pooled] and time_ids [B, n] with B = ", batch, ", got ",
+              added.text_embeds.sizes(), " and ", added.time_ids.sizes());
+  const int64_t time_dim = config_.addition_time_embed_dim();
+  TORCH_CHECK(added.text_embeds.size(1) + added.time_ids.size(1) * time_dim ==
+                  config_.projection_class_embeddings_input_dim(),
+              "UNet2DConditionModel: text_embeds width ", added.text_embeds.size(1), " + ", added.time_ids.size(1),
+              " time ids x ", time_dim, " != projection_class_embeddings_input_dim ",
+              config_.projection_class_embeddings_input_dim());
+  // diffusers: add_time_proj(time_ids.flatten()) reshaped per sample, after the pooled text
+  // embedding; float32 throughout, cast to the embedding's dtype by the caller.
+  auto time_embeds = timestep_sinusoidal_embedding(added.time_ids.to(added.text_embeds.device()).flatten(), time_dim,
+                                                   config_.flip_sin_to_cos(), config_.freq_shift())
+                         .reshape({batch, -1});
+  return torch::cat({added.text_embeds.to(torch::kFloat32), time_embeds}, -1);
 }
 
 void UNet2DConditionModelImpl::set_gradient_checkpointing(bool enabled) {
@@ -105,6 +130,12 @@ void UNet2DConditionModelImpl::set_channels_last(bool enabled) {
 
 torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                                                 const torch::Tensor& encoder_hidden_states) {
+  return forward(sample, timestep, encoder_hidden_states, UNetAddedConditions{});
+}
+
+torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,
+                                                const torch::Tensor& encoder_hidden_states,
+                                                const UNetAddedConditions& added) {
   TORCH_CHECK(sample.dim() == 4, "UNet2DConditionModel: sample must be [B, C, H, W], got ", sample.sizes());
   TORCH_CHECK(encoder_hidden_states.dim() == 3 && encoder_hidden_states.size(0) == sample.size(0),
               "UNet2DConditionModel: encoder_hidden_states must be [B, S, D] with B = ", sample.size(0),
@@ -119,6 +150,12 @@ torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample, con
   auto t_emb = timestep_sinusoidal_embedding(t, time_proj_dim_, config_.flip_sin_to_cos(), config_.freq_shift());
   t_emb = t_emb.to(sample.scalar_type());
   auto emb = time_embedding_(t_emb);
+  if (add_embedding_) {
+    emb = emb + add_embedding_(text_time_embedding(added, batch).to(emb.scalar_type()));
+  } else {
+    TORCH_CHECK(!added.text_embeds.defined() && !added.time_ids.defined(),
+                "UNet2DConditionModel: text_embeds/time_ids given to a UNet without addition_embed_type text_time");
+  }
 
   const auto out_format = sample.suggest_memory_format();
   auto h = channels_last_ ? sample.contiguous(c10::MemoryFormat::ChannelsLast) : sample;

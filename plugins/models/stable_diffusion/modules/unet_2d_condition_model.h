@@ -1,5 +1,5 @@
 #pragma once
-/// diffusers UNet2DConditionModel for Stable Diffusion v1 (and tiny test variants of it), built
+/// diffusers UNet2DConditionModel for Stable Diffusion v1, 2.x and XL (and tiny test variants), built
 /// from a UNet2DConditionConfig. named_parameters() keys equal the diffusers state-dict keys
 /// (conv_in.weight, time_embedding.linear_1.weight, down_blocks.0.attentions.0.
 /// transformer_blocks.0.attn1.to_q.weight, mid_block.resnets.0.norm1.weight, ...).
@@ -19,6 +19,12 @@
 
 namespace sdtrain {
 
+/// SDXL's extra conditioning (addition_embed_type "text_time"); both undefined for SD v1 / 2.x.
+struct UNetAddedConditions {
+  torch::Tensor text_embeds;  ///< [B, pooled width]: the second text encoder's projected pooled output
+  torch::Tensor time_ids;     ///< [B, 6]: original height, width, crop top, left, target height, width
+};
+
 class UNet2DConditionModelImpl : public torch::nn::Module {
  public:
   /// Builds the network; an empty config is SD v1.
@@ -30,6 +36,11 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   /// h, w] in the sample's dtype. h, w need not be multiples of 2^(blocks-1).
   torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                         const torch::Tensor& encoder_hidden_states);
+  /// As above, with SDXL's added conditions: with addition_embed_type "text_time" the time
+  /// embedding gains add_embedding(cat(text_embeds, sinusoidal(time_ids))) as diffusers computes
+  /// it (both required then, and refused without it).
+  torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timestep,
+                        const torch::Tensor& encoder_hidden_states, const UNetAddedConditions& added);
 
   /// Recompute every resnet / transformer in backward while training (less memory).
   void set_gradient_checkpointing(bool enabled);
@@ -42,12 +53,16 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   const UNet2DConditionConfig& config() const { return config_; }
 
  private:
+  /// float32 [B, projection_class_embeddings_input_dim]: text_embeds then the time ids' embeddings.
+  torch::Tensor text_time_embedding(const UNetAddedConditions& added, int64_t batch) const;
+
   UNet2DConditionConfig config_;
   bool checkpointing_ = false;
   bool channels_last_ = false;
   int64_t time_proj_dim_ = 0;
   torch::nn::Conv2d conv_in_{nullptr}, conv_out_{nullptr};
   TimestepEmbedding time_embedding_{nullptr};
+  TimestepEmbedding add_embedding_{nullptr};  ///< addition_embed_type "text_time" only
   std::vector<UNetDownBlock> down_blocks_;
   UNetMidBlock mid_block_{nullptr};
   std::vector<UNetUpBlock> up_blocks_;

@@ -23,10 +23,10 @@ struct UNetDownBlockOptions {
   bool add_downsample = true;
   int64_t downsample_padding = 1;  ///< 1 in the UNet, 0 (asymmetric pad) in the VAE encoder
   bool cross_attention = false;    ///< CrossAttnDownBlock2D
-  int64_t heads = 8;               ///< attention heads (cross-attention only)
-  int64_t cross_attention_dim = 768;
-  int64_t transformer_layers = 1;
-  bool use_linear_projection = false;
+  /// The Transformer2DModels' settings (cross-attention only): heads, cross_attention_dim,
+  /// num_layers, use_linear_projection, upcast_attention; the block sets in_channels, dim_head
+  /// (channels / heads) and norm_num_groups.
+  Transformer2DOptions transformer;
 };
 
 /// The block's output and the skip states it hands to the up path (one per resnet, plus the

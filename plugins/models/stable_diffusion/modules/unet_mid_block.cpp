@@ -14,14 +14,10 @@ UNetMidBlockImpl::UNetMidBlockImpl(const UNetMidBlockOptions& options) {
   r.groups = options.groups;
   r.eps = options.eps;
   r.output_scale_factor = options.output_scale_factor;
-  Transformer2DOptions t;
+  Transformer2DOptions t = options.transformer;
   t.in_channels = options.channels;
-  t.heads = options.heads;
-  t.dim_head = options.channels / options.heads;
-  t.cross_attention_dim = options.cross_attention_dim;
+  t.dim_head = options.channels / t.heads;
   t.norm_num_groups = options.groups;
-  t.num_layers = options.transformer_layers;
-  t.use_linear_projection = options.use_linear_projection;
   resnets_.emplace_back(r);
   resnets->push_back(resnets_.back());
   for (int64_t i = 0; i < options.num_layers; ++i) {

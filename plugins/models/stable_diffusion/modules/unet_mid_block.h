@@ -17,10 +17,10 @@ struct UNetMidBlockOptions {
   double eps = 1e-5;
   double output_scale_factor = 1.0;
   int64_t num_layers = 1;            ///< (transformer, resnet) pairs after the first resnet
-  int64_t heads = 8;
-  int64_t cross_attention_dim = 768;
-  int64_t transformer_layers = 1;
-  bool use_linear_projection = false;
+  /// The Transformer2DModels' settings (cross-attention only): heads, cross_attention_dim,
+  /// num_layers, use_linear_projection, upcast_attention; the block sets in_channels, dim_head
+  /// (channels / heads) and norm_num_groups.
+  Transformer2DOptions transformer;
 };
 
 class UNetMidBlockImpl : public torch::nn::Module {

@@ -20,14 +20,10 @@ UNetUpBlockImpl::UNetUpBlockImpl(const UNetUpBlockOptions& options) : options_(o
     resnets_.emplace_back(r);
     resnets->push_back(resnets_.back());
     if (options.cross_attention) {
-      Transformer2DOptions t;
+      Transformer2DOptions t = options.transformer;
       t.in_channels = options.out_channels;
-      t.heads = options.heads;
-      t.dim_head = options.out_channels / options.heads;
-      t.cross_attention_dim = options.cross_attention_dim;
+      t.dim_head = options.out_channels / t.heads;
       t.norm_num_groups = options.groups;
-      t.num_layers = options.transformer_layers;
-      t.use_linear_projection = options.use_linear_projection;
       attentions_.emplace_back(t);
       attentions->push_back(attentions_.back());
     }

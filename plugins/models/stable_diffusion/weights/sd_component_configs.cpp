@@ -31,8 +31,8 @@ json parse_json(const std::string& text, const std::string& source) {
   }
 }
 
-/// diffusers writes per-block lists for some scalar settings (attention_head_dim: [8, 8, 8, 8]);
-/// a list of equal values means that value.
+/// diffusers writes per-block lists for some settings that may also be scalars
+/// (attention_head_dim: [8, 8, 8, 8]); a list of equal values means that value.
 json collapse_equal_list(const json& value) {
   if (!value.is_array() || value.empty()) return value;
   for (const auto& item : value) {
@@ -126,9 +126,13 @@ void fill_fields(const json& config, Message* message, const std::string& source
     if (found == config.end() || found->is_null()) continue;
     const std::string where = source + ": " + field->name();
     if (field->is_repeated()) {
-      if (!found->is_array()) throw FormatError(where + ": expected " + what_to(field) + ", got " + found->dump());
+      // A scalar for a per-block list (attention_head_dim: 8) is one value for every block.
       message->GetReflection()->ClearField(message, field);
-      for (const auto& item : *found) set_one(message, field, item, where);
+      if (found->is_array()) {
+        for (const auto& item : *found) set_one(message, field, item, where);
+      } else {
+        set_one(message, field, *found, where);
+      }
     } else {
       const json value = collapse_equal_list(*found);
       if (value.is_array()) {
@@ -186,7 +190,6 @@ UNet2DConditionConfig unet_config_from_json(const std::string& text, const std::
   const json config = parse_json(text, source);
   require_supported(config,
                     {{"class_embed_type", nullptr},
-                     {"addition_embed_type", nullptr},
                      {"num_class_embeds", nullptr},
                      {"encoder_hid_dim", nullptr},
                      {"time_cond_proj_dim", nullptr},
@@ -195,7 +198,6 @@ UNet2DConditionConfig unet_config_from_json(const std::string& text, const std::
                      {"resnet_time_scale_shift", "default"},
                      {"only_cross_attention", false},
                      {"dual_cross_attention", false},
-                     {"upcast_attention", false},
                      {"center_input_sample", false},
                      {"class_embeddings_concat", false},
                      {"conv_in_kernel", 3},
@@ -231,6 +233,13 @@ ClipTextConfig clip_config_from_json(const std::string& text, const std::string&
   const json config = parse_json(text, source);
   ClipTextConfig clip;
   fill_fields(config, &clip, source);
+  // transformers writes projection_dim (default 512) for every CLIP text config; only
+  // CLIPTextModelWithProjection has the projection.
+  bool with_projection = false;
+  if (const auto found = config.find("architectures"); found != config.end() && found->is_array()) {
+    for (const auto& name : *found) with_projection |= name == "CLIPTextModelWithProjection";
+  }
+  if (!with_projection) clip.clear_projection_dim();
   return clip;
 }
 

@@ -18,7 +18,9 @@ namespace sdtrain {
 UNet2DConditionConfig unet_config_from_json(const std::string& json, const std::string& source);
 /// AutoencoderKL config.json → AutoencoderKLConfig (scaling_factor included).
 AutoencoderKLConfig vae_config_from_json(const std::string& json, const std::string& source);
-/// CLIPTextModel config.json (transformers) → ClipTextConfig.
+/// CLIPTextModel / CLIPTextModelWithProjection config.json (transformers) → ClipTextConfig;
+/// projection_dim is kept only when "architectures" names CLIPTextModelWithProjection (transformers
+/// writes it for every CLIP text config).
 ClipTextConfig clip_config_from_json(const std::string& json, const std::string& source);
 
 /// The options of sampler plugin `sampler` (a registered scheduler name, e.g. "ddim") filled
