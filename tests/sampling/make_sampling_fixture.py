@@ -31,12 +31,20 @@ CASES = [
     {"name": "ddim_guidance_rescale", "sampler": "ddim", "scheduler": "DDIMScheduler",
      "prompt": "a red circle on a white background", "negative": "", "steps": 10, "scale": 12.0,
      "rescale": 0.7, "seed": 42, "n": 2},
+    # SD 2.x's shape (pipeline_sd2): v-prediction, OpenCLIP's "!" padding, per-block heads, linear
+    # projections, upcast attention, a gelu text encoder.
+    {"name": "sd2_ddim_v", "model": "pipeline_sd2", "sampler": "ddim", "scheduler": "DDIMScheduler",
+     "prompt": "a portrait of a general, oil painting", "negative": "", "steps": 10, "scale": 7.5,
+     "seed": 5, "n": 2},
+    {"name": "sd2_euler_v", "model": "pipeline_sd2", "sampler": "euler", "scheduler": "EulerDiscreteScheduler",
+     "prompt": "a portrait of a general, oil painting", "negative": "blurry", "steps": 8, "scale": 6.0,
+     "rescale": 0.5, "seed": 9, "n": 1},
 ]
 SIZE = 64
 
 
 def build_pipeline(out):
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
@@ -44,19 +52,48 @@ def build_pipeline(out):
         block_out_channels=(32, 64), layers_per_block=1, sample_size=SIZE // 4, in_channels=4, out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32, attention_head_dim=4, norm_num_groups=16)
-    # Three blocks: latents are a quarter of the image size (vae_scale_factor 4), not SD's 8.
-    vae = AutoencoderKL(
-        block_out_channels=(16, 32, 32), in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=16)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=49408, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
         max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
-    return save_pipeline(unet, vae, text_encoder, out)
+    return save_pipeline(unet, tiny_vae(), text_encoder, out)
 
 
-def save_pipeline(unet, vae, text_encoder, out):
-    """A StableDiffusionPipeline of these networks with CLIP's tokenizer (from the repo's merges)
-    and SD v1's PNDM scheduler, saved by save_pretrained into <out>/pipeline; returns it."""
+def tiny_vae():
+    from diffusers import AutoencoderKL
+
+    # Three blocks: latents are a quarter of the image size (vae_scale_factor 4), not SD's 8.
+    return AutoencoderKL(
+        block_out_channels=(16, 32, 32), in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=16)
+
+
+def build_sd2_pipeline(out):
+    """SD 2.x's shape: stabilityai/stable-diffusion-2-1's configs scaled down (per-block heads,
+    linear projections, upcast_attention, a gelu text encoder padded with "!", DDIM with
+    v-prediction)."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(1)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=SIZE // 4, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=(2, 4), use_linear_projection=True, upcast_attention=True,
+        norm_num_groups=16)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
+        max_position_embeddings=77, hidden_act="gelu", bos_token_id=0, eos_token_id=2, pad_token_id=1))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1, num_train_timesteps=1000,
+                              prediction_type="v_prediction")
+    return save_pipeline(unet, tiny_vae(), text_encoder, out, name="pipeline_sd2", pad_token="!",
+                         scheduler=scheduler)
+
+
+def save_pipeline(unet, vae, text_encoder, out, name="pipeline", pad_token="<|endoftext|>", scheduler=None):
+    """A StableDiffusionPipeline of these networks with CLIP's tokenizer (from the repo's merges,
+    padding with `pad_token`) and `scheduler` (default SD v1's PNDM), saved by save_pretrained into
+    <out>/<name>; returns it."""
     from diffusers import PNDMScheduler, StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
@@ -64,13 +101,15 @@ def save_pipeline(unet, vae, text_encoder, out):
     os.makedirs(tok_dir, exist_ok=True)
     write_vocab_files(MERGES, tok_dir)
     tokenizer = CLIPTokenizer(os.path.join(tok_dir, "vocab.json"), os.path.join(tok_dir, "merges.txt"),
-                              pad_token="<|endoftext|>", model_max_length=77)
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                              set_alpha_to_one=False, steps_offset=1, num_train_timesteps=1000)
+                              pad_token=pad_token, model_max_length=77)
+    if scheduler is None:
+        scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                  skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1,
+                                  num_train_timesteps=1000)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
-    pipe.save_pretrained(os.path.join(out, "pipeline"), safe_serialization=True)
+    pipe.save_pretrained(os.path.join(out, name), safe_serialization=True)
     return pipe
 
 
@@ -84,13 +123,18 @@ def main():
     torch.set_num_threads(1)
     os.makedirs(os.path.join(args.out, "reference"), exist_ok=True)
     build_pipeline(args.out)
-    # Sample from the saved folder, as users do: a pipeline still in memory keeps diffusers'
-    # _use_default_values bookkeeping, which from_config honours but the saved file does not carry.
-    pipe = diffusers.StableDiffusionPipeline.from_pretrained(os.path.join(args.out, "pipeline"))
-    pipe.set_progress_bar_config(disable=True)
-    base_config = pipe.scheduler.config
+    build_sd2_pipeline(args.out)
+    pipes, base_configs = {}, {}
     for case in CASES:
-        pipe.scheduler = getattr(diffusers, case["scheduler"]).from_config(base_config)
+        model = case.get("model", "pipeline")
+        if model not in pipes:
+            # Sample from the saved folder, as users do: a pipeline still in memory keeps diffusers'
+            # _use_default_values bookkeeping, which from_config honours but the saved file does not carry.
+            pipes[model] = diffusers.StableDiffusionPipeline.from_pretrained(os.path.join(args.out, model))
+            pipes[model].set_progress_bar_config(disable=True)
+            base_configs[model] = pipes[model].scheduler.config
+        pipe = pipes[model]
+        pipe.scheduler = getattr(diffusers, case["scheduler"]).from_config(base_configs[model])
         result = pipe(case["prompt"], negative_prompt=case["negative"] or None, height=SIZE, width=SIZE,
                       num_inference_steps=case["steps"], guidance_scale=case["scale"],
                       guidance_rescale=case.get("rescale", 0.0),

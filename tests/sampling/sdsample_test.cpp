@@ -32,7 +32,7 @@ using test::psnr;
 
 std::string command_for(const nlohmann::json& c, const fs::path& outdir, int size) {
   std::ostringstream command;
-  command << sdsample_bin() << " --model " << quoted((fixture() / "pipeline").string()) << " --prompt "
+  command << sdsample_bin() << " --model " << quoted((fixture() / c.value("model", "pipeline")).string()) << " --prompt "
           << quoted(c["prompt"].get<std::string>()) << " --n-samples " << c["n"].get<int>() << " --steps "
           << c["steps"].get<int>() << " --scale " << c["scale"].get<double>() << " --sampler "
           << c.value("sampler", c["name"].get<std::string>()) << " --seed " << c["seed"].get<int>() << " --H " << size << " --W " << size

@@ -11,6 +11,7 @@
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
 #include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
+#include "plugins/models/stable_diffusion/weights/sd_tokenizer_files.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
 #include "sdtrain/errors.h"
@@ -85,10 +86,7 @@ std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_e
   SdWeights weights = load_sd_weights(path, options);
 
   std::unique_ptr<SdPipeline> pipeline(new SdPipeline());
-  const fs::path merges = fs::path(weights.tokenizer_dir) / "merges.txt";
-  pipeline->tokenizer_ = !weights.tokenizer_dir.empty() && fs::exists(merges)
-                             ? std::make_unique<ClipTokenizer>(merges.string())
-                             : std::make_unique<ClipTokenizer>();
+  pipeline->tokenizer_ = std::make_unique<ClipTokenizer>(load_folder_tokenizer(weights.tokenizer_dir));
 
   const auto [unet_json, unet_source] = component_config(weights, path, "unet", infer_unet_config_json, weights.unet);
   const auto [vae_json, vae_source] = component_config(weights, path, "vae", infer_vae_config_json, weights.vae);

@@ -199,7 +199,15 @@ std::string ClipTokenizer::decode(const std::vector<int64_t>& ids, bool skip_spe
 
 int64_t ClipTokenizer::bos_id() const { return bpe_->bos_id(); }
 int64_t ClipTokenizer::eos_id() const { return bpe_->eos_id(); }
-int64_t ClipTokenizer::pad_id() const { return bpe_->eos_id(); }
+int64_t ClipTokenizer::pad_id() const { return pad_id_ >= 0 ? pad_id_ : bpe_->eos_id(); }
+
+ClipTokenizer ClipTokenizer::with_pad_token(const std::string& token) const {
+  int64_t id = token == "<|startoftext|>" ? bos_id() : token == "<|endoftext|>" ? eos_id() : token_to_id(token);
+  if (id < 0) throw std::invalid_argument("pad token '" + token + "' is not in the CLIP vocabulary");
+  ClipTokenizer copy = *this;
+  copy.pad_id_ = id;
+  return copy;
+}
 int64_t ClipTokenizer::vocab_size() const { return bpe_->vocab_size(); }
 int64_t ClipTokenizer::token_to_id(const std::string& token) const { return bpe_->token_to_id(token); }
 const std::string& ClipTokenizer::id_to_token(int64_t id) const { return bpe_->id_to_token(id); }

@@ -60,8 +60,13 @@ class ClipTokenizer {
   int64_t bos_id() const;
   /// Id of "<|endoftext|>" (49407).
   int64_t eos_id() const;
-  /// Padding id: "<|endoftext|>" (49407), as SD v1's tokenizer config sets pad_token.
+  /// Padding id: "<|endoftext|>" (49407), as SD v1's tokenizer config sets pad_token, unless
+  /// with_pad_token chose another.
   int64_t pad_id() const;
+  /// A copy that pads with `token` (a vocabulary entry in its byte-encoded form, or one of the
+  /// special tokens): SD 2.x's and SDXL's OpenCLIP tokenizers pad with "!" (id 0). Throws
+  /// std::invalid_argument naming the token when the vocabulary lacks it.
+  ClipTokenizer with_pad_token(const std::string& token) const;
   /// Vocabulary size (49408).
   int64_t vocab_size() const;
   /// Id of a vocabulary entry in its byte-encoded form (e.g. "cat</w>"), or -1 if absent.
@@ -71,6 +76,7 @@ class ClipTokenizer {
 
  private:
   std::shared_ptr<const clip_text::ClipBpe> bpe_;
+  int64_t pad_id_ = -1;  ///< -1: eos
 };
 
 }  // namespace sdtrain

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "framework/io/atomic_file.h"
+#include "framework/util/file_util.h"
 #include "plugins/models/stable_diffusion/tokenizer/clip_bpe.h"
 #include "plugins/models/stable_diffusion/tokenizer/merges_source.h"
 #include "sdtrain/errors.h"
@@ -49,6 +50,33 @@ void write_clip_tokenizer_files(const std::string& dir) {
   config["model_max_length"] = 77;
   config["tokenizer_class"] = "CLIPTokenizer";
   write(std::filesystem::path(dir) / "tokenizer_config.json", config.dump(2) + "\n");
+}
+
+ClipTokenizer load_folder_tokenizer(const std::string& dir) {
+  namespace fs = std::filesystem;
+  if (dir.empty()) return ClipTokenizer();
+  const fs::path merges = fs::path(dir) / "merges.txt";
+  ClipTokenizer tokenizer = fs::exists(merges) ? ClipTokenizer(merges.string()) : ClipTokenizer();
+  for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"}) {
+    const fs::path path = fs::path(dir) / name;
+    if (!fs::exists(path)) continue;
+    nlohmann::json config;
+    try {
+      config = nlohmann::json::parse(read_file<FormatError>(path.string()));
+    } catch (const nlohmann::json::exception& error) {
+      throw FormatError(path.string() + ": not valid JSON: " + error.what());
+    }
+    const auto pad = config.find("pad_token");
+    if (pad == config.end() || pad->is_null()) continue;
+    const nlohmann::json& token = pad->is_object() ? pad->value("content", nlohmann::json()) : *pad;
+    if (!token.is_string()) throw FormatError(path.string() + ": pad_token: expected a string, got " + pad->dump());
+    try {
+      return tokenizer.with_pad_token(token.get<std::string>());
+    } catch (const std::invalid_argument& error) {
+      throw FormatError(path.string() + ": pad_token: " + error.what());
+    }
+  }
+  return tokenizer;
 }
 
 }  // namespace sdtrain

@@ -4,6 +4,8 @@
 /// libsdtrain_plugins (the same vocabulary OpenAI's simple_tokenizer builds: 49408 entries).
 #include <string>
 
+#include "plugins/models/stable_diffusion/tokenizer/clip_tokenizer.h"
+
 namespace sdtrain {
 
 /// Vocabulary size of the files write_clip_tokenizer_files writes (49408).
@@ -11,5 +13,12 @@ long clip_tokenizer_vocab_size();
 
 /// Writes the four files into the existing directory `dir`. Throws FormatError on I/O failure.
 void write_clip_tokenizer_files(const std::string& dir);
+
+/// The tokenizer a diffusers tokenizer folder describes: its merges.txt (CLIP's built-in merges
+/// when `dir` is "" or has none) and the pad_token of its tokenizer_config.json (else
+/// special_tokens_map.json; a string or {"content": ...}): "<|endoftext|>" for SD v1, "!" for SD
+/// 2.x and SDXL's second tokenizer. FormatError naming the file for an unreadable config or a pad
+/// token outside the vocabulary.
+ClipTokenizer load_folder_tokenizer(const std::string& dir);
 
 }  // namespace sdtrain
