@@ -60,6 +60,9 @@ class StableDiffusionModel : public Model {
   /// Logs the epoch's cache hits and misses (rank 0) when a cache is on.
   void on_train_epoch_end(int64_t epoch) override;
 
+  /// Samples with request.sampler under the training noise schedule (options.noise_scheduler's
+  /// betas, prediction type, zero terminal SNR, spacing; the request's own options override it),
+  /// so that a v-prediction model's validation grids are drawn as v-prediction.
   std::vector<Image> sample(const SampleRequest& request) override;
 
   /// The inputs (Model's default) and, with an autoencoder, its reconstruction of each sample:
