@@ -100,7 +100,12 @@ std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_e
 
   SdNetworks& networks = pipeline->networks_;
   networks.tokenizer = pipeline->tokenizer_.get();
-  networks.unet = UNet2DConditionModel(unet_config_from_json(unet_json, unet_source));
+  const UNet2DConditionConfig unet_config = unet_config_from_json(unet_json, unet_source);
+  if (!unet_config.addition_embed_type().empty()) {
+    throw FormatError(unet_source + ": addition_embed_type \"" + unet_config.addition_embed_type() +
+                      "\": an SDXL UNet; SDXL pipelines (two text encoders) are not supported by sdsample yet");
+  }
+  networks.unet = UNet2DConditionModel(unet_config);
   networks.vae = AutoencoderKL(vae_config_from_json(vae_json, vae_source));
   networks.text_encoder = ClipTextModel(clip);
   networks.scaling_factor = networks.vae->scaling_factor();

@@ -164,6 +164,13 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
     networks_.vae = AutoencoderKL(options.vae());
     networks_.scaling_factor = networks_.vae->scaling_factor();
   }
+  if (!options.unet().addition_embed_type().empty()) {
+    // SDXL's UNet builds, but its two text encoders and micro-conditioning are not composed yet:
+    // refused here rather than at the first step.
+    throw ConfigError("unet.addition_embed_type: \"" + options.unet().addition_embed_type() +
+                      "\" (SDXL's conditioning) is not trainable with the stable_diffusion plugin yet "
+                      "(docs/model-families.md)");
+  }
   if (options.text_encoder().hidden_size() != options.unet().cross_attention_dim()) {
     throw ConfigError("unet.cross_attention_dim: " + std::to_string(options.unet().cross_attention_dim()) +
                       " must equal text_encoder.hidden_size " + std::to_string(options.text_encoder().hidden_size()));
