@@ -10,6 +10,7 @@
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/sd_adapter_export.h"
 #include "plugins/models/stable_diffusion/sd_export.h"
+#include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
 #include "plugins/models/stable_diffusion/weights/sd_tokenizer_files.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
@@ -24,53 +25,6 @@ namespace {
 PluginSpec default_noise_scheduler() {
   PluginSpec spec;
   spec.set_type("ddpm");
-  return spec;
-}
-
-/// The options message of scheduler plugin `type` (its registered options type), empty; null for a
-/// name the registry does not know (create() then reports it).
-std::unique_ptr<google::protobuf::Message> new_scheduler_options(const std::string& type) {
-  const PluginEntry* entry = Registry<NoiseScheduler>::instance().find(type);
-  if (entry == nullptr) return nullptr;
-  return std::unique_ptr<google::protobuf::Message>(
-      google::protobuf::MessageFactory::generated_factory()->GetPrototype(entry->options_type)->New());
-}
-
-/// The "schedule" sub-message (NoiseScheduleOptions) of a scheduler's options, or null.
-google::protobuf::Message* schedule_of(google::protobuf::Message& options) {
-  const auto* field = options.GetDescriptor()->FindFieldByName("schedule");
-  if (field == nullptr || field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) return nullptr;
-  return options.GetReflection()->MutableMessage(&options, field);
-}
-
-/// The request's sampler with the model's training noise schedule (betas, prediction type, zero
-/// terminal SNR, spacing) under what the request's own options set: a v-prediction model is
-/// sampled as one (validation grids, sdsample on a checkpoint). Other sampler options stay the
-/// request's (eta) or the sampler's defaults.
-PluginSpec sampler_with_training_schedule(const SampleRequest& request, const PluginSpec& training) {
-  PluginSpec spec;
-  spec.set_type(request.sampler);
-  auto options = new_scheduler_options(request.sampler);
-  auto training_options = new_scheduler_options(training.type());
-  if (options == nullptr || training_options == nullptr || !training.options().UnpackTo(training_options.get())) {
-    if (request.sampler_options) spec.mutable_options()->PackFrom(*request.sampler_options);
-    return spec;
-  }
-  google::protobuf::Message* schedule = schedule_of(*options);
-  const google::protobuf::Message* training_schedule = schedule_of(*training_options);
-  if (schedule != nullptr && training_schedule != nullptr &&
-      schedule->GetDescriptor() == training_schedule->GetDescriptor()) {
-    schedule->CopyFrom(*training_schedule);
-  }
-  if (request.sampler_options) {
-    if (request.sampler_options->GetDescriptor() != options->GetDescriptor()) {
-      throw ConfigError("sampler " + request.sampler + ": options of type " +
-                        request.sampler_options->GetDescriptor()->full_name() + ", expected " +
-                        options->GetDescriptor()->full_name());
-    }
-    options->MergeFrom(*request.sampler_options);
-  }
-  spec.mutable_options()->PackFrom(*options);
   return spec;
 }
 

@@ -48,8 +48,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& hidden,
   if (options_.upcast && (q.scalar_type() == torch::kHalf || q.scalar_type() == torch::kBFloat16)) {
     // Autocast would lower the float32 copies again; this one op stays out of it.
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    out = at::scaled_dot_product_attention(q.to(torch::kFloat32), k.to(torch::kFloat32), v.to(torch::kFloat32))
-              .to(q.scalar_type());
+    out = at::scaled_dot_product_attention(q.to(torch::kFloat32), k.to(torch::kFloat32), v.to(torch::kFloat32));
   } else {
     out = at::scaled_dot_product_attention(q, k, v);
   }

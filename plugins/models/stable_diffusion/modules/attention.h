@@ -21,7 +21,7 @@ struct AttentionOptions {
   bool residual_connection = false;
   double rescale_output_factor = 1.0;
   /// Scores and softmax in float32 when q/k/v are bf16/fp16 (diffusers' upcast_attention), with
-  /// autocast off for that op; the result is cast back to the input precision.
+  /// autocast off for that op; the result is cast back to q's precision before to_out.
   bool upcast = false;
 };
 

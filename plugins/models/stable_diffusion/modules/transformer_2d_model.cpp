@@ -2,6 +2,15 @@
 
 namespace sdtrain {
 
+Transformer2DOptions transformer_options_for_block(const Transformer2DOptions& settings, int64_t channels,
+                                                   int64_t groups) {
+  Transformer2DOptions t = settings;
+  t.in_channels = channels;
+  t.dim_head = channels / settings.heads;
+  t.norm_num_groups = groups;
+  return t;
+}
+
 Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& options) : options_(options) {
   namespace nn = torch::nn;
   const int64_t inner = options.heads * options.dim_head;

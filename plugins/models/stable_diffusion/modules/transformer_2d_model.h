@@ -21,6 +21,12 @@ struct Transformer2DOptions {
   bool upcast_attention = false;   ///< attention scores in float32 under bf16/fp16
 };
 
+/// `settings` (heads, cross_attention_dim, num_layers, use_linear_projection, upcast_attention) for
+/// a block of `channels` channels and `groups` GroupNorm groups: in_channels = channels, dim_head =
+/// channels / heads, norm_num_groups = groups.
+Transformer2DOptions transformer_options_for_block(const Transformer2DOptions& settings, int64_t channels,
+                                                   int64_t groups);
+
 class Transformer2DModelImpl : public torch::nn::Module {
  public:
   explicit Transformer2DModelImpl(const Transformer2DOptions& options);

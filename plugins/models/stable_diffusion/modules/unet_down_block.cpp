@@ -18,11 +18,7 @@ UNetDownBlockImpl::UNetDownBlockImpl(const UNetDownBlockOptions& options) : opti
     resnets_.emplace_back(r);
     resnets->push_back(resnets_.back());
     if (options.cross_attention) {
-      Transformer2DOptions t = options.transformer;
-      t.in_channels = options.out_channels;
-      t.dim_head = options.out_channels / t.heads;
-      t.norm_num_groups = options.groups;
-      attentions_.emplace_back(t);
+      attentions_.emplace_back(transformer_options_for_block(options.transformer, options.out_channels, options.groups));
       attentions->push_back(attentions_.back());
     }
   }

@@ -14,10 +14,8 @@ UNetMidBlockImpl::UNetMidBlockImpl(const UNetMidBlockOptions& options) {
   r.groups = options.groups;
   r.eps = options.eps;
   r.output_scale_factor = options.output_scale_factor;
-  Transformer2DOptions t = options.transformer;
-  t.in_channels = options.channels;
-  t.dim_head = options.channels / t.heads;
-  t.norm_num_groups = options.groups;
+  const Transformer2DOptions t =
+      transformer_options_for_block(options.transformer, options.channels, options.groups);
   resnets_.emplace_back(r);
   resnets->push_back(resnets_.back());
   for (int64_t i = 0; i < options.num_layers; ++i) {

@@ -184,6 +184,23 @@ json diffusers_class_defaults(const std::string& sampler) {
   return defaults;
 }
 
+/// The options message of scheduler plugin `type` (its registered options type), empty; null for a
+/// name the registry does not know.
+std::unique_ptr<Message> new_scheduler_options(const std::string& type) {
+  const PluginEntry* entry = Registry<NoiseScheduler>::instance().find(type);
+  if (entry == nullptr) return nullptr;
+  return std::unique_ptr<Message>(
+      google::protobuf::MessageFactory::generated_factory()->GetPrototype(entry->options_type)->New());
+}
+
+/// The noise schedule sits in a sub-message named "schedule" (NoiseScheduleOptions) in every
+/// sampler's options; null for options without one.
+Message* schedule_of(Message& options) {
+  const FieldDescriptor* field = options.GetDescriptor()->FindFieldByName("schedule");
+  if (field == nullptr || field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) return nullptr;
+  return options.GetReflection()->MutableMessage(&options, field);
+}
+
 }  // namespace
 
 UNet2DConditionConfig unet_config_from_json(const std::string& text, const std::string& source) {
@@ -247,10 +264,9 @@ PluginSpec sampler_spec_from_scheduler_config(const std::string& sampler, const 
                                               const std::string& source) {
   PluginSpec spec;
   spec.set_type(sampler);
-  const auto& registry = Registry<NoiseScheduler>::instance();
-  const PluginEntry* entry = registry.find(sampler);
-  if (entry == nullptr) {
-    registry.check(spec, "--sampler");  // throws, listing the registered schedulers
+  std::unique_ptr<Message> options = new_scheduler_options(sampler);
+  if (options == nullptr) {
+    Registry<NoiseScheduler>::instance().check(spec, "--sampler");  // throws, listing the registered schedulers
     throw ConfigError("--sampler: unknown sampler '" + sampler + "'");
   }
   if (scheduler_json.empty()) return spec;
@@ -259,13 +275,34 @@ PluginSpec sampler_spec_from_scheduler_config(const std::string& sampler, const 
   if (config.contains("trained_betas") && !config["trained_betas"].is_null()) {
     throw FormatError(source + ": trained_betas: explicit beta lists are not supported");
   }
-  std::unique_ptr<Message> options(
-      google::protobuf::MessageFactory::generated_factory()->GetPrototype(entry->options_type)->New());
   fill_fields(config, options.get(), source);
-  // The noise schedule sits in a sub-message named "schedule" in every sampler's options.
-  if (const FieldDescriptor* schedule = entry->options_type->FindFieldByName("schedule");
-      schedule != nullptr && schedule->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-    fill_fields(config, options->GetReflection()->MutableMessage(options.get(), schedule), source);
+  if (Message* schedule = schedule_of(*options)) fill_fields(config, schedule, source);
+  spec.mutable_options()->PackFrom(*options);
+  return spec;
+}
+
+PluginSpec sampler_with_training_schedule(const SampleRequest& request, const PluginSpec& training) {
+  PluginSpec spec;
+  spec.set_type(request.sampler);
+  auto options = new_scheduler_options(request.sampler);
+  auto training_options = new_scheduler_options(training.type());
+  if (options == nullptr || training_options == nullptr || !training.options().UnpackTo(training_options.get())) {
+    if (request.sampler_options) spec.mutable_options()->PackFrom(*request.sampler_options);
+    return spec;
+  }
+  Message* schedule = schedule_of(*options);
+  const Message* training_schedule = schedule_of(*training_options);
+  if (schedule != nullptr && training_schedule != nullptr &&
+      schedule->GetDescriptor() == training_schedule->GetDescriptor()) {
+    schedule->CopyFrom(*training_schedule);
+  }
+  if (request.sampler_options) {
+    if (request.sampler_options->GetDescriptor() != options->GetDescriptor()) {
+      throw ConfigError("sampler " + request.sampler + ": options of type " +
+                        request.sampler_options->GetDescriptor()->full_name() + ", expected " +
+                        options->GetDescriptor()->full_name());
+    }
+    options->MergeFrom(*request.sampler_options);
   }
   spec.mutable_options()->PackFrom(*options);
   return spec;

@@ -2,11 +2,13 @@
 /// diffusers / transformers config.json → the module config messages the sdtrain networks are
 /// built from, and a pipeline's scheduler_config.json → a sampler plugin's options, so that a
 /// model folder samples with the sizes and noise schedule it was saved with (as
-/// `XScheduler.from_config(pipe.scheduler.config)` does in diffusers).
+/// `XScheduler.from_config(pipe.scheduler.config)` does in diffusers), or under a model's training
+/// noise schedule.
 #include <string>
 
 #include "plugins/models/stable_diffusion/sd_modules.pb.h"
 #include "proto/sdtrain.pb.h"
+#include "sdtrain/model.h"
 
 namespace sdtrain {
 
@@ -34,5 +36,12 @@ ClipTextConfig clip_config_from_json(const std::string& json, const std::string&
 /// for an unknown name, FormatError naming `source` and the key for a value of the wrong kind.
 PluginSpec sampler_spec_from_scheduler_config(const std::string& sampler, const std::string& scheduler_json,
                                               const std::string& source);
+
+/// The sampler of `request` (request.sampler with request.sampler_options) under the training noise
+/// schedule of `training` (a scheduler plugin's spec: its "schedule" message, i.e. betas, prediction
+/// type, zero terminal SNR, spacing), the request's own options set on top: a v-prediction model
+/// is sampled as one. Unknown plugin names are passed through for the registry to report;
+/// sampler_options of another sampler's type are a ConfigError naming both types.
+PluginSpec sampler_with_training_schedule(const SampleRequest& request, const PluginSpec& training);
 
 }  // namespace sdtrain
