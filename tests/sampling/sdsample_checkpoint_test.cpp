@@ -23,8 +23,9 @@ namespace {
 std::string bin(const char* name) { return (test::binary_dir() / "bin" / name).string(); }
 
 /// Trains the demo config (tiny pixel-space SD, generated data) for 2 steps into `dir`, from a
-/// copy of the config in `dir` so that its relative paths point there; returns the checkpoint.
-fs::path train_tiny_run(const fs::path& dir) {
+/// copy of the config in `dir` so that its relative paths point there, with `extra` --set
+/// overrides; returns the checkpoint.
+fs::path train_tiny_run(const fs::path& dir, const std::string& extra = "") {
   std::string output;
   EXPECT_EQ(test::run_command(bin("sddemodata") + " --out " + (dir / "runs/demo/data").string() +
                                   " --count 16 --size 32 --seed 1",
@@ -35,7 +36,7 @@ fs::path train_tiny_run(const fs::path& dir) {
   fs::copy_file(test::source_dir() / "configs" / "demo.pbtxt", dir / "configs" / "demo.pbtxt");
   EXPECT_EQ(test::run_command(bin("sdtrain") + " --config " + (dir / "configs" / "demo.pbtxt").string() +
                                   " --set run.max_steps=2 --set run.checkpoint_every_n_steps=0"
-                                  " --set data.batch_size=4 --set data.num_workers=1",
+                                  " --set data.batch_size=4 --set data.num_workers=1" + extra,
                               &output),
             0)
       << output;
@@ -64,17 +65,15 @@ TEST(SdsampleCheckpoint, SamplesTheTrainedAndTheEmaWeights) {
   EXPECT_NE(raw.pixels, ema.pixels);
 }
 
-// A run without pretrained weights initialises its frozen text encoder from run.seed; sdsample
-// must rebuild that same encoder, or the prompts' conditioning is another network's (the demo's
-// colour words were ignored that way). sdsample's image equals the trainer's own model's.
-TEST(SdsampleCheckpoint, RandomlyInitialisedFrozenPartsAreTheTrainersOwn) {
-  const fs::path dir = test::scratch_dir();
-  const fs::path checkpoint = train_tiny_run(dir);
+/// sdsample's first image from `checkpoint` against the image the trainer's own model draws for the
+/// same settings (StableDiffusionModel::sample: the run's frozen parts and training schedule).
+void expect_sdsample_draws_the_trainers_image(const fs::path& dir, const fs::path& checkpoint,
+                                              const std::vector<std::string>& overrides) {
   std::string output;
   ASSERT_EQ(test::run_command(sample_command(checkpoint, dir / "raw"), &output), 0) << output;
   const Image sampled = read_image_file((dir / "raw/samples/00000.png").string(), 0);
 
-  LoadedConfig loaded = load_train_config((dir / "configs" / "demo.pbtxt").string(), {});
+  LoadedConfig loaded = load_train_config((dir / "configs" / "demo.pbtxt").string(), overrides);
   PluginContext context;
   context.base_dir = loaded.base_dir;
   torch::manual_seed(loaded.config.run().seed());  // as the Trainer does before creating the model
@@ -92,6 +91,31 @@ TEST(SdsampleCheckpoint, RandomlyInitialisedFrozenPartsAreTheTrainersOwn) {
   request.height = request.width = 32;
   const Image expected = model->sample(request).at(0);
   EXPECT_EQ(sampled.pixels, expected.pixels);
+}
+
+// A run without pretrained weights initialises its frozen text encoder from run.seed; sdsample
+// must rebuild that same encoder, or the prompts' conditioning is another network's (the demo's
+// colour words were ignored that way). sdsample's image equals the trainer's own model's.
+TEST(SdsampleCheckpoint, RandomlyInitialisedFrozenPartsAreTheTrainersOwn) {
+  const fs::path dir = test::scratch_dir();
+  expect_sdsample_draws_the_trainers_image(dir, train_tiny_run(dir), {});
+}
+
+// A v-prediction run is sampled as one: sdsample takes the checkpoint's training schedule, not
+// the sampler's epsilon defaults (the image then equals the trainer's validation image).
+TEST(SdsampleCheckpoint, SamplesUnderTheRunsTrainingSchedule) {
+  const fs::path dir = test::scratch_dir();
+  const std::vector<std::string> v_prediction = {
+      "model.options.noise_scheduler.type=ddpm",
+      "model.options.noise_scheduler.options.schedule.prediction_type=V_PREDICTION"};
+  std::string sets;
+  for (const auto& set : v_prediction) sets += " --set " + set;
+  const fs::path checkpoint = train_tiny_run(dir, sets);
+  expect_sdsample_draws_the_trainers_image(dir, checkpoint, v_prediction);
+  std::string output;
+  EXPECT_EQ(test::run_command(sample_command(checkpoint, dir / "refused", "--prediction-type epsilon"), &output), 2)
+      << output;
+  EXPECT_NE(output.find("training checkpoint"), std::string::npos) << output;
 }
 
 void flip_last_bytes(const fs::path& file) {

@@ -3,7 +3,8 @@
   file=PATH[,half][,ema][,offset=X][,nopipe]
       an original-layout .safetensors / .ckpt: converted with diffusers' own single-file functions
       (convert_ldm_unet_checkpoint (extract_ema with `ema`), convert_ldm_vae_checkpoint,
-      convert_ldm_clip_checkpoint) and, unless `nopipe`, loaded by
+      convert_ldm_clip_checkpoint, or convert_open_clip_checkpoint for SD 2.x's
+      cond_stage_model.model.*) and, unless `nopipe`, loaded by
       StableDiffusionPipeline.from_single_file(config=REF);
   folder=PATH[,half][,offset=X]
       a diffusers folder loaded by StableDiffusionPipeline.from_pretrained (tokenizer included).
@@ -49,7 +50,7 @@ def main():
     args = parser.parse_args()
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
-                                                     convert_ldm_vae_checkpoint)
+                                                     convert_ldm_vae_checkpoint, convert_open_clip_checkpoint)
     from transformers import CLIPTextModel
 
     unet = UNet2DConditionModel.from_pretrained(args.ref, subfolder="unet")
@@ -79,7 +80,11 @@ def main():
         compare(f"{path}.unet", convert_ldm_unet_checkpoint(state, dict(unet.config), extract_ema="ema" in flags),
                 ref_unet, dtype, offset, errors)
         compare(f"{path}.vae", convert_ldm_vae_checkpoint(state, dict(vae.config)), ref_vae, dtype, 0.0, errors)
-        compare(f"{path}.text_encoder", strip(convert_ldm_clip_checkpoint(state)), ref_te, dtype, 0.0, errors)
+        if "cond_stage_model.model.token_embedding.weight" in state:
+            converted_te = convert_open_clip_checkpoint(text_encoder, state)
+        else:
+            converted_te = convert_ldm_clip_checkpoint(state)
+        compare(f"{path}.text_encoder", strip(converted_te), ref_te, dtype, 0.0, errors)
         if "nopipe" not in flags:
             check_pipe(path + " (from_single_file)",
                        StableDiffusionPipeline.from_single_file(path, config=args.ref, local_files_only=True,

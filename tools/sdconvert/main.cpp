@@ -1,4 +1,4 @@
-// sdconvert: converts Stable Diffusion v1 weights between an original .ckpt, an original single
+// sdconvert: converts Stable Diffusion v1 and 2.x weights between an original .ckpt, an original single
 // .safetensors and a diffusers folder (or from an sdtrain training checkpoint folder), optionally baking LoRA adapters in (--merge-lora), and
 // converts LoRA adapter files between the kohya/A1111 and diffusers/PEFT layouts (--to kohya|peft).
 // Exit codes: 0 ok, 1 unexpected failure, 2 bad usage or bad input (the message names the file and
@@ -14,6 +14,7 @@
 #include "framework/train/checkpoint_snapshot.h"
 #include "plugins/builtin_plugins.h"
 #include "plugins/models/stable_diffusion/sd_pipeline.h"
+#include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
 #include "plugins/models/stable_diffusion/weights/sd_lora_format.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
 #include "framework/util/file_util.h"
@@ -79,7 +80,7 @@ void merge_adapters(sdtrain::SdWeights& weights, const std::vector<sdtrain::Lora
 
 int main(int argc, char** argv) {
   po::options_description options(
-      "sdconvert: convert Stable Diffusion v1 weights\n\n"
+      "sdconvert: convert Stable Diffusion v1 and 2.x weights\n\n"
       "Usage:\n"
       "  sdconvert --input X --output Y [--to ckpt|safetensors|diffusers] [--use-ema] [--half]\n"
       "            [--merge-lora FILE[:WEIGHT]]...\n"
@@ -96,7 +97,7 @@ int main(int argc, char** argv) {
       "It is checked against the modules of --base MODEL, or of SD v1's architecture without it.\n"
       "The output must not exist; the input is never modified. Exit codes: 0 ok, 1 failure, 2 bad\n"
       "usage or input.\n\nOptions");
-  std::string input, output, to, tokenizer, base;
+  std::string input, output, to, tokenizer, base, prediction_type;
   std::vector<std::string> merge_loras;
   options.add_options()
       ("help,h", "print this help and exit")
@@ -107,6 +108,10 @@ int main(int argc, char** argv) {
        "output format: ckpt, safetensors or diffusers for a model; kohya or peft for an adapter")
       ("use-ema", "take the EMA UNet weights (model_ema.*) as the UNet when present, dropping the non-EMA ones")
       ("half", "store floating-point weights as float16")
+      ("prediction-type", po::value(&prediction_type)->value_name("TYPE"),
+       "epsilon or v_prediction: what the UNet predicts, written into the output's scheduler config; "
+       "needed to write a diffusers folder from an SD 2.x single file (512 px base models: epsilon, "
+       "768 px models: v_prediction), which does not record it")
       ("strict", "fail on any missing or unexpected key instead of warning")
       ("tokenizer", po::value(&tokenizer)->value_name("DIR"),
        "a tokenizer folder (vocab.json + merges.txt, or tokenizer.json + tokenizer_config.json) to copy into a diffusers output")
@@ -138,7 +143,7 @@ int main(int argc, char** argv) {
       throw sdtrain::ConfigError("--output " + output + ": cannot write there: " + error);
     }
     if (is_adapter_format(to)) {
-      for (const char* option : {"merge-lora", "use-ema", "half", "strict", "tokenizer"}) {
+      for (const char* option : {"merge-lora", "use-ema", "half", "strict", "tokenizer", "prediction-type"}) {
         if (vm.count(option)) throw sdtrain::ConfigError(std::string("--") + option + " converts models, not adapters (--to " + to + ")");
       }
       convert_adapter(input, output, to, base);
@@ -151,6 +156,9 @@ int main(int argc, char** argv) {
       specs.push_back(sdtrain::parse_lora_file_spec(text, "--merge-lora"));
     }
     const sdtrain::SdFormat format = to.empty() ? sdtrain::output_format_from_name(output) : sdtrain::parse_sd_format(to);
+    if (!prediction_type.empty()) {
+      sdtrain::scheduler_config_with_prediction_type("", prediction_type, "--prediction-type");  // checked early
+    }
     if (!tokenizer.empty() && !fs::exists(fs::path(tokenizer) / "vocab.json") &&
         !fs::exists(fs::path(tokenizer) / "tokenizer_config.json")) {
       throw sdtrain::ConfigError("--tokenizer " + tokenizer + " is not a tokenizer folder (no vocab.json or tokenizer_config.json)");
@@ -164,6 +172,15 @@ int main(int argc, char** argv) {
       weights = sdtrain::SdPipeline::load(input, load.use_ema)->checkpoint_weights();
     } else {
       weights = sdtrain::load_sd_weights(input, load);
+    }
+    if (!prediction_type.empty()) {
+      const auto scheduler = weights.configs.find("scheduler");
+      weights.configs["scheduler"] = sdtrain::scheduler_config_with_prediction_type(
+          scheduler == weights.configs.end() ? "" : scheduler->second, prediction_type, "--prediction-type");
+    } else if (format == sdtrain::SdFormat::kDiffusers && !sdtrain::prediction_type_is_known(weights)) {
+      throw sdtrain::ConfigError(input + ": an SD 2.x single file does not record whether its UNet predicts noise "
+                                 "(512 px base models) or v (768 px models); give --prediction-type epsilon or "
+                                 "v_prediction for the diffusers folder's scheduler config");
     }
     merge_adapters(weights, specs, input);
     if (!tokenizer.empty()) weights.tokenizer_dir = tokenizer;

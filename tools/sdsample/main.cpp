@@ -20,6 +20,7 @@
 #include "plugins/builtin_plugins.h"
 #include "plugins/models/stable_diffusion/sd_pipeline.h"
 #include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
+#include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
 #include "plugins/models/stable_diffusion/weights/sd_lora_format.h"
 #include "plugins/schedulers/noise/schedulers.pb.h"
 #include "sdtrain/errors.h"
@@ -41,6 +42,7 @@ struct Settings {
   int n_iter = 1;  ///< batches per prompt (--n-iter)
   std::string outdir = "outputs/txt2img-samples";
   bool use_ema = false;
+  std::string prediction_type;  ///< --prediction-type; "" = as the model says
   bool grid = true;
   std::string device = "auto";
   std::string precision = "fp32";
@@ -93,6 +95,9 @@ void validate(Settings& settings) {
   if (!(settings.eta >= 0 && std::isfinite(settings.eta))) throw sdtrain::ConfigError("--eta must be a finite number >= 0");
   // Unknown sampler: the registry's message lists the registered ones.
   sdtrain::sampler_spec_from_scheduler_config(request.sampler, "", "--sampler");
+  if (!settings.prediction_type.empty()) {
+    sdtrain::scheduler_config_with_prediction_type("", settings.prediction_type, "--prediction-type");
+  }
   if (settings.device != "auto" && settings.device != "cpu" && settings.device != "cuda") {
     throw sdtrain::ConfigError("--device " + settings.device + ": expected auto, cpu or cuda");
   }
@@ -128,7 +133,7 @@ void apply_loras(const Settings& settings, const sdtrain::SdPipeline& pipeline) 
 }
 
 int sample(Settings& settings) {
-  auto pipeline = sdtrain::SdPipeline::load(settings.model, settings.use_ema);
+  auto pipeline = sdtrain::SdPipeline::load(settings.model, settings.use_ema, settings.prediction_type);
   apply_loras(settings, *pipeline);
   const torch::Device device =
       settings.device == "cpu" || (settings.device == "auto" && !torch::cuda::is_available()) ? torch::Device(torch::kCPU)
@@ -136,8 +141,7 @@ int sample(Settings& settings) {
   pipeline->to(device, dtype_of(settings.precision));
 
   sdtrain::SampleRequest& request = settings.request;
-  sdtrain::PluginSpec spec = sdtrain::sampler_spec_from_scheduler_config(
-      request.sampler, pipeline->scheduler_config(), pipeline->scheduler_config_source());
+  sdtrain::PluginSpec spec = pipeline->sampler_spec(request.sampler);
   if (request.sampler == "ddim") {
     sdtrain::DdimSchedulerOptions ddim;
     if (spec.has_options()) spec.options().UnpackTo(&ddim);
@@ -187,11 +191,13 @@ int main(int argc, char** argv) {
   auto& request = settings.request;
   request.sampler = "pndm";
   po::options_description options(
-      "sdsample: text-to-image sampling from a Stable Diffusion v1 model\n\n"
+      "sdsample: text-to-image sampling from a Stable Diffusion v1 or 2.x model\n\n"
       "Usage:\n"
       "  sdsample --model PATH --prompt \"a man in armor\" [--n-samples 4] [--steps 50] [--scale 7.5]\n"
       "           [--sampler pndm] [--seed 42] [--H 512 --W 512] [--outdir DIR] [--lora FILE[:WEIGHT]]...\n\n"
-      "The model is a diffusers folder, an original .ckpt or an original single-file .safetensors.\n"
+      "The model is a diffusers folder, an original .ckpt or an original single-file .safetensors\n"
+      "(an SD 2.x one needs --prediction-type), or a training checkpoint folder of sdtrain (sampled\n"
+      "under its run's noise schedule).\n"
       "Each prompt gives --n-iter batches of --n-samples images, batch b (counted over all prompts)\n"
       "from seed + b; with the same seed, sampler and steps the images equal diffusers'\n"
       "StableDiffusionPipeline on the CPU in fp32. Images go to\n"
@@ -224,6 +230,9 @@ int main(int argc, char** argv) {
        "apply a LoRA/LoCon adapter (kohya/A1111, diffusers/PEFT or LyCORIS .safetensors) at WEIGHT "
        "(default 1.0) by merging it into the weights; repeatable, applied in order")
       ("use-ema", "sample with the EMA UNet of the model file when it has one")
+      ("prediction-type", po::value(&settings.prediction_type)->value_name("TYPE"),
+       "what the UNet predicts: epsilon or v_prediction; overrides the model's scheduler config, and is "
+       "needed for SD 2.x single files (512 px base models: epsilon, 768 px models: v_prediction)")
       ("no-grid", "do not write the grid image")
       ("device", po::value(&settings.device)->default_value("auto"), "auto (CUDA when available), cpu or cuda")
       ("precision", po::value(&settings.precision)->default_value("fp32"), "fp32, fp16 or bf16 weights");

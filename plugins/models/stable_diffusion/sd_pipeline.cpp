@@ -77,16 +77,30 @@ std::unique_ptr<SdPipeline> SdPipeline::load_checkpoint(const std::string& folde
   return pipeline;
 }
 
-std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_ema) {
+std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_ema, const std::string& prediction_type) {
   if (!fs::exists(path)) throw FormatError(path + ": no such file or folder");
-  if (is_checkpoint_folder(path)) return load_checkpoint(path, use_ema);
+  if (is_checkpoint_folder(path)) {
+    if (!prediction_type.empty()) {
+      throw ConfigError(path + ": a training checkpoint is sampled with its run's noise schedule; no prediction type "
+                               "can be given for it");
+    }
+    return load_checkpoint(path, use_ema);
+  }
   SdLoadOptions options;
   options.use_ema = use_ema;
   options.strict = false;  // the component checks below name every key at fault
   SdWeights weights = load_sd_weights(path, options);
+  if (!prediction_type.empty()) {
+    const auto scheduler = weights.configs.find("scheduler");
+    weights.configs["scheduler"] = scheduler_config_with_prediction_type(
+        scheduler == weights.configs.end() ? "" : scheduler->second, prediction_type, "prediction type");
+  } else if (!prediction_type_is_known(weights)) {
+    throw FormatError(path + ": an SD 2.x single file does not record whether its UNet predicts noise (the 512 px "
+                             "base models: epsilon) or v (the 768 px models: v_prediction); give it (--prediction-type)");
+  }
 
   std::unique_ptr<SdPipeline> pipeline(new SdPipeline());
-  pipeline->tokenizer_ = std::make_unique<ClipTokenizer>(load_folder_tokenizer(weights.tokenizer_dir));
+  pipeline->tokenizer_ = std::make_unique<ClipTokenizer>(weights_tokenizer(weights));
 
   const auto [unet_json, unet_source] = component_config(weights, path, "unet", infer_unet_config_json, weights.unet);
   const auto [vae_json, vae_source] = component_config(weights, path, "vae", infer_vae_config_json, weights.vae);
@@ -122,6 +136,15 @@ std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_e
     pipeline->scheduler_config_source_ = path + " (scheduler/scheduler_config.json)";
   }
   return pipeline;
+}
+
+PluginSpec SdPipeline::sampler_spec(const std::string& name) const {
+  if (model_) {
+    SampleRequest request;
+    request.sampler = name;
+    return sampler_with_training_schedule(request, model_->training_noise_scheduler());
+  }
+  return sampler_spec_from_scheduler_config(name, scheduler_config_, scheduler_config_source_);
 }
 
 SdWeights SdPipeline::checkpoint_weights() {

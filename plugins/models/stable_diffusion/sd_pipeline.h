@@ -1,5 +1,5 @@
 #pragma once
-/// A Stable Diffusion v1 pipeline loaded from a model file for sampling (`sdsample`): the
+/// A Stable Diffusion v1 / 2.x pipeline loaded from a model file for sampling (`sdsample`): the
 /// tokenizer, the three networks with the sizes the model was saved with, and its scheduler
 /// configuration — what diffusers' StableDiffusionPipeline.from_pretrained gives.
 #include <memory>
@@ -24,8 +24,18 @@ class SdPipeline {
   /// A training checkpoint folder (written by sdtrain: manifest.json + trainer_state.json) is
   /// loaded as the run's "stable_diffusion" model built from its stored config (pretrained weights
   /// resolved against the run's config folder) with the UNet replaced by the checkpoint's trained
-  /// weights, or its EMA weights with `use_ema`; samplers then keep their SD v1 defaults.
-  static std::unique_ptr<SdPipeline> load(const std::string& path, bool use_ema);
+  /// weights, or its EMA weights with `use_ema`; samplers then use the run's training schedule.
+  /// `prediction_type` ("epsilon", "v_prediction"; "" = as the source says) overrides the
+  /// scheduler config's; an SD 2.x original single file, which does not record it
+  /// (prediction_type_is_known), needs it (FormatError naming the file otherwise). A checkpoint
+  /// folder refuses it (ConfigError): its run's noise scheduler decides.
+  static std::unique_ptr<SdPipeline> load(const std::string& path, bool use_ema,
+                                          const std::string& prediction_type = "");
+
+  /// The registry spec of sampler `name` for this model: under the scheduler config the model
+  /// came with (sampler_spec_from_scheduler_config), or, from a training checkpoint, under the
+  /// run's training noise schedule (sampler_with_training_schedule).
+  PluginSpec sampler_spec(const std::string& name) const;
 
   /// Whether `path` was a training checkpoint folder.
   bool from_checkpoint() const { return model_ != nullptr; }

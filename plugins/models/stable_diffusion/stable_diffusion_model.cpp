@@ -100,7 +100,7 @@ void StableDiffusionModel::load_weights(const std::string& path) {
   source_configs_ = weights.configs;
   source_tokenizer_dir_ = weights.tokenizer_dir;
   // The folder's tokenizer: its pad token is part of the model (SD 2.x pads with "!", v1 with EOS).
-  tokenizer_ = load_folder_tokenizer(weights.tokenizer_dir);
+  tokenizer_ = weights_tokenizer(weights);
   SDTRAIN_LOG(INFO) << "weights loaded from " << path << (ema_start_.empty() ? "" : " (with its EMA UNet)");
 }
 
@@ -514,9 +514,12 @@ torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
   return reduce_sample_losses(per_sample, batch);
 }
 
+PluginSpec StableDiffusionModel::training_noise_scheduler() const {
+  return options_.has_noise_scheduler() ? options_.noise_scheduler() : default_noise_scheduler();
+}
+
 std::vector<Image> StableDiffusionModel::sample(const SampleRequest& request) {
-  const PluginSpec spec = sampler_with_training_schedule(
-      request, options_.has_noise_scheduler() ? options_.noise_scheduler() : default_noise_scheduler());
+  const PluginSpec spec = sampler_with_training_schedule(request, training_noise_scheduler());
   std::unique_ptr<NoiseScheduler> sampler = Registry<NoiseScheduler>::instance().create(spec, context_, "sampler");
   const bool was_training = networks_.unet->is_training();
   const bool adapters_training = lora_ && lora_->is_training();

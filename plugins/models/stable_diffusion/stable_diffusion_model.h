@@ -60,6 +60,10 @@ class StableDiffusionModel : public Model {
   /// Logs the epoch's cache hits and misses (rank 0) when a cache is on.
   void on_train_epoch_end(int64_t epoch) override;
 
+  /// The spec of the noise scheduler the model trains with (options.noise_scheduler, else SD v1's
+  /// DDPM schedule).
+  PluginSpec training_noise_scheduler() const;
+
   /// Samples with request.sampler under the training noise schedule (options.noise_scheduler's
   /// betas, prediction type, zero terminal SNR, spacing; the request's own options override it),
   /// so that a v-prediction model's validation grids are drawn as v-prediction.

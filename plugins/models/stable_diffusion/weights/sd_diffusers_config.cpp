@@ -30,10 +30,13 @@ std::vector<std::string> keys_of(const NamedTensors& map) {
 std::string infer_unet_config_json(const NamedTensors& unet) {
   const UNetLayout layout = infer_unet_layout(keys_of(unet), NameLayout::kDiffusers, "unet");
   ordered_json block_out = ordered_json::array(), down = ordered_json::array(), up = ordered_json::array();
+  ordered_json heads_of_64 = ordered_json::array();
   int64_t cross_dim = 768;
   for (int b = 0; b < layout.levels; ++b) {
     const std::string p = "down_blocks." + std::to_string(b);
-    block_out.push_back(need(unet, p + ".resnets.0.conv1.weight", "unet").size(0));
+    const int64_t channels = need(unet, p + ".resnets.0.conv1.weight", "unet").size(0);
+    block_out.push_back(channels);
+    heads_of_64.push_back(std::max<int64_t>(1, channels / 64));
     down.push_back(layout.down_attention[b] ? "CrossAttnDownBlock2D" : "DownBlock2D");
     up.push_back(layout.up_attention[b] ? "CrossAttnUpBlock2D" : "UpBlock2D");
     if (layout.down_attention[b]) {
@@ -42,11 +45,13 @@ std::string infer_unet_config_json(const NamedTensors& unet) {
   }
   const auto& proj_in = unet.find("mid_block.attentions.0.proj_in.weight");
   const bool linear_projection = proj_in != unet.end() && proj_in->second.dim() == 2;
+  // Linear projections are SD 2.x's (and later families'), whose heads are 64 wide, and whose
+  // 2.1 releases compute attention scores in float32; SD v1 has 8 heads in every block.
   ordered_json config = {
       {"_class_name", "UNet2DConditionModel"},
       {"_diffusers_version", kDiffusersVersion},
       {"act_fn", "silu"},
-      {"attention_head_dim", 8},
+      {"attention_head_dim", linear_projection ? heads_of_64 : ordered_json(8)},
       {"block_out_channels", block_out},
       {"center_input_sample", false},
       {"cross_attention_dim", cross_dim},
@@ -62,6 +67,7 @@ std::string infer_unet_config_json(const NamedTensors& unet) {
       {"out_channels", need(unet, "conv_out.weight", "unet").size(0)},
       {"sample_size", 64},
       {"up_block_types", up},
+      {"upcast_attention", linear_projection},
       {"use_linear_projection", linear_projection},
   };
   return config.dump(2) + "\n";
@@ -93,7 +99,7 @@ std::string infer_vae_config_json(const NamedTensors& vae) {
   return config.dump(2) + "\n";
 }
 
-std::string infer_clip_config_json(const NamedTensors& te) {
+std::string infer_clip_config_json(const NamedTensors& te, const std::string& hidden_act) {
   const auto& token = need(te, "text_model.embeddings.token_embedding.weight", "text_encoder");
   const auto& position = need(te, "text_model.embeddings.position_embedding.weight", "text_encoder");
   std::set<std::string> layers;
@@ -108,7 +114,7 @@ std::string infer_clip_config_json(const NamedTensors& te) {
       {"bos_token_id", token.size(0) - 2},
       {"dropout", 0.0},
       {"eos_token_id", token.size(0) - 1},
-      {"hidden_act", "quick_gelu"},
+      {"hidden_act", hidden_act},
       {"hidden_size", hidden},
       {"initializer_factor", 1.0},
       {"initializer_range", 0.02},
@@ -124,6 +130,8 @@ std::string infer_clip_config_json(const NamedTensors& te) {
   };
   return config.dump(2) + "\n";
 }
+
+std::string infer_clip_config_json(const NamedTensors& te) { return infer_clip_config_json(te, "quick_gelu"); }
 
 std::string sd_v1_scheduler_config_json() {
   ordered_json config = {
@@ -142,6 +150,22 @@ std::string sd_v1_scheduler_config_json() {
       {"trained_betas", nullptr},
   };
   return config.dump(2) + "\n";
+}
+
+std::string scheduler_config_with_prediction_type(const std::string& scheduler_json, const std::string& prediction_type,
+                                                  const std::string& what) {
+  if (prediction_type != "epsilon" && prediction_type != "v_prediction" && prediction_type != "sample") {
+    throw ConfigError(what + " '" + prediction_type + "': expected epsilon, v_prediction or sample");
+  }
+  ordered_json config = ordered_json::parse(scheduler_json.empty() ? sd_v1_scheduler_config_json() : scheduler_json,
+                                            nullptr, /*allow_exceptions=*/false);
+  if (!config.is_object()) throw FormatError(what + ": the scheduler config is not a JSON object");
+  config["prediction_type"] = prediction_type;
+  return config.dump(2) + "\n";
+}
+
+bool prediction_type_is_known(const SdWeights& weights) {
+  return weights.configs.count("scheduler") != 0 || !text_encoder_is_open_clip(weights);
 }
 
 std::string sd_model_index_json(bool with_tokenizer) {

@@ -19,7 +19,7 @@ void write(const std::filesystem::path& path, const std::string& text) { write_f
 
 long clip_tokenizer_vocab_size() { return 49408; }
 
-void write_clip_tokenizer_files(const std::string& dir) {
+void write_clip_tokenizer_files(const std::string& dir, const std::string& pad_token) {
   const std::string merges_text = clip_text::gunzip(clip_text::embedded_merges_gz(), "embedded CLIP merges");
   const clip_text::ClipBpe bpe(merges_text, "embedded CLIP merges");
   std::string vocab = "{";
@@ -40,7 +40,7 @@ void write_clip_tokenizer_files(const std::string& dir) {
   write(std::filesystem::path(dir) / "merges.txt", merges);
   const nlohmann::ordered_json special = {{"bos_token", "<|startoftext|>"},
                                           {"eos_token", "<|endoftext|>"},
-                                          {"pad_token", "<|endoftext|>"},
+                                          {"pad_token", pad_token},
                                           {"unk_token", "<|endoftext|>"}};
   write(std::filesystem::path(dir) / "special_tokens_map.json", special.dump(2) + "\n");
   nlohmann::ordered_json config = special;
@@ -50,6 +50,15 @@ void write_clip_tokenizer_files(const std::string& dir) {
   config["model_max_length"] = 77;
   config["tokenizer_class"] = "CLIPTokenizer";
   write(std::filesystem::path(dir) / "tokenizer_config.json", config.dump(2) + "\n");
+}
+
+std::string default_pad_token(const SdWeights& weights) {
+  return text_encoder_is_open_clip(weights) ? "!" : "<|endoftext|>";
+}
+
+ClipTokenizer weights_tokenizer(const SdWeights& weights) {
+  if (!weights.tokenizer_dir.empty()) return load_folder_tokenizer(weights.tokenizer_dir);
+  return ClipTokenizer().with_pad_token(default_pad_token(weights));
 }
 
 ClipTokenizer load_folder_tokenizer(const std::string& dir) {

@@ -4,8 +4,12 @@
 #include <set>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "framework/util/strings.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
+#include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
+#include "plugins/models/stable_diffusion/weights/sd_open_clip_names.h"
 #include "sdtrain/errors.h"
 #include "sdtrain/log.h"
 
@@ -16,6 +20,18 @@ const char* const kUNetPrefix = "model.diffusion_model.";
 const char* const kVaePrefix = "first_stage_model.";
 const char* const kClipPrefix = "cond_stage_model.";
 const char* const kEmaPrefix = "model_ema.";
+/// SD 2.x's text encoder inside "cond_stage_model." (OpenCLIP's FrozenOpenCLIPEmbedder).
+const char* const kOpenClipSub = "model.";
+
+/// OpenCLIP tensors of an SD 2.x file that its text encoder never uses: SD 2 conditions on the
+/// output of the penultimate block of ViT-H/14's 24, so block 23 is never run, and the
+/// projection and logit scale belong to CLIP's contrastive head. diffusers' SD 2 text encoder has
+/// 23 layers and no projection (its conversion drops the same names); sdtrain keeps them in
+/// `extras` so that an original file converted to an original file keeps them.
+bool is_unused_by_sd2(const std::string& open_clip_name) {
+  return open_clip_name == "text_projection" || open_clip_name == "logit_scale" ||
+         starts_with(open_clip_name, "transformer.resblocks.23.");
+}
 
 /// "<prefix><sub>* (no <what> in <source>)", the entry for a component absent from a file. Through
 /// a stream: GCC 12's -Warray-bounds misreads the inlined concatenation of temporaries here.
@@ -80,6 +96,22 @@ std::vector<std::string> keys_of(const NamedTensors& map) {
 }
 
 }  // namespace
+
+bool text_encoder_is_open_clip(const SdWeights& weights) {
+  const auto config = weights.configs.find("text_encoder");
+  if (config == weights.configs.end()) return false;
+  const auto json = nlohmann::json::parse(config->second, nullptr, /*allow_exceptions=*/false);
+  return json.is_object() && json.value("hidden_act", std::string()) == "gelu";
+}
+
+RenameResult text_encoder_to_original(const SdWeights& weights) {
+  if (!text_encoder_is_open_clip(weights)) return clip_diffusers_to_original(weights.text_encoder);
+  RenameResult open_clip = transformers_to_open_clip(weights.text_encoder);
+  RenameResult result;
+  result.unmatched = std::move(open_clip.unmatched);
+  for (auto& [name, tensor] : open_clip.tensors) result.tensors[kOpenClipSub + name] = std::move(tensor);
+  return result;
+}
 
 std::string WeightIssues::describe() const {
   std::ostringstream out;
@@ -155,6 +187,26 @@ SdWeights sd_weights_from_original(const NamedTensors& state, bool use_ema, cons
   }
   if (clip.empty()) {
     out_issues.missing.push_back(missing_component(kClipPrefix, "transformer.", "text encoder", source));
+  } else if (std::any_of(clip.begin(), clip.end(), [](const auto& item) { return starts_with(item.first, kOpenClipSub); })) {
+    NamedTensors open_clip;
+    for (const auto& [name, tensor] : clip) {
+      const std::string relative = starts_with(name, kOpenClipSub) ? name.substr(std::string(kOpenClipSub).size()) : "";
+      if (relative.empty()) {
+        out_issues.unexpected.push_back(kClipPrefix + name);
+      } else if (is_unused_by_sd2(relative)) {
+        weights.extras[kClipPrefix + name] = tensor;
+      } else {
+        open_clip[relative] = tensor;
+      }
+    }
+    RenameResult renamed = open_clip_to_transformers(open_clip);
+    for (const auto& name : renamed.unmatched) out_issues.unexpected.push_back(kClipPrefix + (kOpenClipSub + name));
+    weights.text_encoder = std::move(renamed.tensors);
+    // The layout tells the family: OpenCLIP's text transformer uses gelu where OpenAI's CLIP uses
+    // quick_gelu, which no tensor shape shows.
+    if (!weights.text_encoder.empty()) {
+      weights.configs["text_encoder"] = infer_clip_config_json(weights.text_encoder, "gelu");
+    }
   } else {
     RenameResult renamed = clip_original_to_diffusers(clip);
     for (const auto& name : renamed.unmatched) out_issues.unexpected.push_back(kClipPrefix + name);
@@ -181,7 +233,7 @@ NamedTensors sd_weights_to_original(const SdWeights& weights) {
     out.insert(vae.begin(), vae.end());
   }
   if (!weights.text_encoder.empty()) {
-    RenameResult renamed = clip_diffusers_to_original(weights.text_encoder);
+    RenameResult renamed = text_encoder_to_original(weights);
     if (!renamed.unmatched.empty()) {
       std::ostringstream msg;
       list_into(msg, "text_encoder tensors with no original name", renamed.unmatched);

@@ -1,7 +1,8 @@
 #pragma once
-/// Stable Diffusion v1 weights in diffusers naming, and their conversion from/to the original
-/// single state dict (CompVis/LDM: model.diffusion_model.*, first_stage_model.*,
-/// cond_stage_model.transformer.*, model_ema.*).
+/// Stable Diffusion v1 and 2.x weights in diffusers naming, and their conversion from/to the
+/// original single state dict (CompVis/LDM and Stability's SD 2: model.diffusion_model.*,
+/// first_stage_model.*, cond_stage_model.transformer.* (CLIP) or cond_stage_model.model.*
+/// (OpenCLIP), model_ema.*).
 #include <map>
 #include <string>
 #include <vector>
@@ -50,7 +51,8 @@ SdWeights sd_weights_from_original(const NamedTensors& state, bool use_ema, cons
                                    WeightIssues* issues);
 
 /// The original single state dict: model.diffusion_model.*, first_stage_model.*,
-/// cond_stage_model.transformer.text_model.* (+ position_ids), model_ema.* when unet_ema is set,
+/// cond_stage_model.transformer.text_model.* (+ position_ids) or, for an OpenCLIP text encoder
+/// (text_encoder_is_open_clip), cond_stage_model.model.*, model_ema.* when unet_ema is set,
 /// and `extras`. Throws FormatError when a name belongs to no row of the table.
 NamedTensors sd_weights_to_original(const SdWeights& weights);
 
@@ -66,6 +68,15 @@ WeightIssues match_state_dict(NamedTensors& actual, const std::map<std::string, 
 /// every missing, unexpected or mis-shaped key otherwise.
 void load_component_exactly(torch::nn::Module& module, NamedTensors& tensors, const std::string& component,
                             const std::string& source);
+
+/// Whether the text encoder is OpenCLIP's (SD 2.x): its config says hidden_act "gelu" (OpenAI's
+/// CLIP of SD v1 uses quick_gelu). Without a text_encoder config: false.
+bool text_encoder_is_open_clip(const SdWeights& weights);
+
+/// The text encoder's names relative to "cond_stage_model.": "transformer.text_model.*" (+
+/// position_ids) for CLIP, "model.*" in OpenCLIP's names with fused in_proj for OpenCLIP.
+/// Names with no original counterpart are in `unmatched`.
+RenameResult text_encoder_to_original(const SdWeights& weights);
 
 /// Converts every floating-point tensor of every component (not integer buffers) to `dtype`.
 void cast_sd_weights(SdWeights& weights, torch::ScalarType dtype);

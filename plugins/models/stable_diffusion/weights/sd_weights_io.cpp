@@ -101,7 +101,7 @@ void check_diffusers_names(const SdWeights& w, WeightIssues* issues) {
   };
   check(w.unet, unet_name_rows(infer_unet_layout(keys(w.unet), NameLayout::kDiffusers, "unet")), "unet");
   check(w.vae, vae_name_rows(infer_vae_layout(keys(w.vae), NameLayout::kDiffusers, "vae")), "vae");
-  RenameResult clip = clip_diffusers_to_original(w.text_encoder);
+  RenameResult clip = text_encoder_to_original(w);
   for (const auto& name : clip.unmatched) issues->unexpected.push_back("text_encoder." + name);
 }
 
@@ -166,7 +166,7 @@ void save_diffusers_folder(const SdWeights& w, const std::string& path) {
       tokenizer = token != w.text_encoder.end() && token->second.size(0) == clip_tokenizer_vocab_size();
       if (tokenizer) {
         fs::create_directories(temp / "tokenizer");
-        write_clip_tokenizer_files((temp / "tokenizer").string());
+        write_clip_tokenizer_files((temp / "tokenizer").string(), default_pad_token(w));
       } else {
         log_line(LogLevel::WARNING, path + ": no tokenizer written (the text encoder's vocabulary is not CLIP's 49408 "
                                            "tokens and no tokenizer folder was given)");
@@ -239,7 +239,7 @@ SdWeights load_sd_weights(const std::string& path, const SdLoadOptions& options,
     }
   }
   if (!found.empty()) {
-    if (options.strict) throw FormatError(path + ": weights do not match the SD v1 layout:\n" + found.describe());
+    if (options.strict) throw FormatError(path + ": weights do not match the Stable Diffusion layout:\n" + found.describe());
     log_line(LogLevel::WARNING, path + ": loading non-strictly despite:\n" + found.describe());
   }
   if (issues) issues->append(found);

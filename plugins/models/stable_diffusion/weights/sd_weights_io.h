@@ -1,5 +1,5 @@
 #pragma once
-/// Reading and writing SD v1 weights in the three formats: an original single-file .ckpt
+/// Reading and writing SD v1 and 2.x weights in the three formats: an original single-file .ckpt
 /// (Lightning/CompVis, {"state_dict": ...}), an original single-file .safetensors (the layout
 /// A1111 and ComfyUI read), and a diffusers folder (model_index.json + unet/ vae/ text_encoder/
 /// tokenizer/ scheduler/, loadable by StableDiffusionPipeline.from_pretrained).
@@ -29,7 +29,7 @@ struct SdLoadOptions {
   bool strict = true;
 };
 
-/// Loads SD v1 weights from any of the three formats (see detect_input_format). Diffusers folders
+/// Loads SD v1 / 2.x weights from any of the three formats (see detect_input_format). Diffusers folders
 /// keep their config.json texts in `configs` and their tokenizer folder in `tokenizer_dir`; a
 /// text encoder saved without the "text_model." prefix (transformers >= 5.6) and the legacy VAE
 /// attention names (query/key/value/proj_attn) are normalised. Single .safetensors files written
