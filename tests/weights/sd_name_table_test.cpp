@@ -128,6 +128,26 @@ TEST(SdNameTable, ClipBothOriginalLayoutsAndPositionIds) {
   EXPECT_TRUE(torch::equal(ids, torch::arange(77).unsqueeze(0)));
 }
 
+TEST(SdNameTable, SdxlTextTimeEmbeddingIsLabelEmb) {
+  // SDXL: 3 levels, no attention in the first down / last up block, and the text_time embedding.
+  const std::vector<std::string> diffusers = {"down_blocks.0.resnets.1.conv1.weight", "down_blocks.2.resnets.0.conv1.weight",
+                                              "down_blocks.1.attentions.0.proj_in.weight",
+                                              "add_embedding.linear_1.weight"};
+  const UNetLayout layout = infer_unet_layout(diffusers, NameLayout::kDiffusers, "unet");
+  EXPECT_TRUE(layout.text_time_embedding);
+  const auto rows = unet_name_rows(layout);
+  EXPECT_EQ(to_diffusers(rows, "label_emb.0.0.weight"), "add_embedding.linear_1.weight");
+  EXPECT_EQ(to_diffusers(rows, "label_emb.0.2.bias"), "add_embedding.linear_2.bias");
+  EXPECT_EQ(to_original(rows, "add_embedding.linear_2.weight"), "label_emb.0.2.weight");
+  EXPECT_TRUE(infer_unet_layout({"input_blocks.1.0.in_layers.0.weight", "input_blocks.2.0.in_layers.0.weight",
+                                 "label_emb.0.0.weight"},
+                                NameLayout::kOriginal, "unet")
+                  .text_time_embedding);
+  const std::vector<std::string> without(diffusers.begin(), diffusers.end() - 1);
+  EXPECT_FALSE(infer_unet_layout(without, NameLayout::kDiffusers, "unet").text_time_embedding);
+  EXPECT_EQ(to_diffusers(unet_name_rows(sd_v1_unet()), "label_emb.0.0.weight"), "<unmatched>");  // not SD v1's
+}
+
 TEST(SdNameTable, EmaKeyDropsDots) {
   EXPECT_EQ(ldm_ema_key("model.diffusion_model.input_blocks.0.0.weight"), "model_ema.diffusion_modelinput_blocks00weight");
   EXPECT_EQ(ldm_ema_key("model.diffusion_model.out.2.bias"), "model_ema.diffusion_modelout2bias");

@@ -1,4 +1,4 @@
-// sdconvert: converts Stable Diffusion v1 and 2.x weights between an original .ckpt, an original single
+// sdconvert: converts Stable Diffusion v1, 2.x and SDXL weights between an original .ckpt, an original single
 // .safetensors and a diffusers folder (or from an sdtrain training checkpoint folder), optionally baking LoRA adapters in (--merge-lora), and
 // converts LoRA adapter files between the kohya/A1111 and diffusers/PEFT layouts (--to kohya|peft).
 // Exit codes: 0 ok, 1 unexpected failure, 2 bad usage or bad input (the message names the file and
@@ -80,13 +80,14 @@ void merge_adapters(sdtrain::SdWeights& weights, const std::vector<sdtrain::Lora
 
 int main(int argc, char** argv) {
   po::options_description options(
-      "sdconvert: convert Stable Diffusion v1 and 2.x weights\n\n"
+      "sdconvert: convert Stable Diffusion v1, 2.x and SDXL weights\n\n"
       "Usage:\n"
       "  sdconvert --input X --output Y [--to ckpt|safetensors|diffusers] [--use-ema] [--half]\n"
       "            [--merge-lora FILE[:WEIGHT]]...\n"
       "  sdconvert --input ADAPTER.safetensors --output OUT.safetensors --to kohya|peft [--base MODEL]\n\n"
-      "Formats: an original (CompVis/LDM) .ckpt, an original single-file .safetensors (A1111/ComfyUI),\n"
-      "or a diffusers folder (model_index.json, unet/, vae/, text_encoder/, ...); the input may also be\n"
+      "Formats: an original (CompVis/LDM, Stability's SD 2.x and SDXL) .ckpt, an original single-file\n"
+      ".safetensors (A1111/ComfyUI), or a diffusers folder (model_index.json, unet/, vae/, text_encoder/,\n"
+      "..., StableDiffusionXLPipeline's text_encoder_2/ too); the input may also be\n"
       "a training checkpoint folder of sdtrain (<output_dir>/checkpoints/step-N): the run's model with\n"
       "its trained weights (--use-ema: its EMA weights), LoRA adapters merged. The output format\n"
       "comes from --to or else from the output name (.ckpt, .safetensors, anything else a folder).\n"
@@ -97,7 +98,7 @@ int main(int argc, char** argv) {
       "It is checked against the modules of --base MODEL, or of SD v1's architecture without it.\n"
       "The output must not exist; the input is never modified. Exit codes: 0 ok, 1 failure, 2 bad\n"
       "usage or input.\n\nOptions");
-  std::string input, output, to, tokenizer, base, prediction_type;
+  std::string input, output, to, tokenizer, tokenizer_2, base, prediction_type;
   std::vector<std::string> merge_loras;
   options.add_options()
       ("help,h", "print this help and exit")
@@ -115,6 +116,8 @@ int main(int argc, char** argv) {
       ("strict", "fail on any missing or unexpected key instead of warning")
       ("tokenizer", po::value(&tokenizer)->value_name("DIR"),
        "a tokenizer folder (vocab.json + merges.txt, or tokenizer.json + tokenizer_config.json) to copy into a diffusers output")
+      ("tokenizer-2", po::value(&tokenizer_2)->value_name("DIR"),
+       "SDXL: the second tokenizer's folder, copied to tokenizer_2/ (default: CLIP's, padding with \"!\")")
       ("merge-lora", po::value(&merge_loras)->value_name("FILE[:WEIGHT]"),
        "bake a LoRA/LoCon adapter into the model at WEIGHT (default 1.0); repeatable")
       ("base", po::value(&base)->value_name("MODEL"),
@@ -143,7 +146,8 @@ int main(int argc, char** argv) {
       throw sdtrain::ConfigError("--output " + output + ": cannot write there: " + error);
     }
     if (is_adapter_format(to)) {
-      for (const char* option : {"merge-lora", "use-ema", "half", "strict", "tokenizer", "prediction-type"}) {
+      for (const char* option :
+           {"merge-lora", "use-ema", "half", "strict", "tokenizer", "tokenizer-2", "prediction-type"}) {
         if (vm.count(option)) throw sdtrain::ConfigError(std::string("--") + option + " converts models, not adapters (--to " + to + ")");
       }
       convert_adapter(input, output, to, base);
@@ -159,9 +163,11 @@ int main(int argc, char** argv) {
     if (!prediction_type.empty()) {
       sdtrain::scheduler_config_with_prediction_type("", prediction_type, "--prediction-type");  // checked early
     }
-    if (!tokenizer.empty() && !fs::exists(fs::path(tokenizer) / "vocab.json") &&
-        !fs::exists(fs::path(tokenizer) / "tokenizer_config.json")) {
-      throw sdtrain::ConfigError("--tokenizer " + tokenizer + " is not a tokenizer folder (no vocab.json or tokenizer_config.json)");
+    for (const auto& [flag, dir] : {std::pair{"--tokenizer", tokenizer}, std::pair{"--tokenizer-2", tokenizer_2}}) {
+      if (!dir.empty() && !fs::exists(fs::path(dir) / "vocab.json") && !fs::exists(fs::path(dir) / "tokenizer_config.json")) {
+        throw sdtrain::ConfigError(std::string(flag) + " " + dir +
+                                   " is not a tokenizer folder (no vocab.json or tokenizer_config.json)");
+      }
     }
     sdtrain::SdLoadOptions load;
     load.use_ema = vm.count("use-ema") != 0;
@@ -184,12 +190,18 @@ int main(int argc, char** argv) {
     }
     merge_adapters(weights, specs, input);
     if (!tokenizer.empty()) weights.tokenizer_dir = tokenizer;
+    if (!tokenizer_2.empty()) {
+      if (!weights.is_sdxl()) throw sdtrain::ConfigError("--tokenizer-2: " + input + " has one text encoder (not SDXL)");
+      weights.tokenizer_2_dir = tokenizer_2;
+    }
     sdtrain::SdSaveOptions save;
     save.half = vm.count("half") != 0;
     sdtrain::save_sd_weights(weights, output, format, save);
     std::cout << "sdconvert: wrote " << output << " (" << sdtrain::sd_format_name(format) << ", unet "
               << weights.unet.size() << " / vae " << weights.vae.size() << " / text_encoder "
-              << weights.text_encoder.size() << " tensors" << (weights.unet_ema.empty() ? "" : ", with EMA")
+              << weights.text_encoder.size()
+              << (weights.is_sdxl() ? " / text_encoder_2 " + std::to_string(weights.text_encoder_2.size()) : std::string())
+              << " tensors" << (weights.unet_ema.empty() ? "" : ", with EMA")
               << ")\n";
     return 0;
   } catch (const sdtrain::ConfigError& error) {

@@ -89,6 +89,14 @@ void StableDiffusionModel::load_weights(const std::string& path) {
   SdLoadOptions load;
   load.strict = options_.strict_weights();
   SdWeights weights = load_sd_weights(path, load);
+  if (weights.is_sdxl()) {
+    // Whatever the strictness: half of an SDXL model in an SD v1/2.x-shaped one is no model.
+    const WeightIssues unet_issues = match_state_dict(weights.unet, module_state_dict(*networks_.unet), "unet.");
+    throw FormatError(path + ": an SDXL model (a second text encoder, text_encoder_2: " +
+                      std::to_string(weights.text_encoder_2.size()) +
+                      " tensors, and the UNet's add_embedding), but the model is configured with one text encoder "
+                      "(SD v1 / 2.x); what the configured UNet does not match:\n" + unet_issues.describe());
+  }
   load_component(*networks_.unet, weights.unet, "unet", path, options_.strict_weights());
   load_component(*networks_.text_encoder, weights.text_encoder, "text_encoder", path, options_.strict_weights());
   if (networks_.vae) load_component(*networks_.vae, weights.vae, "vae", path, options_.strict_weights());

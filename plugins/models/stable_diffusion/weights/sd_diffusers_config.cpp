@@ -1,6 +1,7 @@
 #include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
 
 #include <set>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
@@ -25,18 +26,31 @@ std::vector<std::string> keys_of(const NamedTensors& map) {
   return keys;
 }
 
+/// Transformer blocks in the first attention of `prefix` (a down block): 1 when there is none.
+int64_t transformer_depth(const NamedTensors& unet, const std::string& prefix) {
+  const std::string blocks = prefix + ".attentions.0.transformer_blocks.";
+  std::set<std::string> indices;
+  for (auto it = unet.lower_bound(blocks); it != unet.end() && it->first.compare(0, blocks.size(), blocks) == 0; ++it) {
+    indices.insert(it->first.substr(blocks.size(), it->first.find('.', blocks.size()) - blocks.size()));
+  }
+  return std::max<int64_t>(1, static_cast<int64_t>(indices.size()));
+}
+
 }  // namespace
 
 std::string infer_unet_config_json(const NamedTensors& unet) {
   const UNetLayout layout = infer_unet_layout(keys_of(unet), NameLayout::kDiffusers, "unet");
   ordered_json block_out = ordered_json::array(), down = ordered_json::array(), up = ordered_json::array();
-  ordered_json heads_of_64 = ordered_json::array();
+  ordered_json heads_of_64 = ordered_json::array(), depths = ordered_json::array();
+  bool deep = false;
   int64_t cross_dim = 768;
   for (int b = 0; b < layout.levels; ++b) {
     const std::string p = "down_blocks." + std::to_string(b);
     const int64_t channels = need(unet, p + ".resnets.0.conv1.weight", "unet").size(0);
     block_out.push_back(channels);
     heads_of_64.push_back(std::max<int64_t>(1, channels / 64));
+    depths.push_back(transformer_depth(unet, p));
+    deep = deep || depths.back().get<int64_t>() > 1;
     down.push_back(layout.down_attention[b] ? "CrossAttnDownBlock2D" : "DownBlock2D");
     up.push_back(layout.up_attention[b] ? "CrossAttnUpBlock2D" : "UpBlock2D");
     if (layout.down_attention[b]) {
@@ -45,8 +59,8 @@ std::string infer_unet_config_json(const NamedTensors& unet) {
   }
   const auto& proj_in = unet.find("mid_block.attentions.0.proj_in.weight");
   const bool linear_projection = proj_in != unet.end() && proj_in->second.dim() == 2;
-  // Linear projections are SD 2.x's (and later families'), whose heads are 64 wide, and whose
-  // 2.1 releases compute attention scores in float32; SD v1 has 8 heads in every block.
+  // Linear projections are SD 2.x's and SDXL's, whose heads are 64 wide; SD 2.1 computes attention
+  // scores in float32; SD v1 has 8 heads in every block.
   ordered_json config = {
       {"_class_name", "UNet2DConditionModel"},
       {"_diffusers_version", kDiffusersVersion},
@@ -67,13 +81,23 @@ std::string infer_unet_config_json(const NamedTensors& unet) {
       {"out_channels", need(unet, "conv_out.weight", "unet").size(0)},
       {"sample_size", 64},
       {"up_block_types", up},
-      {"upcast_attention", linear_projection},
+      {"upcast_attention", linear_projection && !layout.text_time_embedding},
       {"use_linear_projection", linear_projection},
   };
+  if (deep) config["transformer_layers_per_block"] = depths;
+  if (layout.text_time_embedding) {
+    // SDXL: pooled text embedding + 6 sinusoidal size embeddings of addition_time_embed_dim each;
+    // 256 is SDXL's (the width of each is not in any shape: only their sum is).
+    config["addition_embed_type"] = "text_time";
+    config["addition_time_embed_dim"] = 256;
+    config["projection_class_embeddings_input_dim"] = need(unet, "add_embedding.linear_1.weight", "unet").size(1);
+  }
   return config.dump(2) + "\n";
 }
 
-std::string infer_vae_config_json(const NamedTensors& vae) {
+std::string infer_vae_config_json(const NamedTensors& vae) { return infer_vae_config_json(vae, 0.18215); }
+
+std::string infer_vae_config_json(const NamedTensors& vae, double scaling_factor) {
   const VaeLayout layout = infer_vae_layout(keys_of(vae), NameLayout::kDiffusers, "vae");
   ordered_json block_out = ordered_json::array(), down = ordered_json::array(), up = ordered_json::array();
   for (int b = 0; b < layout.levels; ++b) {
@@ -93,7 +117,7 @@ std::string infer_vae_config_json(const NamedTensors& vae) {
       {"norm_num_groups", 32},
       {"out_channels", need(vae, "decoder.conv_out.weight", "vae").size(0)},
       {"sample_size", 512},
-      {"scaling_factor", 0.18215},
+      {"scaling_factor", scaling_factor},
       {"up_block_types", up},
   };
   return config.dump(2) + "\n";
@@ -128,6 +152,11 @@ std::string infer_clip_config_json(const NamedTensors& te, const std::string& hi
       {"projection_dim", 768},
       {"vocab_size", token.size(0)},
   };
+  const auto projection = te.find("text_projection.weight");
+  if (projection != te.end()) {  // SDXL's second encoder: CLIPTextModelWithProjection
+    config["architectures"] = ordered_json::array({"CLIPTextModelWithProjection"});
+    config["projection_dim"] = projection->second.size(0);
+  }
   return config.dump(2) + "\n";
 }
 
@@ -166,6 +195,59 @@ std::string scheduler_config_with_prediction_type(const std::string& scheduler_j
 
 bool prediction_type_is_known(const SdWeights& weights) {
   return weights.configs.count("scheduler") != 0 || !text_encoder_is_open_clip(weights);
+}
+
+std::string sdxl_scheduler_config_json() {
+  ordered_json config = {
+      {"_class_name", "EulerDiscreteScheduler"},
+      {"_diffusers_version", kDiffusersVersion},
+      {"beta_end", 0.012},
+      {"beta_schedule", "scaled_linear"},
+      {"beta_start", 0.00085},
+      {"clip_sample", false},
+      {"interpolation_type", "linear"},
+      {"num_train_timesteps", 1000},
+      {"prediction_type", "epsilon"},
+      {"sample_max_value", 1.0},
+      {"set_alpha_to_one", false},
+      {"skip_prk_steps", true},
+      {"steps_offset", 1},
+      {"timestep_spacing", "leading"},
+      {"trained_betas", nullptr},
+      {"use_karras_sigmas", false},
+  };
+  return config.dump(2) + "\n";
+}
+
+std::string sdxl_model_index_json(bool with_tokenizers) {
+  const ordered_json none = ordered_json::array({nullptr, nullptr});
+  const ordered_json tokenizer = ordered_json::array({"transformers", "CLIPTokenizer"});
+  ordered_json config = {
+      {"_class_name", "StableDiffusionXLPipeline"},
+      {"_diffusers_version", kDiffusersVersion},
+      {"feature_extractor", none},
+      {"force_zeros_for_empty_prompt", true},
+      {"image_encoder", none},
+      {"scheduler", ordered_json::array({"diffusers", "EulerDiscreteScheduler"})},
+      {"text_encoder", ordered_json::array({"transformers", "CLIPTextModel"})},
+      {"text_encoder_2", ordered_json::array({"transformers", "CLIPTextModelWithProjection"})},
+      {"tokenizer", with_tokenizers ? tokenizer : none},
+      {"tokenizer_2", with_tokenizers ? tokenizer : none},
+      {"unet", ordered_json::array({"diffusers", "UNet2DConditionModel"})},
+      {"vae", ordered_json::array({"diffusers", "AutoencoderKL"})},
+  };
+  return config.dump(2) + "\n";
+}
+
+std::string component_config_json(const SdWeights& weights, const std::string& component) {
+  const auto carried = weights.configs.find(component);
+  if (carried != weights.configs.end()) return carried->second;
+  if (component == "unet") return infer_unet_config_json(weights.unet);
+  if (component == "vae") return infer_vae_config_json(weights.vae, weights.is_sdxl() ? 0.13025 : 0.18215);
+  if (component == "text_encoder") return infer_clip_config_json(weights.text_encoder);
+  if (component == "text_encoder_2") return infer_clip_config_json(weights.text_encoder_2, "gelu");
+  if (component == "scheduler") return weights.is_sdxl() ? sdxl_scheduler_config_json() : sd_v1_scheduler_config_json();
+  throw std::invalid_argument("component_config_json: unknown component " + component);
 }
 
 std::string sd_model_index_json(bool with_tokenizer) {

@@ -11,17 +11,34 @@
 namespace sdtrain {
 
 /// UNet2DConditionModel config: in/out channels, block_out_channels, layers_per_block,
-/// cross_attention_dim, down/up block types from the diffusers-named `unet`.
+/// cross_attention_dim, down/up block types, transformer_layers_per_block (when a block is deeper
+/// than 1), and SDXL's text_time embedding (add_embedding) from the diffusers-named `unet`.
 std::string infer_unet_config_json(const NamedTensors& unet);
-/// AutoencoderKL config: in/out/latent channels, block_out_channels, layers_per_block.
+/// AutoencoderKL config: in/out/latent channels, block_out_channels, layers_per_block, and
+/// `scaling_factor` (SD v1/2.x 0.18215, SDXL 0.13025: no weight tells).
+std::string infer_vae_config_json(const NamedTensors& vae, double scaling_factor);
+/// The same with SD v1's scaling factor.
 std::string infer_vae_config_json(const NamedTensors& vae);
-/// CLIPTextModel config: vocab, hidden, intermediate, layers, positions; `hidden_act` is
+/// CLIPTextModel config (CLIPTextModelWithProjection with its projection_dim when the tensors
+/// hold text_projection.weight): vocab, hidden, intermediate, layers, positions; `hidden_act` is
 /// "quick_gelu" for OpenAI's CLIP (SD v1), "gelu" for OpenCLIP (SD 2.x), which no shape shows.
 std::string infer_clip_config_json(const NamedTensors& text_encoder, const std::string& hidden_act);
 /// The same with SD v1's quick_gelu.
 std::string infer_clip_config_json(const NamedTensors& text_encoder);
 /// The SD v1 PNDMScheduler config (scaled_linear 0.00085..0.012, 1000 steps, skip_prk_steps).
 std::string sd_v1_scheduler_config_json();
+/// SDXL base's EulerDiscreteScheduler config (scaled_linear 0.00085..0.012, leading spacing).
+std::string sdxl_scheduler_config_json();
+/// model_index.json of a StableDiffusionXLPipeline (two text encoders and tokenizers);
+/// `with_tokenizers` false writes both tokenizer entries as [null, null].
+std::string sdxl_model_index_json(bool with_tokenizers);
+
+/// The config.json text of `component` ("unet", "vae", "text_encoder", "text_encoder_2",
+/// "scheduler"): the one `weights` carry, else inferred from the tensors and the family (SDXL:
+/// scaling factor 0.13025, a gelu second text encoder, the Euler scheduler). std::invalid_argument
+/// for another component name.
+std::string component_config_json(const SdWeights& weights, const std::string& component);
+
 /// `scheduler_json` (the SD v1 scheduler config when "") with its prediction_type set to
 /// `prediction_type`: "epsilon", "v_prediction" or "sample" (ConfigError naming `what` and the
 /// three otherwise; FormatError for a scheduler_json that is not a JSON object).

@@ -68,6 +68,8 @@ UNetLayout infer_unet_layout(const std::vector<std::string>& names, NameLayout l
         up_attn.insert(index_at(p, 1));
       } else if (p[0] == "mid_block" && p.size() > 1 && p[1] == "attentions") {
         out.mid_attention = true;
+      } else if (p[0] == "add_embedding") {
+        out.text_time_embedding = true;
       }
     }
     if (down.empty() || resnets.empty()) {
@@ -92,6 +94,8 @@ UNetLayout infer_unet_layout(const std::vector<std::string>& names, NameLayout l
       if (p.size() > 2 && p[2] == "1") attn_inputs.insert(i);
     } else if (p[0] == "middle_block" && p.size() > 1 && p[1] == "2") {
       out.mid_attention = true;
+    } else if (p[0] == "label_emb") {
+      out.text_time_embedding = true;
     } else if (p[0] == "output_blocks" && i >= 0 && p.size() > 3) {
       if (p[2] == "1" && p[3] != "conv") output_children.insert({i, 1});
     }
@@ -132,6 +136,10 @@ std::vector<NameRow> unet_name_rows(const UNetLayout& layout) {
                                {"input_blocks.0.0", "conv_in", K::kSame},
                                {"out.0", "conv_norm_out", K::kSame},
                                {"out.2", "conv_out", K::kSame}};
+  if (layout.text_time_embedding) {
+    rows.push_back({"label_emb.0.0", "add_embedding.linear_1", K::kSame});
+    rows.push_back({"label_emb.0.2", "add_embedding.linear_2", K::kSame});
+  }
   const int lpb = layout.layers_per_block;
   const int per = lpb + 1;
   auto s = [](int v) { return std::to_string(v); };

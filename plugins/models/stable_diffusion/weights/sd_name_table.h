@@ -1,6 +1,6 @@
 #pragma once
-/// The one table of names between the original CompVis/LDM layout of Stable Diffusion v1 and the
-/// diffusers layout, for the UNet, the VAE and the CLIP text encoder. Rows are generated from a
+/// The one table of names between the original CompVis/LDM layout of Stable Diffusion (v1, 2.x
+/// and SDXL's UNet) and the diffusers layout, for the UNet, the VAE and the CLIP text encoder. Rows are generated from a
 /// layout (number of levels, resnets per level, which levels have attention) that is inferred
 /// from the tensor names themselves, so tiny test models and SD v1 share the same code.
 /// Names here are relative to a component: the UNet's original names without
@@ -38,6 +38,9 @@ struct UNetLayout {
   std::vector<bool> down_attention;  ///< per down block: has cross-attention transformers
   std::vector<bool> up_attention;    ///< per up block (diffusers order: deepest first)
   bool mid_attention = true;         ///< the mid block has a transformer between its resnets
+  /// SDXL's additional embedding of pooled text and sizes: original label_emb.0.0 / label_emb.0.2
+  /// <-> diffusers add_embedding.linear_1 / linear_2.
+  bool text_time_embedding = false;
 };
 
 /// The shape of an AutoencoderKL / LDM autoencoder as far as names are concerned.

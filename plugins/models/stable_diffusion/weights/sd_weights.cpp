@@ -20,8 +20,12 @@ const char* const kUNetPrefix = "model.diffusion_model.";
 const char* const kVaePrefix = "first_stage_model.";
 const char* const kClipPrefix = "cond_stage_model.";
 const char* const kEmaPrefix = "model_ema.";
-/// SD 2.x's text encoder inside "cond_stage_model." (OpenCLIP's FrozenOpenCLIPEmbedder).
-const char* const kOpenClipSub = "model.";
+/// SD 2.x's text encoder (OpenCLIP's FrozenOpenCLIPEmbedder).
+const char* const kSd2OpenClipPrefix = "cond_stage_model.model.";
+/// SDXL's two text encoders (sgm's GeneralConditioner): CLIP ViT-L in transformers' names, then
+/// OpenCLIP ViT-bigG.
+const char* const kSdxlClipPrefix = "conditioner.embedders.0.";
+const char* const kSdxlOpenClipPrefix = "conditioner.embedders.1.model.";
 
 /// OpenCLIP tensors of an SD 2.x file that its text encoder never uses: SD 2 conditions on the
 /// output of the penultimate block of ViT-H/14's 24, so block 23 is never run, and the
@@ -31,6 +35,41 @@ const char* const kOpenClipSub = "model.";
 bool is_unused_by_sd2(const std::string& open_clip_name) {
   return open_clip_name == "text_projection" || open_clip_name == "logit_scale" ||
          starts_with(open_clip_name, "transformer.resblocks.23.");
+}
+
+/// SDXL runs all of ViT-bigG and its projection (the pooled embedding); only the contrastive
+/// logit scale is not part of CLIPTextModelWithProjection.
+bool is_unused_by_sdxl(const std::string& open_clip_name) { return open_clip_name == "logit_scale"; }
+
+/// An OpenCLIP text model (names relative to `prefix`) in transformers' names; the names `aside`
+/// picks go to `extras` under their full original name, names without a row are unexpected.
+NamedTensors read_open_clip(const NamedTensors& relative, const std::string& prefix,
+                            bool (*aside)(const std::string&), SdWeights& weights, WeightIssues& issues) {
+  NamedTensors kept;
+  for (const auto& [name, tensor] : relative) {
+    if (aside(name)) {
+      weights.extras[prefix + name] = tensor;
+    } else {
+      kept[name] = tensor;
+    }
+  }
+  RenameResult renamed = open_clip_to_transformers(kept);
+  for (const auto& name : renamed.unmatched) issues.unexpected.push_back(prefix + name);
+  return std::move(renamed.tensors);
+}
+
+/// A CLIP text model in transformers' names under `prefix` ("transformer.text_model.*").
+NamedTensors read_clip(const NamedTensors& relative, const std::string& prefix, WeightIssues& issues) {
+  RenameResult renamed = clip_original_to_diffusers(relative);
+  for (const auto& name : renamed.unmatched) issues.unexpected.push_back(prefix + name);
+  return std::move(renamed.tensors);
+}
+
+/// `renamed`'s tensors into `out` under `prefix`; its unmatched names into `unmatched` under
+/// "<component>.".
+void put_original(RenameResult renamed, const std::string& prefix, const std::string& component, RenameResult& out) {
+  for (auto& [name, tensor] : renamed.tensors) out.tensors[prefix + name] = std::move(tensor);
+  for (const auto& name : renamed.unmatched) out.unmatched.push_back(component + "." + name);
 }
 
 /// "<prefix><sub>* (no <what> in <source>)", the entry for a component absent from a file. Through
@@ -104,12 +143,16 @@ bool text_encoder_is_open_clip(const SdWeights& weights) {
   return json.is_object() && json.value("hidden_act", std::string()) == "gelu";
 }
 
-RenameResult text_encoder_to_original(const SdWeights& weights) {
-  if (!text_encoder_is_open_clip(weights)) return clip_diffusers_to_original(weights.text_encoder);
-  RenameResult open_clip = transformers_to_open_clip(weights.text_encoder);
+RenameResult text_encoders_to_original(const SdWeights& weights) {
   RenameResult result;
-  result.unmatched = std::move(open_clip.unmatched);
-  for (auto& [name, tensor] : open_clip.tensors) result.tensors[kOpenClipSub + name] = std::move(tensor);
+  if (weights.is_sdxl()) {
+    put_original(clip_diffusers_to_original(weights.text_encoder), kSdxlClipPrefix, "text_encoder", result);
+    put_original(transformers_to_open_clip(weights.text_encoder_2), kSdxlOpenClipPrefix, "text_encoder_2", result);
+  } else if (text_encoder_is_open_clip(weights)) {
+    put_original(transformers_to_open_clip(weights.text_encoder), kSd2OpenClipPrefix, "text_encoder", result);
+  } else {
+    put_original(clip_diffusers_to_original(weights.text_encoder), kClipPrefix, "text_encoder", result);
+  }
   return result;
 }
 
@@ -131,7 +174,7 @@ SdWeights sd_weights_from_original(const NamedTensors& state, bool use_ema, cons
                                    WeightIssues* issues) {
   WeightIssues local;
   WeightIssues& out_issues = issues ? *issues : local;
-  NamedTensors unet, vae, clip, ema;
+  NamedTensors unet, vae, clip, open_clip, sdxl_clip, sdxl_open_clip, ema;
   SdWeights weights;
   for (const auto& [name, tensor] : state) {
     if (is_known_extra(name)) {
@@ -140,8 +183,14 @@ SdWeights sd_weights_from_original(const NamedTensors& state, bool use_ema, cons
       unet[name.substr(std::string(kUNetPrefix).size())] = tensor;
     } else if (starts_with(name, kVaePrefix)) {
       vae[name.substr(std::string(kVaePrefix).size())] = tensor;
+    } else if (starts_with(name, kSd2OpenClipPrefix)) {
+      open_clip[name.substr(std::string(kSd2OpenClipPrefix).size())] = tensor;
     } else if (starts_with(name, kClipPrefix)) {
       clip[name.substr(std::string(kClipPrefix).size())] = tensor;
+    } else if (starts_with(name, kSdxlClipPrefix)) {
+      sdxl_clip[name.substr(std::string(kSdxlClipPrefix).size())] = tensor;
+    } else if (starts_with(name, kSdxlOpenClipPrefix)) {
+      sdxl_open_clip[name.substr(std::string(kSdxlOpenClipPrefix).size())] = tensor;
     } else if (starts_with(name, kEmaPrefix)) {
       ema[name] = tensor;
     } else {
@@ -185,32 +234,28 @@ SdWeights sd_weights_from_original(const NamedTensors& state, bool use_ema, cons
     auto rows = vae_name_rows(infer_vae_layout(keys_of(vae), NameLayout::kOriginal, source));
     weights.vae = to_diffusers(vae, rows, kVaePrefix, "vae", &out_issues);
   }
-  if (clip.empty()) {
-    out_issues.missing.push_back(missing_component(kClipPrefix, "transformer.", "text encoder", source));
-  } else if (std::any_of(clip.begin(), clip.end(), [](const auto& item) { return starts_with(item.first, kOpenClipSub); })) {
-    NamedTensors open_clip;
-    for (const auto& [name, tensor] : clip) {
-      const std::string relative = starts_with(name, kOpenClipSub) ? name.substr(std::string(kOpenClipSub).size()) : "";
-      if (relative.empty()) {
-        out_issues.unexpected.push_back(kClipPrefix + name);
-      } else if (is_unused_by_sd2(relative)) {
-        weights.extras[kClipPrefix + name] = tensor;
-      } else {
-        open_clip[relative] = tensor;
-      }
+  if (!sdxl_clip.empty() || !sdxl_open_clip.empty()) {
+    if (sdxl_clip.empty()) out_issues.missing.push_back(missing_component(kSdxlClipPrefix, "transformer.", "CLIP ViT-L", source));
+    if (sdxl_open_clip.empty()) out_issues.missing.push_back(missing_component(kSdxlOpenClipPrefix, "", "OpenCLIP ViT-bigG", source));
+    for (const auto& [name, tensor] : clip) out_issues.unexpected.push_back(kClipPrefix + name);
+    for (const auto& [name, tensor] : open_clip) out_issues.unexpected.push_back(kSd2OpenClipPrefix + name);
+    weights.text_encoder = read_clip(sdxl_clip, kSdxlClipPrefix, out_issues);
+    weights.text_encoder_2 = read_open_clip(sdxl_open_clip, kSdxlOpenClipPrefix, is_unused_by_sdxl, weights, out_issues);
+    if (!weights.text_encoder_2.empty()) {
+      weights.configs["text_encoder_2"] = infer_clip_config_json(weights.text_encoder_2, "gelu");
     }
-    RenameResult renamed = open_clip_to_transformers(open_clip);
-    for (const auto& name : renamed.unmatched) out_issues.unexpected.push_back(kClipPrefix + (kOpenClipSub + name));
-    weights.text_encoder = std::move(renamed.tensors);
+  } else if (!open_clip.empty()) {
+    for (const auto& [name, tensor] : clip) out_issues.unexpected.push_back(kClipPrefix + name);
+    weights.text_encoder = read_open_clip(open_clip, kSd2OpenClipPrefix, is_unused_by_sd2, weights, out_issues);
     // The layout tells the family: OpenCLIP's text transformer uses gelu where OpenAI's CLIP uses
     // quick_gelu, which no tensor shape shows.
     if (!weights.text_encoder.empty()) {
       weights.configs["text_encoder"] = infer_clip_config_json(weights.text_encoder, "gelu");
     }
+  } else if (clip.empty()) {
+    out_issues.missing.push_back(missing_component(kClipPrefix, "transformer.", "text encoder", source));
   } else {
-    RenameResult renamed = clip_original_to_diffusers(clip);
-    for (const auto& name : renamed.unmatched) out_issues.unexpected.push_back(kClipPrefix + name);
-    weights.text_encoder = std::move(renamed.tensors);
+    weights.text_encoder = read_clip(clip, kClipPrefix, out_issues);
   }
   return weights;
 }
@@ -232,14 +277,14 @@ NamedTensors sd_weights_to_original(const SdWeights& weights) {
     NamedTensors vae = to_original(weights.vae, rows, kVaePrefix, "vae");
     out.insert(vae.begin(), vae.end());
   }
-  if (!weights.text_encoder.empty()) {
-    RenameResult renamed = text_encoder_to_original(weights);
+  if (!weights.text_encoder.empty() || weights.is_sdxl()) {
+    RenameResult renamed = text_encoders_to_original(weights);
     if (!renamed.unmatched.empty()) {
       std::ostringstream msg;
-      list_into(msg, "text_encoder tensors with no original name", renamed.unmatched);
+      list_into(msg, "text encoder tensors with no original name", renamed.unmatched);
       throw FormatError(msg.str());
     }
-    for (auto& [name, tensor] : renamed.tensors) out[kClipPrefix + name] = tensor;
+    out.insert(renamed.tensors.begin(), renamed.tensors.end());
   }
   for (const auto& [name, tensor] : weights.extras) {
     if (weights.unet_ema.empty() && starts_with(name, kEmaPrefix)) continue;  // counters of a dropped EMA
@@ -279,7 +324,7 @@ WeightIssues match_state_dict(NamedTensors& actual, const std::map<std::string, 
 }
 
 void cast_sd_weights(SdWeights& weights, torch::ScalarType dtype) {
-  for (NamedTensors* map : {&weights.unet, &weights.vae, &weights.text_encoder, &weights.unet_ema}) {
+  for (NamedTensors* map : {&weights.unet, &weights.vae, &weights.text_encoder, &weights.text_encoder_2, &weights.unet_ema}) {
     for (auto& [name, tensor] : *map) {
       if (tensor.is_floating_point()) tensor = tensor.to(dtype);
     }

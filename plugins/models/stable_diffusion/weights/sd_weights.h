@@ -11,24 +11,33 @@
 
 namespace sdtrain {
 
-/// The weights of one SD v1 pipeline, each component keyed by its diffusers / transformers names
-/// (the keys the sdtrain modules use: unet "conv_in.weight", vae "encoder.conv_in.weight",
-/// text encoder "text_model.embeddings.token_embedding.weight").
+/// The weights of one SD v1, 2.x or SDXL pipeline, each component keyed by its diffusers /
+/// transformers names (the keys the sdtrain modules use: unet "conv_in.weight", vae
+/// "encoder.conv_in.weight", text encoder "text_model.embeddings.token_embedding.weight").
 struct SdWeights {
   NamedTensors unet;
   NamedTensors vae;
   NamedTensors text_encoder;
+  /// SDXL's second text encoder (OpenCLIP ViT-bigG as CLIPTextModelWithProjection: "text_model.*"
+  /// and "text_projection.weight"); empty for SD v1 and 2.x. Its presence selects SDXL's original
+  /// layout (conditioner.embedders.0/1) and StableDiffusionXLPipeline folders.
+  NamedTensors text_encoder_2;
   /// The EMA copy of the UNet (diffusers names) when the source had one and it was not taken as
   /// `unet` (use_ema); empty otherwise.
   NamedTensors unet_ema;
   /// Original-layout tensors outside the three models, kept verbatim for original-layout outputs:
   /// the DDPM schedule buffers (betas, alphas_cumprod, ...), model_ema.decay/num_updates.
   NamedTensors extras;
-  /// config.json texts by component ("unet", "vae", "text_encoder", "scheduler") when the source
-  /// carried them (a diffusers folder, or a single file written by sdtrain).
+  /// config.json texts by component ("unet", "vae", "text_encoder", "text_encoder_2",
+  /// "scheduler") when the source carried them (a diffusers folder, or a single file written by
+  /// sdtrain) or its layout told them (an OpenCLIP text encoder's activation).
   std::map<std::string, std::string> configs;
   /// A diffusers tokenizer folder (vocab.json, merges.txt, ...) to copy into diffusers outputs.
   std::string tokenizer_dir;
+  /// The same for SDXL's second tokenizer (tokenizer_2/).
+  std::string tokenizer_2_dir;
+
+  bool is_sdxl() const { return !text_encoder_2.empty(); }
 };
 
 /// Names at fault, by kind. Every entry names the key in the source's layout.
@@ -53,7 +62,8 @@ SdWeights sd_weights_from_original(const NamedTensors& state, bool use_ema, cons
 /// The original single state dict: model.diffusion_model.*, first_stage_model.*,
 /// cond_stage_model.transformer.text_model.* (+ position_ids) or, for an OpenCLIP text encoder
 /// (text_encoder_is_open_clip), cond_stage_model.model.*, model_ema.* when unet_ema is set,
-/// and `extras`. Throws FormatError when a name belongs to no row of the table.
+/// and `extras`; for SDXL (is_sdxl) conditioner.embedders.0.transformer.text_model.* and
+/// conditioner.embedders.1.model.* in place of cond_stage_model.*. Throws FormatError when a name belongs to no row of the table.
 NamedTensors sd_weights_to_original(const SdWeights& weights);
 
 /// Compares a component map with the expected names and shapes (e.g. module_state_dict of a
@@ -73,10 +83,12 @@ void load_component_exactly(torch::nn::Module& module, NamedTensors& tensors, co
 /// CLIP of SD v1 uses quick_gelu). Without a text_encoder config: false.
 bool text_encoder_is_open_clip(const SdWeights& weights);
 
-/// The text encoder's names relative to "cond_stage_model.": "transformer.text_model.*" (+
-/// position_ids) for CLIP, "model.*" in OpenCLIP's names with fused in_proj for OpenCLIP.
-/// Names with no original counterpart are in `unmatched`.
-RenameResult text_encoder_to_original(const SdWeights& weights);
+/// The text encoders in the original layout, full names: "cond_stage_model.transformer.text_model.*"
+/// (+ position_ids) for CLIP, "cond_stage_model.model.*" (OpenCLIP's names, fused in_proj) for
+/// SD 2.x's OpenCLIP, "conditioner.embedders.0.transformer.text_model.*" and
+/// "conditioner.embedders.1.model.*" for SDXL's pair. Names with no original counterpart are in
+/// `unmatched` as "text_encoder.<name>" / "text_encoder_2.<name>".
+RenameResult text_encoders_to_original(const SdWeights& weights);
 
 /// Converts every floating-point tensor of every component (not integer buffers) to `dtype`.
 void cast_sd_weights(SdWeights& weights, torch::ScalarType dtype);

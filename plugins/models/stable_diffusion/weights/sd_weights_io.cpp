@@ -22,7 +22,7 @@ namespace {
 
 /// Metadata keys under which single .safetensors files carry the diffusers configs.
 const char* const kConfigMetadataPrefix = "sdtrain.config.";
-const char* const kComponents[] = {"unet", "vae", "text_encoder", "scheduler"};
+const char* const kComponents[] = {"unet", "vae", "text_encoder", "text_encoder_2", "scheduler"};
 
 std::string lower_extension(const std::string& path) {
   std::string ext = fs::path(path).extension().string();
@@ -55,10 +55,12 @@ NamedTensors read_component(const fs::path& folder, const std::string& component
 
 /// transformers >= 5.6 saves CLIPTextModel without the "text_model." prefix; old files carry a
 /// position_ids buffer. Both normalise to the prefixed names without the buffer.
+/// CLIPTextModelWithProjection's text_projection sits beside text_model, never inside it.
 NamedTensors normalise_text_encoder(const NamedTensors& in) {
   NamedTensors out;
   for (const auto& [name, tensor] : in) {
-    std::string key = starts_with(name, "text_model.") ? name : "text_model." + name;
+    std::string key =
+        starts_with(name, "text_model.") || starts_with(name, "text_projection.") ? name : "text_model." + name;
     if (key == "text_model.embeddings.position_ids") continue;
     out[key] = tensor;
   }
@@ -101,8 +103,8 @@ void check_diffusers_names(const SdWeights& w, WeightIssues* issues) {
   };
   check(w.unet, unet_name_rows(infer_unet_layout(keys(w.unet), NameLayout::kDiffusers, "unet")), "unet");
   check(w.vae, vae_name_rows(infer_vae_layout(keys(w.vae), NameLayout::kDiffusers, "vae")), "vae");
-  RenameResult clip = text_encoder_to_original(w);
-  for (const auto& name : clip.unmatched) issues->unexpected.push_back("text_encoder." + name);
+  RenameResult clip = text_encoders_to_original(w);
+  issues->unexpected.insert(issues->unexpected.end(), clip.unmatched.begin(), clip.unmatched.end());
 }
 
 SdWeights load_diffusers_folder(const std::string& path, bool use_ema, WeightIssues* issues) {
@@ -114,19 +116,25 @@ SdWeights load_diffusers_folder(const std::string& path, bool use_ema, WeightIss
   w.unet = read_component(folder, "unet", "diffusion_pytorch_model.safetensors");
   w.vae = normalise_vae(read_component(folder, "vae", "diffusion_pytorch_model.safetensors"));
   w.text_encoder = normalise_text_encoder(read_component(folder, "text_encoder", "model.safetensors"));
+  if (fs::exists(folder / "text_encoder_2")) {  // StableDiffusionXLPipeline
+    w.text_encoder_2 = normalise_text_encoder(read_component(folder, "text_encoder_2", "model.safetensors"));
+  }
   // The configs are optional; an empty one counts as absent.
   static const std::pair<const char*, const char*> kConfigFiles[] = {
       {"unet", "config.json"}, {"vae", "config.json"}, {"text_encoder", "config.json"},
-      {"scheduler", "scheduler_config.json"}};
+      {"text_encoder_2", "config.json"}, {"scheduler", "scheduler_config.json"}};
   for (const auto& [component, file] : kConfigFiles) {
     const fs::path config = folder / component / file;
     if (!fs::exists(config)) continue;
     std::string text = read_file<FormatError>(config.string());
     if (!text.empty()) w.configs[component] = std::move(text);
   }
-  if (fs::exists(folder / "tokenizer" / "tokenizer_config.json") || fs::exists(folder / "tokenizer" / "vocab.json")) {
-    w.tokenizer_dir = (folder / "tokenizer").string();
-  }
+  auto tokenizer_folder = [&](const char* name) {
+    const fs::path dir = folder / name;
+    return fs::exists(dir / "tokenizer_config.json") || fs::exists(dir / "vocab.json") ? dir.string() : std::string();
+  };
+  w.tokenizer_dir = tokenizer_folder("tokenizer");
+  w.tokenizer_2_dir = tokenizer_folder("tokenizer_2");
   if (use_ema) log_line(LogLevel::WARNING, path + ": a diffusers folder holds no EMA weights; using its UNet");
   check_diffusers_names(w, issues);
   return w;
@@ -138,41 +146,48 @@ std::vector<std::pair<std::string, torch::Tensor>> as_list(const NamedTensors& m
   return {map.begin(), map.end()};
 }
 
+/// Writes `<temp>/<name>`: a copy of `source_dir`, else CLIP's files padding with `pad_token` when
+/// the text encoder has CLIP's vocabulary. False (and a warning) when neither applies.
+bool write_tokenizer(const fs::path& temp, const char* name, const std::string& source_dir, const NamedTensors& encoder,
+                     const std::string& pad_token, const std::string& path) {
+  if (!source_dir.empty()) {
+    fs::copy(source_dir, temp / name, fs::copy_options::recursive);
+    return true;
+  }
+  auto token = encoder.find("text_model.embeddings.token_embedding.weight");
+  if (token == encoder.end() || token->second.size(0) != clip_tokenizer_vocab_size()) {
+    log_line(LogLevel::WARNING, path + ": no " + name + " written (the text encoder's vocabulary is not CLIP's 49408 "
+                                       "tokens and no tokenizer folder was given)");
+    return false;
+  }
+  fs::create_directories(temp / name);
+  write_clip_tokenizer_files((temp / name).string(), pad_token);
+  return true;
+}
+
 void save_diffusers_folder(const SdWeights& w, const std::string& path) {
   // Every file below goes through AtomicFile (fsynced with its directory); write_folder_atomic
   // publishes the folder at once.
   write_folder_atomic(path, [&](const std::string& temp_dir) {
     const fs::path temp(temp_dir);
-    auto config = [&](const char* component, std::string (*infer)(const NamedTensors&), const NamedTensors& map) {
-      auto it = w.configs.find(component);
-      return it != w.configs.end() ? it->second : infer(map);
-    };
-    for (const char* dir : {"unet", "vae", "text_encoder", "scheduler"}) fs::create_directories(temp / dir);
     const std::map<std::string, std::string> pt = {{"format", "pt"}};
-    save_safetensors((temp / "unet" / "diffusion_pytorch_model.safetensors").string(), as_list(w.unet), pt);
-    write_text(temp / "unet" / "config.json", config("unet", infer_unet_config_json, w.unet));
-    save_safetensors((temp / "vae" / "diffusion_pytorch_model.safetensors").string(), as_list(w.vae), pt);
-    write_text(temp / "vae" / "config.json", config("vae", infer_vae_config_json, w.vae));
-    save_safetensors((temp / "text_encoder" / "model.safetensors").string(), as_list(w.text_encoder), pt);
-    write_text(temp / "text_encoder" / "config.json", config("text_encoder", infer_clip_config_json, w.text_encoder));
-    auto scheduler = w.configs.find("scheduler");
-    write_text(temp / "scheduler" / "scheduler_config.json",
-               scheduler != w.configs.end() ? scheduler->second : sd_v1_scheduler_config_json());
-    bool tokenizer = !w.tokenizer_dir.empty();
-    if (tokenizer) {
-      fs::copy(w.tokenizer_dir, temp / "tokenizer", fs::copy_options::recursive);
-    } else {
-      auto token = w.text_encoder.find("text_model.embeddings.token_embedding.weight");
-      tokenizer = token != w.text_encoder.end() && token->second.size(0) == clip_tokenizer_vocab_size();
-      if (tokenizer) {
-        fs::create_directories(temp / "tokenizer");
-        write_clip_tokenizer_files((temp / "tokenizer").string(), default_pad_token(w));
-      } else {
-        log_line(LogLevel::WARNING, path + ": no tokenizer written (the text encoder's vocabulary is not CLIP's 49408 "
-                                           "tokens and no tokenizer folder was given)");
-      }
+    auto component = [&](const char* name, const char* file, const NamedTensors& tensors) {
+      fs::create_directories(temp / name);
+      save_safetensors((temp / name / file).string(), as_list(tensors), pt);
+      write_text(temp / name / "config.json", component_config_json(w, name));
+    };
+    component("unet", "diffusion_pytorch_model.safetensors", w.unet);
+    component("vae", "diffusion_pytorch_model.safetensors", w.vae);
+    component("text_encoder", "model.safetensors", w.text_encoder);
+    if (w.is_sdxl()) component("text_encoder_2", "model.safetensors", w.text_encoder_2);
+    fs::create_directories(temp / "scheduler");
+    write_text(temp / "scheduler" / "scheduler_config.json", component_config_json(w, "scheduler"));
+    bool tokenizers = write_tokenizer(temp, "tokenizer", w.tokenizer_dir, w.text_encoder, default_pad_token(w), path);
+    if (w.is_sdxl()) {
+      // SDXL's second tokenizer is OpenCLIP's: it pads with "!" (id 0).
+      tokenizers = write_tokenizer(temp, "tokenizer_2", w.tokenizer_2_dir, w.text_encoder_2, "!", path) && tokenizers;
     }
-    write_text(temp / "model_index.json", sd_model_index_json(tokenizer));
+    write_text(temp / "model_index.json", w.is_sdxl() ? sdxl_model_index_json(tokenizers) : sd_model_index_json(tokenizers));
   });
 }
 
