@@ -1,6 +1,7 @@
 """Reference images for the sdsample end-to-end test: a random-initialised tiny SD v1 pipeline
 (UNet2DConditionModel, AutoencoderKL, CLIPTextModel with CLIP's real 49,408-token vocabulary and
-tokenizer) saved by diffusers' save_pretrained into <out>/pipeline, and for each case in CASES the
+tokenizer) saved by diffusers' save_pretrained into <out>/pipeline, SD 2.x- and SDXL-shaped ones into
+<out>/pipeline_sd2 and <out>/pipeline_xl, and for each case in CASES the
 images StableDiffusionPipeline draws on the CPU in fp32 with generator=torch.Generator().manual_seed(seed),
 written as PNG (diffusers' numpy_to_pil rounding) to <out>/reference/<case>_<i>.png, with
 <out>/cases.json describing the cases."""
@@ -39,6 +40,14 @@ CASES = [
     {"name": "sd2_euler_v", "model": "pipeline_sd2", "sampler": "euler", "scheduler": "EulerDiscreteScheduler",
      "prompt": "a portrait of a general, oil painting", "negative": "blurry", "steps": 8, "scale": 6.0,
      "rescale": 0.5, "seed": 9, "n": 1},
+    # SDXL's shape (pipeline_xl): two text encoders (penultimate states concatenated, the second's
+    # pooled projection), the size conditioning, zeros for an empty negative prompt; Euler, as
+    # SDXL ships, and DDIM with a negative prompt.
+    {"name": "sdxl_euler", "model": "pipeline_xl", "sampler": "euler", "scheduler": "EulerDiscreteScheduler",
+     "prompt": "a general on horseback", "negative": "", "steps": 8, "scale": 5.0, "seed": 11, "n": 2},
+    {"name": "sdxl_ddim", "model": "pipeline_xl", "sampler": "ddim", "scheduler": "DDIMScheduler",
+     "prompt": "a general on horseback", "negative": "blurry, low quality", "steps": 10, "scale": 7.0,
+     "rescale": 0.3, "seed": 4, "n": 1},
 ]
 SIZE = 64
 
@@ -90,6 +99,45 @@ def build_sd2_pipeline(out):
                          scheduler=scheduler)
 
 
+def build_xl_pipeline(out):
+    """SDXL's shape scaled down: a first block without attention, transformer depth [1, 2],
+    small per-block head counts, linear projections, the text_time
+    embedding; CLIPTextModel (quick_gelu) and CLIPTextModelWithProjection (gelu) of different
+    widths; the second tokenizer pads with "!"; the autoencoder's 0.13025; Euler."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    torch.manual_seed(2)
+    time_dim, pooled_dim = 8, 16
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=SIZE // 4, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2), attention_head_dim=(2, 4), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=time_dim,
+        projection_class_embeddings_input_dim=pooled_dim + 6 * time_dim, cross_attention_dim=32 + 48,
+        norm_num_groups=16)
+    common = dict(vocab_size=49408, max_position_embeddings=77, num_hidden_layers=3, num_attention_heads=4)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        **common, hidden_size=32, intermediate_size=64, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        **common, hidden_size=48, intermediate_size=96, hidden_act="gelu", projection_dim=pooled_dim,
+        bos_token_id=0, eos_token_id=2, pad_token_id=1))
+    vae = tiny_vae()
+    vae.register_to_config(scaling_factor=0.13025)
+    tok_dir = os.path.join(out, "tokenizer_src")
+    os.makedirs(tok_dir, exist_ok=True)
+    write_vocab_files(MERGES, tok_dir)
+    vocab, merges = os.path.join(tok_dir, "vocab.json"), os.path.join(tok_dir, "merges.txt")
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading", num_train_timesteps=1000)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+        tokenizer=CLIPTokenizer(vocab, merges, model_max_length=77),
+        tokenizer_2=CLIPTokenizer(vocab, merges, pad_token="!", model_max_length=77), unet=unet, scheduler=scheduler)
+    pipe.save_pretrained(os.path.join(out, "pipeline_xl"), safe_serialization=True)
+    return pipe
+
+
 def save_pipeline(unet, vae, text_encoder, out, name="pipeline", pad_token="<|endoftext|>", scheduler=None):
     """A StableDiffusionPipeline of these networks with CLIP's tokenizer (from the repo's merges,
     padding with `pad_token`) and `scheduler` (default SD v1's PNDM), saved by save_pretrained into
@@ -124,13 +172,14 @@ def main():
     os.makedirs(os.path.join(args.out, "reference"), exist_ok=True)
     build_pipeline(args.out)
     build_sd2_pipeline(args.out)
+    build_xl_pipeline(args.out)
     pipes, base_configs = {}, {}
     for case in CASES:
         model = case.get("model", "pipeline")
         if model not in pipes:
             # Sample from the saved folder, as users do: a pipeline still in memory keeps diffusers'
             # _use_default_values bookkeeping, which from_config honours but the saved file does not carry.
-            pipes[model] = diffusers.StableDiffusionPipeline.from_pretrained(os.path.join(args.out, model))
+            pipes[model] = diffusers.DiffusionPipeline.from_pretrained(os.path.join(args.out, model))
             pipes[model].set_progress_bar_config(disable=True)
             base_configs[model] = pipes[model].scheduler.config
         pipe = pipes[model]

@@ -23,12 +23,48 @@ namespace {
 
 /// The component's config.json text and a name for messages: the source's own, else inferred.
 std::pair<std::string, std::string> component_config(const SdWeights& weights, const std::string& path,
-                                                     const std::string& component,
-                                                     std::string (*infer)(const NamedTensors&),
-                                                     const NamedTensors& tensors) {
-  const auto found = weights.configs.find(component);
-  if (found != weights.configs.end()) return {found->second, path + " (" + component + "/config.json)"};
-  return {infer(tensors), path + " (" + component + " config inferred from the weights)"};
+                                                     const std::string& component) {
+  const bool carried = weights.configs.count(component) != 0;
+  return {component_config_json(weights, component),
+          path + " (" + component + (carried ? "/config.json)" : " config inferred from the weights)")};
+}
+
+/// A text encoder built from its config, checked against its tokenizer's vocabulary.
+ClipTextModel text_encoder_for(const SdWeights& weights, const std::string& path, const std::string& component,
+                               const ClipTokenizer& tokenizer) {
+  const auto [json, source] = component_config(weights, path, component);
+  const ClipTextConfig config = clip_config_from_json(json, source);
+  if (config.vocab_size() != tokenizer.vocab_size()) {
+    throw FormatError(source + ": vocab_size " + std::to_string(config.vocab_size()) + " is not the CLIP tokenizer's " +
+                      std::to_string(tokenizer.vocab_size()));
+  }
+  return ClipTextModel(config);
+}
+
+/// The UNet's inputs must be what the text encoders give: the context's width, and for the
+/// text_time embedding the pooled width plus 6 size embeddings. FormatError naming both sides.
+void check_conditioning_widths(const UNet2DConditionConfig& unet, const std::string& unet_source,
+                               const SdNetworks& networks) {
+  int64_t context = networks.text_encoder->config().hidden_size();
+  if (networks.text_encoder_2) context += networks.text_encoder_2->config().hidden_size();
+  if (unet.cross_attention_dim() != context) {
+    throw FormatError(unet_source + ": cross_attention_dim " + std::to_string(unet.cross_attention_dim()) +
+                      " is not the text encoders' width " + std::to_string(context) +
+                      (networks.text_encoder_2 ? " (text_encoder + text_encoder_2 hidden sizes)" : " (hidden_size)"));
+  }
+  if (unet.addition_embed_type().empty()) return;
+  if (!networks.text_encoder_2) {
+    throw FormatError(unet_source + ": addition_embed_type \"" + unet.addition_embed_type() +
+                      "\" (SDXL) needs a second text encoder (text_encoder_2), which the model does not have");
+  }
+  const int64_t pooled = networks.text_encoder_2->config().projection_dim();
+  const int64_t expected = pooled + 6 * unet.addition_time_embed_dim();
+  if (unet.projection_class_embeddings_input_dim() != expected) {
+    throw FormatError(unet_source + ": projection_class_embeddings_input_dim " +
+                      std::to_string(unet.projection_class_embeddings_input_dim()) + " is not text_encoder_2's projection_dim " +
+                      std::to_string(pooled) + " + 6 x addition_time_embed_dim " +
+                      std::to_string(unet.addition_time_embed_dim()) + " = " + std::to_string(expected));
+  }
 }
 
 void freeze(torch::nn::Module& module) {
@@ -101,34 +137,30 @@ std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_e
 
   std::unique_ptr<SdPipeline> pipeline(new SdPipeline());
   pipeline->tokenizer_ = std::make_unique<ClipTokenizer>(weights_tokenizer(weights));
-
-  const auto [unet_json, unet_source] = component_config(weights, path, "unet", infer_unet_config_json, weights.unet);
-  const auto [vae_json, vae_source] = component_config(weights, path, "vae", infer_vae_config_json, weights.vae);
-  const auto [clip_json, clip_source] =
-      component_config(weights, path, "text_encoder", infer_clip_config_json, weights.text_encoder);
-  const ClipTextConfig clip = clip_config_from_json(clip_json, clip_source);
-  if (clip.vocab_size() != pipeline->tokenizer_->vocab_size()) {
-    throw FormatError(clip_source + ": vocab_size " + std::to_string(clip.vocab_size()) +
-                      " is not the CLIP tokenizer's " + std::to_string(pipeline->tokenizer_->vocab_size()));
-  }
-
   SdNetworks& networks = pipeline->networks_;
   networks.tokenizer = pipeline->tokenizer_.get();
-  const UNet2DConditionConfig unet_config = unet_config_from_json(unet_json, unet_source);
-  if (!unet_config.addition_embed_type().empty()) {
-    throw FormatError(unet_source + ": addition_embed_type \"" + unet_config.addition_embed_type() +
-                      "\": an SDXL UNet; SDXL pipelines (two text encoders) are not supported by sdsample yet");
+  networks.text_encoder = text_encoder_for(weights, path, "text_encoder", *pipeline->tokenizer_);
+  if (weights.is_sdxl()) {
+    pipeline->tokenizer_2_ = std::make_unique<ClipTokenizer>(weights_tokenizer_2(weights));
+    networks.tokenizer_2 = pipeline->tokenizer_2_.get();
+    networks.text_encoder_2 = text_encoder_for(weights, path, "text_encoder_2", *pipeline->tokenizer_2_);
+    networks.zero_empty_negative_prompt = true;  // SDXL pipelines' force_zeros_for_empty_prompt
   }
+  const auto [unet_json, unet_source] = component_config(weights, path, "unet");
+  const auto [vae_json, vae_source] = component_config(weights, path, "vae");
+  const UNet2DConditionConfig unet_config = unet_config_from_json(unet_json, unet_source);
+  check_conditioning_widths(unet_config, unet_source, networks);
   networks.unet = UNet2DConditionModel(unet_config);
   networks.vae = AutoencoderKL(vae_config_from_json(vae_json, vae_source));
-  networks.text_encoder = ClipTextModel(clip);
   networks.scaling_factor = networks.vae->scaling_factor();
   load_component_exactly(*networks.unet, weights.unet, "unet", path);
   load_component_exactly(*networks.vae, weights.vae, "vae", path);
   load_component_exactly(*networks.text_encoder, weights.text_encoder, "text_encoder", path);
+  if (networks.text_encoder_2) load_component_exactly(*networks.text_encoder_2, weights.text_encoder_2, "text_encoder_2", path);
   freeze(*networks.unet);
   freeze(*networks.vae);
   freeze(*networks.text_encoder);
+  if (networks.text_encoder_2) freeze(*networks.text_encoder_2);
 
   const auto scheduler = weights.configs.find("scheduler");
   if (scheduler != weights.configs.end()) {
@@ -155,6 +187,7 @@ SdWeights SdPipeline::checkpoint_weights() {
 void SdPipeline::to(const torch::Device& device, torch::ScalarType dtype) {
   cast_floating(*networks_.unet, device, dtype);
   cast_floating(*networks_.text_encoder, device, dtype);
+  if (networks_.text_encoder_2) cast_floating(*networks_.text_encoder_2, device, dtype);
   if (!networks_.vae.is_empty()) cast_floating(*networks_.vae, device, dtype);  // pixel-space models have none
 }
 

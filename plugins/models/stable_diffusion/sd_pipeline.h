@@ -1,7 +1,8 @@
 #pragma once
-/// A Stable Diffusion v1 / 2.x pipeline loaded from a model file for sampling (`sdsample`): the
-/// tokenizer, the three networks with the sizes the model was saved with, and its scheduler
-/// configuration — what diffusers' StableDiffusionPipeline.from_pretrained gives.
+/// A Stable Diffusion v1 / 2.x / SDXL pipeline loaded from a model file for sampling (`sdsample`):
+/// the tokenizer(s), the networks with the sizes the model was saved with, and its scheduler
+/// configuration — what diffusers' StableDiffusionPipeline / StableDiffusionXLPipeline
+/// .from_pretrained gives.
 #include <memory>
 #include <string>
 
@@ -18,8 +19,10 @@ class SdPipeline {
   /// single-file .safetensors. Sizes come from the folder's config.json files (or the configs a
   /// file written by sdtrain embeds), else they are inferred from the tensor shapes. Every weight
   /// must be present with the expected shape (FormatError naming the file and the keys at fault);
-  /// a text encoder whose vocabulary is not the tokenizer's is refused. The tokenizer is the
-  /// folder's (tokenizer/merges.txt, which must hold CLIP's merges) or CLIP's built-in one.
+  /// a text encoder whose vocabulary is not the tokenizer's is refused, and so is a UNet whose
+  /// cross_attention_dim (SDXL: text_time input width) is not what the text encoders give. The
+  /// tokenizer is the folder's (tokenizer/merges.txt, which must hold CLIP's merges) or CLIP's
+  /// built-in one; SDXL's second likewise (tokenizer_2/, else CLIP's padding with "!").
   /// `use_ema`: take the file's EMA UNet (model_ema.*) when it has one.
   /// A training checkpoint folder (written by sdtrain: manifest.json + trainer_state.json) is
   /// loaded as the run's "stable_diffusion" model built from its stored config (pretrained weights
@@ -64,6 +67,7 @@ class SdPipeline {
   std::unique_ptr<StableDiffusionModel> model_;  ///< owns the networks of a loaded checkpoint
 
   std::unique_ptr<ClipTokenizer> tokenizer_;
+  std::unique_ptr<ClipTokenizer> tokenizer_2_;  ///< SDXL's second tokenizer
   SdNetworks networks_;
   std::string scheduler_config_;
   std::string scheduler_config_source_;

@@ -4,15 +4,44 @@
 
 namespace sdtrain {
 
-torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::string>& prompts,
-                             const torch::Device& device) {
-  torch::Tensor ids = networks.tokenizer->tokenize(prompts);
+namespace {
+
+torch::Tensor token_ids(const ClipTokenizer& tokenizer, const std::vector<std::string>& prompts,
+                        const torch::Device& device) {
+  torch::Tensor ids = tokenizer.tokenize(prompts);
   // From pinned memory without blocking: a copy from pageable memory makes the host wait for the
   // GPU (once per training micro-batch).
   if (device.is_cuda()) ids = ids.pin_memory();
-  ids = ids.to(device, /*non_blocking=*/true);
-  ClipTextModel text_encoder = networks.text_encoder;  // a holder copy shares the module
-  return text_encoder->forward(ids).last_hidden_state;
+  return ids.to(device, /*non_blocking=*/true);
+}
+
+/// The output of the layer before the last (hidden_states holds the embeddings first).
+torch::Tensor penultimate(const ClipTextOutput& output) { return output.hidden_states.at(output.hidden_states.size() - 2); }
+
+}  // namespace
+
+PromptConditioning encode_prompt_conditioning(const SdNetworks& networks, const std::vector<std::string>& prompts,
+                                              const torch::Device& device) {
+  ClipTextModel text_encoder = networks.text_encoder;  // holder copies share the modules
+  if (!networks.text_encoder_2) {
+    return {text_encoder->forward(token_ids(*networks.tokenizer, prompts, device)).last_hidden_state, {}};
+  }
+  ClipTextModel text_encoder_2 = networks.text_encoder_2;
+  const ClipTextOutput first = text_encoder->forward(token_ids(*networks.tokenizer, prompts, device), {}, true);
+  const ClipTextOutput second = text_encoder_2->forward(token_ids(*networks.tokenizer_2, prompts, device), {}, true);
+  return {torch::cat({penultimate(first), penultimate(second)}, -1), second.text_embeds};
+}
+
+torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::string>& prompts,
+                             const torch::Device& device) {
+  return encode_prompt_conditioning(networks, prompts, device).context;
+}
+
+torch::Tensor size_time_ids(int64_t count, int64_t original_height, int64_t original_width, int64_t crop_top,
+                            int64_t crop_left, int64_t target_height, int64_t target_width) {
+  const torch::Tensor row = torch::tensor({original_height, original_width, crop_top, crop_left, target_height, target_width},
+                                          torch::kFloat32);
+  return row.unsqueeze(0).repeat({count, 1});
 }
 
 std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, const SampleRequest& request,
@@ -24,12 +53,22 @@ std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, 
   TORCH_CHECK(batch > 0, "txt2img: no prompts");
   const bool guided = request.guidance_scale > 1.0;
 
-  torch::Tensor context = encode_prompts(networks, request.prompts, device);
+  PromptConditioning conditioning = encode_prompt_conditioning(networks, request.prompts, device);
   if (guided) {
-    const torch::Tensor uncond =
-        encode_prompts(networks, std::vector<std::string>(static_cast<std::size_t>(batch), request.negative_prompt), device);
-    context = torch::cat({uncond, context});
+    PromptConditioning uncond;
+    if (request.negative_prompt.empty() && networks.zero_empty_negative_prompt) {
+      uncond = {torch::zeros_like(conditioning.context),
+                conditioning.text_embeds.defined() ? torch::zeros_like(conditioning.text_embeds) : torch::Tensor()};
+    } else {
+      uncond = encode_prompt_conditioning(
+          networks, std::vector<std::string>(static_cast<std::size_t>(batch), request.negative_prompt), device);
+    }
+    conditioning.context = torch::cat({uncond.context, conditioning.context});
+    if (conditioning.text_embeds.defined()) {
+      conditioning.text_embeds = torch::cat({uncond.text_embeds, conditioning.text_embeds});
+    }
   }
+  torch::Tensor context = conditioning.context;
 
   UNet2DConditionModel unet = networks.unet;  // holder copies share the modules
   AutoencoderKL vae = networks.vae;
@@ -37,6 +76,14 @@ std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, 
   // Networks may hold fp16/bf16 weights; the sampler's arithmetic stays in fp32 (as the latents).
   const auto unet_dtype = unet->parameters().front().scalar_type();
   context = context.to(unet_dtype);
+  UNetAddedConditions added;
+  if (!unet->config().addition_embed_type().empty()) {
+    TORCH_CHECK(conditioning.text_embeds.defined(), "txt2img: the UNet's ", unet->config().addition_embed_type(),
+                " embedding needs a second text encoder's pooled output");
+    added.text_embeds = conditioning.text_embeds.to(unet_dtype);
+    added.time_ids = size_time_ids(context.size(0), request.height, request.width, 0, 0, request.height, request.width)
+                         .to(device, unet_dtype);
+  }
   const int64_t factor = vae ? vae->downsample_factor() : 1;
   auto generator = at::detail::createCPUGenerator(request.seed);
   sampler.set_timesteps(request.steps);
@@ -51,7 +98,7 @@ std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, 
     const torch::Tensor t = timesteps[i];
     torch::Tensor input = guided ? torch::cat({latents, latents}) : latents;
     input = sampler.scale_model_input(input, t).to(unet_dtype);
-    torch::Tensor prediction = unet->forward(input, t.to(device), context).to(torch::kFloat32);
+    torch::Tensor prediction = unet->forward(input, t.to(device), context, added).to(torch::kFloat32);
     if (guided) prediction = noise::apply_cfg(prediction, request.guidance_scale, request.guidance_rescale);
     latents = sampler.step(prediction, t, latents, &generator);
     if (on_step) on_step(i + 1, total);

@@ -1,6 +1,7 @@
 #pragma once
 /// Text-to-image sampling with classifier-free guidance, step for step as diffusers'
-/// StableDiffusionPipeline.__call__, shared by `sdsample` and the validation image logger.
+/// StableDiffusionPipeline.__call__ (and StableDiffusionXLPipeline.__call__ for networks with two
+/// text encoders), shared by `sdsample` and the validation image logger.
 #include <functional>
 #include <vector>
 
@@ -21,15 +22,39 @@ namespace sdtrain {
 struct SdNetworks {
   const ClipTokenizer* tokenizer = nullptr;
   ClipTextModel text_encoder{nullptr};
+  /// SDXL's second text encoder (with a projection) and its tokenizer; null with one encoder.
+  const ClipTokenizer* tokenizer_2 = nullptr;
+  ClipTextModel text_encoder_2{nullptr};
   UNet2DConditionModel unet{nullptr};
   AutoencoderKL vae{nullptr};
   double scaling_factor = 0.18215;
+  /// An empty negative prompt conditions the unconditional half on zeros instead of the encoding
+  /// of "" (diffusers' force_zeros_for_empty_prompt, true in SDXL's pipelines).
+  bool zero_empty_negative_prompt = false;
 };
 
-/// Encodes prompts to the UNet's context: [N, 77, hidden] (last hidden state). Records gradients
+/// What the UNet is conditioned on for a batch of prompts.
+struct PromptConditioning {
+  torch::Tensor context;      ///< [N, 77, cross_attention_dim]
+  torch::Tensor text_embeds;  ///< [N, projection_dim]: the second encoder's projected pooled output;
+                              ///< undefined with one encoder
+};
+
+/// Encodes prompts. One text encoder: its last hidden state (after the final norm). Two (SDXL):
+/// the penultimate layer's hidden states of both (no final norm) concatenated along the features,
+/// and the second's text_embeds, as StableDiffusionXLPipeline.encode_prompt. Records gradients
 /// when grad mode is on (text-encoder adapters in training); callers that only infer turn it off.
+PromptConditioning encode_prompt_conditioning(const SdNetworks& networks, const std::vector<std::string>& prompts,
+                                              const torch::Device& device);
+
+/// encode_prompt_conditioning(...).context.
 torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::string>& prompts,
                              const torch::Device& device);
+
+/// SDXL's size conditioning: one row (original height, width, crop top, crop left, target height,
+/// width) per sample, float32 [N, 6], as StableDiffusionXLPipeline._get_add_time_ids.
+torch::Tensor size_time_ids(int64_t count, int64_t original_height, int64_t original_width, int64_t crop_top,
+                            int64_t crop_left, int64_t target_height, int64_t target_width);
 
 /// Draws one image per prompt. How randomness is drawn (so that equal seeds give equal images
 /// to diffusers on the CPU in fp32):
@@ -39,7 +64,9 @@ torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::
 ///   3. each sampler step that adds noise (DDIM eta > 0, Euler ancestral, DDPM) draws from the
 ///      same generator, as diffusers passes its generator to scheduler.step.
 /// Guidance runs the unconditional (request.negative_prompt) and conditional halves as one
-/// batch [uncond; cond] when guidance_scale > 1. `on_step(i, total)` reports progress.
+/// batch [uncond; cond] when guidance_scale > 1. A UNet with the text_time embedding (SDXL) gets
+/// the pooled text embeddings and size_time_ids(original = target = the image size, crop 0, 0).
+/// `on_step(i, total)` reports progress.
 std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, const SampleRequest& request,
                            const torch::Device& device, const std::function<void(int, int)>& on_step = {});
 

@@ -61,6 +61,11 @@ ClipTokenizer weights_tokenizer(const SdWeights& weights) {
   return ClipTokenizer().with_pad_token(default_pad_token(weights));
 }
 
+ClipTokenizer weights_tokenizer_2(const SdWeights& weights) {
+  if (!weights.tokenizer_2_dir.empty()) return load_folder_tokenizer(weights.tokenizer_2_dir);
+  return ClipTokenizer().with_pad_token("!");
+}
+
 ClipTokenizer load_folder_tokenizer(const std::string& dir) {
   namespace fs = std::filesystem;
   if (dir.empty()) return ClipTokenizer();

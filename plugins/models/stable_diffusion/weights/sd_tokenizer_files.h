@@ -31,5 +31,8 @@ ClipTokenizer load_folder_tokenizer(const std::string& dir);
 /// The tokenizer of loaded weights: load_folder_tokenizer(weights.tokenizer_dir) when the source
 /// had a tokenizer folder, else CLIP's built-in one padding with default_pad_token(weights).
 ClipTokenizer weights_tokenizer(const SdWeights& weights);
+/// SDXL's second tokenizer: load_folder_tokenizer(weights.tokenizer_2_dir) when the source had
+/// one, else CLIP's built-in one padding with "!" as OpenCLIP's tokenizer does.
+ClipTokenizer weights_tokenizer_2(const SdWeights& weights);
 
 }  // namespace sdtrain

@@ -1,9 +1,11 @@
-// SD 2.x's original single-file layout end to end, on the sampling fixture's tiny SD 2-shaped
-// pipeline (gelu text encoder, per-block heads, linear projections, v-prediction): sdconvert
-// writes cond_stage_model.model.* as OpenCLIP names it, diffusers' own single-file conversion and
-// from_single_file read it back to the same weights, the round trip to a diffusers folder is bit
-// for bit, and sdsample draws diffusers' image from the single file. A file that cannot tell its
-// prediction type is refused where it matters, naming --prediction-type.
+// The original single-file layouts of SD 2.x and SDXL end to end, on the sampling fixture's tiny
+// pipelines. SD 2.x (gelu text encoder, per-block heads, linear projections, v-prediction):
+// sdconvert writes cond_stage_model.model.* as OpenCLIP names it, diffusers' own single-file
+// conversion and from_single_file read it back to the same weights, the round trip to a diffusers
+// folder is bit for bit, and sdsample draws diffusers' image from the single file; a file that
+// cannot tell its prediction type is refused where it matters, naming --prediction-type. SDXL:
+// sdsample draws StableDiffusionXLPipeline's images from sdconvert's single file, and refuses
+// text encoders whose widths do not fit the UNet, naming both.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -26,20 +28,61 @@ fs::path fixture() { return test::fixture_dir("sampling_reference"); }
 fs::path pipeline() { return fixture() / "pipeline_sd2"; }
 std::string tool(const char* name) { return (test::binary_dir() / "bin" / name).string(); }
 
-/// The fixture's pipeline converted by sdconvert into `dir`: .safetensors (the configs in its
+/// A fixture pipeline converted by sdconvert into `dir`: .safetensors (the configs in its
 /// metadata) and from that a .ckpt (no configs).
 struct SingleFiles {
   fs::path safetensors, ckpt;
 };
 
-SingleFiles convert_into(const fs::path& dir) {
-  SingleFiles out{dir / "sd2.safetensors", dir / "sd2.ckpt"};
+SingleFiles convert_into(const fs::path& dir, const fs::path& source = pipeline()) {
+  SingleFiles out{dir / "model.safetensors", dir / "model.ckpt"};
   std::string log;
-  EXPECT_EQ(test::run_command(tool("sdconvert") + " --input " + pipeline().string() + " --output " +
+  EXPECT_EQ(test::run_command(tool("sdconvert") + " --input " + source.string() + " --output " +
                                   out.safetensors.string(), &log), 0) << log;
   EXPECT_EQ(test::run_command(tool("sdconvert") + " --input " + out.safetensors.string() + " --output " +
                                   out.ckpt.string(), &log), 0) << log;
   return out;
+}
+
+nlohmann::json fixture_cases() {
+  std::ifstream in(fixture() / "cases.json");
+  return nlohmann::json::parse(in);
+}
+
+/// The fixture's case `name` (fails the test when there is none).
+nlohmann::json fixture_case(const std::string& name) {
+  const nlohmann::json all = fixture_cases();  // a temporary's member would dangle in the loop
+  for (const auto& c : all["cases"]) {
+    if (c["name"] == name) return c;
+  }
+  ADD_FAILURE() << "the fixture has no case " << name;
+  return {};
+}
+
+/// sdsample drawing case `c` from `model` into `outdir`, `n` images, `extra` flags appended.
+std::string sdsample_command(const nlohmann::json& c, const fs::path& model, const fs::path& outdir, int n,
+                             const std::string& extra = "") {
+  const std::string size = std::to_string(fixture_cases()["size"].get<int>());
+  std::string command = tool("sdsample") + " --model " + model.string() + " --prompt '" +
+                        c["prompt"].get<std::string>() + "' --n-samples " + std::to_string(n) + " --steps " +
+                        std::to_string(c["steps"].get<int>()) + " --scale " + std::to_string(c["scale"].get<double>()) +
+                        " --sampler " + c.value("sampler", c["name"].get<std::string>()) + " --seed " +
+                        std::to_string(c["seed"].get<int>()) + " --H " + size + " --W " + size +
+                        " --device cpu --outdir " + outdir.string() + extra;
+  if (!c["negative"].get<std::string>().empty()) command += " --negative-prompt '" + c["negative"].get<std::string>() + "'";
+  if (c.contains("rescale")) command += " --guidance-rescale " + std::to_string(c["rescale"].get<double>());
+  return command;
+}
+
+/// The images sdsample wrote into `outdir` are the fixture's reference images of case `c`.
+void expect_reference_images(const nlohmann::json& c, const fs::path& outdir) {
+  for (int i = 0; i < c["n"].get<int>(); ++i) {
+    char file[16];
+    std::snprintf(file, sizeof(file), "%05d.png", i);
+    const Image ours = read_image_file((outdir / "samples" / file).string(), 0);
+    const std::string name = c["name"].get<std::string>() + "_" + std::to_string(i) + ".png";
+    EXPECT_GE(test::psnr(ours, read_image_file((fixture() / "reference" / name).string(), 0)), 40.0) << name;
+  }
 }
 
 /// check_original.py against the fixture's pipeline; expects "OK".
@@ -106,33 +149,16 @@ TEST(Sd2SingleFile, BackToADiffusersFolderBitForBitWithThePredictionTypeGiven) {
 }
 
 TEST(Sd2SingleFile, SdsampleDrawsDiffusersImageFromTheSingleFile) {
-  std::ifstream in(fixture() / "cases.json");
-  const nlohmann::json all = nlohmann::json::parse(in);
-  const int size = all["size"].get<int>();
-  nlohmann::json sd2_case;
-  for (const auto& c : all["cases"]) {
-    if (c["name"] == "sd2_ddim_v") sd2_case = c;
-  }
-  ASSERT_FALSE(sd2_case.is_null()) << "the fixture has no sd2_ddim_v case";
+  const nlohmann::json sd2_case = fixture_case("sd2_ddim_v");
   const fs::path dir = test::scratch_dir();
   const SingleFiles files = convert_into(dir);
   const fs::path outdir = dir / "from_single_file";
   auto command = [&](const fs::path& model, const std::string& extra, const fs::path& to, int n) {
-    return tool("sdsample") + " --model " + model.string() + " --prompt '" + sd2_case["prompt"].get<std::string>() +
-           "' --n-samples " + std::to_string(n) + " --steps " +
-           std::to_string(sd2_case["steps"].get<int>()) + " --scale " + std::to_string(sd2_case["scale"].get<double>()) +
-           " --sampler ddim --seed " + std::to_string(sd2_case["seed"].get<int>()) + " --H " + std::to_string(size) +
-           " --W " + std::to_string(size) + " --device cpu --outdir " + to.string() + extra;
+    return sdsample_command(sd2_case, model, to, n, extra);
   };
   std::string out;
   ASSERT_EQ(test::run_command(command(files.safetensors, "", outdir, sd2_case["n"].get<int>()), &out), 0) << out;
-  for (int i = 0; i < sd2_case["n"].get<int>(); ++i) {
-    char file[16];
-    std::snprintf(file, sizeof(file), "%05d.png", i);
-    const Image ours = read_image_file((outdir / "samples" / file).string(), 0);
-    const Image reference = read_image_file((fixture() / "reference" / ("sd2_ddim_v_" + std::to_string(i) + ".png")).string(), 0);
-    EXPECT_GE(test::psnr(ours, reference), 40.0) << "image " << i;
-  }
+  expect_reference_images(sd2_case, outdir);
   // The .ckpt carries no scheduler config: refused without --prediction-type.
   const fs::path refused = dir / "refused";
   EXPECT_EQ(test::run_command(command(files.ckpt, "", refused, 1), &out), 2) << out;
@@ -145,6 +171,46 @@ TEST(Sd2SingleFile, SdsampleDrawsDiffusersImageFromTheSingleFile) {
   ASSERT_EQ(test::run_command(command(files.safetensors, " --prediction-type epsilon", as_epsilon, 1), &out), 0) << out;
   const Image other = read_image_file((as_epsilon / "samples" / "00000.png").string(), 0);
   EXPECT_LT(test::psnr(other, read_image_file((fixture() / "reference" / "sd2_ddim_v_0.png").string(), 0)), 30.0);
+}
+
+TEST(SdxlSingleFile, SdsampleDrawsStableDiffusionXLPipelinesImagesFromTheSingleFile) {
+  const fs::path dir = test::scratch_dir();
+  const SingleFiles files = convert_into(dir, fixture() / "pipeline_xl");
+  SafetensorsReader file(files.safetensors.string());
+  EXPECT_TRUE(file.contains("conditioner.embedders.1.model.text_projection"));
+  for (const char* name : {"sdxl_euler", "sdxl_ddim"}) {
+    const nlohmann::json c = fixture_case(name);
+    const fs::path outdir = dir / name;
+    std::string out;
+    ASSERT_EQ(test::run_command(sdsample_command(c, files.safetensors, outdir, c["n"].get<int>()), &out), 0) << out;
+    expect_reference_images(c, outdir);
+  }
+}
+
+/// A copy of the fixture's SDXL pipeline in `dir` with `key` of `component`'s config.json set to
+/// `value`.
+fs::path xl_with_config(const fs::path& dir, const std::string& component, const std::string& key, int value) {
+  const fs::path copy = dir / ("xl_" + component + "_" + key);
+  fs::copy(fixture() / "pipeline_xl", copy, fs::copy_options::recursive);
+  const fs::path config = copy / component / "config.json";
+  nlohmann::json json = nlohmann::json::parse(read_file(config.string()));
+  json[key] = value;
+  std::ofstream(config) << json.dump(2);
+  return copy;
+}
+
+TEST(SdxlSingleFile, TextEncodersThatDoNotFitTheUnetAreRefusedNamingBoth) {
+  const fs::path dir = test::scratch_dir();
+  const nlohmann::json c = fixture_case("sdxl_euler");
+  std::string out;
+  EXPECT_EQ(test::run_command(sdsample_command(c, xl_with_config(dir, "text_encoder_2", "projection_dim", 20),
+                                               dir / "out", 1), &out), 2) << out;
+  EXPECT_NE(out.find("projection_class_embeddings_input_dim 64 is not text_encoder_2's projection_dim 20"),
+            std::string::npos) << out;
+  EXPECT_EQ(test::run_command(sdsample_command(c, xl_with_config(dir, "unet", "cross_attention_dim", 96),
+                                               dir / "out", 1), &out), 2) << out;
+  EXPECT_NE(out.find("cross_attention_dim 96 is not the text encoders' width 80"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir / "out" / "samples"));
 }
 
 }  // namespace
