@@ -222,7 +222,9 @@ bool DataLoader::load_pixels(const Dataset& dataset, int64_t index, uint64_t sam
   const TransformPlan plan = plan_for(width, height, sample_seed, slot, name);
   origin->original_width = width;
   origin->original_height = height;
-  origin->crop_left = plan.crop_x;
+  // The plan crops, then flips; the same pixels are the flipped image cropped at the mirrored
+  // offset, which is where diffusers' SDXL script (flip, then crop) measures the crop.
+  origin->crop_left = plan.flip ? plan.resized_width - plan.crop_x - plan.crop_width : plan.crop_x;
   origin->crop_top = plan.crop_y;
   origin->flip = plan.flip;
   origin->deterministic = plan_fixed_given_flip(plan, options_.transforms);

@@ -32,10 +32,11 @@ struct PixelsOrigin {
   /// and caching them pays. False when a random crop had a choice of window: caching such a
   /// sample would hardly ever hit and would grow without bound, so models do not cache it.
   bool deterministic = false;
-  /// The image's size before any resize, and the crop's top-left corner in the resized image
-  /// (before the flip): what SDXL's micro-conditioning reads (original_size,
-  /// crops_coords_top_left; the target size is the batch's). Always filled by the training data
-  /// loader, cache or not.
+  /// The image's size before any resize, and the crop's top-left corner in the resized image as
+  /// the sample's pixels show it: for a flipped sample, in the flipped resized image (diffusers'
+  /// SDXL training script flips before it crops). What SDXL's micro-conditioning reads
+  /// (original_size, crops_coords_top_left; the target size is the batch's). Always filled by the
+  /// training data loader, cache or not.
   int original_width = 0;
   int original_height = 0;
   int crop_left = 0;

@@ -17,6 +17,7 @@
 #include "framework/io/safetensors_reader.h"
 #include "framework/util/file_util.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
+#include "tests/common/reference_check.h"
 #include "tests/common/test_env.h"
 
 namespace fs = std::filesystem;
@@ -87,13 +88,7 @@ void expect_reference_images(const nlohmann::json& c, const fs::path& outdir) {
 
 /// check_original.py against the fixture's pipeline; expects "OK".
 void expect_diffusers_agrees(const std::vector<std::string>& checks) {
-  std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
-                        (test::source_dir() / "tests" / "weights" / "check_original.py").string() + " --ref " +
-                        pipeline().string();
-  for (const auto& check : checks) command += " --check " + check;
-  std::string out;
-  EXPECT_EQ(test::run_command(command, &out), 0) << command << "\n" << out;
-  EXPECT_NE(out.find("OK"), std::string::npos) << out;
+  test::expect_reference_check("weights/check_original.py", pipeline(), checks);
 }
 
 TEST(Sd2SingleFile, OpenClipLayoutThatDiffusersReads) {

@@ -1,5 +1,5 @@
-// A model family the stable_diffusion plugin cannot train yet is refused when the model is built,
-// naming the option, rather than failing at the first step.
+// Options of mismatched families are refused when the model is built, naming the options, rather
+// than failing at the first step (SDXL's own combinations: sd_sdxl_training_test.cpp).
 #include <gtest/gtest.h>
 
 #include <string>
@@ -10,7 +10,7 @@
 namespace sdtrain {
 namespace {
 
-TEST(SdFamilyConfig, AnSdxlUnetIsRefusedAtConstructionNamingTheOption) {
+TEST(SdFamilyConfig, AnSdxlUnetWithoutASecondTextEncoderIsRefusedNamingBoth) {
   anchor_builtin_plugins();
   StableDiffusionOptions options = testing::tiny_options("");
   options.mutable_unet()->set_addition_embed_type("text_time");
@@ -21,6 +21,7 @@ TEST(SdFamilyConfig, AnSdxlUnetIsRefusedAtConstructionNamingTheOption) {
     FAIL() << "expected ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("unet.addition_embed_type"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("needs text_encoder_2"), std::string::npos) << e.what();
   }
 }
 

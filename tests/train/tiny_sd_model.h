@@ -30,16 +30,38 @@ inline StableDiffusionOptions tiny_options(const std::string& extra) {
   return options;
 }
 
+/// The tiny model made SDXL-shaped: a second text encoder of width 48 with a 16-wide projection,
+/// the UNet's context the two widths together, linear projections and the text_time embedding
+/// (16 + 6 x 8 inputs).
+inline void make_sdxl(StableDiffusionOptions& options) {
+  UNet2DConditionConfig& unet = *options.mutable_unet();
+  unet.set_cross_attention_dim(32 + 48);
+  unet.set_use_linear_projection(true);
+  unet.set_addition_embed_type("text_time");
+  unet.set_addition_time_embed_dim(8);
+  unet.set_projection_class_embeddings_input_dim(16 + 6 * 8);
+  ClipTextConfig& second = *options.mutable_text_encoder_2();
+  second.set_hidden_size(48);
+  second.set_intermediate_size(53);
+  second.set_num_hidden_layers(2);
+  second.set_num_attention_heads(4);
+  second.set_hidden_act("gelu");
+  second.set_projection_dim(16);
+}
+
 /// The same random weights for the same seed (as a run initialises them from run.seed).
+/// `sdxl`: shaped by make_sdxl.
 inline std::unique_ptr<StableDiffusionModel> make_tiny_model(const std::string& extra, uint64_t seed = 3,
                                                              const std::filesystem::path& base_dir = ".",
-                                                             torch::ScalarType compute_dtype = torch::kFloat32) {
+                                                             torch::ScalarType compute_dtype = torch::kFloat32,
+                                                             bool sdxl = false) {
   anchor_builtin_plugins();
   torch::manual_seed(seed);
   PluginContext context;
   context.base_dir = base_dir.string();
   context.compute_dtype = compute_dtype;
   StableDiffusionOptions options = tiny_options(extra);
+  if (sdxl) make_sdxl(options);
   if (options.first_stage() == StableDiffusionOptions::PIXELS) {
     options.mutable_unet()->set_in_channels(3);
     options.mutable_unet()->set_out_channels(3);

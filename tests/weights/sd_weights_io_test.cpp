@@ -10,6 +10,7 @@
 #include "plugins/models/stable_diffusion/weights/sd_tokenizer_files.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
 #include "sdtrain/errors.h"
+#include "tests/common/reference_check.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {
@@ -21,13 +22,7 @@ std::string sdconvert() { return (test::binary_dir() / "bin" / "sdconvert").stri
 
 /// Runs check_original.py over `checks` (see its docstring); expects "OK".
 void expect_diffusers_agrees(const std::vector<std::string>& checks) {
-  std::string out;
-  std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
-                        (test::source_dir() / "tests" / "weights" / "check_original.py").string() + " --ref " +
-                        reference().string();
-  for (const auto& check : checks) command += " --check " + check;
-  EXPECT_EQ(test::run_command(command, &out), 0) << command << "\n" << out;
-  EXPECT_NE(out.find("OK"), std::string::npos) << out;
+  test::expect_reference_check("weights/check_original.py", reference(), checks);
 }
 
 int run_sdconvert(const std::string& args, std::string* out) { return test::run_command(sdconvert() + " " + args, out); }

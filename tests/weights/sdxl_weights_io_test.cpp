@@ -14,6 +14,7 @@
 #include "framework/util/file_util.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights_io.h"
 #include "sdtrain/errors.h"
+#include "tests/common/reference_check.h"
 #include "tests/common/test_env.h"
 #include "tests/train/tiny_sd_model.h"
 
@@ -31,13 +32,7 @@ void convert(const std::string& args) {
 
 /// check_original_xl.py against the fixture's pipeline; expects "OK".
 void expect_diffusers_agrees(const std::vector<std::string>& checks) {
-  std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
-                        (test::source_dir() / "tests" / "weights" / "check_original_xl.py").string() + " --ref " +
-                        reference().string();
-  for (const auto& check : checks) command += " --check " + check;
-  std::string out;
-  EXPECT_EQ(test::run_command(command, &out), 0) << command << "\n" << out;
-  EXPECT_NE(out.find("OK"), std::string::npos) << out;
+  test::expect_reference_check("weights/check_original_xl.py", reference(), checks);
 }
 
 nlohmann::json read_json(const fs::path& path) { return nlohmann::json::parse(read_file(path.string())); }

@@ -59,16 +59,36 @@ ordered_json or_null(bool set, const T& value) {
   return set ? ordered_json(value) : ordered_json(nullptr);
 }
 
+/// A text encoder's config.json: the source's (else shape-inferred), the option-defined fields
+/// from `t`.
+std::string text_encoder_config(const ClipTextConfig& t, const std::map<std::string, std::string>& source_configs,
+                                const std::string& component, const NamedTensors& tensors) {
+  ordered_json clip = base_config(source_configs, component, infer_clip_config_json(tensors, t.hidden_act()));
+  clip["num_attention_heads"] = t.num_attention_heads();
+  clip["hidden_act"] = t.hidden_act();
+  clip["layer_norm_eps"] = decimal(t.layer_norm_eps());
+  clip["eos_token_id"] = t.eos_token_id();
+  if (t.projection_dim() > 0) {
+    clip["projection_dim"] = t.projection_dim();
+    clip["architectures"] = ordered_json::array({"CLIPTextModelWithProjection"});
+  }
+  return clip.dump(2) + "\n";
+}
+
 }  // namespace
 
 SdWeights weights_for_export(const SdNetworks& networks, const StableDiffusionOptions& options,
                              const std::map<std::string, std::string>& source_configs,
-                             const std::string& tokenizer_dir) {
+                             const std::string& tokenizer_dir, const std::string& tokenizer_2_dir) {
   SdWeights weights;
   weights.unet = on_cpu(*networks.unet);
   weights.vae = on_cpu(*networks.vae);
   weights.text_encoder = on_cpu(*networks.text_encoder);
   weights.tokenizer_dir = tokenizer_dir;
+  if (networks.text_encoder_2) {
+    weights.text_encoder_2 = on_cpu(*networks.text_encoder_2);
+    weights.tokenizer_2_dir = tokenizer_2_dir;
+  }
 
   const UNet2DConditionConfig& u = options.unet();
   ordered_json unet = base_config(source_configs, "unet", infer_unet_config_json(weights.unet));
@@ -98,17 +118,12 @@ SdWeights weights_for_export(const SdNetworks& networks, const StableDiffusionOp
   vae["scaling_factor"] = decimal(v.scaling_factor());
   weights.configs["vae"] = vae.dump(2) + "\n";
 
-  const ClipTextConfig& t = options.text_encoder();
-  ordered_json clip = base_config(source_configs, "text_encoder", infer_clip_config_json(weights.text_encoder));
-  clip["num_attention_heads"] = t.num_attention_heads();
-  clip["hidden_act"] = t.hidden_act();
-  clip["layer_norm_eps"] = decimal(t.layer_norm_eps());
-  clip["eos_token_id"] = t.eos_token_id();
-  if (t.projection_dim() > 0) {
-    clip["projection_dim"] = t.projection_dim();
-    clip["architectures"] = ordered_json::array({"CLIPTextModelWithProjection"});
+  weights.configs["text_encoder"] =
+      text_encoder_config(options.text_encoder(), source_configs, "text_encoder", weights.text_encoder);
+  if (networks.text_encoder_2) {
+    weights.configs["text_encoder_2"] =
+        text_encoder_config(options.text_encoder_2(), source_configs, "text_encoder_2", weights.text_encoder_2);
   }
-  weights.configs["text_encoder"] = clip.dump(2) + "\n";
 
   const auto scheduler = source_configs.find("scheduler");
   if (scheduler != source_configs.end()) weights.configs["scheduler"] = scheduler->second;

@@ -18,10 +18,11 @@ namespace sdtrain {
 /// otherwise. They may therefore share storage with the networks: write them, do not modify them. `source_configs` are the
 /// config.json texts of the weights the model was loaded from (may be empty): kept as the base
 /// of each component's config, with the option-defined fields set from `options`; components
-/// without one start from the shape-inferred config. `tokenizer_dir` (may be empty) is the
-/// tokenizer folder to ship.
+/// without one start from the shape-inferred config. `tokenizer_dir` / `tokenizer_2_dir` (may be
+/// empty) are the tokenizer folders to ship. SDXL's second text encoder (networks.text_encoder_2)
+/// is exported beside the first, with its config.
 SdWeights weights_for_export(const SdNetworks& networks, const StableDiffusionOptions& options,
                              const std::map<std::string, std::string>& source_configs,
-                             const std::string& tokenizer_dir);
+                             const std::string& tokenizer_dir, const std::string& tokenizer_2_dir = "");
 
 }  // namespace sdtrain

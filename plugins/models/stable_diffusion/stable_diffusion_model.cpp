@@ -10,6 +10,7 @@
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/sd_adapter_export.h"
 #include "plugins/models/stable_diffusion/sd_export.h"
+#include "plugins/models/stable_diffusion/sd_size_conditioning.h"
 #include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
 #include "plugins/models/stable_diffusion/weights/sd_tokenizer_files.h"
 #include "plugins/models/stable_diffusion/weights/sd_weights.h"
@@ -73,6 +74,41 @@ torch::Tensor stack_on_device(const std::vector<torch::Tensor>& rows, const torc
   return torch::stack(placed);
 }
 
+/// The UNet's conditioning inputs must be what the text encoders give: the context's width (both
+/// encoders' with text_encoder_2), and SDXL's text_time embedding exactly when there is a second
+/// encoder, fed its projection plus 6 size embeddings. ConfigError naming the fields.
+void check_conditioning_options(const StableDiffusionOptions& options) {
+  const UNet2DConditionConfig& unet = options.unet();
+  const bool sdxl = options.has_text_encoder_2();
+  if (!unet.addition_embed_type().empty() && !sdxl) {
+    throw ConfigError("unet.addition_embed_type: \"" + unet.addition_embed_type() +
+                      "\" (SDXL's conditioning) needs text_encoder_2, SDXL's second text encoder (docs/model-families.md)");
+  }
+  const int64_t width = options.text_encoder().hidden_size() + (sdxl ? options.text_encoder_2().hidden_size() : 0);
+  if (unet.cross_attention_dim() != width) {
+    throw ConfigError("unet.cross_attention_dim: " + std::to_string(unet.cross_attention_dim()) + " must equal " +
+                      (sdxl ? "text_encoder.hidden_size " + std::to_string(options.text_encoder().hidden_size()) +
+                                  " + text_encoder_2.hidden_size " +
+                                  std::to_string(options.text_encoder_2().hidden_size()) + " = " + std::to_string(width)
+                            : "text_encoder.hidden_size " + std::to_string(width)));
+  }
+  if (!sdxl) return;
+  if (unet.addition_embed_type() != "text_time") {
+    throw ConfigError("text_encoder_2: set (SDXL), so unet.addition_embed_type must be \"text_time\"; it is \"" +
+                      unet.addition_embed_type() + "\"");
+  }
+  const int64_t pooled = options.text_encoder_2().projection_dim();
+  if (pooled <= 0) throw ConfigError("text_encoder_2.projection_dim: must be > 0 (SDXL pools through the projection)");
+  const int64_t expected = pooled + 6 * unet.addition_time_embed_dim();
+  if (unet.projection_class_embeddings_input_dim() != expected) {
+    throw ConfigError("unet.projection_class_embeddings_input_dim: " +
+                      std::to_string(unet.projection_class_embeddings_input_dim()) +
+                      " must equal text_encoder_2.projection_dim " + std::to_string(pooled) +
+                      " + 6 x unet.addition_time_embed_dim " + std::to_string(unet.addition_time_embed_dim()) + " = " +
+                      std::to_string(expected));
+  }
+}
+
 /// The UNet and the text encoder as one module, for training both: parameters named "unet.*" and
 /// "text_encoder.*".
 struct UNetAndTextEncoder : torch::nn::Module {
@@ -89,16 +125,22 @@ void StableDiffusionModel::load_weights(const std::string& path) {
   SdLoadOptions load;
   load.strict = options_.strict_weights();
   SdWeights weights = load_sd_weights(path, load);
-  if (weights.is_sdxl()) {
+  if (weights.is_sdxl() && !networks_.text_encoder_2) {
     // Whatever the strictness: half of an SDXL model in an SD v1/2.x-shaped one is no model.
     const WeightIssues unet_issues = match_state_dict(weights.unet, module_state_dict(*networks_.unet), "unet.");
     throw FormatError(path + ": an SDXL model (a second text encoder, text_encoder_2: " +
                       std::to_string(weights.text_encoder_2.size()) +
                       " tensors, and the UNet's add_embedding), but the model is configured with one text encoder "
-                      "(SD v1 / 2.x); what the configured UNet does not match:\n" + unet_issues.describe());
+                      "(set text_encoder_2 for SDXL); what the configured UNet does not match:\n" + unet_issues.describe());
+  }
+  if (!weights.is_sdxl() && networks_.text_encoder_2) {
+    throw FormatError(path + ": holds one text encoder, but the model is configured with text_encoder_2 (SDXL)");
   }
   load_component(*networks_.unet, weights.unet, "unet", path, options_.strict_weights());
   load_component(*networks_.text_encoder, weights.text_encoder, "text_encoder", path, options_.strict_weights());
+  if (networks_.text_encoder_2) {
+    load_component(*networks_.text_encoder_2, weights.text_encoder_2, "text_encoder_2", path, options_.strict_weights());
+  }
   if (networks_.vae) load_component(*networks_.vae, weights.vae, "vae", path, options_.strict_weights());
   if (options_.ema_from_weights() && !weights.unet_ema.empty()) {
     ema_start_ = std::move(weights.unet_ema);
@@ -107,8 +149,10 @@ void StableDiffusionModel::load_weights(const std::string& path) {
   }
   source_configs_ = weights.configs;
   source_tokenizer_dir_ = weights.tokenizer_dir;
+  source_tokenizer_2_dir_ = weights.tokenizer_2_dir;
   // The folder's tokenizer: its pad token is part of the model (SD 2.x pads with "!", v1 with EOS).
   tokenizer_ = weights_tokenizer(weights);
+  if (networks_.text_encoder_2) tokenizer_2_ = weights_tokenizer_2(weights);
   SDTRAIN_LOG(INFO) << "weights loaded from " << path << (ema_start_.empty() ? "" : " (with its EMA UNet)");
 }
 
@@ -122,21 +166,17 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
   networks_.tokenizer = &tokenizer_;
   networks_.unet = UNet2DConditionModel(options.unet());
   networks_.text_encoder = ClipTextModel(options.text_encoder());
+  if (options.has_text_encoder_2()) {
+    tokenizer_2_ = ClipTokenizer().with_pad_token("!");  // OpenCLIP's, unless the weights bring their own
+    networks_.tokenizer_2 = &tokenizer_2_;
+    networks_.text_encoder_2 = ClipTextModel(options.text_encoder_2());
+    networks_.zero_empty_negative_prompt = true;  // SDXL's pipelines: force_zeros_for_empty_prompt
+  }
   if (!pixels) {
     networks_.vae = AutoencoderKL(options.vae());
     networks_.scaling_factor = networks_.vae->scaling_factor();
   }
-  if (!options.unet().addition_embed_type().empty()) {
-    // SDXL's UNet builds, but its two text encoders and micro-conditioning are not composed yet:
-    // refused here rather than at the first step.
-    throw ConfigError("unet.addition_embed_type: \"" + options.unet().addition_embed_type() +
-                      "\" (SDXL's conditioning) is not trainable with the stable_diffusion plugin yet "
-                      "(docs/model-families.md)");
-  }
-  if (options.text_encoder().hidden_size() != options.unet().cross_attention_dim()) {
-    throw ConfigError("unet.cross_attention_dim: " + std::to_string(options.unet().cross_attention_dim()) +
-                      " must equal text_encoder.hidden_size " + std::to_string(options.text_encoder().hidden_size()));
-  }
+  check_conditioning_options(options);
   if (!options.weights().empty()) load_weights(resolve_config_path(context.base_dir, options.weights()));
   noise_scheduler_ = Registry<NoiseScheduler>::instance().create(
       options.has_noise_scheduler() ? options.noise_scheduler() : default_noise_scheduler(), context,
@@ -156,6 +196,10 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
     for (auto& parameter : networks_.text_encoder->parameters()) parameter.set_requires_grad(false);
     networks_.text_encoder->eval();
   }
+  if (networks_.text_encoder_2) {
+    for (auto& parameter : networks_.text_encoder_2->parameters()) parameter.set_requires_grad(false);
+    networks_.text_encoder_2->eval();
+  }
   if (networks_.vae) {
     for (auto& parameter : networks_.vae->parameters()) parameter.set_requires_grad(false);
     networks_.vae->eval();
@@ -165,14 +209,17 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
   const bool low_precision = options.frozen_in_compute_dtype() && context.compute_dtype != torch::kFloat32;
   text_encoder_in_compute_dtype_ = low_precision && !options.train_text_encoder();
   vae_in_compute_dtype_ = low_precision && networks_.vae;
-  if (text_encoder_in_compute_dtype_) cast_floating(*networks_.text_encoder, torch::kCPU, context.compute_dtype);
+  if (text_encoder_in_compute_dtype_) {
+    cast_floating(*networks_.text_encoder, torch::kCPU, context.compute_dtype);
+    if (networks_.text_encoder_2) cast_floating(*networks_.text_encoder_2, torch::kCPU, context.compute_dtype);
+  }
   if (vae_in_compute_dtype_) cast_floating(*networks_.vae, torch::kCPU, context.compute_dtype);
   // A frozen UNet runs under the run's autocast (its adapters are float32), which lowers its
   // Linear and Conv2d layers only; its norms keep float32 parameters as autocast expects.
   if (low_precision && lora_) cast_matmul_layers(*networks_.unet, context.compute_dtype);
   if (text_encoder_in_compute_dtype_ || vae_in_compute_dtype_) {
     std::vector<std::string> parts;
-    if (text_encoder_in_compute_dtype_) parts.emplace_back("text encoder");
+    if (text_encoder_in_compute_dtype_) parts.emplace_back(networks_.text_encoder_2 ? "text encoders" : "text encoder");
     if (vae_in_compute_dtype_) parts.emplace_back("autoencoder");
     if (low_precision && lora_) parts.emplace_back("UNet Linear and Conv2d layers");
     SDTRAIN_LOG(INFO) << "frozen " << join(parts, ", ") << " held in " << c10::toString(context.compute_dtype)
@@ -182,6 +229,10 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
 }
 
 void StableDiffusionModel::setup_text_encoder_training() {
+  if (networks_.text_encoder_2) {
+    throw ConfigError("train_text_encoder: not available with text_encoder_2 (SDXL): its text encoders stay frozen; "
+                      "train the UNet or UNet adapters");
+  }
   if (options_.cache().text_embeddings()) {
     throw ConfigError("cache.text_embeddings: cannot be on with train_text_encoder: the text encoder's output "
                       "changes as it trains");
@@ -202,6 +253,10 @@ void StableDiffusionModel::setup_text_encoder_training() {
 void StableDiffusionModel::setup_adapters() {
   if (!options_.adapter().has_lora()) throw ConfigError("adapter: set, but holds no adapter kind (lora)");
   const LoraOptions& lora = options_.adapter().lora();
+  if (lora.text_encoder() && networks_.text_encoder_2) {
+    throw ConfigError("adapter.lora.text_encoder: not available with text_encoder_2 (SDXL) yet: its text encoders "
+                      "stay frozen; the UNet's adapters train");
+  }
   if (lora.text_encoder() && options_.cache().text_embeddings()) {
     throw ConfigError("cache.text_embeddings: cannot be on with adapter.lora.text_encoder: the text encoder's "
                       "output changes as its adapters train");
@@ -272,7 +327,10 @@ void StableDiffusionModel::setup_caches(const PluginContext& context) {
     latent_cache_ = std::make_shared<SdLatentCache>(dir, module_fingerprint(*networks_.vae), tag, memory_limit);
   }
   if (cache.text_embeddings()) {
-    text_cache_ = std::make_unique<SdTextCache>(dir, module_fingerprint(*networks_.text_encoder), tag, memory_limit);
+    // Keyed by every encoder the conditioning comes from (SDXL: both).
+    std::string encoders = module_fingerprint(*networks_.text_encoder);
+    if (networks_.text_encoder_2) encoders += "+" + module_fingerprint(*networks_.text_encoder_2);
+    text_cache_ = std::make_unique<SdTextCache>(dir, encoders, tag, memory_limit);
   }
   std::string where = "on disk in " + dir;
   if (dir.empty()) {
@@ -400,44 +458,89 @@ torch::Tensor StableDiffusionModel::encode_moments(const torch::Tensor& pixels) 
   return torch::cat({posterior.mean(), posterior.logvar()}, 1).to(torch::kFloat32);
 }
 
-torch::Tensor StableDiffusionModel::encode_captions(const std::vector<std::string>& captions) {
-  if (!text_encoder_in_compute_dtype_) return encode_prompts(networks_, captions, device_);
+PromptConditioning StableDiffusionModel::encode_captions(const std::vector<std::string>& captions) {
+  if (!text_encoder_in_compute_dtype_) return encode_prompt_conditioning(networks_, captions, device_);
   AutocastDisabled plain(device_.type());
-  return encode_prompts(networks_, captions, device_).to(torch::kFloat32);
+  PromptConditioning encoded = encode_prompt_conditioning(networks_, captions, device_);
+  encoded.context = encoded.context.to(torch::kFloat32);
+  if (encoded.text_embeds.defined()) encoded.text_embeds = encoded.text_embeds.to(torch::kFloat32);
+  return encoded;
 }
 
-torch::Tensor StableDiffusionModel::text_context(const Batch& batch) {
+namespace {
+
+/// One caption's conditioning as one cache row: the context, with a pooled embedding flattened
+/// and followed by it (so that both are stored, and found, together).
+torch::Tensor cache_row(const PromptConditioning& encoded, int64_t j) {
+  if (!encoded.text_embeds.defined()) return encoded.context[j];
+  return torch::cat({encoded.context[j].flatten(), encoded.text_embeds[j]});
+}
+
+/// Stacked cache rows [B, ...] back into the conditioning; `pooled` is the pooled width (0: none).
+PromptConditioning from_cache_rows(const torch::Tensor& rows, int64_t context_width, int64_t pooled) {
+  if (pooled == 0) return {rows, {}};
+  const int64_t batch = rows.size(0);
+  const int64_t context = rows.size(1) - pooled;
+  return {rows.narrow(1, 0, context).view({batch, context / context_width, context_width}), rows.narrow(1, context, pooled)};
+}
+
+}  // namespace
+
+PromptConditioning StableDiffusionModel::text_conditioning(const Batch& batch) {
   torch::AutoGradMode grad_mode(text_encoder_trained_ && torch::GradMode::is_enabled());
-  if (!text_cache_) return encode_captions(batch.captions);
-  TORCH_CHECK(autocast_tag(device_) == text_cache_->precision(), "stable_diffusion: the text cache holds ",
-              text_cache_->precision(), " encoder outputs but training_loss runs in ", autocast_tag(device_));
-  std::unordered_map<std::string, torch::Tensor> embeddings;
-  std::vector<std::string> missing;
-  for (const std::string& caption : batch.captions) {
-    if (embeddings.count(caption)) {
-      count(batch, &SdCacheCounts::text_hits);
-      continue;
+  const int64_t pooled = networks_.text_encoder_2 ? networks_.text_encoder_2->config().projection_dim() : 0;
+  PromptConditioning conditioning;
+  if (!text_cache_) {
+    conditioning = encode_captions(batch.captions);
+  } else {
+    TORCH_CHECK(autocast_tag(device_) == text_cache_->precision(), "stable_diffusion: the text cache holds ",
+                text_cache_->precision(), " encoder outputs but training_loss runs in ", autocast_tag(device_));
+    std::unordered_map<std::string, torch::Tensor> embeddings;
+    std::vector<std::string> missing;
+    for (const std::string& caption : batch.captions) {
+      if (embeddings.count(caption)) {
+        count(batch, &SdCacheCounts::text_hits);
+        continue;
+      }
+      torch::Tensor found = text_cache_->find(caption);
+      if (found.defined()) {
+        count(batch, &SdCacheCounts::text_hits);
+      } else {
+        count(batch, &SdCacheCounts::text_misses);
+        missing.push_back(caption);
+      }
+      embeddings[caption] = found;  // undefined until encoded below
     }
-    torch::Tensor found = text_cache_->find(caption);
-    if (found.defined()) {
-      count(batch, &SdCacheCounts::text_hits);
-    } else {
-      count(batch, &SdCacheCounts::text_misses);
-      missing.push_back(caption);
+    if (!missing.empty()) {
+      const PromptConditioning encoded = encode_captions(missing);
+      for (std::size_t j = 0; j < missing.size(); ++j) {
+        embeddings[missing[j]] = cache_row(encoded, static_cast<int64_t>(j));
+        text_cache_->store(missing[j], embeddings[missing[j]]);
+      }
     }
-    embeddings[caption] = found;  // undefined until encoded below
+    std::vector<torch::Tensor> rows;
+    rows.reserve(batch.captions.size());
+    for (const std::string& caption : batch.captions) rows.push_back(embeddings.at(caption));
+    conditioning = from_cache_rows(stack_on_device(rows, device_), options_.unet().cross_attention_dim(), pooled);
   }
-  if (!missing.empty()) {
-    const torch::Tensor encoded = encode_captions(missing);
-    for (std::size_t j = 0; j < missing.size(); ++j) {
-      embeddings[missing[j]] = encoded[static_cast<int64_t>(j)];
-      text_cache_->store(missing[j], embeddings[missing[j]]);
+  if (networks_.zero_empty_negative_prompt) {
+    // SDXL's unconditional is zeros (force_zeros_for_empty_prompt): a dropped caption trains it.
+    std::vector<float> keep;
+    for (const std::string& caption : batch.captions) keep.push_back(caption.empty() ? 0.0f : 1.0f);
+    if (std::find(keep.begin(), keep.end(), 0.0f) != keep.end()) {
+      const torch::Tensor mask = torch::tensor(keep).to(device_);
+      conditioning.context = conditioning.context * mask.view({-1, 1, 1}).to(conditioning.context.scalar_type());
+      conditioning.text_embeds = conditioning.text_embeds * mask.view({-1, 1}).to(conditioning.text_embeds.scalar_type());
     }
   }
-  std::vector<torch::Tensor> rows;
-  rows.reserve(batch.captions.size());
-  for (const std::string& caption : batch.captions) rows.push_back(embeddings.at(caption));
-  return stack_on_device(rows, device_);
+  return conditioning;
+}
+
+torch::Tensor StableDiffusionModel::size_conditioning(const Batch& batch, int64_t height, int64_t width) const {
+  torch::Tensor host =
+      training_size_time_ids(batch.origins, static_cast<int64_t>(batch.captions.size()), height, width);
+  if (device_.is_cuda()) host = host.pin_memory();
+  return host.to(device_, /*non_blocking=*/true);
 }
 
 StableDiffusionModel::SampleDraws StableDiffusionModel::draw_per_sample(std::vector<at::Generator>& generators,
@@ -507,9 +610,15 @@ torch::Tensor StableDiffusionModel::training_loss(const Batch& batch) {
   const torch::Tensor& noise_batch = draws.noise;
   const torch::Tensor& t = draws.timesteps;
 
-  const torch::Tensor context = text_context(batch);
+  const PromptConditioning conditioning = text_conditioning(batch);
+  UNetAddedConditions added;
+  if (networks_.text_encoder_2) {
+    const int64_t factor = networks_.vae ? networks_.vae->downsample_factor() : 1;
+    added.text_embeds = conditioning.text_embeds;
+    added.time_ids = size_conditioning(batch, latents.size(2) * factor, latents.size(3) * factor);
+  }
   const torch::Tensor noisy = noise_scheduler_->add_noise(latents, noise_batch, t);
-  const torch::Tensor prediction = networks_.unet->forward(noisy, t, context);
+  const torch::Tensor prediction = networks_.unet->forward(noisy, t, conditioning.context, added);
   const torch::Tensor target =
       noise::training_target(noise_scheduler_->prediction_type(), alphas_cumprod_, latents, noise_batch, t);
   torch::Tensor per_sample = (prediction.to(torch::kFloat32) - target.to(torch::kFloat32)).pow(2).reshape({size, -1}).mean(1);
@@ -603,11 +712,11 @@ void StableDiffusionModel::merge_adapters() {
 
 SdWeights StableDiffusionModel::merged_weights() {
   merge_adapters();
-  return weights_for_export(networks_, options_, source_configs_, source_tokenizer_dir_);
+  return weights_for_export(networks_, options_, source_configs_, source_tokenizer_dir_, source_tokenizer_2_dir_);
 }
 
 SDTRAIN_REGISTER_MODEL("stable_diffusion", StableDiffusionOptions,
-                       "Stable Diffusion v1: UNet fine-tuned, autoencoder and CLIP text encoder frozen",
+                       "Stable Diffusion v1 / 2.x / SDXL: UNet fine-tuned, autoencoder and CLIP text encoders frozen",
                        [](const StableDiffusionOptions& options, const PluginContext& context) {
                          return std::make_unique<StableDiffusionModel>(options, context);
                        });

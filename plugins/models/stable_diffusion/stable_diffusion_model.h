@@ -124,14 +124,19 @@ class StableDiffusionModel : public Model {
   void seed_adapter_dropout(const Batch& batch) const;
   /// Posterior moments [B, 2C, h, w] of every sample: cached, or encoded from batch pixels.
   torch::Tensor posterior_moments(const Batch& batch, const torch::Tensor& pixels);
-  /// The UNet's context [B, 77, hidden] for the batch's captions, through the text cache if on.
-  torch::Tensor text_context(const Batch& batch);
+  /// The UNet's text conditioning for the batch's captions (context [B, 77, cross_attention_dim];
+  /// with text_encoder_2 also the pooled text_embeds), through the text cache if on. With
+  /// text_encoder_2 an empty caption (caption dropout) conditions on zeros, as SDXL's pipelines
+  /// treat the empty prompt (force_zeros_for_empty_prompt).
+  PromptConditioning text_conditioning(const Batch& batch);
+  /// SDXL's size conditioning of the batch [B, 6] on the device (training_size_time_ids).
+  torch::Tensor size_conditioning(const Batch& batch, int64_t height, int64_t width) const;
   /// The autoencoder's posterior moments (mean, clamped log-variance) of `pixels`, and the text
-  /// encoder's last hidden state for `captions`: under the run's autocast, or, when that part is
-  /// held in the compute dtype (vae_in_compute_dtype_, text_encoder_in_compute_dtype_), in its own
-  /// precision with autocast off, returned as float32.
+  /// conditioning for `captions`: under the run's autocast, or, when that part is held in the
+  /// compute dtype (vae_in_compute_dtype_, text_encoder_in_compute_dtype_), in its own precision
+  /// with autocast off, returned as float32.
   torch::Tensor encode_moments(const torch::Tensor& pixels);
-  torch::Tensor encode_captions(const std::vector<std::string>& captions);
+  PromptConditioning encode_captions(const std::vector<std::string>& captions);
   /// Each sample's draws from its generator, in training_loss's order, on the model's device.
   struct SampleDraws {
     torch::Tensor posterior_noise;  ///< [B, latent_shape...], VAE only
@@ -146,6 +151,7 @@ class StableDiffusionModel : public Model {
   StableDiffusionOptions options_;
   PluginContext context_;
   ClipTokenizer tokenizer_;
+  ClipTokenizer tokenizer_2_;  ///< with options.text_encoder_2 (SDXL)
   SdNetworks networks_;
   std::unique_ptr<NoiseScheduler> noise_scheduler_;
   torch::Tensor alphas_cumprod_;  ///< the training schedule's, on device_ (v-targets, min-SNR weights)
@@ -153,6 +159,7 @@ class StableDiffusionModel : public Model {
   int64_t ema_start_updates_ = 0;  ///< model_ema.num_updates of options.weights
   std::map<std::string, std::string> source_configs_;  ///< config.json texts of options.weights
   std::string source_tokenizer_dir_;                   ///< tokenizer folder of options.weights
+  std::string source_tokenizer_2_dir_;                 ///< its tokenizer_2 folder (SDXL)
   torch::Device device_{torch::kCPU};
   std::shared_ptr<SdLatentCache> latent_cache_;
   std::unique_ptr<SdTextCache> text_cache_;

@@ -1,5 +1,6 @@
 #include "plugins/models/stable_diffusion/txt2img.h"
 
+#include "plugins/models/stable_diffusion/sd_size_conditioning.h"
 #include "plugins/schedulers/noise/guidance.h"
 
 namespace sdtrain {
@@ -37,12 +38,6 @@ torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::
   return encode_prompt_conditioning(networks, prompts, device).context;
 }
 
-torch::Tensor size_time_ids(int64_t count, int64_t original_height, int64_t original_width, int64_t crop_top,
-                            int64_t crop_left, int64_t target_height, int64_t target_width) {
-  const torch::Tensor row = torch::tensor({original_height, original_width, crop_top, crop_left, target_height, target_width},
-                                          torch::kFloat32);
-  return row.unsqueeze(0).repeat({count, 1});
-}
 
 std::vector<Image> txt2img(const SdNetworks& networks, NoiseScheduler& sampler, const SampleRequest& request,
                            const torch::Device& device, const std::function<void(int, int)>& on_step) {

@@ -51,10 +51,6 @@ PromptConditioning encode_prompt_conditioning(const SdNetworks& networks, const 
 torch::Tensor encode_prompts(const SdNetworks& networks, const std::vector<std::string>& prompts,
                              const torch::Device& device);
 
-/// SDXL's size conditioning: one row (original height, width, crop top, crop left, target height,
-/// width) per sample, float32 [N, 6], as StableDiffusionXLPipeline._get_add_time_ids.
-torch::Tensor size_time_ids(int64_t count, int64_t original_height, int64_t original_width, int64_t crop_top,
-                            int64_t crop_left, int64_t target_height, int64_t target_width);
 
 /// Draws one image per prompt. How randomness is drawn (so that equal seeds give equal images
 /// to diffusers on the CPU in fp32):
