@@ -41,6 +41,14 @@ UNet2DConditionModel fixture_unet(bool checkpointing) {
   return unet;
 }
 
+/// The networks LoraNetwork wraps: `unet`, and `text_encoder` when given.
+SdNetworks networks_of(const UNet2DConditionModel& unet, const ClipTextModel& text_encoder = ClipTextModel{nullptr}) {
+  SdNetworks networks;
+  networks.unet = unet;
+  networks.text_encoder = text_encoder;
+  return networks;
+}
+
 /// Copies the fixture's adapter weights into `lora` and checks that both hold the same adapters:
 /// the same names (the layer selection equals kohya's), shapes and alphas.
 void load_adapters(LoraNetwork& lora, const std::string& file) {
@@ -77,7 +85,7 @@ class LoraUnetParity : public ::testing::TestWithParam<bool> {};
 
 TEST_P(LoraUnetParity, ForwardAndAdapterGradientsEqualPeft) {
   UNet2DConditionModel unet = fixture_unet(/*checkpointing=*/GetParam());
-  LoraNetwork lora(fixture_options(), *unet, nullptr);
+  LoraNetwork lora(fixture_options(), networks_of(unet));
   load_adapters(lora, "lora_unet_adapters.pt");
   const TensorMap io = testing::read_tensor_file(fixture("lora_unet_io.pt"));
   unet->train();
@@ -100,7 +108,7 @@ TEST(LoraParity, TextEncoderForwardAndGradientsEqualPeft) {
   LoraOptions options = fixture_options();
   options.set_text_encoder(true);
   options.add_unet_targets("attn2\\.to_k$");  // the UNet part is not compared here
-  LoraNetwork lora(options, *unet, clip.ptr().get());
+  LoraNetwork lora(options, networks_of(unet, clip));
   TensorMap adapters = testing::read_tensor_file(fixture("lora_clip_adapters.pt"));
   torch::NoGradGuard no_grad_copy;
   for (const auto& item : lora->named_parameters()) {
@@ -132,7 +140,7 @@ TEST(LoraParity, DropoutUnderGradientCheckpointingRecomputesTheSameMasks) {
   std::vector<TensorMap> grads;
   for (const bool checkpointing : {false, true}) {
     UNet2DConditionModel unet = fixture_unet(checkpointing);
-    LoraNetwork lora(options, *unet, nullptr);
+    LoraNetwork lora(options, networks_of(unet));
     load_adapters(lora, "lora_unet_adapters.pt");
     unet->train();
     lora->train();
@@ -168,7 +176,7 @@ TEST(LoraParity, DetachingRestoresTheBaseNetwork) {
   torch::NoGradGuard no_grad;
   const torch::Tensor base = unet->forward(io.at("sample"), io.at("timestep"), io.at("encoder_hidden_states"));
   {
-    LoraNetwork lora(fixture_options(), *unet, nullptr);
+    LoraNetwork lora(fixture_options(), networks_of(unet));
     // Freshly initialised adapters (up = 0) leave the output unchanged, exactly.
     const torch::Tensor fresh = unet->forward(io.at("sample"), io.at("timestep"), io.at("encoder_hidden_states"));
     EXPECT_TRUE(torch::equal(fresh, base));
@@ -184,7 +192,7 @@ TEST(LoraOptionsErrors, RankAndPatternsAreChecked) {
   UNet2DConditionModel unet = fixture_unet(false);
   auto expect_error = [&](const LoraOptions& options, const std::string& needle) {
     try {
-      LoraNetwork lora(options, *unet, nullptr);
+      LoraNetwork lora(options, networks_of(unet));
       ADD_FAILURE() << "no error for " << options.ShortDebugString();
     } catch (const ConfigError& e) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();

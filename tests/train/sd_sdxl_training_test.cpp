@@ -2,7 +2,8 @@
 // the size micro-conditioning is diffusers' compute_time_ids of each sample's original size and
 // crop, the batch loss and gradients are the mean of its halves' (so B x 2 ranks = 2B x 1), the
 // text cache holds both encoders' outputs and gives the uncached step, a dropped caption
-// conditions on zeros, and options that do not fit together are refused naming the fields.
+// conditions on zeros, LoRA adapters train on both text encoders and export under kohya's SDXL
+// names, and options that do not fit together are refused naming the fields.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +15,7 @@
 #include "framework/data/transforms.h"
 #include "plugins/datasets/datasets.pb.h"
 #include "plugins/models/stable_diffusion/sd_size_conditioning.h"
+#include "plugins/models/stable_diffusion/weights/sd_lora_format.h"
 #include "sdtrain/errors.h"
 #include "tests/common/test_env.h"
 #include "tests/common/test_images.h"
@@ -201,6 +203,53 @@ TEST(SdxlTraining, ADroppedCaptionConditionsOnZeros) {
       << "an empty caption's conditioning does not depend on the text encoders";
 }
 
+TEST(SdxlTraining, LoraTrainsAdaptersOnBothTextEncodersAndExportsKohyasSdxlNames) {
+  const auto dataset = image_folder(test::scratch_dir() / "data", 2);
+  auto model = tiny_sdxl("adapter { lora { rank: 2 alpha: 1 text_encoder: true text_encoder_lr_factor: 0.5 } }");
+  const auto groups = model->parameter_groups();
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[1].name, "lora_te");
+  EXPECT_EQ(groups[1].lr_factor, 0.5);
+  std::map<std::string, int> adapters;  // by kohya prefix
+  for (const auto& item : model->trainable_module().named_parameters()) {
+    for (const char* prefix : {"lora_unet_input_blocks_", "lora_te1_", "lora_te2_", "lora_te_", "lora_unet_down_"}) {
+      if (item.key().rfind(prefix, 0) == 0) adapters[prefix] += 1;
+    }
+    EXPECT_EQ(item.key().rfind(groups[0].prefix, 0) == 0 || item.key().rfind(groups[1].prefix, 0) == 0, true)
+        << item.key() << " is in no parameter group";
+  }
+  EXPECT_GT(adapters["lora_unet_input_blocks_"], 0);
+  EXPECT_GT(adapters["lora_te1_"], 0);
+  EXPECT_GT(adapters["lora_te2_"], 0);
+  EXPECT_EQ(adapters.count("lora_te_") + adapters.count("lora_unet_down_"), 0u);
+
+  // Both encoders' adapters learn: their up weights (which start at zero) get gradients.
+  DataLoaderOptions options = loader_options(2);
+  options.caption_dropout = 0;
+  DataLoader loader(dataset, options);
+  loader.seek(0, 0);
+  model->training_loss(*loader.next()).backward();
+  double te1 = 0, te2 = 0;
+  for (const auto& item : model->trainable_module().named_parameters()) {
+    if (item.key().find(".lora_up.") == std::string::npos || !item.value().grad().defined()) continue;
+    const double size = item.value().grad().abs().sum().item<double>();
+    if (item.key().rfind("lora_te1_", 0) == 0) te1 += size;
+    if (item.key().rfind("lora_te2_", 0) == 0) te2 += size;
+  }
+  EXPECT_GT(te1, 0);
+  EXPECT_GT(te2, 0);
+
+  // The export is kohya's SDXL file (and PEFT's), read back against the model's targets.
+  const fs::path folder = test::scratch_dir() / "export";
+  model->export_pretrained(folder.string());
+  const LoraFile kohya = read_lora_file((folder / "export.safetensors").string(), lora_targets(model->networks()));
+  EXPECT_EQ(kohya.metadata.at("ss_base_model_version"), "sdxl_base_v1-0");
+  EXPECT_TRUE(kohya.tensors.count("lora_te2_text_model_encoder_layers_1_self_attn_q_proj.lora_up.weight"));
+  const LoraFile peft =
+      read_lora_file((folder / "pytorch_lora_weights.safetensors").string(), lora_targets(model->networks()));
+  EXPECT_EQ(peft.tensors.size(), kohya.tensors.size());
+}
+
 /// The message of the ConfigError building the tiny SDXL model with `change` throws ("" if none).
 std::string refusal(const std::function<void(StableDiffusionOptions&)>& change) {
   anchor_builtin_plugins();
@@ -229,8 +278,10 @@ TEST(SdxlTraining, OptionsThatDoNotFitAreRefusedNamingTheFields) {
             std::string::npos);
   EXPECT_NE(refusal([](StableDiffusionOptions& o) { o.set_train_text_encoder(true); }).find("train_text_encoder"),
             std::string::npos);
-  EXPECT_NE(refusal([](StableDiffusionOptions& o) { o.mutable_adapter()->mutable_lora()->set_text_encoder(true); })
-                .find("adapter.lora.text_encoder"),
+  EXPECT_NE(refusal([](StableDiffusionOptions& o) {
+              o.mutable_adapter()->mutable_lora()->set_text_encoder(true);
+              o.mutable_cache()->set_text_embeddings(true);
+            }).find("cache.text_embeddings: cannot be on with adapter.lora.text_encoder"),
             std::string::npos);
   EXPECT_NE(refusal([](StableDiffusionOptions& o) { o.clear_text_encoder_2(); }).find("needs text_encoder_2"),
             std::string::npos);

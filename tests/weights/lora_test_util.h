@@ -7,10 +7,13 @@
 #include <map>
 #include <string>
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "framework/io/safetensors_writer.h"
 #include "framework/util/strings.h"
 #include "plugins/models/stable_diffusion/weights/sd_lora_format.h"
+#include "sdtrain/errors.h"
 
 namespace sdtrain::test {
 
@@ -18,7 +21,7 @@ namespace sdtrain::test {
 /// Upsample2D convolutions (LoCon) and the CLIP attention and MLP layers.
 inline bool kohya_default_target(const LoraTarget& target) {
   const std::string& path = target.module_path;
-  if (target.component == "text_encoder") return path.find(".layers.") != std::string::npos;
+  if (target.component != "unet") return path.find(".layers.") != std::string::npos;
   return path.find(".attentions.") != std::string::npos || path.find(".resnets.") != std::string::npos ||
          path.find("samplers.") != std::string::npos;
 }
@@ -51,6 +54,26 @@ inline LoraFile random_lora(const std::map<std::string, LoraTarget>& targets, ui
   }
   lora.metadata = {{"ss_network_module", "networks.lora"}, {"ss_network_dim", "4"}, {"ss_network_alpha", "2.0"}};
   return lora;
+}
+
+/// `tensors` written as a safetensors file at `path` (any keys: for files no writer of ours
+/// would write); returns `path`.
+inline std::string write_raw_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
+                                         const std::map<std::string, std::string>& metadata = {}) {
+  std::vector<std::pair<std::string, torch::Tensor>> list(tensors.begin(), tensors.end());
+  save_safetensors(path, list, metadata);
+  return path;
+}
+
+/// The FormatError message read_lora_file gives for `file` (fails the test if it reads).
+inline std::string lora_read_error(const std::string& file, const std::map<std::string, LoraTarget>& targets) {
+  try {
+    read_lora_file(file, targets);
+  } catch (const FormatError& error) {
+    return error.what();
+  }
+  ADD_FAILURE() << file << " was read";
+  return {};
 }
 
 }  // namespace sdtrain::test

@@ -1,4 +1,4 @@
-// LoRA adapter files against the reference loaders on a tiny random SD v1 pipeline: files written
+// LoRA adapter files against the reference loaders on tiny random SD v1 and SDXL pipelines: files written
 // by sdtrain load in diffusers' pipe.load_lora_weights with nothing reported and every module at
 // its own scale, and `sdsample --lora` draws what StableDiffusionPipeline draws with them
 // (check_lora.py sample); `sdconvert --merge-lora` gives fuse_lora's weights (check_lora.py fuse);
@@ -26,6 +26,7 @@ namespace fs = std::filesystem;
 
 fs::path fixture() { return test::fixture_dir("lora_reference"); }
 std::string pipeline_dir() { return (fixture() / "pipeline").string(); }
+std::string xl_pipeline_dir() { return (fixture() / "pipeline_xl").string(); }
 std::string bin(const std::string& tool) { return (test::binary_dir() / "bin" / tool).string(); }
 std::string quoted(const std::string& text) { return "'" + text + "'"; }
 
@@ -37,16 +38,19 @@ constexpr int kSeed = 42;
 
 using test::psnr;
 
-/// The fixture pipeline's targets (from the networks sdsample loads).
-std::map<std::string, LoraTarget> fixture_targets() {
-  auto pipeline = SdPipeline::load(pipeline_dir(), false);
-  return lora_targets(pipeline->networks());
+/// A fixture pipeline's targets (from the networks sdsample loads).
+std::map<std::string, LoraTarget> fixture_targets(const std::string& pipeline = pipeline_dir()) {
+  auto loaded = SdPipeline::load(pipeline, false);
+  return lora_targets(loaded->networks());
 }
 
-/// sdsample's first image for the case, with `extra` arguments (the adapters).
-Image sdsample_image(const fs::path& outdir, const std::string& extra) {
-  const std::string command = bin("sdsample") + " --model " + quoted(pipeline_dir()) + " --prompt " + quoted(kPrompt) +
-                              " --n-samples 1 --steps " + std::to_string(kSteps) + " --scale 7.5 --sampler pndm --seed " +
+/// sdsample's first image for the case, with `extra` arguments (the adapters); `sampler` is the
+/// pipeline's own scheduler (SD v1 fixture: PNDM; SDXL: Euler).
+Image sdsample_image(const fs::path& outdir, const std::string& extra, const std::string& pipeline = pipeline_dir(),
+                     const std::string& sampler = "pndm") {
+  const std::string command = bin("sdsample") + " --model " + quoted(pipeline) + " --prompt " + quoted(kPrompt) +
+                              " --n-samples 1 --steps " + std::to_string(kSteps) + " --scale 7.5 --sampler " + sampler +
+                              " --seed " +
                               std::to_string(kSeed) + " --H " + std::to_string(kSize) + " --W " + std::to_string(kSize) +
                               " --device cpu --no-grid --outdir " + quoted(outdir.string()) + extra;
   std::string output;
@@ -54,13 +58,15 @@ Image sdsample_image(const fs::path& outdir, const std::string& extra) {
   return read_image_file((outdir / "samples" / "00000.png").string(), 0);
 }
 
-/// check_lora.py sample: diffusers loads `file` (scales checked against the kohya file `expect`)
-/// and draws the case at `weight`; returns its image.
-Image diffusers_image(const fs::path& dir, const std::string& file, const std::string& expect, double weight) {
+/// check_lora.py sample: diffusers loads `file` (scales checked against the kohya file `expect`
+/// unless it is empty) and draws the case at `weight`; returns its image.
+Image diffusers_image(const fs::path& dir, const std::string& file, const std::string& expect, double weight,
+                      const std::string& pipeline = pipeline_dir()) {
   const std::string command = test::env_or_fail("SDTRAIN_PYTHON") + " " +
                               (test::source_dir() / "tests" / "weights" / "check_lora.py").string() +
-                              " sample --pipeline " + quoted(pipeline_dir()) + " --lora " + quoted(file) + " --expect " +
-                              quoted(expect) + " --weight " + std::to_string(weight) + " --prompt " + quoted(kPrompt) +
+                              " sample --pipeline " + quoted(pipeline) + " --lora " + quoted(file) +
+                              (expect.empty() ? "" : " --expect " + quoted(expect)) + " --weight " + std::to_string(weight) +
+                              " --prompt " + quoted(kPrompt) +
                               " --steps " + std::to_string(kSteps) + " --scale 7.5 --seed " + std::to_string(kSeed) +
                               " --size " + std::to_string(kSize) + " --out " + quoted((dir / "diffusers").string());
   std::string output;
@@ -210,6 +216,47 @@ TEST(LoraDiffusers, ToolsRefuseABadAdapterWithExitTwoNamingTheKey) {
       << output;
   EXPECT_NE(output.find(bad_key), std::string::npos) << output;
   EXPECT_FALSE(fs::exists(dir / "merged"));
+}
+
+// SDXL: kohya's names (LDM UNet paths, lora_te1_ / lora_te2_) and PEFT's text_encoder_2 load in
+// StableDiffusionXLPipeline.load_lora_weights with nothing reported; sdconvert merges as fuse_lora
+// fuses (both encoders included), and sdsample --lora draws what the pipeline draws.
+TEST(LoraDiffusersXl, SdconvertMergeGivesFuseLoraWeights) {
+  const fs::path dir = test::scratch_dir();
+  const auto targets = fixture_targets(xl_pipeline_dir());
+  ASSERT_TRUE(targets.count("lora_te2_text_model_encoder_layers_0_self_attn_q_proj"));
+  const std::string kohya = (dir / "a.safetensors").string();
+  const std::string peft = (dir / "b.safetensors").string();
+  write_lora_file(test::random_lora(targets, 14, 0.1, torch::kFloat32, false), kohya, LoraFormat::kKohya, targets);
+  write_lora_file(test::random_lora(targets, 15), peft, LoraFormat::kPeft, targets);
+  const std::string merged = (dir / "merged").string();
+  std::string output;
+  const std::string convert = bin("sdconvert") + " --input " + quoted(xl_pipeline_dir()) + " --output " +
+                              quoted(merged) + " --merge-lora " + quoted(kohya + ":0.7") + " --merge-lora " + quoted(peft);
+  ASSERT_EQ(test::run_command(convert, &output), 0) << output;
+  const std::string check = test::env_or_fail("SDTRAIN_PYTHON") + " " +
+                            (test::source_dir() / "tests" / "weights" / "check_lora.py").string() + " fuse --pipeline " +
+                            quoted(xl_pipeline_dir()) + " --lora " + quoted(kohya + ":0.7") + " --lora " +
+                            quoted(peft + ":1.0") + " --merged " + quoted(merged) +
+                            " --expect-changed text_encoder --expect-changed text_encoder_2";
+  EXPECT_EQ(test::run_command(check, &output), 0) << check << "\n" << output;
+  EXPECT_NE(output.find("OK"), std::string::npos) << output;
+  std::cout << output;
+}
+
+TEST(LoraDiffusersXl, KohyaFileSamplesAsStableDiffusionXLPipeline) {
+  const fs::path dir = test::scratch_dir();
+  const auto targets = fixture_targets(xl_pipeline_dir());
+  const std::string file = (dir / "sdxl_lora.safetensors").string();
+  write_lora_file(test::random_lora(targets, 16, 0.2, torch::kFloat32, false), file, LoraFormat::kKohya, targets);
+  const Image reference = diffusers_image(dir, file, "", 1.0, xl_pipeline_dir());
+  const Image ours = sdsample_image(dir / "with", " --lora " + quoted(file), xl_pipeline_dir(), "euler");
+  const Image base = sdsample_image(dir / "without", "", xl_pipeline_dir(), "euler");
+  const double db = psnr(ours, reference);
+  const double base_db = psnr(base, reference);
+  std::cout << "SDXL kohya: PSNR " << db << " dB against diffusers with the adapter, " << base_db << " dB without it\n";
+  EXPECT_GE(db, 40.0);
+  EXPECT_LT(base_db, 30.0) << "the adapter barely changes the image: the comparison would prove little";
 }
 
 }  // namespace

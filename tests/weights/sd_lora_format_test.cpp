@@ -55,20 +55,9 @@ struct LoraFormatTest : ::testing::Test {
   /// `tensors` written as a safetensors file.
   std::string write_raw(const std::string& name, const std::map<std::string, torch::Tensor>& tensors,
                         const std::map<std::string, std::string>& metadata = {}) const {
-    std::vector<std::pair<std::string, torch::Tensor>> list(tensors.begin(), tensors.end());
-    save_safetensors(path(name), list, metadata);
-    return path(name);
+    return test::write_raw_safetensors(path(name), tensors, metadata);
   }
-  /// The FormatError message read_lora_file gives for `file` (fails the test if it reads).
-  std::string read_error(const std::string& file) const {
-    try {
-      read_lora_file(file, targets);
-    } catch (const FormatError& error) {
-      return error.what();
-    }
-    ADD_FAILURE() << file << " was read";
-    return {};
-  }
+  std::string read_error(const std::string& file) const { return test::lora_read_error(file, targets); }
   torch::Tensor weight(const std::string& component, const std::string& name) const {
     const torch::nn::Module& module = component == "unet" ? static_cast<const torch::nn::Module&>(*networks.unet)
                                                           : static_cast<const torch::nn::Module&>(*networks.text_encoder);

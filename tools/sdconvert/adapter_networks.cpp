@@ -12,12 +12,6 @@
 namespace sdtrain {
 namespace {
 
-std::string config_json(const SdWeights& weights, const std::string& component,
-                        std::string (*infer)(const NamedTensors&), const NamedTensors& tensors) {
-  const auto found = weights.configs.find(component);
-  return found != weights.configs.end() ? found->second : infer(tensors);
-}
-
 void freeze(torch::nn::Module& module) {
   for (auto& parameter : module.parameters()) parameter.set_requires_grad(false);
   module.eval();
@@ -39,14 +33,22 @@ void store_changed(const torch::nn::Module& module, NamedTensors& tensors) {
 
 SdNetworks adapter_networks(SdWeights& weights, const std::string& source) {
   SdNetworks networks;
-  networks.unet = UNet2DConditionModel(unet_config_from_json(
-      config_json(weights, "unet", infer_unet_config_json, weights.unet), source + " (unet config)"));
-  networks.text_encoder = ClipTextModel(clip_config_from_json(
-      config_json(weights, "text_encoder", infer_clip_config_json, weights.text_encoder), source + " (text_encoder config)"));
+  const auto config_source = [&](const std::string& component) {
+    return source + " (" + component + (weights.configs.count(component) ? " config)" : " config inferred from the weights)");
+  };
+  networks.unet = UNet2DConditionModel(unet_config_from_json(component_config_json(weights, "unet"), config_source("unet")));
+  networks.text_encoder = ClipTextModel(
+      clip_config_from_json(component_config_json(weights, "text_encoder"), config_source("text_encoder")));
   load_component_exactly(*networks.unet, weights.unet, "unet", source);
   load_component_exactly(*networks.text_encoder, weights.text_encoder, "text_encoder", source);
   freeze(*networks.unet);
   freeze(*networks.text_encoder);
+  if (weights.is_sdxl()) {
+    networks.text_encoder_2 = ClipTextModel(
+        clip_config_from_json(component_config_json(weights, "text_encoder_2"), config_source("text_encoder_2")));
+    load_component_exactly(*networks.text_encoder_2, weights.text_encoder_2, "text_encoder_2", source);
+    freeze(*networks.text_encoder_2);
+  }
   return networks;
 }
 
@@ -61,6 +63,7 @@ SdNetworks sd_v1_adapter_networks() {
 void store_changed_weights(const SdNetworks& networks, SdWeights& weights) {
   store_changed(*networks.unet, weights.unet);
   store_changed(*networks.text_encoder, weights.text_encoder);
+  if (networks.text_encoder_2) store_changed(*networks.text_encoder_2, weights.text_encoder_2);
 }
 
 }  // namespace sdtrain

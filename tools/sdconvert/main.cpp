@@ -56,7 +56,15 @@ void convert_adapter(const std::string& input, const std::string& output, const 
     networks = sdtrain::adapter_networks(weights, base);
   }
   const auto targets = sdtrain::lora_targets(networks);
-  const sdtrain::LoraFile lora = sdtrain::read_lora_file(input, targets);
+  sdtrain::LoraFile lora;
+  try {
+    lora = sdtrain::read_lora_file(input, targets);
+  } catch (const sdtrain::FormatError& e) {
+    if (!base.empty()) throw;
+    throw sdtrain::FormatError(std::string(e.what()) +
+                               "; without --base the adapter is checked against SD v1's modules: for SD 2.x or SDXL "
+                               "give --base MODEL");
+  }
   sdtrain::write_lora_file(lora, output, format, targets);
   std::size_t modules = 0;
   for (const auto& [key, tensor] : lora.tensors) modules += sdtrain::ends_with(key, ".lora_down.weight") ? 1 : 0;
@@ -95,7 +103,8 @@ int main(int argc, char** argv) {
       "text encoder: W += WEIGHT * alpha/rank * up.down, in float32, in the order given.\n"
       "--to kohya|peft converts an adapter file instead: kohya/A1111 keys (lora_unet_..., .alpha) or the\n"
       "diffusers/PEFT file save_lora_weights writes (unet.<module>.lora_A.weight, alphas in its header).\n"
-      "It is checked against the modules of --base MODEL, or of SD v1's architecture without it.\n"
+      "It is checked against the modules of --base MODEL (needed for SD 2.x and SDXL adapters), or of\n"
+      "SD v1's architecture without it.\n"
       "The output must not exist; the input is never modified. Exit codes: 0 ok, 1 failure, 2 bad\n"
       "usage or input.\n\nOptions");
   std::string input, output, to, tokenizer, tokenizer_2, base, prediction_type;

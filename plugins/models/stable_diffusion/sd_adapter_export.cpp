@@ -19,10 +19,18 @@ std::string number(double value) {
   return out.str();
 }
 
+/// kohya's ss_base_model_version: "sd_v1", "sd_v2" (OpenCLIP's gelu text encoder) or
+/// "sdxl_base_v1-0" (two text encoders), which A1111 and ComfyUI's model lists filter adapters by.
+std::string base_model_version(const StableDiffusionOptions& options) {
+  if (options.has_text_encoder_2()) return "sdxl_base_v1-0";
+  return options.text_encoder().hidden_act() == "gelu" ? "sd_v2" : "sd_v1";
+}
+
 /// kohya's training metadata keys that describe the network and its base (the ones A1111 and
 /// the model sites read); training-run figures belong to the run's own logs.
 std::map<std::string, std::string> kohya_metadata(const StableDiffusionOptions& options, const std::string& base_dir) {
   const LoraOptions& lora = options.adapter().lora();
+  const bool sd2 = !options.has_text_encoder_2() && options.text_encoder().hidden_act() == "gelu";
   nlohmann::json args = nlohmann::json::object();  // kohya keeps network_args as strings
   if (lora.conv_rank() > 0) {
     args["conv_dim"] = std::to_string(lora.conv_rank());
@@ -36,8 +44,8 @@ std::map<std::string, std::string> kohya_metadata(const StableDiffusionOptions& 
       {"ss_network_alpha", number(lora.alpha() == 0 ? lora.rank() : lora.alpha())},
       {"ss_network_dropout", number(lora.dropout())},
       {"ss_network_args", args.dump()},
-      {"ss_base_model_version", "sd_v1"},
-      {"ss_v2", "False"},
+      {"ss_base_model_version", base_model_version(options)},
+      {"ss_v2", sd2 ? "True" : "False"},
       {"ss_network_train_unet_only", lora.text_encoder() ? "False" : "True"},
       {"ss_training_comment", "trained with sdtrain"},
   };

@@ -253,21 +253,18 @@ void StableDiffusionModel::setup_text_encoder_training() {
 void StableDiffusionModel::setup_adapters() {
   if (!options_.adapter().has_lora()) throw ConfigError("adapter: set, but holds no adapter kind (lora)");
   const LoraOptions& lora = options_.adapter().lora();
-  if (lora.text_encoder() && networks_.text_encoder_2) {
-    throw ConfigError("adapter.lora.text_encoder: not available with text_encoder_2 (SDXL) yet: its text encoders "
-                      "stay frozen; the UNet's adapters train");
-  }
   if (lora.text_encoder() && options_.cache().text_embeddings()) {
     throw ConfigError("cache.text_embeddings: cannot be on with adapter.lora.text_encoder: the text encoder's "
                       "output changes as its adapters train");
   }
   // The base as loaded, before any cast to the run's precision: adapters fit this base only.
-  identity_["base_model"] = module_fingerprint(*networks_.unet) + "+" + module_fingerprint(*networks_.text_encoder);
+  identity_["base_model"] = module_fingerprint(*networks_.unet) + "+" + module_fingerprint(*networks_.text_encoder) +
+                           (networks_.text_encoder_2 ? "+" + module_fingerprint(*networks_.text_encoder_2) : "");
   identity_["base_weights"] = options_.weights().empty() ? std::string("(random initialisation)") : options_.weights();
   for (auto& parameter : networks_.unet->parameters()) parameter.set_requires_grad(false);
   ema_start_.clear();  // the file's EMA is of the base UNet, not of adapters
   ema_start_updates_ = 0;
-  lora_ = LoraNetwork(lora, *networks_.unet, networks_.text_encoder.ptr().get());
+  lora_ = LoraNetwork(lora, networks_);
   text_encoder_trained_ = lora.text_encoder();
   adapter_dropout_ = lora.dropout() > 0 || lora.rank_dropout() > 0 || lora.module_dropout() > 0;
   SDTRAIN_LOG(INFO) << lora_->describe();
@@ -287,7 +284,8 @@ std::vector<ParameterGroup> StableDiffusionModel::parameter_groups() const {
   if (!lora_) return {ParameterGroup{"unet", ""}};
   const LoraOptions& lora = options_.adapter().lora();
   std::vector<ParameterGroup> groups{ParameterGroup{"lora_unet", "lora_unet_", lora.unet_lr_factor()}};
-  if (lora.text_encoder()) groups.push_back(ParameterGroup{"lora_te", "lora_te_", lora.text_encoder_lr_factor()});
+  // "lora_te": one text encoder's "lora_te_*", and SDXL's two, "lora_te1_*" and "lora_te2_*".
+  if (lora.text_encoder()) groups.push_back(ParameterGroup{"lora_te", "lora_te", lora.text_encoder_lr_factor()});
   return groups;
 }
 

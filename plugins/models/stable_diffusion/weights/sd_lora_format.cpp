@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "framework/util/strings.h"
+#include "plugins/models/stable_diffusion/weights/sd_name_table.h"
 #include "sdtrain/errors.h"
 
 namespace sdtrain {
@@ -22,7 +23,18 @@ bool is_adapter_layer(const std::string& module_path) {
   return false;
 }
 
-void add_targets(const torch::nn::Module& network, const std::string& component, std::map<std::string, LoraTarget>& targets) {
+/// `prefix` + `module_path` with '.' replaced by '_'.
+std::string underscored(const std::string& prefix, const std::string& module_path) {
+  std::string name = prefix + module_path;
+  for (std::size_t i = prefix.size(); i < name.size(); ++i) {
+    if (name[i] == '.') name[i] = '_';
+  }
+  return name;
+}
+
+/// The Linear and Conv2d modules of `network` as targets of `component`, by module path.
+std::map<std::string, LoraTarget> targets_of(const torch::nn::Module& network, const std::string& component) {
+  std::map<std::string, LoraTarget> found;
   for (const auto& item : network.named_modules("", /*include_self=*/false)) {
     const std::string& path = item.key();
     torch::nn::Module& module = *item.value();
@@ -37,10 +49,36 @@ void add_targets(const torch::nn::Module& network, const std::string& component,
       continue;
     }
     if (is_adapter_layer(path)) continue;
-    LoraTarget target{component, path, conv, weight.sizes().vec()};
-    const std::string name = kohya_lora_name(component, path);
-    // '.' → '_' could in principle merge two paths; SD's module names never do, and a silent
-    // overwrite would wrap the wrong module, so it is an error.
+    found.emplace(path, LoraTarget{component, path, conv, weight.sizes().vec()});
+  }
+  return found;
+}
+
+/// SDXL's UNet modules by their original (LDM / SGM) path, through the weights' name table:
+/// "down_blocks.1.attentions.0.proj_in" → "input_blocks.4.1.proj_in".
+std::map<std::string, std::string> original_unet_paths(const torch::nn::Module& unet,
+                                                       const std::map<std::string, LoraTarget>& by_path) {
+  std::vector<std::string> names;
+  for (const auto& item : unet.named_parameters()) {
+    if (!is_adapter_layer(item.key())) names.push_back(item.key());
+  }
+  const std::vector<NameRow> rows = unet_name_rows(infer_unet_layout(names, NameLayout::kDiffusers, "unet"));
+  std::map<std::string, std::string> original;
+  for (const auto& [path, target] : by_path) {
+    const RenameResult renamed = rename_component({{path + ".weight", torch::Tensor()}}, rows, NameLayout::kDiffusers);
+    if (renamed.tensors.size() != 1) throw std::logic_error("the UNet name table maps no module " + path);
+    const std::string& name = renamed.tensors.begin()->first;
+    original[path] = name.substr(0, name.size() - std::string_view(".weight").size());
+  }
+  return original;
+}
+
+/// Adds `by_path` under `name_of(path)`. '.' → '_' could in principle merge two paths; SD's
+/// module names never do, and a silent overwrite would wrap the wrong module, so it is an error.
+template <typename NameOf>
+void add_targets(std::map<std::string, LoraTarget>& by_path, NameOf name_of, std::map<std::string, LoraTarget>& targets) {
+  for (auto& [path, target] : by_path) {
+    const std::string name = name_of(path);
     const auto [it, inserted] = targets.emplace(name, std::move(target));
     if (!inserted) {
       throw std::logic_error("modules " + it->second.module_path + " and " + path + " share the LoRA name " + name);
@@ -51,26 +89,39 @@ void add_targets(const torch::nn::Module& network, const std::string& component,
 }  // namespace
 
 std::string kohya_lora_name(const std::string& component, const std::string& module_path) {
-  std::string prefix;
-  if (component == "unet") {
-    prefix = "lora_unet_";
-  } else if (component == "text_encoder") {
-    prefix = "lora_te_";
-  } else {
-    throw std::invalid_argument("kohya_lora_name: component '" + component + "': expected unet or text_encoder");
-  }
-  std::string name = prefix + module_path;
-  for (std::size_t i = prefix.size(); i < name.size(); ++i) {
-    if (name[i] == '.') name[i] = '_';
-  }
-  return name;
+  if (component == "unet") return underscored("lora_unet_", module_path);
+  if (component == "text_encoder") return underscored("lora_te_", module_path);
+  throw std::invalid_argument("kohya_lora_name: component '" + component + "': expected unet or text_encoder");
 }
 
 std::map<std::string, LoraTarget> lora_targets(const SdNetworks& networks) {
   std::map<std::string, LoraTarget> targets;
-  if (!networks.unet.is_empty()) add_targets(*networks.unet, "unet", targets);
-  if (!networks.text_encoder.is_empty()) add_targets(*networks.text_encoder, "text_encoder", targets);
+  const bool sdxl = !networks.text_encoder_2.is_empty();
+  if (!networks.unet.is_empty()) {
+    auto by_path = targets_of(*networks.unet, "unet");
+    if (sdxl) {
+      const auto original = original_unet_paths(*networks.unet, by_path);
+      add_targets(by_path, [&](const std::string& path) { return underscored("lora_unet_", original.at(path)); }, targets);
+    } else {
+      add_targets(by_path, [](const std::string& path) { return kohya_lora_name("unet", path); }, targets);
+    }
+  }
+  if (!networks.text_encoder.is_empty()) {
+    auto by_path = targets_of(*networks.text_encoder, "text_encoder");
+    const std::string prefix = sdxl ? "lora_te1_" : "lora_te_";
+    add_targets(by_path, [&](const std::string& path) { return underscored(prefix, path); }, targets);
+  }
+  if (sdxl) {
+    auto by_path = targets_of(*networks.text_encoder_2, "text_encoder_2");
+    add_targets(by_path, [](const std::string& path) { return underscored("lora_te2_", path); }, targets);
+  }
   return targets;
+}
+
+LoraNameIndex lora_name_index(const std::map<std::string, LoraTarget>& targets) {
+  LoraNameIndex index;
+  for (const auto& [name, target] : targets) index[target.component][target.module_path] = name;
+  return index;
 }
 
 const char* lora_format_name(LoraFormat format) { return format == LoraFormat::kKohya ? "kohya" : "peft"; }

@@ -13,6 +13,7 @@ void merge_lora(SdNetworks& networks, const LoraFile& lora, double multiplier,
   std::map<std::string, torch::OrderedDict<std::string, torch::Tensor>> parameters;
   if (!networks.unet.is_empty()) parameters["unet"] = networks.unet->named_parameters();
   if (!networks.text_encoder.is_empty()) parameters["text_encoder"] = networks.text_encoder->named_parameters();
+  if (!networks.text_encoder_2.is_empty()) parameters["text_encoder_2"] = networks.text_encoder_2->named_parameters();
   std::vector<std::pair<torch::Tensor, const LoraModule*>> weights;
   for (const auto& [name, module] : modules) {
     const LoraTarget& target = *module.target;

@@ -46,14 +46,18 @@ std::string shape_text(c10::IntArrayRef shape) {
 }
 
 std::string no_target_reason(const std::string& lora_name, const std::map<std::string, LoraTarget>& targets) {
-  std::string reason = "no Linear or Conv2d of the UNet or the text encoder has the LoRA name '" + lora_name + "'";
-  if (lora_name.find("lora_te1_") != std::string::npos || lora_name.find("lora_te2_") != std::string::npos ||
-      lora_name.find("text_encoder_2") != std::string::npos) {
-    return reason + " (two text encoders: an SDXL adapter, not one for SD v1)";
+  std::string reason = "no Linear or Conv2d of the UNet or the text encoder(s) has the LoRA name '" + lora_name + "'";
+  bool sdxl = false;
+  for (const auto& [name, target] : targets) sdxl = sdxl || target.component == "text_encoder_2";
+  if (!sdxl && (starts_with(lora_name, "lora_te1_") || starts_with(lora_name, "lora_te2_"))) {
+    return reason + " (two text encoders: an SDXL adapter, not one for a model with one text encoder)";
+  }
+  if (sdxl && starts_with(lora_name, "lora_te_")) {
+    return reason + " (one text encoder: an adapter for SD v1 or 2.x; SDXL's are lora_te1_ / lora_te2_)";
   }
   for (const char* ldm : {"input_blocks", "middle_block", "output_blocks"}) {
-    if (lora_name.find(ldm) != std::string::npos) {
-      return reason + " (LDM block names, which kohya writes for SDXL; SD v1 adapters use diffusers' " +
+    if (!sdxl && lora_name.find(ldm) != std::string::npos) {
+      return reason + " (LDM block names, which kohya writes for SDXL; SD v1 and 2.x adapters use diffusers' " +
              "down_blocks / mid_block / up_blocks)";
     }
   }

@@ -63,10 +63,24 @@ torch::Tensor fold_tucker(const torch::Tensor& down, const torch::Tensor& mid, c
   return torch::einsum("ijhw,jc->ichw", {mid.to(torch::kFloat32), down.to(torch::kFloat32).flatten(1)});
 }
 
+/// Other spellings of the targets' names that kohya-layout files use: an SDXL UNet's modules by
+/// their diffusers paths ("lora_unet_down_blocks_1_attentions_0_..."), as some trainers write
+/// them, for the LDM paths lora_targets names them by.
+std::map<std::string, std::string> kohya_aliases(const std::map<std::string, LoraTarget>& targets) {
+  std::map<std::string, std::string> aliases;
+  for (const auto& [name, target] : targets) {
+    if (target.component != "unet") continue;
+    const std::string diffusers_name = kohya_lora_name("unet", target.module_path);
+    if (diffusers_name != name && !targets.count(diffusers_name)) aliases[diffusers_name] = name;
+  }
+  return aliases;
+}
+
 Conversion convert_kohya(const SafetensorsReader& reader, const std::vector<std::string>& keys,
                          const std::map<std::string, LoraTarget>& targets) {
   Conversion out;
   out.lora.metadata = reader.metadata();
+  const auto aliases = kohya_aliases(targets);
   std::map<std::string, std::pair<std::string, torch::Tensor>> mids;  // internal down key → (file key, mid)
   for (const std::string& key : keys) {
     const std::size_t dot = key.find('.');
@@ -79,6 +93,7 @@ Conversion convert_kohya(const SafetensorsReader& reader, const std::vector<std:
     if (starts_with(name, "lycoris_")) {
       if (auto kohya = lycoris_to_kohya(name, targets)) name = *kohya;
     }
+    if (const auto alias = aliases.find(name); alias != aliases.end()) name = alias->second;
     if (!targets.count(name)) {
       out.misfit(key, no_target_reason(name, targets));
       continue;
@@ -123,9 +138,18 @@ Conversion convert_peft(const SafetensorsReader& reader, const std::vector<std::
       out.lora.metadata[key] = value;  // anything else (kohya's ss_* carried along) is kept
     }
   }
+  const LoraNameIndex names = lora_name_index(targets);
+  // The name a component's module path has among the targets; empty when none.
+  const auto name_of = [&](const std::string& component, const std::string& path) {
+    const auto by_component = names.find(component);
+    if (by_component == names.end()) return std::string();
+    const auto found = by_component->second.find(path);
+    return found == by_component->second.end() ? std::string() : found->second;
+  };
+  const bool two_encoders = names.count("text_encoder_2") > 0;
   for (const std::string& key : keys) {
     std::string component;
-    for (const char* candidate : {"unet", "text_encoder"}) {
+    for (const char* candidate : {"unet", "text_encoder", "text_encoder_2"}) {
       if (starts_with(key, std::string(candidate) + ".")) component = candidate;
     }
     std::string suffix;
@@ -137,8 +161,7 @@ Conversion convert_peft(const SafetensorsReader& reader, const std::vector<std::
                            "text_encoder.<module>...)";
       if (key.find("lora_magnitude_vector") != std::string::npos) {
         reason = "DoRA (weight-decomposed LoRA) rescales whole weights, which is not a LoRA delta";
-      } else if (key.find("text_encoder_2.") == 0) {
-        reason = "a second text encoder: an SDXL adapter, not one for SD v1";
+
       } else if (ends_with(key, ".lora_B.bias")) {
         reason = "a bias on lora_B (peft's lora_bias) is not a low-rank delta";
       }
@@ -146,14 +169,25 @@ Conversion convert_peft(const SafetensorsReader& reader, const std::vector<std::
       continue;
     }
     std::string path = key.substr(component.size() + 1, key.size() - component.size() - 1 - suffix.size());
-    std::string name = kohya_lora_name(component, path);
+    std::string name = name_of(component, path);
     // transformers >= 5.6 names the text encoder's modules without "text_model.".
-    if (component == "text_encoder" && !targets.count(name) && targets.count(kohya_lora_name(component, "text_model." + path))) {
+    if (component != "unet" && name.empty() && !name_of(component, "text_model." + path).empty()) {
       path = "text_model." + path;
-      name = kohya_lora_name(component, path);
+      name = name_of(component, path);
     }
-    if (!targets.count(name)) {
-      out.misfit(key, no_target_reason(name, targets));
+    if (name.empty()) {
+      if (component == "text_encoder_2" && !two_encoders) {
+        out.misfit(key, "a second text encoder: an SDXL adapter, not one for a model with one text encoder");
+      } else if (!names.count(component)) {
+        out.misfit(key, "the model has no " + component);
+      } else {
+        std::vector<std::string> paths;
+        for (const auto& [known, name_unused] : names.at(component)) paths.push_back(known);
+        const std::string closest = closest_match(path, paths);
+        out.misfit(key, "no Linear or Conv2d of the " + component + " has the module path '" + path + "'" +
+                            (closest.empty() ? std::string(" (an adapter for another architecture or model size?)")
+                                             : " (closest: '" + closest + "')"));
+      }
       continue;
     }
     const torch::Tensor tensor = reader.tensor(key);

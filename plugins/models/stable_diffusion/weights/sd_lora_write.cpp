@@ -41,7 +41,7 @@ Value most_common(const std::vector<Value>& values) {
 /// transformers names these modules with "text_model." before 5.6 and without it since, so this
 /// form matches under both.
 std::string peft_module_name(const LoraTarget& target) {
-  if (target.component == "text_encoder" && starts_with(target.module_path, "text_model.")) {
+  if (target.component != "unet" && starts_with(target.module_path, "text_model.")) {
     return target.module_path.substr(11);
   }
   return target.module_path;
