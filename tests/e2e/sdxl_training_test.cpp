@@ -1,8 +1,8 @@
-// `sdtrain` fine-tuning a tiny SDXL-shaped model for real: two text encoders, the size
-// micro-conditioning from images of several sizes (random crops and flips), caption dropout.
-// Two ranks of batch B equal one rank of batch 2B, a stopped run resumes exactly, the final export
-// is a StableDiffusionXLPipeline folder diffusers loads with the trained UNet, and sdsample
-// samples the checkpoint.
+// `sdtrain` fine-tuning a tiny SDXL-shaped model for real: the UNet and both text encoders
+// (train_text_encoder), the size micro-conditioning from images of several sizes (random crops
+// and flips), caption dropout. Two ranks of batch B equal one rank of batch 2B, a stopped run
+// resumes exactly, the final export is a StableDiffusionXLPipeline folder diffusers loads with the
+// trained UNet and encoders, and sdsample samples the checkpoint.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -49,7 +49,8 @@ int train(const fs::path& dir, const fs::path& data, int ranks, int batch, int s
           "  vae { block_out_channels: [32, 32, 32, 32] layers_per_block: 1 sample_size: 32 scaling_factor: 0.13025 }\n"
           "  text_encoder { hidden_size: 32 intermediate_size: 37 num_hidden_layers: 2 num_attention_heads: 4 }\n"
           "  text_encoder_2 { hidden_size: 48 intermediate_size: 53 num_hidden_layers: 2 num_attention_heads: 4\n"
-          "                   hidden_act: \"gelu\" projection_dim: 16 } } } }\n"
+          "                   hidden_act: \"gelu\" projection_dim: 16 }\n"
+          "  train_text_encoder: true text_encoder_lr_factor: 0.5 } } }\n"
           "data {\n"
           "  train { type: \"image_folder\" options { [type.googleapis.com/sdtrain.ImageFolderOptions] { root: \"" +
           data.string() + "\" } } }\n"
@@ -83,9 +84,10 @@ TEST(SdxlTraining, TwoRanksEqualOneResumeExportAndSample) {
   test::expect_same_tensors(two / "model.safetensors", one / "model.safetensors", 1e-4);
   test::expect_same_tensors(two / "ema.safetensors", one / "ema.safetensors", 1e-4);
   SafetensorsReader trained((one / "model.safetensors").string());
-  EXPECT_TRUE(trained.contains("add_embedding.linear_1.weight"));
+  EXPECT_TRUE(trained.contains("unet.add_embedding.linear_1.weight"));
+  EXPECT_TRUE(trained.contains("text_encoder_2.text_projection.weight"));
 
-  // The export is a StableDiffusionXLPipeline diffusers loads, with the trained UNet.
+  // The export is a StableDiffusionXLPipeline diffusers loads, with the trained networks.
   const fs::path exported = dir / "one" / "out" / "sdxl_diffusers";
   std::string output;
   const std::string check =
@@ -93,10 +95,15 @@ TEST(SdxlTraining, TwoRanksEqualOneResumeExportAndSample) {
       "from diffusers import StableDiffusionXLPipeline\n"
       "from safetensors.torch import load_file\n"
       "pipe = StableDiffusionXLPipeline.from_pretrained(sys.argv[1], local_files_only=True)\n"
-      "want = load_file(sys.argv[2])\n"
-      "got = pipe.unet.state_dict()\n"
-      "assert set(got) == set(want), sorted(set(got) ^ set(want))[:5]\n"
-      "assert all(torch.equal(got[k], want[k]) for k in want)\n"
+      "trained = load_file(sys.argv[2])\n"
+      "for component in ('unet', 'text_encoder', 'text_encoder_2'):\n"
+      // transformers names the encoders' tensors with "text_model." before 5.6, without it since.
+      "    want = {k[len(component) + 1:].removeprefix('text_model.'): v for k, v in trained.items()\n"
+      "            if k.startswith(component + '.')}\n"
+      "    got = {k.removeprefix('text_model.'): v for k, v in getattr(pipe, component).state_dict().items()\n"
+      "           if not k.endswith('position_ids')}\n"
+      "    assert set(got) == set(want), (component, sorted(set(got) ^ set(want))[:5])\n"
+      "    assert all(torch.equal(got[k], want[k]) for k in want), component\n"
       "assert type(pipe.text_encoder_2).__name__ == 'CLIPTextModelWithProjection'\n"
       "assert pipe.tokenizer_2.pad_token == '!'\n"
       "print('OK')\n";

@@ -2,8 +2,9 @@
 // the size micro-conditioning is diffusers' compute_time_ids of each sample's original size and
 // crop, the batch loss and gradients are the mean of its halves' (so B x 2 ranks = 2B x 1), the
 // text cache holds both encoders' outputs and gives the uncached step, a dropped caption
-// conditions on zeros, LoRA adapters train on both text encoders and export under kohya's SDXL
-// names, and options that do not fit together are refused naming the fields.
+// conditions on zeros, train_text_encoder and LoRA adapters reach both text encoders (the
+// adapters export under kohya's SDXL names), and options that do not fit together are refused
+// naming the fields.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -250,6 +251,35 @@ TEST(SdxlTraining, LoraTrainsAdaptersOnBothTextEncodersAndExportsKohyasSdxlNames
   EXPECT_EQ(peft.tensors.size(), kohya.tensors.size());
 }
 
+TEST(SdxlTraining, TrainTextEncoderTrainsBothEncoders) {
+  const auto dataset = image_folder(test::scratch_dir() / "data", 2);
+  auto model = tiny_sdxl("train_text_encoder: true text_encoder_lr_factor: 0.25");
+  const auto groups = model->parameter_groups();
+  ASSERT_EQ(groups.size(), 3u);
+  EXPECT_EQ(groups[2].name, "text_encoder_2");
+  EXPECT_EQ(groups[2].prefix, "text_encoder_2.");
+  EXPECT_EQ(groups[2].lr_factor, 0.25);
+  DataLoaderOptions options = loader_options(2);
+  options.caption_dropout = 0;
+  DataLoader loader(dataset, options);
+  loader.seek(0, 0);
+  model->training_loss(*loader.next()).backward();
+  std::map<std::string, double> gradient;  // by group
+  std::size_t parameters = 0;
+  for (const auto& item : model->trainable_module().named_parameters()) {
+    ++parameters;
+    if (!item.value().grad().defined()) continue;
+    const std::string group = item.key().substr(0, item.key().find('.'));
+    gradient[group] += item.value().grad().abs().sum().item<double>();
+  }
+  EXPECT_GT(gradient["unet"], 0);
+  EXPECT_GT(gradient["text_encoder"], 0);
+  EXPECT_GT(gradient["text_encoder_2"], 0);
+  const auto& networks = model->networks();
+  EXPECT_EQ(parameters, networks.unet->parameters().size() + networks.text_encoder->parameters().size() +
+                            networks.text_encoder_2->parameters().size());
+}
+
 /// The message of the ConfigError building the tiny SDXL model with `change` throws ("" if none).
 std::string refusal(const std::function<void(StableDiffusionOptions&)>& change) {
   anchor_builtin_plugins();
@@ -276,7 +306,10 @@ TEST(SdxlTraining, OptionsThatDoNotFitAreRefusedNamingTheFields) {
   EXPECT_NE(refusal([](StableDiffusionOptions& o) { o.mutable_unet()->clear_addition_embed_type(); })
                 .find("unet.addition_embed_type must be \"text_time\""),
             std::string::npos);
-  EXPECT_NE(refusal([](StableDiffusionOptions& o) { o.set_train_text_encoder(true); }).find("train_text_encoder"),
+  EXPECT_NE(refusal([](StableDiffusionOptions& o) {
+              o.set_train_text_encoder(true);
+              o.mutable_cache()->set_text_embeddings(true);
+            }).find("cache.text_embeddings: cannot be on with train_text_encoder"),
             std::string::npos);
   EXPECT_NE(refusal([](StableDiffusionOptions& o) {
               o.mutable_adapter()->mutable_lora()->set_text_encoder(true);

@@ -109,12 +109,14 @@ void check_conditioning_options(const StableDiffusionOptions& options) {
   }
 }
 
-/// The UNet and the text encoder as one module, for training both: parameters named "unet.*" and
-/// "text_encoder.*".
+/// The UNet and the text encoder(s) as one module, for training them together: parameters named
+/// "unet.*", "text_encoder.*" and, for SDXL, "text_encoder_2.*".
 struct UNetAndTextEncoder : torch::nn::Module {
-  UNetAndTextEncoder(const UNet2DConditionModel& unet, const ClipTextModel& text_encoder) {
+  UNetAndTextEncoder(const UNet2DConditionModel& unet, const ClipTextModel& text_encoder,
+                     const ClipTextModel& text_encoder_2) {
     register_module("unet", unet.ptr());
     register_module("text_encoder", text_encoder.ptr());
+    if (text_encoder_2) register_module("text_encoder_2", text_encoder_2.ptr());
   }
 };
 
@@ -196,7 +198,7 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
     for (auto& parameter : networks_.text_encoder->parameters()) parameter.set_requires_grad(false);
     networks_.text_encoder->eval();
   }
-  if (networks_.text_encoder_2) {
+  if (networks_.text_encoder_2 && !options.train_text_encoder()) {
     for (auto& parameter : networks_.text_encoder_2->parameters()) parameter.set_requires_grad(false);
     networks_.text_encoder_2->eval();
   }
@@ -229,10 +231,6 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
 }
 
 void StableDiffusionModel::setup_text_encoder_training() {
-  if (networks_.text_encoder_2) {
-    throw ConfigError("train_text_encoder: not available with text_encoder_2 (SDXL): its text encoders stay frozen; "
-                      "train the UNet or UNet adapters");
-  }
   if (options_.cache().text_embeddings()) {
     throw ConfigError("cache.text_embeddings: cannot be on with train_text_encoder: the text encoder's output "
                       "changes as it trains");
@@ -242,7 +240,8 @@ void StableDiffusionModel::setup_text_encoder_training() {
                       "set adapter.lora.text_encoder to train adapters on the text encoder)");
   }
   if (!(options_.text_encoder_lr_factor() >= 0)) throw ConfigError("text_encoder_lr_factor: must be >= 0");
-  unet_and_text_encoder_ = std::make_shared<UNetAndTextEncoder>(networks_.unet, networks_.text_encoder);
+  unet_and_text_encoder_ =
+      std::make_shared<UNetAndTextEncoder>(networks_.unet, networks_.text_encoder, networks_.text_encoder_2);
   text_encoder_trained_ = true;
   // The file's EMA holds the UNet only; the text encoder's EMA starts from its trained weights.
   std::map<std::string, torch::Tensor> renamed;
@@ -278,8 +277,13 @@ torch::nn::Module& StableDiffusionModel::trainable_module() {
 
 std::vector<ParameterGroup> StableDiffusionModel::parameter_groups() const {
   if (unet_and_text_encoder_) {
-    return {ParameterGroup{"unet", "unet."},
-            ParameterGroup{"text_encoder", "text_encoder.", options_.text_encoder_lr_factor()}};
+    std::vector<ParameterGroup> groups{ParameterGroup{"unet", "unet."},
+                                       ParameterGroup{"text_encoder", "text_encoder.", options_.text_encoder_lr_factor()}};
+    // SDXL's second encoder learns at the same rate (kohya's sdxl_train.py can set the two apart).
+    if (networks_.text_encoder_2) {
+      groups.push_back(ParameterGroup{"text_encoder_2", "text_encoder_2.", options_.text_encoder_lr_factor()});
+    }
+    return groups;
   }
   if (!lora_) return {ParameterGroup{"unet", ""}};
   const LoraOptions& lora = options_.adapter().lora();

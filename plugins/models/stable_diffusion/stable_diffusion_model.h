@@ -27,12 +27,13 @@ class StableDiffusionModel : public Model {
   StableDiffusionModel(const StableDiffusionOptions& options, const PluginContext& context);
 
   /// The UNet (the recipe's); with options.train_text_encoder a module holding the UNet
-  /// ("unet.*") and the text encoder ("text_encoder.*"); with options.adapter the LoRA network
-  /// (only its adapters).
+  /// ("unet.*") and the text encoder ("text_encoder.*"; SDXL's second "text_encoder_2.*"); with
+  /// options.adapter the LoRA network (only its adapters).
   torch::nn::Module& trainable_module() override;
-  /// One group "unet"; with train_text_encoder "unet" and "text_encoder" (its lr factor); with
-  /// LoRA "lora_unet" and, with adapter.lora.text_encoder, "lora_te", each with its learning-rate
-  /// factor.
+  /// One group "unet"; with train_text_encoder "unet" and "text_encoder" (its lr factor; SDXL
+  /// also "text_encoder_2", the same factor); with LoRA "lora_unet" and, with
+  /// adapter.lora.text_encoder, "lora_te" (SDXL: both encoders' adapters), each with its
+  /// learning-rate factor.
   std::vector<ParameterGroup> parameter_groups() const override;
   /// With adapters, the base networks' fingerprint ("base_model": SHA-256 of the UNet's and the
   /// text encoder's tensors as loaded) and the weights file: adapters fit only their base.
@@ -117,7 +118,7 @@ class StableDiffusionModel : public Model {
   /// Freezes the UNet, wraps the layers options.adapter.lora selects and records the base's
   /// fingerprint. Throws ConfigError naming the option at fault.
   void setup_adapters();
-  /// Makes the text encoder trainable beside the UNet (options.train_text_encoder). Throws
+  /// Makes the text encoder(s) trainable beside the UNet (options.train_text_encoder). Throws
   /// ConfigError for the options it rules out.
   void setup_text_encoder_training();
   /// Seeds the default generators from the batch's sample seeds, for the adapters' dropout.
