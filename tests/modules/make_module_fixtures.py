@@ -8,7 +8,10 @@ tensors, readable by torch::pickle_load):
   <name>_io.pt         inputs and reference outputs
   unet_grads.pt        d(MSE(unet(x), target))/d(param) for every UNet parameter
 With --full: the FULL SD v1 UNet instead (weights are not written: both sides fill every
-parameter deterministically from seeded randn, see fill_deterministic) -> full_unet_io.pt.
+parameter deterministically from seeded randn, see fill_deterministic) -> full_unet_io.pt, and the
+full SDXL base UNet (2.57 B parameters, 10.3 GB in float32) the same way -> full_sdxl_unet_io.pt,
+or, when the machine has less memory available than that needs, full_sdxl_unet_skipped.txt
+saying so (the C++ test then skips with that reason).
 """
 import argparse
 import json
@@ -245,15 +248,66 @@ def full_unet(out):
          os.path.join(out, "full_unet_io.pt"))
 
 
+# SDXL base's unet/config.json (stabilityai/stable-diffusion-xl-base-1.0), the values that differ
+# from UNet2DConditionModel's defaults.
+SDXL_BASE_UNET = dict(
+    sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10), cross_attention_dim=2048,
+    use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816)
+# The fixture builds the UNet here, then the C++ test builds its own (not at the same time): one
+# float32 copy and a margin for the forward and the allocator.
+SDXL_NEEDS_GIB = 14
+
+
+def available_gib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    return 0.0
+
+
+def full_sdxl_unet(out):
+    from diffusers import UNet2DConditionModel
+
+    available = available_gib()
+    if available < SDXL_NEEDS_GIB:
+        with open(os.path.join(out, "full_sdxl_unet_skipped.txt"), "w") as f:
+            f.write(f"the full SDXL UNet needs {SDXL_NEEDS_GIB} GiB of available memory; this machine had "
+                    f"{available:.1f} GiB when the fixture ran")
+        return
+    torch.manual_seed(0)
+    model = UNet2DConditionModel(**SDXL_BASE_UNET).eval()
+    fill_deterministic(model)
+    g = torch.Generator().manual_seed(7)
+    sample = torch.randn(1, 4, 8, 8, generator=g)
+    context = torch.randn(1, 77, 2048, generator=g)
+    text_embeds = torch.randn(1, 1280, generator=g)
+    time_ids = torch.tensor([[1024.0, 768.0, 16.0, 32.0, 1024.0, 1024.0]])
+    with torch.no_grad():
+        output = model(sample, torch.tensor([521]), context,
+                       added_cond_kwargs=dict(text_embeds=text_embeds, time_ids=time_ids)).sample
+    save(dict(sample=sample, timestep=torch.tensor([521]), encoder_hidden_states=context, text_embeds=text_embeds,
+              time_ids=time_ids, output=output,
+              num_parameters=torch.tensor(sum(p.numel() for p in model.parameters()))),
+         os.path.join(out, "full_sdxl_unet_io.pt"))
+    with open(os.path.join(out, "full_sdxl_unet_config.json"), "w") as f:
+        json.dump(SDXL_BASE_UNET, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--full", action="store_true", help="the full SD v1 UNet fixture only")
+    ap.add_argument("--full", action="store_true", help="the full SD v1 and SDXL UNet fixtures only")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
     if args.full:
         full_unet(args.out)
+        full_sdxl_unet(args.out)
     else:
         tiny_unet(args.out)
         tiny_vae(args.out)
