@@ -34,17 +34,24 @@ void fill_deterministic(torch::nn::Module& module) {
   }
 }
 
-TEST(FullUNetParityTest, StableDiffusionV1ForwardMatchesDiffusers) {
-  auto io = testing::read_tensor_file(testing::fixture_path("sd_modules_full", "full_unet_io.pt"));
-  UNet2DConditionModel unet;  // empty config = SD v1
+/// `unet`'s forward on the fixture's inputs, its parameters filled as diffusers' were (their count
+/// checked against diffusers' first), compared with diffusers' output.
+void expect_forward_as_diffusers(UNet2DConditionModel& unet, TensorMap& io, const UNetAddedConditions& added,
+                                 const std::string& what) {
   int64_t count = 0;
   for (const auto& p : unet->parameters()) count += p.numel();
   EXPECT_EQ(count, io["num_parameters"].item<int64_t>());
   fill_deterministic(*unet);
   unet->eval();
   torch::NoGradGuard no_grad;
-  auto out = unet->forward(io["sample"], io["timestep"], io["encoder_hidden_states"]);
-  testing::expect_close(out, io["output"], 1e-4, "full SD v1 UNet output");
+  const torch::Tensor out = unet->forward(io["sample"], io["timestep"], io["encoder_hidden_states"], added);
+  testing::expect_close(out, io["output"], 1e-4, what);
+}
+
+TEST(FullUNetParityTest, StableDiffusionV1ForwardMatchesDiffusers) {
+  auto io = testing::read_tensor_file(testing::fixture_path("sd_modules_full", "full_unet_io.pt"));
+  UNet2DConditionModel unet;  // empty config = SD v1
+  expect_forward_as_diffusers(unet, io, {}, "full SD v1 UNet output");
 }
 
 TEST(FullUNetParityTest, SdxlBaseForwardMatchesDiffusers) {
@@ -54,16 +61,10 @@ TEST(FullUNetParityTest, SdxlBaseForwardMatchesDiffusers) {
     GTEST_SKIP() << std::string(std::istreambuf_iterator<char>(in), {});
   }
   auto io = testing::read_tensor_file(testing::fixture_path("sd_modules_full", "full_sdxl_unet_io.pt"));
-  UNet2DConditionModel unet(testing::read_unet_config(testing::fixture_path("sd_modules_full", "full_sdxl_unet_config.json")));
-  int64_t count = 0;
-  for (const auto& p : unet->parameters()) count += p.numel();
-  EXPECT_EQ(count, io["num_parameters"].item<int64_t>());
-  fill_deterministic(*unet);
-  unet->eval();
-  torch::NoGradGuard no_grad;
-  auto out = unet->forward(io["sample"], io["timestep"], io["encoder_hidden_states"],
-                           UNetAddedConditions{io["text_embeds"], io["time_ids"]});
-  testing::expect_close(out, io["output"], 1e-4, "full SDXL base UNet output");
+  UNet2DConditionModel unet(
+      testing::read_unet_config(testing::fixture_path("sd_modules_full", "full_sdxl_unet_config.json")));
+  expect_forward_as_diffusers(unet, io, UNetAddedConditions{io["text_embeds"], io["time_ids"]},
+                              "full SDXL base UNet output");
 }
 
 }  // namespace

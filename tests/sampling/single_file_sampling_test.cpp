@@ -200,11 +200,14 @@ TEST(SdxlSingleFile, TextEncodersThatDoNotFitTheUnetAreRefusedNamingBoth) {
   std::string out;
   EXPECT_EQ(test::run_command(sdsample_command(c, xl_with_config(dir, "text_encoder_2", "projection_dim", 20),
                                                dir / "out", 1), &out), 2) << out;
-  EXPECT_NE(out.find("projection_class_embeddings_input_dim 64 is not text_encoder_2's projection_dim 20"),
+  EXPECT_NE(out.find("(unet/config.json): unet.projection_class_embeddings_input_dim: 64 must equal "
+                     "text_encoder_2.projection_dim 20 + 6 x unet.addition_time_embed_dim 8 = 68"),
             std::string::npos) << out;
   EXPECT_EQ(test::run_command(sdsample_command(c, xl_with_config(dir, "unet", "cross_attention_dim", 96),
                                                dir / "out", 1), &out), 2) << out;
-  EXPECT_NE(out.find("cross_attention_dim 96 is not the text encoders' width 80"), std::string::npos) << out;
+  EXPECT_NE(out.find("(unet/config.json): unet.cross_attention_dim: 96 must equal text_encoder.hidden_size 32 + "
+                     "text_encoder_2.hidden_size 48 = 80"),
+            std::string::npos) << out;
   EXPECT_FALSE(fs::exists(dir / "out" / "samples"));
 }
 

@@ -304,7 +304,7 @@ TEST(SdxlTraining, OptionsThatDoNotFitAreRefusedNamingTheFields) {
                       "unet.addition_time_embed_dim 8 = 68"),
             std::string::npos);
   EXPECT_NE(refusal([](StableDiffusionOptions& o) { o.mutable_unet()->clear_addition_embed_type(); })
-                .find("unet.addition_embed_type must be \"text_time\""),
+                .find("unet.addition_embed_type: must be \"text_time\" with text_encoder_2 (SDXL); it is \"\""),
             std::string::npos);
   EXPECT_NE(refusal([](StableDiffusionOptions& o) {
               o.set_train_text_encoder(true);

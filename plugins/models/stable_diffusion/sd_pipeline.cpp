@@ -9,6 +9,7 @@
 #include "framework/util/strings.h"
 #include "plugins/models/stable_diffusion/modules/module_cast.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
+#include "plugins/models/stable_diffusion/sd_conditioning_fit.h"
 #include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
 #include "plugins/models/stable_diffusion/weights/sd_diffusers_config.h"
 #include "plugins/models/stable_diffusion/weights/sd_tokenizer_files.h"
@@ -39,32 +40,6 @@ ClipTextModel text_encoder_for(const SdWeights& weights, const std::string& path
                       std::to_string(tokenizer.vocab_size()));
   }
   return ClipTextModel(config);
-}
-
-/// The UNet's inputs must be what the text encoders give: the context's width, and for the
-/// text_time embedding the pooled width plus 6 size embeddings. FormatError naming both sides.
-void check_conditioning_widths(const UNet2DConditionConfig& unet, const std::string& unet_source,
-                               const SdNetworks& networks) {
-  int64_t context = networks.text_encoder->config().hidden_size();
-  if (networks.text_encoder_2) context += networks.text_encoder_2->config().hidden_size();
-  if (unet.cross_attention_dim() != context) {
-    throw FormatError(unet_source + ": cross_attention_dim " + std::to_string(unet.cross_attention_dim()) +
-                      " is not the text encoders' width " + std::to_string(context) +
-                      (networks.text_encoder_2 ? " (text_encoder + text_encoder_2 hidden sizes)" : " (hidden_size)"));
-  }
-  if (unet.addition_embed_type().empty()) return;
-  if (!networks.text_encoder_2) {
-    throw FormatError(unet_source + ": addition_embed_type \"" + unet.addition_embed_type() +
-                      "\" (SDXL) needs a second text encoder (text_encoder_2), which the model does not have");
-  }
-  const int64_t pooled = networks.text_encoder_2->config().projection_dim();
-  const int64_t expected = pooled + 6 * unet.addition_time_embed_dim();
-  if (unet.projection_class_embeddings_input_dim() != expected) {
-    throw FormatError(unet_source + ": projection_class_embeddings_input_dim " +
-                      std::to_string(unet.projection_class_embeddings_input_dim()) + " is not text_encoder_2's projection_dim " +
-                      std::to_string(pooled) + " + 6 x addition_time_embed_dim " +
-                      std::to_string(unet.addition_time_embed_dim()) + " = " + std::to_string(expected));
-  }
 }
 
 void freeze(torch::nn::Module& module) {
@@ -149,7 +124,11 @@ std::unique_ptr<SdPipeline> SdPipeline::load(const std::string& path, bool use_e
   const auto [unet_json, unet_source] = component_config(weights, path, "unet");
   const auto [vae_json, vae_source] = component_config(weights, path, "vae");
   const UNet2DConditionConfig unet_config = unet_config_from_json(unet_json, unet_source);
-  check_conditioning_widths(unet_config, unet_source, networks);
+  if (const auto misfit = conditioning_misfit(
+          unet_config, networks.text_encoder->config(),
+          networks.text_encoder_2 ? &networks.text_encoder_2->config() : nullptr)) {
+    throw FormatError(unet_source + ": " + misfit->text());
+  }
   networks.unet = UNet2DConditionModel(unet_config);
   networks.vae = AutoencoderKL(vae_config_from_json(vae_json, vae_source));
   networks.scaling_factor = networks.vae->scaling_factor();

@@ -9,6 +9,7 @@
 #include "plugins/models/stable_diffusion/modules/module_cast.h"
 #include "plugins/models/stable_diffusion/modules/state_dict_loader.h"
 #include "plugins/models/stable_diffusion/sd_adapter_export.h"
+#include "plugins/models/stable_diffusion/sd_conditioning_fit.h"
 #include "plugins/models/stable_diffusion/sd_export.h"
 #include "plugins/models/stable_diffusion/sd_size_conditioning.h"
 #include "plugins/models/stable_diffusion/weights/sd_component_configs.h"
@@ -72,41 +73,6 @@ torch::Tensor stack_on_device(const std::vector<torch::Tensor>& rows, const torc
   int64_t next = 0;
   for (const torch::Tensor& row : rows) placed.push_back(row.is_cpu() ? moved[next++] : row);
   return torch::stack(placed);
-}
-
-/// The UNet's conditioning inputs must be what the text encoders give: the context's width (both
-/// encoders' with text_encoder_2), and SDXL's text_time embedding exactly when there is a second
-/// encoder, fed its projection plus 6 size embeddings. ConfigError naming the fields.
-void check_conditioning_options(const StableDiffusionOptions& options) {
-  const UNet2DConditionConfig& unet = options.unet();
-  const bool sdxl = options.has_text_encoder_2();
-  if (!unet.addition_embed_type().empty() && !sdxl) {
-    throw ConfigError("unet.addition_embed_type: \"" + unet.addition_embed_type() +
-                      "\" (SDXL's conditioning) needs text_encoder_2, SDXL's second text encoder (docs/model-families.md)");
-  }
-  const int64_t width = options.text_encoder().hidden_size() + (sdxl ? options.text_encoder_2().hidden_size() : 0);
-  if (unet.cross_attention_dim() != width) {
-    throw ConfigError("unet.cross_attention_dim: " + std::to_string(unet.cross_attention_dim()) + " must equal " +
-                      (sdxl ? "text_encoder.hidden_size " + std::to_string(options.text_encoder().hidden_size()) +
-                                  " + text_encoder_2.hidden_size " +
-                                  std::to_string(options.text_encoder_2().hidden_size()) + " = " + std::to_string(width)
-                            : "text_encoder.hidden_size " + std::to_string(width)));
-  }
-  if (!sdxl) return;
-  if (unet.addition_embed_type() != "text_time") {
-    throw ConfigError("text_encoder_2: set (SDXL), so unet.addition_embed_type must be \"text_time\"; it is \"" +
-                      unet.addition_embed_type() + "\"");
-  }
-  const int64_t pooled = options.text_encoder_2().projection_dim();
-  if (pooled <= 0) throw ConfigError("text_encoder_2.projection_dim: must be > 0 (SDXL pools through the projection)");
-  const int64_t expected = pooled + 6 * unet.addition_time_embed_dim();
-  if (unet.projection_class_embeddings_input_dim() != expected) {
-    throw ConfigError("unet.projection_class_embeddings_input_dim: " +
-                      std::to_string(unet.projection_class_embeddings_input_dim()) +
-                      " must equal text_encoder_2.projection_dim " + std::to_string(pooled) +
-                      " + 6 x unet.addition_time_embed_dim " + std::to_string(unet.addition_time_embed_dim()) + " = " +
-                      std::to_string(expected));
-  }
 }
 
 /// The UNet and the text encoder(s) as one module, for training them together: parameters named
@@ -178,7 +144,10 @@ StableDiffusionModel::StableDiffusionModel(const StableDiffusionOptions& options
     networks_.vae = AutoencoderKL(options.vae());
     networks_.scaling_factor = networks_.vae->scaling_factor();
   }
-  check_conditioning_options(options);
+  if (const auto misfit = conditioning_misfit(options.unet(), options.text_encoder(),
+                                              options.has_text_encoder_2() ? &options.text_encoder_2() : nullptr)) {
+    throw ConfigError(misfit->text());
+  }
   if (!options.weights().empty()) load_weights(resolve_config_path(context.base_dir, options.weights()));
   noise_scheduler_ = Registry<NoiseScheduler>::instance().create(
       options.has_noise_scheduler() ? options.noise_scheduler() : default_noise_scheduler(), context,
