@@ -1,6 +1,7 @@
 """References for the LoRA format tests (tests/weights/sd_lora_diffusers_test.cpp):
 <out>/pipeline: the sampling fixture's tiny random SD v1 pipeline (diffusers folder);
-<out>/pipeline_xl: its tiny random StableDiffusionXLPipeline (two text encoders, text_time);
+<out>/pipeline_sd2, <out>/pipeline_xl: its tiny random SD 2.x pipeline (gelu text encoder, linear
+projections) and StableDiffusionXLPipeline (two text encoders, text_time);
 <out>/lycoris_unet.safetensors, <out>/lycoris_text_encoder.safetensors: LoCon adapters as
 lycoris-lora's create_lycoris writes them for the UNet (every Linear and Conv2d, Tucker-decomposed
 3x3 convs: lora_mid) and the text encoder, lora_up filled randomly (it starts at zero);
@@ -14,7 +15,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sampling"))
-from make_sampling_fixture import build_pipeline, build_xl_pipeline  # noqa: E402
+from make_sampling_fixture import build_pipeline, build_sd2_pipeline, build_xl_pipeline  # noqa: E402
 
 MULTIPLIER = 0.8
 
@@ -39,6 +40,7 @@ def main():
 
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
+    build_sd2_pipeline(args.out)
     build_xl_pipeline(args.out)
     pipe = build_pipeline(args.out)
     unet = lycoris_network(pipe.unet, 1, linear_dim=4, linear_alpha=2, conv_dim=2, conv_alpha=1, use_tucker=True)

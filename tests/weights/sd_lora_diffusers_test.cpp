@@ -218,31 +218,38 @@ TEST(LoraDiffusers, ToolsRefuseABadAdapterWithExitTwoNamingTheKey) {
   EXPECT_FALSE(fs::exists(dir / "merged"));
 }
 
-// SDXL: kohya's names (LDM UNet paths, lora_te1_ / lora_te2_) and PEFT's text_encoder_2 load in
-// StableDiffusionXLPipeline.load_lora_weights with nothing reported; sdconvert merges as fuse_lora
-// fuses (both encoders included), and sdsample --lora draws what the pipeline draws.
-TEST(LoraDiffusersXl, SdconvertMergeGivesFuseLoraWeights) {
+// SD 2.x (OpenCLIP's gelu text encoder, linear projections: kohya's SD v1 naming) and SDXL
+// (kohya's LDM UNet paths, lora_te1_ / lora_te2_; PEFT's text_encoder_2): the pipelines'
+// load_lora_weights take the files with nothing reported, and sdconvert merges as fuse_lora fuses,
+// every text encoder included.
+class LoraDiffusersFamily : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(LoraDiffusersFamily, SdconvertMergeGivesFuseLoraWeights) {
   const fs::path dir = test::scratch_dir();
-  const auto targets = fixture_targets(xl_pipeline_dir());
-  ASSERT_TRUE(targets.count("lora_te2_text_model_encoder_layers_0_self_attn_q_proj"));
+  const std::string pipeline = (fixture() / GetParam()).string();
+  const auto targets = fixture_targets(pipeline);
+  const bool sdxl = targets.count("lora_te2_text_model_encoder_layers_0_self_attn_q_proj") > 0;
   const std::string kohya = (dir / "a.safetensors").string();
   const std::string peft = (dir / "b.safetensors").string();
   write_lora_file(test::random_lora(targets, 14, 0.1, torch::kFloat32, false), kohya, LoraFormat::kKohya, targets);
   write_lora_file(test::random_lora(targets, 15), peft, LoraFormat::kPeft, targets);
   const std::string merged = (dir / "merged").string();
   std::string output;
-  const std::string convert = bin("sdconvert") + " --input " + quoted(xl_pipeline_dir()) + " --output " +
-                              quoted(merged) + " --merge-lora " + quoted(kohya + ":0.7") + " --merge-lora " + quoted(peft);
+  const std::string convert = bin("sdconvert") + " --input " + quoted(pipeline) + " --output " + quoted(merged) +
+                              " --merge-lora " + quoted(kohya + ":0.7") + " --merge-lora " + quoted(peft);
   ASSERT_EQ(test::run_command(convert, &output), 0) << output;
   const std::string check = test::env_or_fail("SDTRAIN_PYTHON") + " " +
                             (test::source_dir() / "tests" / "weights" / "check_lora.py").string() + " fuse --pipeline " +
-                            quoted(xl_pipeline_dir()) + " --lora " + quoted(kohya + ":0.7") + " --lora " +
-                            quoted(peft + ":1.0") + " --merged " + quoted(merged) +
-                            " --expect-changed text_encoder --expect-changed text_encoder_2";
+                            quoted(pipeline) + " --lora " + quoted(kohya + ":0.7") + " --lora " + quoted(peft + ":1.0") +
+                            " --merged " + quoted(merged) + " --expect-changed text_encoder" +
+                            (sdxl ? " --expect-changed text_encoder_2" : "");
   EXPECT_EQ(test::run_command(check, &output), 0) << check << "\n" << output;
   EXPECT_NE(output.find("OK"), std::string::npos) << output;
   std::cout << output;
 }
+
+INSTANTIATE_TEST_SUITE_P(Pipelines, LoraDiffusersFamily, ::testing::Values("pipeline_sd2", "pipeline_xl"),
+                         [](const auto& info) { return std::string(info.param).substr(9); });
 
 TEST(LoraDiffusersXl, KohyaFileSamplesAsStableDiffusionXLPipeline) {
   const fs::path dir = test::scratch_dir();
