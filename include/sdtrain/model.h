@@ -200,7 +200,7 @@ class Model {
     return preview;
   }
 
-  /// Draws one image per prompt with the current trainable weights. Returns RGB images.
+  /// One RGB image per prompt, current trainable weights. No prompts: no image, the request only checked.
   virtual std::vector<Image> sample(const SampleRequest& request) = 0;
 
   /// Why export_pretrained() cannot work for this model as configured; "" when it can. The

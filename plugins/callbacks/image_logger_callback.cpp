@@ -51,6 +51,12 @@ class ImageLoggerCallback : public Callback {
     }
     height_ = options_.height() > 0 ? options_.height() : trainer.resolution();
     width_ = options_.width() > 0 ? options_.width() : trainer.resolution();
+    // A request without prompts checks the sampler under the model's training schedule now (e.g.
+    // pndm refuses zero terminal SNR), instead of at the first grid, maybe hours into the run.
+    SampleRequest check = base_request();
+    check.height = height_;
+    check.width = width_;
+    trainer.model().sample(check);
   }
 
   void on_validation_end(TrainerHandle& trainer) override {

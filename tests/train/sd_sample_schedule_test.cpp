@@ -6,6 +6,7 @@
 
 #include "framework/registry/registry.h"
 #include "plugins/schedulers/noise/schedulers.pb.h"
+#include "sdtrain/errors.h"
 #include "tests/train/tiny_sd_model.h"
 
 namespace sdtrain {
@@ -60,6 +61,38 @@ TEST(SdSampleSchedule, AVPredictionModelSamplesWithItsTrainingSchedule) {
     EXPECT_EQ(drawn[0].pixels, v[0].pixels);
     EXPECT_NE(drawn[0].pixels, eps[0].pixels);
   }
+}
+
+// SD 2.x trained at zero terminal SNR (rescaled betas, v-prediction, trailing spacing, as
+// "Common Diffusion Noise Schedules and Sample Steps are Flawed" trains it): its grids are drawn
+// under that schedule, and a sampler that cannot take it is refused by the check the image
+// logger makes at fit start (a request without prompts), not at the first grid.
+TEST(SdSampleSchedule, AZeroTerminalSnrModelSamplesUnderItsRescaledSchedule) {
+  const auto model = make_tiny_model(
+      "noise_scheduler { type: \"ddpm\" options { [type.googleapis.com/sdtrain.DdpmSchedulerOptions] { schedule { "
+      "prediction_type: V_PREDICTION rescale_betas_zero_snr: true timestep_spacing: TRAILING } } } }");
+  const SampleRequest request = small_request("ddim");
+  const std::vector<Image> drawn = model->sample(request);
+  DdimSchedulerOptions rescaled, plain;
+  rescaled.mutable_schedule()->set_prediction_type(NoiseScheduleOptions::V_PREDICTION);
+  rescaled.mutable_schedule()->set_rescale_betas_zero_snr(true);
+  rescaled.mutable_schedule()->set_timestep_spacing(NoiseScheduleOptions::TRAILING);
+  plain.mutable_schedule()->set_prediction_type(NoiseScheduleOptions::V_PREDICTION);
+  ASSERT_EQ(drawn.size(), 1u);
+  EXPECT_EQ(drawn[0].pixels, draw_with(*model, request, rescaled)[0].pixels);
+  EXPECT_NE(drawn[0].pixels, draw_with(*model, request, plain)[0].pixels);
+
+  SampleRequest check = small_request("pndm");
+  check.prompts.clear();
+  try {
+    model->sample(check);
+    FAIL() << "pndm accepted a zero-terminal-SNR schedule";
+  } catch (const ConfigError& error) {
+    EXPECT_NE(std::string(error.what()).find("rescale_betas_zero_snr: pndm does not support it"), std::string::npos)
+        << error.what();
+  }
+  check.sampler = "euler";
+  EXPECT_TRUE(model->sample(check).empty());
 }
 
 TEST(SdSampleSchedule, TheRequestsOwnOptionsStillApply) {

@@ -609,6 +609,7 @@ PluginSpec StableDiffusionModel::training_noise_scheduler() const {
 std::vector<Image> StableDiffusionModel::sample(const SampleRequest& request) {
   const PluginSpec spec = sampler_with_training_schedule(request, training_noise_scheduler());
   std::unique_ptr<NoiseScheduler> sampler = Registry<NoiseScheduler>::instance().create(spec, context_, "sampler");
+  if (request.prompts.empty()) return {};  // a check: the sampler takes the training schedule
   const bool was_training = networks_.unet->is_training();
   const bool adapters_training = lora_ && lora_->is_training();
   networks_.unet->eval();

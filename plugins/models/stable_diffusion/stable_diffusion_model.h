@@ -67,7 +67,7 @@ class StableDiffusionModel : public Model {
 
   /// Samples with request.sampler under the training noise schedule (options.noise_scheduler's
   /// betas, prediction type, zero terminal SNR, spacing; the request's own options override it),
-  /// so that a v-prediction model's validation grids are drawn as v-prediction.
+  /// so a v-prediction model's grids are v-prediction. No prompts: the sampler is built, nothing drawn.
   std::vector<Image> sample(const SampleRequest& request) override;
 
   /// The inputs (Model's default) and, with an autoencoder, its reconstruction of each sample:
