@@ -61,6 +61,15 @@ DataLoaderOptions loader_options(int batch_size, const StableDiffusionModel* cac
   return options;
 }
 
+/// The first batch of epoch 0 (two samples, no caption dropped).
+Batch first_batch(const std::shared_ptr<const Dataset>& dataset) {
+  DataLoaderOptions options = loader_options(2);
+  options.caption_dropout = 0;
+  DataLoader loader(dataset, options);
+  loader.seek(0, 0);
+  return *loader.next();
+}
+
 /// The rows [begin, end) of a training batch (pixels, captions, seeds, origins).
 Batch rows_of(const Batch& batch, int64_t begin, int64_t end) {
   Batch part;
@@ -192,11 +201,7 @@ TEST(SdxlTraining, ADroppedCaptionConditionsOnZeros) {
       for (auto& p : (*encoder)->parameters()) p.add_(0.5);
     }
   }
-  DataLoaderOptions options = loader_options(2);
-  options.caption_dropout = 0;
-  DataLoader loader(dataset, options);
-  loader.seek(0, 0);
-  Batch batch = *loader.next();
+  Batch batch = first_batch(dataset);
   torch::NoGradGuard no_grad;
   EXPECT_NE(model->training_loss(batch).item<double>(), other_encoders->training_loss(batch).item<double>());
   batch.captions.assign(batch.captions.size(), "");
@@ -225,11 +230,7 @@ TEST(SdxlTraining, LoraTrainsAdaptersOnBothTextEncodersAndExportsKohyasSdxlNames
   EXPECT_EQ(adapters.count("lora_te_") + adapters.count("lora_unet_down_"), 0u);
 
   // Both encoders' adapters learn: their up weights (which start at zero) get gradients.
-  DataLoaderOptions options = loader_options(2);
-  options.caption_dropout = 0;
-  DataLoader loader(dataset, options);
-  loader.seek(0, 0);
-  model->training_loss(*loader.next()).backward();
+  model->training_loss(first_batch(dataset)).backward();
   double te1 = 0, te2 = 0;
   for (const auto& item : model->trainable_module().named_parameters()) {
     if (item.key().find(".lora_up.") == std::string::npos || !item.value().grad().defined()) continue;
@@ -259,11 +260,7 @@ TEST(SdxlTraining, TrainTextEncoderTrainsBothEncoders) {
   EXPECT_EQ(groups[2].name, "text_encoder_2");
   EXPECT_EQ(groups[2].prefix, "text_encoder_2.");
   EXPECT_EQ(groups[2].lr_factor, 0.25);
-  DataLoaderOptions options = loader_options(2);
-  options.caption_dropout = 0;
-  DataLoader loader(dataset, options);
-  loader.seek(0, 0);
-  model->training_loss(*loader.next()).backward();
+  model->training_loss(first_batch(dataset)).backward();
   std::map<std::string, double> gradient;  // by group
   std::size_t parameters = 0;
   for (const auto& item : model->trainable_module().named_parameters()) {
