@@ -354,7 +354,27 @@ def make_corpus(n_random, seed):
     for _ in range(n_random // 12):
         texts.append(layered_mojibake(moji_rng))
         kinds.append("mojibake_layered")
+    for s in long_words(random.Random(seed + 2)):
+        texts.append(s)
+        kinds.append("long_word")
     return texts, kinds
+
+
+def long_words(rng):
+    """Single words of hundreds to thousands of symbols (a URL or base64 blob in a scraped caption):
+    BPE merges thousands of times within one word, repeated pairs overlap ("aaaa", "abab"), and
+    merges of equal rank meet merges of lower rank created between them."""
+    alphabets = ["abcdefghijklmnopqrstuvwxyz", "ab", "a", "aab", "0123456789", "abcdefghijklmnopqrstuvwxyz0123456789",
+                 "日本語学生", "😀💩🎉", "éèêàçœß", "ing", "thethe"]
+    words = []
+    for alphabet in alphabets:
+        length = rng.randint(300, 1500)
+        if len(alphabet) <= 6 and rng.random() < 0.5:  # periodic, not random
+            words.append((alphabet * length)[:length])
+        else:
+            words.append("".join(rng.choice(alphabet) for _ in range(length)))
+    words.append("".join(rng.choice(alphabets[0]) for _ in range(3000)))  # ~1 s for the reference
+    return words
 
 
 def fix_encoding_steps(text):
