@@ -357,7 +357,23 @@ def make_corpus(n_random, seed):
     for s in long_words(random.Random(seed + 2)):
         texts.append(s)
         kinds.append("long_word")
+    long_rng = random.Random(seed + 3)
+    for _ in range(4):
+        texts.append(long_mojibake_line(long_rng))
+        kinds.append("long_mojibake")
     return texts, kinds
+
+
+def long_mojibake_line(rng):
+    """One line of thousands of characters with hundreds of mojibake runs among clean words: ftfy's
+    decode_inconsistent_utf8 fixes each run, so the fixer must find them all in one pass."""
+    pieces = []
+    while sum(map(len, pieces)) < 4000:
+        if rng.random() < 0.4:
+            pieces.append(mojibake(rng, rng.choice(MOJIBAKE_SOURCES)))
+        else:
+            pieces.append(rng.choice(WORDS + ["Ã", "\u00a0", "a", "Ã©", "â€œ"]))
+    return rng.choice([" ", "", ", "]).join(pieces)
 
 
 def long_words(rng):

@@ -14,8 +14,8 @@ bool is_c1(char32_t c) { return c >= 0x80 && c <= 0x9F; }
 // shorter than the whole text (so this cannot recurse forever) and is_bad by itself.
 std::u32string decode_inconsistent_utf8(std::u32string_view text) {
   std::u32string out;
-  size_t pos = 0, begin = 0, end = 0;
-  while (mojibake::find_utf8_mojibake(text, pos, begin, end)) {
+  size_t pos = 0;
+  for (const auto& [begin, end] : mojibake::utf8_mojibake_runs(text)) {
     out.append(text.substr(pos, begin - pos));
     const std::u32string_view run = text.substr(begin, end - begin);
     if (run.size() < text.size() && mojibake::is_bad(run)) {
@@ -49,11 +49,7 @@ std::u32string fix_encoding_step(std::u32string_view text) {
     if (auto fixed = mojibake::decode_utf8(bytes, variants)) return std::move(*fixed);
   }
 
-  size_t begin = 0, end = 0;
-  if (mojibake::find_utf8_mojibake(text, 0, begin, end)) {
-    std::u32string fixed = decode_inconsistent_utf8(text);
-    if (fixed != text) return fixed;
-  }
+  if (std::u32string fixed = decode_inconsistent_utf8(text); fixed != text) return fixed;
 
   // ftfy returns early here when "windows-1252" is among the possible codecs, but its list holds
   // "sloppy-windows-1252" instead, so that never happens; the latin-1 branch always runs.

@@ -192,10 +192,11 @@ bool is_bad(std::u32string_view text) {
   return false;
 }
 
-bool find_utf8_mojibake(std::u32string_view text, size_t from, size_t& begin, size_t& end) {
+std::vector<std::pair<size_t, size_t>> utf8_mojibake_runs(std::u32string_view text) {
   const ClassIndex& index = class_index();
   const std::vector<Mask> masks = classify_all(text);
-  for (size_t pos = from; pos < text.size(); ++pos) {
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t pos = 0; pos < text.size(); ++pos) {
     if (pos > 0 && masks[pos - 1].test(kUtf8DetectorNotAfter)) continue;
     // (alt1|alt2|alt3)+ with nothing after it: greedy, each round the first alternative that
     // matches (what the backtracking engine settles on, as no later failure can undo a round).
@@ -211,12 +212,11 @@ bool find_utf8_mojibake(std::u32string_view text, size_t from, size_t& begin, si
       }
     }
     if (cur > pos) {
-      begin = pos;
-      end = cur;
-      return true;
+      runs.emplace_back(pos, cur);
+      pos = cur - 1;  // the next search starts where this run ended
     }
   }
-  return false;
+  return runs;
 }
 
 bool has_altered_utf8(std::string_view bytes) {

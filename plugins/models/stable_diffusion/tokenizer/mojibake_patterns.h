@@ -16,6 +16,8 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace sdtrain::clip_text::mojibake {
 
@@ -23,10 +25,11 @@ namespace sdtrain::clip_text::mojibake {
 /// character sequence that is far likelier mojibake than intended.
 bool is_bad(std::u32string_view text);
 
-/// UTF8_DETECTOR_RE.search(text, from): a run of characters that look like UTF-8 read as a
-/// single-byte codec, not preceded by a likely continuation character. On a match sets
-/// [begin, end) and returns true.
-bool find_utf8_mojibake(std::u32string_view text, size_t from, size_t& begin, size_t& end);
+/// UTF8_DETECTOR_RE.finditer(text): the runs of characters that look like UTF-8 read as a
+/// single-byte codec, each not preceded by a likely continuation character, as [begin, end)
+/// pairs left to right, each search starting where the previous run ended. One pass over the
+/// text (searching again from each run's end would classify the text once per run).
+std::vector<std::pair<size_t, size_t>> utf8_mojibake_runs(std::u32string_view text);
 
 /// ALTERED_UTF8_RE.search(bytes): UTF-8 that would be valid if one space were byte A0.
 bool has_altered_utf8(std::string_view bytes);
