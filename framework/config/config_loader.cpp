@@ -19,6 +19,7 @@
 #include "framework/registry/registry.h"
 #include "framework/util/file_util.h"
 #include "framework/util/strings.h"
+#include "framework/util/utf8.h"
 #include "sdtrain/callback.h"
 #include "sdtrain/dataset.h"
 #include "sdtrain/errors.h"
@@ -335,6 +336,18 @@ std::string resolve_config_path(const std::string& base_dir, const std::string& 
 }
 
 void parse_text_config(const std::string& text, const std::string& filename, Message* message) {
+  // Protobuf's text parser takes any bytes into a string field and only logs when it packs a
+  // plugin's options, naming neither file nor line: a prompt saved as Latin-1 would reach the
+  // tokenizer as invalid UTF-8.
+  if (const std::size_t bad = find_invalid_utf8(text); bad != std::string_view::npos) {
+    const std::size_t line_start = bad == 0 ? std::string::npos : text.rfind('\n', bad - 1);
+    const std::size_t column = line_start == std::string::npos ? bad : bad - line_start - 1;
+    const auto line = std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
+    std::ostringstream out;
+    out << filename << ":" << line + 1 << ":" << column + 1 << ": not valid UTF-8 (byte 0x" << std::hex
+        << static_cast<int>(static_cast<unsigned char>(text[bad])) << "); a config is UTF-8 text, save it as UTF-8";
+    throw ConfigError(out.str());
+  }
   CollectingErrors errors(filename, text);
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
@@ -384,6 +397,10 @@ void apply_override(Message* message, const std::string& assignment) {
   }
   const std::string path = assignment.substr(0, equals);
   const std::string value = assignment.substr(equals + 1);
+  if (const std::size_t bad = find_invalid_utf8(assignment); bad != std::string_view::npos) {
+    throw ConfigError("--set " + path + ": not valid UTF-8 at byte " + std::to_string(bad) +
+                      " of the override; give it as UTF-8 text");
+  }
   apply_path(message, split(path, '.'), 0, value, path);
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "framework/util/utf8.h"
 #include "sdtrain/errors.h"
 
 namespace sdtrain {
@@ -38,30 +39,6 @@ using Json = nlohmann::ordered_json;
 
 [[noreturn]] void tensor_error(const std::string& path, const std::string& name, const std::string& what) {
   throw FormatError(path + ": safetensors tensor '" + name + "': " + what);
-}
-
-/// Position of the first invalid UTF-8 sequence, or npos.
-std::size_t find_invalid_utf8(const std::uint8_t* s, std::size_t n) {
-  std::size_t i = 0;
-  while (i < n) {
-    const std::uint8_t c = s[i];
-    std::size_t len;
-    std::uint32_t cp;
-    if (c < 0x80) { ++i; continue; }
-    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-    else return i;
-    if (i + len > n) return i;
-    for (std::size_t k = 1; k < len; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (s[i + k] & 0x3F);
-    }
-    const bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
-    if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += len;
-  }
-  return std::string::npos;
 }
 
 std::uint64_t dtype_size(torch::Dtype dtype) { return static_cast<std::uint64_t>(c10::elementSize(dtype)); }
@@ -101,8 +78,8 @@ SafetensorsHeader parse_safetensors_header(const std::uint8_t* bytes, std::uint6
                            std::to_string(file_size) + " bytes)");
   }
   const std::uint8_t* text = bytes + 8;
-  const std::size_t bad = find_invalid_utf8(text, n);
-  if (bad != std::string::npos) {
+  const std::size_t bad = find_invalid_utf8(std::string_view(reinterpret_cast<const char*>(text), n));
+  if (bad != std::string_view::npos) {
     header_error(path, "header is not valid UTF-8 (byte " + std::to_string(bad) + ")");
   }
   if (n == 0 || text[0] != '{') header_error(path, "header does not start with '{'");

@@ -39,6 +39,10 @@ std::string load_error(const std::string& text, const std::vector<std::string>& 
 
 TEST(ConfigErrors, ValidConfigLoads) { EXPECT_EQ(load_error(base_config(kValid)), "no error"); }
 
+TEST(ConfigErrors, Utf8BeyondAsciiLoads) {
+  EXPECT_EQ(load_error(base_config("# caf\u00e9, \u65e5\u672c, \U0001F600\n" + std::string(kValid))), "no error");
+}
+
 class ConfigErrorTable : public ::testing::TestWithParam<BadConfig> {};
 
 TEST_P(ConfigErrorTable, MessageNamesTheProblem) {
@@ -100,6 +104,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "run.device: must be auto, cpu, cuda or cuda:N, got 'tpu'"},
         BadConfig{"missing plugin library", "plugin_libraries: \"/no/such/libplugin.so\"\n" + kRun + kModel + kData,
                   "PluginError: plugin library not found: /no/such/libplugin.so"},
+        BadConfig{"text saved as Latin-1", "run { max_steps: 4 output_dir: \"caf\xe9\" }\n" + kModel + kData,
+                  "cfg.pbtxt:2:36: not valid UTF-8 (byte 0xe9); a config is UTF-8 text, save it as UTF-8"},
         BadConfig{"negative learning rate", kRun + kModel + kData + "optimizer { base_learning_rate: -1 }\n",
                   "optimizer.base_learning_rate: must be > 0"}),
     [](const ::testing::TestParamInfo<BadConfig>& info) {

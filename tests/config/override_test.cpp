@@ -86,6 +86,8 @@ TEST(Override, TypeErrorsNameTheField) {
   EXPECT_EQ(override_error(&config, "run=1"), "--set run: 'run' is a message (sdtrain.RunConfig); set one of its fields");
   EXPECT_EQ(override_error(&config, "run.max_steps.x=1"), "--set run.max_steps.x: 'max_steps' is a scalar field, not a message");
   EXPECT_EQ(override_error(&config, "novalue"), "--set novalue: expected path.to.field=value");
+  EXPECT_EQ(override_error(&config, "run.output_dir=caf\xe9"),
+            "--set run.output_dir: not valid UTF-8 at byte 18 of the override; give it as UTF-8 text");
   EXPECT_EQ(override_error(&config, "model.options.x=1"),
             "--set model.options.x: cannot tell the options type of 'options' (set the plugin's type first)");
   // A failed override leaves the config as it was.
