@@ -47,6 +47,29 @@ ZipArchive::ZipArchive(const std::string& path) : file_(MappedFile::open(path)) 
   }
 }
 
+void ZipArchive::check_entry(const std::string& path, const std::string& name, const zip_stat_t& st) const {
+  const auto bad = [&](const std::string& what) {
+    throw FormatError(path + ": zip entry '" + name + "' " + what);
+  };
+  // What torch.load's reader takes: stored or deflated, unencrypted. Anything else would be
+  // inflated into a buffer of the size the entry declares, allocated before a byte is read (an
+  // encrypted entry declaring 4 GB, found by the ckpt fuzzer).
+  if (st.encryption_method != ZIP_EM_NONE) bad("is encrypted");
+  if (st.comp_method != ZIP_CM_STORE && st.comp_method != ZIP_CM_DEFLATE) {
+    bad("uses compression method " + std::to_string(st.comp_method) + "; torch.save files are stored or deflated");
+  }
+  if (st.comp_size > file_->size()) {
+    bad("claims " + std::to_string(st.comp_size) + " compressed bytes, more than the file holds");
+  }
+  // A stored entry's two sizes must agree, which libzip's consistency check already ensures;
+  // deflate expands at most 1032:1 (258-byte matches coded in 2 bits).
+  constexpr std::uint64_t kMaxDeflateRatio = 1032;
+  if (st.comp_method == ZIP_CM_DEFLATE && st.size / kMaxDeflateRatio > st.comp_size) {
+    bad("declares " + std::to_string(st.size) + " bytes from " + std::to_string(st.comp_size) +
+        " deflated, more than deflate can produce");
+  }
+}
+
 void ZipArchive::index_entries(const std::string& path) {
   const zip_int64_t count = zip_get_num_entries(archive_, 0);
   for (zip_int64_t i = 0; i < count; ++i) {
@@ -57,6 +80,7 @@ void ZipArchive::index_entries(const std::string& path) {
     }
     const std::string name = st.name != nullptr ? st.name : "";
     if (index_.count(name) != 0) throw FormatError(path + ": duplicate zip entry '" + name + "'");
+    check_entry(path, name, st);
     Info info;
     info.libzip_index = static_cast<std::uint64_t>(i);
     info.size = st.size;

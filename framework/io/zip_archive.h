@@ -11,6 +11,7 @@
 #include "framework/io/mapped_file.h"
 
 struct zip;
+struct zip_stat;
 
 namespace sdtrain {
 
@@ -55,6 +56,8 @@ class ZipArchive {
   const Info& info(const std::string& name) const;
   /// Lists the entries (names_, index_) and where stored ones start; throws FormatError.
   void index_entries(const std::string& path);
+  /// Refuses an entry that cannot be read within what it declares; throws FormatError.
+  void check_entry(const std::string& path, const std::string& name, const zip_stat& st) const;
   void locate_stored_data();
 
   std::shared_ptr<MappedFile> file_;

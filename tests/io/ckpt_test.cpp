@@ -49,6 +49,23 @@ TEST(Ckpt, LightningStateDictLoadsExactly) {
   EXPECT_NE(std::find(tolerated.begin(), tolerated.end(), "pathlib.PosixPath"), tolerated.end());
 }
 
+TEST(Ckpt, DeflatedEntriesLoadAsTorchLoadReadsThem) {
+  expect_matches_reference(load_ckpt_state_dict(fixture("lightning_deflated.ckpt"), "state_dict", nullptr));
+}
+
+// Each entry's header claims what its bytes cannot hold; refused when the archive is opened,
+// before anything the size implies is allocated (an encrypted entry declaring 4 GB was inflated
+// into a buffer of that size, found by the ckpt fuzzer).
+TEST(Ckpt, EntriesThatCannotHoldWhatTheyDeclareAreRefused) {
+  EXPECT_FORMAT_ERROR(load_ckpt(fixture("forged_deflate_bomb.ckpt")), "forged_deflate_bomb.ckpt",
+                      "zip entry 'lightning/data/0' declares 4294901762 bytes from 101 deflated, more than deflate can produce");
+  EXPECT_FORMAT_ERROR(load_ckpt(fixture("forged_encrypted.ckpt")), "zip entry 'lightning/data/0' is encrypted");
+  EXPECT_FORMAT_ERROR(load_ckpt(fixture("forged_stored_sizes.ckpt")), "forged_stored_sizes.ckpt",
+                      "not a valid zip archive: Zip archive inconsistent");  // libzip's check
+  EXPECT_FORMAT_ERROR(load_ckpt(fixture("forged_bzip2.ckpt")),
+                      "zip entry 'lightning/data/0' uses compression method 12; torch.save files are stored or deflated");
+}
+
 TEST(Ckpt, SharedStoragesStayShared) {
   const auto sd = load_ckpt_state_dict(fixture("lightning.ckpt"));
   std::map<std::string, torch::Tensor> m(sd.begin(), sd.end());

@@ -98,6 +98,27 @@ def evil(func, *args):
     return Evil()
 
 
+def forge_entry(src, dst, name, size=None, flags=None, method=None):
+    """Copies zip `src` to `dst` with entry `name`'s uncompressed size, flag bits or compression
+    method changed alike in its local and central headers (libzip checks they agree)."""
+    data = bytearray(open(src, "rb").read())
+    with zipfile.ZipFile(src) as z:
+        local = z.getinfo(name).header_offset
+    u16 = lambda at: int.from_bytes(data[at:at + 2], "little")  # noqa: E731
+    end = data.rindex(b"PK\x05\x06")  # end of central directory: where the directory starts
+    central = int.from_bytes(data[end + 16:end + 20], "little")
+    while data[central + 46:central + 46 + u16(central + 28)] != name.encode():
+        central += 46 + u16(central + 28) + u16(central + 30) + u16(central + 32)
+    for header, flag_at, method_at, size_at in ((local, 6, 8, 22), (central, 8, 10, 24)):
+        if flags is not None:
+            data[header + flag_at:header + flag_at + 2] = flags.to_bytes(2, "little")
+        if method is not None:
+            data[header + method_at:header + method_at + 2] = method.to_bytes(2, "little")
+        if size is not None:
+            data[header + size_at:header + size_at + 4] = size.to_bytes(4, "little")
+    open(dst, "wb").write(data)
+
+
 def write_fixtures(out):
     out.mkdir(parents=True, exist_ok=True)
     # --- safetensors -------------------------------------------------------------------------
@@ -152,6 +173,17 @@ def write_fixtures(out):
     # Protocol 0 (text GLOBAL opcode), the classic exploit.
     with zipfile.ZipFile(out / "evil_proto0.ckpt", "w") as z:
         z.writestr("archive/data.pkl", b"cos\nsystem\n(S'touch " + str(out / "marker_proto0").encode() + b"'\ntR.")
+    # lightning.ckpt re-zipped with every entry deflated (torch.load reads those too), and forged
+    # from it: entries whose headers claim what their bytes cannot hold.
+    with zipfile.ZipFile(out / "lightning.ckpt") as src, \
+            zipfile.ZipFile(out / "lightning_deflated.ckpt", "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    storage = "lightning/data/0"
+    forge_entry(out / "lightning_deflated.ckpt", out / "forged_deflate_bomb.ckpt", storage, size=4294901762)
+    forge_entry(out / "lightning_deflated.ckpt", out / "forged_encrypted.ckpt", storage, flags=1)
+    forge_entry(out / "lightning.ckpt", out / "forged_stored_sizes.ckpt", storage, size=1 << 30)
+    forge_entry(out / "lightning_deflated.ckpt", out / "forged_bzip2.ckpt", storage, method=12)
     for name in ["evil_os_system", "evil_eval", "evil_popen", "evil_in_state_dict"]:
         with zipfile.ZipFile(out / (name + ".ckpt")) as z:
             pkl = z.read([n for n in z.namelist() if n.endswith("data.pkl")][0])
