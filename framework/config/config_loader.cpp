@@ -7,6 +7,8 @@
 #include <memory>
 #include <regex>
 #include <sstream>
+#include <tuple>
+#include <utility>
 
 #include <google/protobuf/any.pb.h>
 #include <google/protobuf/descriptor.h>
@@ -59,6 +61,14 @@ std::string with_field_suggestion(const std::string& message) {
   return out;
 }
 
+/// The 0-based line and column (in bytes) of `offset` in `text`.
+std::pair<int, int> line_and_column(const std::string& text, std::size_t offset) {
+  const std::size_t line_start = offset == 0 ? std::string::npos : text.rfind('\n', offset - 1);
+  const auto line = std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(offset), '\n');
+  const std::size_t column = line_start == std::string::npos ? offset : offset - line_start - 1;
+  return {static_cast<int>(line), static_cast<int>(column)};
+}
+
 /// Protobuf reports some errors at the token after the culprit (the ':' after an unknown field
 /// name, the start of the next line after a bad enum value). For messages that quote the culprit,
 /// move the position back to its last occurrence before the reported one.
@@ -74,9 +84,7 @@ void point_at_quoted_token(const std::string& text, const std::string& message, 
   if (offset == std::string::npos) return;
   const std::size_t found = text.rfind(match[2].str(), std::min(text.size(), offset + static_cast<std::size_t>(*column)));
   if (found == std::string::npos) return;
-  const std::size_t line_start = text.rfind('\n', found);
-  *line = static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(found), '\n'));
-  *column = static_cast<int>(found - (line_start == std::string::npos ? 0 : line_start + 1));
+  std::tie(*line, *column) = line_and_column(text, found);
 }
 
 /// Collects parser errors as "FILE:LINE:COL: message" (1-based).
@@ -340,9 +348,7 @@ void parse_text_config(const std::string& text, const std::string& filename, Mes
   // plugin's options, naming neither file nor line: a prompt saved as Latin-1 would reach the
   // tokenizer as invalid UTF-8.
   if (const std::size_t bad = find_invalid_utf8(text); bad != std::string_view::npos) {
-    const std::size_t line_start = bad == 0 ? std::string::npos : text.rfind('\n', bad - 1);
-    const std::size_t column = line_start == std::string::npos ? bad : bad - line_start - 1;
-    const auto line = std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
+    const auto [line, column] = line_and_column(text, bad);
     std::ostringstream out;
     out << filename << ":" << line + 1 << ":" << column + 1 << ": not valid UTF-8 (byte 0x" << std::hex
         << static_cast<int>(static_cast<unsigned char>(text[bad])) << "); a config is UTF-8 text, save it as UTF-8";
