@@ -87,7 +87,8 @@ class ParquetDataset : public Dataset {
   };
 
   /// Row group `group_index` (into groups_), from the cache or read (outside the lock, so that
-  /// workers read different row groups at once).
+  /// workers read different row groups at once). A row group that failed to read fails again
+  /// without being read: every row of a corrupt group would otherwise read it anew.
   std::shared_ptr<const ParquetRows> row_group(std::size_t group_index) const {
     {
       std::lock_guard<std::mutex> lock(cache_mutex_);
@@ -96,9 +97,18 @@ class ParquetDataset : public Dataset {
         recency_.splice(recency_.begin(), recency_, found->second.second);
         return found->second.first;
       }
+      const auto failed = failed_groups_.find(group_index);
+      if (failed != failed_groups_.end()) throw DataError(failed->second);
     }
     const Group& group = groups_[group_index];
-    std::shared_ptr<const ParquetRows> rows = files_[group.file]->read_row_group(group.group);
+    std::shared_ptr<const ParquetRows> rows;
+    try {
+      rows = files_[group.file]->read_row_group(group.group);
+    } catch (const DataError& e) {
+      std::lock_guard<std::mutex> lock(cache_mutex_);
+      failed_groups_.emplace(group_index, e.what());
+      throw;
+    }
     std::lock_guard<std::mutex> lock(cache_mutex_);
     if (cache_.count(group_index) == 0) {
       recency_.push_front(group_index);
@@ -122,6 +132,7 @@ class ParquetDataset : public Dataset {
   mutable std::list<std::size_t> recency_;  ///< most recently used first
   mutable std::map<std::size_t, std::pair<std::shared_ptr<const ParquetRows>, std::list<std::size_t>::iterator>>
       cache_;
+  mutable std::map<std::size_t, std::string> failed_groups_;  ///< row groups that failed to read: their error
 };
 
 SDTRAIN_REGISTER_DATASET("parquet", ParquetOptions,

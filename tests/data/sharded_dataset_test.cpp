@@ -184,6 +184,16 @@ TEST(ParquetPlugin, BadFilesNameTheFileAndTheColumn) {
   ParquetOptions not_parquet;
   not_parquet.add_files((shards() / "wds" / "train-00000.tar").string());
   EXPECT_NE(testing::config_error("parquet", not_parquet).find("not a readable Parquet file"), std::string::npos);
+  // A footer whose row groups disagree with the file's row count (the fuzzer's input: every one
+  // of a forged row group's 505,438 rows used to fail to read, one by one).
+  ParquetOptions forged;
+  const fs::path forged_file =
+      test::source_dir() / "tests" / "fuzz" / "regressions" / "parquet" / "row-group-declaring-505438-rows-in-a-7-row-file";
+  forged.add_files(forged_file.string());
+  EXPECT_NE(testing::config_error("parquet", forged)
+                .find(forged_file.string() + ": its row groups hold 505443 rows but its footer declares 7; the file is corrupt"),
+            std::string::npos)
+      << testing::config_error("parquet", forged);
 }
 #endif
 
