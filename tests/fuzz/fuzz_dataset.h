@@ -13,13 +13,21 @@
 
 namespace sdtrain::fuzz {
 
-/// Writes the fuzzer's bytes to /tmp/sdtrain-fuzz-<pid><extension> (one file per process,
-/// rewritten for every input) and returns its path.
+/// Writes the fuzzer's bytes to <dir>/sdtrain-fuzz-<pid><extension> (one file per process,
+/// rewritten for every input, removed when the process exits normally) and returns its path. <dir>
+/// is /dev/shm where it is writable: on a disk file system the truncate, write-back and block
+/// discards of every rewrite took a fifth of the parquet target's time; /tmp otherwise. A process
+/// uses one extension (each target is its own executable).
 inline std::string write_input(const std::string& extension, const std::uint8_t* data, std::size_t size) {
-  const std::string path = "/tmp/sdtrain-fuzz-" + std::to_string(::getpid()) + extension;
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  struct InputFile {
+    std::string path;
+    ~InputFile() { ::unlink(path.c_str()); }
+  };
+  static const InputFile file{(::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp") +
+                              std::string("/sdtrain-fuzz-") + std::to_string(::getpid()) + extension};
+  std::ofstream out(file.path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-  return path;
+  return file.path;
 }
 
 /// Builds dataset plugin `type` with `options` and reads every sample; the errors bad data is
