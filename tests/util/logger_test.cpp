@@ -2,14 +2,12 @@
 // on the ranks that print; a line that no destination takes writes nothing.
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "framework/log/logger.h"
+#include "framework/util/file_util.h"
 #include "tests/common/test_env.h"
 
 namespace sdtrain {
@@ -29,13 +27,6 @@ std::string console_of(const LogOptions& options, const std::vector<std::tuple<L
   return ::testing::internal::GetCapturedStderr();
 }
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 TEST_F(LoggerTest, FileTakesEveryLevelConsoleOnlyItsOwn) {
   const auto file = test::scratch_dir() / "rank0.log";
   LogOptions options;
@@ -46,7 +37,7 @@ TEST_F(LoggerTest, FileTakesEveryLevelConsoleOnlyItsOwn) {
   EXPECT_EQ(console.find("a debug line"), std::string::npos) << console;
   EXPECT_NE(console.find(" W r0 a warning\n"), std::string::npos) << console;
   configure_logging(LogOptions{});  // closes the file
-  const std::string logged = read_file(file);
+  const std::string logged = read_file(file.string());
   EXPECT_NE(logged.find(" D r0 a debug line\n"), std::string::npos) << logged;
   EXPECT_NE(logged.find(" W r0 a warning\n"), std::string::npos) << logged;
 }
