@@ -5,12 +5,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
+#include <utility>
+#include <vector>
 
 #include "sdtrain/errors.h"
 
 namespace sdtrain {
+
+namespace {
+
+std::size_t page_size() {
+  static const auto size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+std::size_t page_floor(std::size_t offset) { return offset / page_size() * page_size(); }
+std::size_t page_ceil(std::size_t offset) { return page_floor(offset + page_size() - 1); }
+
+}  // namespace
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -41,6 +57,45 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) {
     ::munmap(data_, size_);
   }
+}
+
+std::shared_ptr<void> MappedFile::hold(const std::uint8_t* begin, std::size_t size) {
+  if (data_ == nullptr || begin < data_ || static_cast<std::size_t>(begin - data_) > size_ ||
+      size > size_ - static_cast<std::size_t>(begin - data_)) {
+    throw std::out_of_range(path_ + ": a hold on " + std::to_string(size) + " bytes outside the mapping");
+  }
+  const auto offset = static_cast<std::size_t>(begin - data_);
+  Holds::iterator it;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    it = holds_.emplace(offset, offset + size);
+  }
+  return std::shared_ptr<void>(data_ + offset, [self = shared_from_this(), it](void*) { self->release(it); });
+}
+
+void MappedFile::release(Holds::iterator hold) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::size_t begin = page_floor(hold->first);
+  const std::size_t end = hold->second > hold->first ? page_ceil(hold->second) : begin;
+  holds_.erase(hold);
+  if (begin == end) return;
+  // The pages other live holds touch stay: a neighbour sharing a boundary page, an overlapping
+  // view of the same bytes (holds are few, a few thousand tensors per file: a scan is enough).
+  std::vector<std::pair<std::size_t, std::size_t>> kept;
+  for (auto other = holds_.begin(); other != holds_.end() && other->first < end; ++other) {
+    if (other->second > other->first && other->second > begin) {
+      kept.emplace_back(page_floor(other->first), page_ceil(other->second));
+    }
+  }
+  std::sort(kept.begin(), kept.end());
+  std::size_t from = begin;
+  for (const auto& [kept_begin, kept_end] : kept) {
+    if (kept_begin > from) ::madvise(data_ + from, std::min(kept_begin, end) - from, MADV_DONTNEED);
+    from = std::max(from, kept_end);
+    if (from >= end) return;
+  }
+  // Advice only: should the kernel refuse it, the pages stay until the unmapping, as before.
+  ::madvise(data_ + from, end - from, MADV_DONTNEED);
 }
 
 }  // namespace sdtrain

@@ -36,8 +36,8 @@ torch::Tensor SafetensorsReader::tensor(const std::string& name) const {
     std::memcpy(copy.data_ptr(), data, e.end - e.begin);
     return copy;
   }
-  std::shared_ptr<MappedFile> keep = file_;
-  return torch::from_blob(data, e.shape, [keep](void*) mutable { keep.reset(); }, options);
+  std::shared_ptr<void> hold = file_->hold(data, e.end - e.begin);
+  return torch::from_blob(data, e.shape, [hold](void*) mutable { hold.reset(); }, options);
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> SafetensorsReader::tensors() const {

@@ -19,8 +19,9 @@ namespace sdtrain {
 /// tensor() returns a CPU tensor that views the mapping without copying when its data is aligned
 /// to its element size (always so for files written by the reference writer or by sdtrain): the
 /// tensor holds the mapping alive, so it outlives the reader; pages are read on first touch, and
-/// an in-place change touches only private copy-on-write pages, never the file. A misaligned
-/// tensor is copied into ordinary memory instead. Thread-safe for concurrent reads.
+/// an in-place change touches only private copy-on-write pages, never the file; when the
+/// tensor's storage goes, the pages no other tensor views leave resident memory (MappedFile::hold).
+/// A misaligned tensor is copied into ordinary memory instead. Thread-safe for concurrent reads.
 class SafetensorsReader {
  public:
   /// Opens and validates `path`. Throws FormatError naming the file (and tensor) on any defect.

@@ -180,7 +180,7 @@ ZipArchive::Entry ZipArchive::read(const std::string& name, bool verify_crc) con
   entry.size = i.size;
   if (i.stored) {
     entry.data = file_->mutable_data() + i.data_offset;
-    entry.owner = file_;
+    entry.owner = file_->hold(entry.data, i.size);
   } else {
     auto buffer = std::shared_ptr<std::uint8_t>(new std::uint8_t[i.size > 0 ? i.size : 1], std::default_delete<std::uint8_t[]>());
     std::lock_guard<std::mutex> lock(mutex_);

@@ -22,7 +22,8 @@ namespace sdtrain {
 /// Errors throw FormatError naming the file and entry.
 class ZipArchive {
  public:
-  /// Bytes of one entry. `data` stays valid while `owner` (the mapping or a buffer) is held.
+  /// Bytes of one entry. `data` stays valid while `owner` (a hold on the mapping, see
+  /// MappedFile::hold, or a buffer) is held.
   struct Entry {
     std::uint8_t* data = nullptr;  ///< writable: a private copy-on-write page or an owned buffer
     std::uint64_t size = 0;

@@ -68,7 +68,7 @@ TrainStep::TrainStep(Model& model, FlatParameters& parameters, Communicator& com
 TrainStep::~TrainStep() = default;
 
 void TrainStep::start_ema_from_model() {
-  const std::map<std::string, torch::Tensor> start = model_.ema_start_weights();
+  std::map<std::string, torch::Tensor> start = model_.ema_start_weights();
   if (start.empty()) return;
   torch::NoGradGuard no_grad;
   std::size_t copied = 0;
@@ -78,6 +78,9 @@ void TrainStep::start_ema_from_model() {
     torch::Tensor slot = parameters_.view(ema_->shadow(), i);
     if (found->second.sizes() != slot.sizes()) continue;
     slot.copy_(found->second);
+    // Dropped as soon as copied: a tensor viewing the weights file gives its pages back then
+    // (MappedFile::hold), so the file's EMA copy never stands resident beside the EMA's own.
+    start.erase(found);
     ++copied;
   }
   ema_->set_num_updates(model_.ema_start_updates());
