@@ -39,10 +39,19 @@ class SafetensorsReader {
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   /// The tensor `name` (see the class comment for when it is a view and when a copy).
   torch::Tensor tensor(const std::string& name) const;
+  /// Elements [begin, begin + count) of tensor `name`, flattened, as a 1-D tensor (a view or a
+  /// copy as tensor()) with a hold of its own on the mapping: a large tensor copied out slice by
+  /// slice then gives each slice's pages back as soon as the slice is dropped, instead of keeping
+  /// the whole tensor's pages resident until its end. FormatError naming the file and tensor when
+  /// the range is not inside the tensor.
+  torch::Tensor elements(const std::string& name, int64_t begin, int64_t count) const;
   /// Every tensor, in file order.
   std::vector<std::pair<std::string, torch::Tensor>> tensors() const;
 
  private:
+  /// `shape`-shaped tensor of the `size` bytes at `offset` of the data section.
+  torch::Tensor at(std::uint64_t offset, std::uint64_t size, torch::IntArrayRef shape, torch::Dtype dtype) const;
+
   std::shared_ptr<MappedFile> file_;
   SafetensorsHeader header_;
   std::vector<std::string> names_;

@@ -110,13 +110,20 @@ void OptimizerShardState::load_state(const CheckpointReader& in) {
     adam_step = step;
     if (high <= low) continue;  // rank 0's shard, opened for the step count only
     for (const char* name : {"exp_avg", "exp_avg_sq"}) {
-      const torch::Tensor source = reader.tensor(name);
-      if (source.dim() != 1 || source.numel() != range.size()) {
-        throw FormatError(reader.path() + ": tensor '" + name + "' has shape " + c10::str(source.sizes()) +
+      const std::vector<int64_t>& shape = reader.entry(name).shape;
+      if (shape.size() != 1 || shape[0] != range.size()) {
+        throw FormatError(reader.path() + ": tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(shape)) +
                           ", expected [" + std::to_string(range.size()) + "]");
       }
       torch::Tensor& target = std::string(name) == "exp_avg" ? held_.exp_avg() : held_.exp_avg_sq();
-      target.narrow(0, low - held_begin_, high - low).copy_(source.narrow(0, low - range.begin, high - low));
+      // In slices, each its own view of the file: a moment is the size of the model, and viewed
+      // whole, every page read would stay resident until the end of its copy, beside the state it
+      // is read into (MappedFile::hold); a slice's pages go as the slice does.
+      constexpr int64_t kSlice = int64_t{16} << 20;  // elements: 64 MB of fp32
+      for (int64_t at = low; at < high; at += kSlice) {
+        const int64_t count = std::min(kSlice, high - at);
+        target.narrow(0, at - held_begin_, count).copy_(reader.elements(name, at - range.begin, count));
+      }
     }
   }
   held_.set_step_count(adam_step);

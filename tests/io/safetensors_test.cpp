@@ -54,6 +54,24 @@ TEST(Safetensors, TensorsViewTheMappingAndOutliveTheReader) {
   EXPECT_TRUE(torch::equal(again.tensor("f32"), before)) << "the file must never change";
 }
 
+TEST(Safetensors, ElementsAreARangeOfTheFlattenedTensor) {
+  SafetensorsReader reader(fixture("all_dtypes.safetensors"));
+  for (const char* name : {"f32", "bf16", "i64", "u8"}) {
+    SCOPED_TRACE(name);
+    const torch::Tensor whole = reader.tensor(name).flatten();
+    ASSERT_GE(whole.numel(), 3);
+    const torch::Tensor middle = reader.elements(name, 1, whole.numel() - 2);
+    EXPECT_EQ(middle.dim(), 1);
+    EXPECT_EQ(middle.scalar_type(), whole.scalar_type());
+    EXPECT_TRUE(torch::equal(middle, whole.narrow(0, 1, whole.numel() - 2)));
+    EXPECT_EQ(reader.elements(name, whole.numel(), 0).numel(), 0);
+    EXPECT_FORMAT_ERROR(reader.elements(name, 1, whole.numel()), "all_dtypes.safetensors",
+                        "tensor '" + std::string(name) + "' has " + std::to_string(whole.numel()) + " elements");
+    EXPECT_FORMAT_ERROR(reader.elements(name, -1, 1), "elements [-1, 0) were asked for");
+  }
+  EXPECT_FORMAT_ERROR(reader.elements("f33", 0, 1), "no tensor 'f33'");
+}
+
 TEST(Safetensors, ReadsAnEmptyFile) {
   SafetensorsReader reader(fixture("no_tensors.safetensors"));
   EXPECT_EQ(reader.size(), 0u);
