@@ -48,8 +48,8 @@ common=(--config "$ROOT/configs/three_kingdoms.pbtxt"
         --set "callbacks[3].options.steps=4")
 
 # Samples the sdtrain process's anonymous and file-backed resident memory (kB) every 0.2 s into
-# $1 until killed. GNU time's maximum RSS counts the pages of the mapped weights file that were
-# read, which the kernel can drop at any time; the anonymous part is what must fit.
+# $1 until killed. GNU time's maximum RSS counts the resident pages of the mapped weights file as
+# well (each tensor's pages leave the process once the tensor is copied and dropped).
 sample_rss() {
   while true; do
     for pid in $(pgrep -x sdtrain); do
