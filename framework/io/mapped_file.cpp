@@ -9,8 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
-#include <utility>
-#include <vector>
 
 #include "sdtrain/errors.h"
 
@@ -81,17 +79,13 @@ void MappedFile::release(Holds::iterator hold) {
   if (begin == end) return;
   // The pages other live holds touch stay: a neighbour sharing a boundary page, an overlapping
   // view of the same bytes (holds are few, a few thousand tensors per file: a scan is enough).
-  std::vector<std::pair<std::size_t, std::size_t>> kept;
-  for (auto other = holds_.begin(); other != holds_.end() && other->first < end; ++other) {
-    if (other->second > other->first && other->second > begin) {
-      kept.emplace_back(page_floor(other->first), page_ceil(other->second));
-    }
-  }
-  std::sort(kept.begin(), kept.end());
+  // holds_ is ordered by offset, so the kept pages come in order and the gaps between them go.
   std::size_t from = begin;
-  for (const auto& [kept_begin, kept_end] : kept) {
-    if (kept_begin > from) ::madvise(data_ + from, std::min(kept_begin, end) - from, MADV_DONTNEED);
-    from = std::max(from, kept_end);
+  for (auto other = holds_.begin(); other != holds_.end() && other->first < end; ++other) {
+    if (other->second <= other->first || other->second <= begin) continue;
+    const std::size_t kept_begin = page_floor(other->first);  // < end: end is a page boundary
+    if (kept_begin > from) ::madvise(data_ + from, kept_begin - from, MADV_DONTNEED);
+    from = std::max(from, page_ceil(other->second));
     if (from >= end) return;
   }
   // Advice only: should the kernel refuse it, the pages stay until the unmapping, as before.
