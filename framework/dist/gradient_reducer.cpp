@@ -62,7 +62,7 @@ GradientReducer::GradientReducer(const std::vector<torch::Tensor>& parameters, c
   for (std::size_t i = 0; i < parameters.size(); ++i) {
     TORCH_CHECK(parameters[i].requires_grad() && parameters[i].is_leaf(),
                 "GradientReducer: parameter ", i, " is not a leaf that requires grad");
-    c10::intrusive_ptr<torch::autograd::Node> accumulator = torch::autograd::impl::grad_accumulator(parameters[i]);
+    NodePointer accumulator = torch::autograd::impl::grad_accumulator(parameters[i]);
     accumulator->add_post_hook(std::make_unique<Hook>(self_, i));
     accumulators_.push_back(std::move(accumulator));
   }

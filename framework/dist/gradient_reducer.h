@@ -18,6 +18,7 @@
 /// a step costs one allreduce of the buffer however many micro-batches it has.
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include <torch/csrc/autograd/function.h>
@@ -86,7 +87,10 @@ class GradientReducer {
   std::vector<Bucket> buckets_;
   std::vector<std::size_t> bucket_of_;       ///< by parameter index
   std::vector<bool> ready_;                  ///< by parameter index, in the syncing backward
-  std::vector<c10::intrusive_ptr<torch::autograd::Node>> accumulators_;  ///< kept alive: they carry the hooks
+  /// How autograd owns a graph node: std::shared_ptr in torch 2.11 (the GPU machines' torch),
+  /// c10::intrusive_ptr in 2.13 and later; taken from the accessor so both compile.
+  using NodePointer = decltype(torch::autograd::impl::grad_accumulator(std::declval<const torch::Tensor&>()));
+  std::vector<NodePointer> accumulators_;  ///< kept alive: they carry the hooks
   std::size_t next_to_launch_ = 0;
   std::size_t launched_during_backward_ = 0;
   bool sync_this_backward_ = false;
