@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks that the CUDA/NCCL code paths compile (warning-free) and link against the CUDA torch
 # wheel, on a machine without a GPU. Run by CI as the ctest entry CudaBuild.CompilesAndLinks.
-#   launch/check_cuda_build.sh [BUILD_DIR]      (default: build-cuda-check/)
+#   launch/check_cuda_build.sh [--device-targets] [BUILD_DIR]      (default: build-cuda-check/)
 #
 # 1. A second venv (SDTRAIN_CUDA_VENV, default .venv-cuda/, reused when present) with the CUDA
 #    torch wheel (SDTRAIN_CUDA_TORCH, default torch==2.14.1) and nvidia-nccl-cu13.
@@ -10,6 +10,10 @@
 # 3. Builds only the target nccl_gpu_tests: every source whose compilation differs with CUDA
 #    (auto-detected, -Werror) plus the NCCL tests linked against the CUDA and NCCL libraries
 #    (tests/nccl_gpu/CMakeLists.txt says why that is the faithful part). Nothing is run.
+#    --device-targets builds instead every target launch/gpu/run_on_device.sh builds (benchmarks
+#    on): with SDTRAIN_CUDA_TORCH=torch==2.11.0 (and another SDTRAIN_CUDA_VENV), the GPU
+#    machines' torch, it shows here that the device's build stage will compile, since torch's C++
+#    API differs between releases (docs/nccl.md). A cold build: about 40 minutes on 2 cores.
 #
 # Exit status: 0 built, 77 skipped (no CUDA toolkit on this machine), anything else failed.
 # Environment: CUDA_HOME (default /usr/local/cuda-13.0, else /usr/local/cuda: torch's CMake
@@ -17,6 +21,14 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# What launch/gpu/run_on_device.sh's build stage builds (its nccl, bench and demo stages).
+targets=(nccl_gpu_tests)
+bench=OFF
+if [[ ${1:-} == --device-targets ]]; then
+  targets=(nccl_gpu_tests host_sync_tests train_step_bench sdtrain_cli sddemodata)
+  bench=ON
+  shift
+fi
 build_dir=${1:-$repo/build-cuda-check}
 venv=${SDTRAIN_CUDA_VENV:-$repo/.venv-cuda}
 torch_pin=${SDTRAIN_CUDA_TORCH:-torch==2.14.1}
@@ -58,7 +70,7 @@ say "configuring $build_dir against torch $("$python" -c 'import torch; print(to
 mkdir -p "$build_dir"
 log=$build_dir/configure.log
 cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSDTRAIN_PYTHON="$python" \
-      -DSDTRAIN_BUILD_TESTS=ON -DSDTRAIN_BUILD_BENCH=OFF "${launcher[@]}" "${cuda_extra[@]}" >"$log" 2>&1 ||
+      -DSDTRAIN_BUILD_TESTS=ON -DSDTRAIN_BUILD_BENCH=$bench "${launcher[@]}" "${cuda_extra[@]}" >"$log" 2>&1 ||
   { cat "$log" >&2; exit 1; }
 if ! grep -q 'sdtrain: CUDA ON, NCCL ON' "$log"; then
   grep 'sdtrain:' "$log" >&2 || true
@@ -66,6 +78,6 @@ if ! grep -q 'sdtrain: CUDA ON, NCCL ON' "$log"; then
   exit 1
 fi
 grep -E 'sdtrain: (torch|CUDA|C\+\+|[0-9]+ source)' "$log" >&2 || true
-say "building nccl_gpu_tests ($jobs jobs)"
-cmake --build "$build_dir" --target nccl_gpu_tests -j "$jobs"
+say "building ${targets[*]} ($jobs jobs)"
+cmake --build "$build_dir" --target "${targets[@]}" -j "$jobs"
 say "done in $((SECONDS - start)) s"

@@ -231,6 +231,7 @@ fi
 pack
 
 # --- build --------------------------------------------------------------------------------------
+# launch/check_cuda_build.sh --device-targets builds the same list here, against the device's torch.
 targets=()
 has nccl && targets+=(nccl_gpu_tests host_sync_tests)
 has bench && targets+=(train_step_bench)
