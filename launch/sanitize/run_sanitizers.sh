@@ -12,7 +12,7 @@
 # test programs of the threaded parts with -fsanitize=thread and runs those tests: the data
 # loader's workers and prefetch thread, the bucket sampler, the gradient reducer's autograd hooks
 # and MPI progress, the stop-signal handler and the stop-flag exchange, the flight recorder's
-# publishing thread, checkpoint writing, and 2-rank training under mpirun.
+# publishing thread, checkpoint writing, the mapped file's holds, and 2-rank training under mpirun.
 #
 # Suppressions (launch/sanitize/*.supp) name third-party code only, each with its reason.
 # CudaBuild is left out: it compiles the CUDA sources with nvcc-free flags and runs nothing.
@@ -48,9 +48,9 @@ case "$kind" in
     ;;
   tsan)
     sanitize=thread
-    targets=(data_tests train_tests dist_tests dist_check_tests mpi_tests resilience_tests atomic_file_tests sdtrain
-             sdtrain_test_plugins)
-    tests=(-R '^(DataLoader|BucketLoader|BucketSampler|ImageFolderDataset|Trainer|StopSignal|StopFlagExchange|StopFlagUnderMpirun|FlightRecorder|GradientReducer|MpiTraining|Resilience|AtomicFile)\.')
+    targets=(data_tests train_tests dist_tests dist_check_tests mpi_tests resilience_tests atomic_file_tests io_test
+             sdtrain sdtrain_test_plugins)
+    tests=(-R '^(DataLoader|BucketLoader|BucketSampler|ImageFolderDataset|Trainer|StopSignal|StopFlagExchange|StopFlagUnderMpirun|FlightRecorder|GradientReducer|MpiTraining|Resilience|AtomicFile|MappedFile)\.')
     export TSAN_OPTIONS=suppressions=$here/tsan.supp:halt_on_error=0:exitcode=66:second_deadlock_stack=1:print_suppressions=0
     ;;
   *)
