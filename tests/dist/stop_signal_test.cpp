@@ -29,10 +29,6 @@ TEST(StopSignal, Usr1SetsTheFlagAndDoesNotKill) {
 }
 
 TEST(StopSignal, SigtermSetsTheFlagAndASecondOneEndsTheProcess) {
-  // Re-executes instead of forking: the program has a thread before main (libarrow's allocator,
-  // linked through the plugins), and under ThreadSanitizer a forked child of a threaded process
-  // did not run the second SIGTERM's handler before raise() returned (exit 4).
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
         StopSignalHandler handler;

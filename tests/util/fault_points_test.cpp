@@ -1,10 +1,5 @@
 // Fault points: the rule grammar, the errors for malformed rules, which hits a rule matches (point,
 // index, rank), and what the actions do to the process (death tests).
-//
-// The death tests re-execute the program ("threadsafe" style) instead of forking it: every test
-// program has a thread before main (the allocator of pyarrow's libarrow, linked through the
-// plugins, starts one at load), and a forked child of a threaded process is what gtest warns
-// about; under ThreadSanitizer signals sent inside such a child arrive late.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -42,7 +37,6 @@ std::string parse_error(const std::string& spec) {
 // its own process), the first fault point reached reads SDTRAIN_FAULTS itself.
 TEST(FaultPoints, AProgramThatNeverConfiguresReadsTheVariableAtTheFirstHit) {
   if (detail::fault_points_state.load() != 0) GTEST_SKIP() << "an earlier test in this process configured the rules";
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
         setenv("SDTRAIN_FAULTS", "step.after_backward:3=exit:4", 1);
@@ -161,7 +155,6 @@ TEST(FaultPoints, EnospcReturnsTrueAtItsIndexAndRankAndNamesItself) {
 }
 
 TEST(FaultPoints, CrashExitsWithTheKillStatusAndNamesPointIndexRankAndAction) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
         set_fault_point_rank(1);
@@ -176,7 +169,6 @@ TEST(FaultPoints, CrashExitsWithTheKillStatusAndNamesPointIndexRankAndAction) {
 }
 
 TEST(FaultPoints, ExitUsesItsCodeAndARuleWithoutIndexFiresAtTheFirstHit) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
         set_fault_point_rank(0);
@@ -193,7 +185,6 @@ TEST(FaultPoints, FlagRulesAddToTheVariables) {
     set_fault_point_rank(2);
     use_rules("collective.before:3=exit:5", {"checkpoint.after_parts_write:6@rank2=exit:7"});
   };
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
         configure();
@@ -211,7 +202,6 @@ TEST(FaultPoints, FlagRulesAddToTheVariables) {
 }
 
 TEST(FaultPoints, AFailedConfigureKeepsThePreviousRules) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
         use_rules("step.after_backward:6=exit:7");
@@ -229,7 +219,6 @@ TEST(FaultPoints, AFailedConfigureKeepsThePreviousRules) {
 TEST(FaultPoints, StallNeverReturns) {
   // SIGALRM (default action: terminate) ends the stalled process after a second; returning from
   // the fault point would exit 0 instead.
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
         set_fault_point_rank(1);
