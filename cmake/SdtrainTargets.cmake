@@ -18,6 +18,12 @@ function(sdtrain_target_defaults target)
   if(type STREQUAL "EXECUTABLE")
     set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE OFF)
     target_compile_options(${target} PRIVATE -fPIC)
+    # libstdc++ first in the program's NEEDED list, so that the dynamic linker binds C++ library
+    # calls (ours, the plugins', anything loaded later) to libstdc++ itself. Some torch wheels
+    # (2.11.0 among them; pytorch/pytorch#133437) export the std::filesystem functions they link
+    # statically, and the compiler driver names libstdc++ last, after libtorch: those copies would
+    # win, and their remove_all crashes. Link options come before the objects and libraries.
+    target_link_options(${target} BEFORE PRIVATE "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
   endif()
   # No <target>_EXPORTS macro: it would make the shared precompiled header unusable.
   set_target_properties(${target} PROPERTIES DEFINE_SYMBOL "")
