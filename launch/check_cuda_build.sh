@@ -21,11 +21,13 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# What launch/gpu/run_on_device.sh's build stage builds (its nccl, bench and demo stages).
 targets=(nccl_gpu_tests)
 bench=OFF
 if [[ ${1:-} == --device-targets ]]; then
-  targets=(nccl_gpu_tests host_sync_tests train_step_bench sdtrain_cli sddemodata)
+  # What launch/gpu/run_on_device.sh's build stage builds (its nccl, bench and demo stages).
+  # shellcheck source=launch/gpu/device_targets.sh
+  source "$repo/launch/gpu/device_targets.sh"
+  targets=("${device_targets_nccl[@]}" "${device_targets_bench[@]}" "${device_targets_demo[@]}")
   bench=ON
   shift
 fi

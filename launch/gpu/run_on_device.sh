@@ -231,11 +231,13 @@ fi
 pack
 
 # --- build --------------------------------------------------------------------------------------
-# launch/check_cuda_build.sh --device-targets builds the same list here, against the device's torch.
+# launch/check_cuda_build.sh --device-targets builds the same lists here, against the device's torch.
+# shellcheck source=launch/gpu/device_targets.sh
+source "$repo/launch/gpu/device_targets.sh"
 targets=()
-has nccl && targets+=(nccl_gpu_tests host_sync_tests)
-has bench && targets+=(train_step_bench)
-has demo && targets+=(sdtrain_cli sddemodata)
+has nccl && targets+=("${device_targets_nccl[@]}")
+has bench && targets+=("${device_targets_bench[@]}")
+has demo && targets+=("${device_targets_demo[@]}")
 if [[ ${#failed[@]} -eq 0 ]] && may_start build; then
   say "build: ${targets[*]} -j$jobs (log: build.log)"
   : >"$logs/build.log"
