@@ -7,12 +7,13 @@
 
 #include <dlfcn.h>
 #include <link.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include "tests/common/test_env.h"
 
 namespace sdtrain {
 namespace {
@@ -69,8 +70,7 @@ TEST(LibraryBinding, FilesystemFunctionsBindToLibstdcxx) {
 }
 
 TEST(LibraryBinding, RemoveAllDeletesANestedTree) {
-  const std::filesystem::path root =
-      std::filesystem::temp_directory_path() / ("sdtrain_remove_all_" + std::to_string(getpid()));
+  const std::filesystem::path root = test::scratch_dir() / "tree";
   std::filesystem::create_directories(root / "a" / "b");
   std::ofstream(root / "a" / "b" / "file.txt") << "x";
   std::ofstream(root / "top.txt") << "y";
